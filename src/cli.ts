@@ -1,0 +1,265 @@
+import { Command, CommanderError, Option } from 'commander';
+import { stringify } from 'yaml';
+import { type Config, ConfigError, defaultConfig, loadConfig, parseListen, redact } from './config.js';
+import { createDaemon } from './daemon.js';
+import { NotifyError, errorMessage } from './errors.js';
+import { createLogger } from './log.js';
+import type { DeliveryReport } from './types.js';
+
+/** Exit codes for shell scripts. */
+export const EXIT = {
+  /** Delivered to at least one target. */
+  delivered: 0,
+  /** Delivered to none. */
+  none: 1,
+  /** Usage, config or connection error. */
+  error: 2,
+} as const;
+
+/** Where the CLI writes, and how a running `serve` learns it should stop. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  /** Resolves when the process is asked to stop (SIGINT/SIGTERM); given the signal name. */
+  onStopSignal(handler: (signal: string) => void): () => void;
+}
+
+const processIo: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  onStopSignal(handler) {
+    process.on('SIGINT', handler);
+    process.on('SIGTERM', handler);
+    return () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    };
+  },
+};
+
+/** A failure that ends the command with exit code 2 and this one line on stderr. */
+class CliError extends Error {}
+
+const collect = (value: string, prev: string[] = []) => [...prev, value];
+
+function parseData(pairs: string[] | undefined): Record<string, string> | undefined {
+  if (!pairs || pairs.length === 0) return undefined;
+  const data: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new CliError(`--data takes key=value, got ${JSON.stringify(pair)}`);
+    data[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return data;
+}
+
+function readConfig(path: string | undefined): Config {
+  return path === undefined ? defaultConfig() : loadConfig(path);
+}
+
+/** The daemon's HTTP API base URL: --server, else the config's http.listen. */
+function serverUrl(server: string | undefined, config: Config): string {
+  if (server !== undefined) {
+    try {
+      return new URL(server).toString().replace(/\/$/, '');
+    } catch {
+      throw new CliError(`--server must be a URL like http://127.0.0.1:5680, got ${JSON.stringify(server)}`);
+    }
+  }
+  const { host, port } = parseListen(config.http.listen);
+  const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
+}
+
+interface PublishOptions {
+  msg?: string;
+  title?: string;
+  data?: string[];
+  json?: boolean;
+  config?: string;
+  server?: string;
+  token?: string;
+  timeout: string;
+}
+
+async function publish(io: Io, address: Record<string, unknown>, o: PublishOptions): Promise<number> {
+  const config = readConfig(o.config);
+  const body: Record<string, unknown> = { ...address };
+  if (o.msg !== undefined) body.msg = o.msg;
+  if (o.title !== undefined) body.title = o.title;
+  const data = parseData(o.data);
+  if (data) body.data = data;
+  if (body.msg === undefined && body.title === undefined && data === undefined) {
+    throw new CliError('nothing to send: give --msg, --title or --data');
+  }
+  const base = serverUrl(o.server, config);
+  const token = o.token ?? process.env.NOTIFY_TOKEN ?? config.http.token ?? undefined;
+  const timeoutMs = Number(o.timeout);
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new CliError('--timeout must be a positive number of milliseconds');
+
+  let res: Response;
+  try {
+    res = await fetch(`${base}/v1/send`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const why = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (cause?.code ?? cause?.message ?? errorMessage(err));
+    throw new CliError(`cannot reach the notify daemon at ${base} (${why}); is "notify serve" running?`);
+  }
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new CliError(`${base} answered ${res.status} with something that is not notify's JSON`);
+  }
+  if (!res.ok) {
+    const e = parsed as { code?: string; error?: string };
+    throw new CliError(`the daemon refused the message: ${e.error ?? res.statusText} (${e.code ?? res.status})`);
+  }
+  const report = parsed as DeliveryReport;
+  io.out(o.json ? `${JSON.stringify(report)}\n` : `${summarize(report)}\n`);
+  return report.delivered ? EXIT.delivered : EXIT.none;
+}
+
+/** One line for a human: how many targets, by transport, and who was not reached. */
+export function summarize(r: DeliveryReport): string {
+  const byTransport = new Map<string, number>();
+  for (const e of r.results) if (e.status === 'sent') byTransport.set(e.transport, (byTransport.get(e.transport) ?? 0) + 1);
+  const parts = [...byTransport].map(([t, n]) => `${t}: ${n}`).join(', ');
+  const failures = r.failed + r.rejected;
+  let line = r.delivered ? `delivered to ${r.sent} target${r.sent === 1 ? '' : 's'} (${parts})` : 'not delivered';
+  if (failures > 0) {
+    const reasons = [...new Set(r.results.filter((e) => e.status !== 'sent').map((e) => e.reason ?? e.status))];
+    line += `; ${failures} failed (${reasons.join('; ')})`;
+  }
+  if (r.unreached.length > 0) line += `; not reachable: ${r.unreached.join(', ')}`;
+  if (!r.delivered && r.results.length === 0 && r.unreached.length === 0) line += '; nobody is connected';
+  return line;
+}
+
+async function serve(io: Io, o: { config?: string }): Promise<number> {
+  const config = readConfig(o.config);
+  const log = createLogger({ level: config.log.level, write: io.err });
+  const daemon = createDaemon(config, { log });
+  let signalled = 0;
+  let wake: (signal: string) => void = () => {};
+  const stopRequested = new Promise<string>((resolve) => (wake = resolve));
+  const unlisten = io.onStopSignal((signal) => {
+    if (++signalled > 1) {
+      log.warn(`second ${signal}: exiting without waiting`);
+      process.exit(130);
+    }
+    wake(signal);
+  });
+  try {
+    await daemon.start();
+    log.info(`notify ready${o.config ? ` (config ${o.config})` : ' (built-in defaults; pass --config FILE to change them)'}`);
+    const signal = await stopRequested;
+    log.info(`${signal}: shutting down; finishing deliveries in flight`);
+    await daemon.stop();
+    log.info('stopped');
+    return 0;
+  } finally {
+    unlisten();
+  }
+}
+
+function configCheck(io: Io, o: { config?: string; print?: boolean }): number {
+  let config: Config;
+  try {
+    config = readConfig(o.config);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const p of err.problems) io.err(`${p}\n`);
+    return EXIT.error;
+  }
+  io.out(`${o.config ?? 'built-in defaults'}: ok\n`);
+  if (o.print) io.out(stringify(redact(config)));
+  return 0;
+}
+
+/** The commander program. Actions store their exit code in `result.code`. */
+export function buildProgram(io: Io, result: { code: number }): Command {
+  const program = new Command('notify')
+    .description('Push notifications to a uid: live WebSocket sessions, APNs and HTTP push services.')
+    .exitOverride()
+    .configureOutput({
+      writeOut: io.out,
+      writeErr: io.err,
+      outputError: (s, write) => write(`notify: ${s.replace(/^error: /, '').trimEnd()} (see "notify --help")\n`),
+    });
+
+  const configOption = () => new Option('-c, --config <file>', 'YAML config file (default: built-in defaults)');
+  const publishOptions = (cmd: Command) =>
+    cmd
+      .option('-m, --msg <text>', 'message text; alone, it is exactly the frame a session receives')
+      .option('-t, --title <text>', 'alert title')
+      .option('-d, --data <key=value>', 'custom data (repeatable)', collect)
+      .option('--json', 'print the delivery report as JSON')
+      .addOption(configOption())
+      .option('-s, --server <url>', "the daemon's HTTP API (default: from the config's http.listen)")
+      .option('--token <token>', 'bearer token for the HTTP API (default: $NOTIFY_TOKEN, else http.token from the config)')
+      .option('--timeout <ms>', 'how long to wait for the report', '30000');
+
+  program
+    .command('serve')
+    .description('run the daemon in the foreground (stop with SIGINT or SIGTERM)')
+    .addOption(configOption())
+    .action(async (o) => {
+      result.code = await serve(io, o);
+    });
+
+  publishOptions(
+    program
+      .command('send')
+      .description('send a message to one or more uids through the running daemon')
+      .requiredOption('-u, --uid <uid>', 'recipient uid (repeatable)', collect),
+  )
+    .addHelpText('after', '\nExit status: 0 delivered to at least one target, 1 delivered to none, 2 usage, config or connection error.')
+    .action(async (o: PublishOptions & { uid: string[] }) => {
+      const address = o.uid.length === 1 ? { uid: o.uid[0] } : { uid: o.uid };
+      result.code = await publish(io, address, o);
+    });
+
+  publishOptions(program.command('broadcast').description('send a message to every connected uid'))
+    .addHelpText('after', '\nExit status: 0 delivered to at least one target, 1 delivered to none, 2 usage, config or connection error.')
+    .action(async (o: PublishOptions) => {
+      result.code = await publish(io, { broadcast: true }, o);
+    });
+
+  const config = program.command('config').description('work with config files');
+  config
+    .command('check')
+    .description('validate a config file (or the built-in defaults) and exit 0 if it is good')
+    .addOption(configOption())
+    .option('--print', 'print the effective config with secrets redacted')
+    .action((o) => {
+      result.code = configCheck(io, o);
+    });
+
+  return program;
+}
+
+/** Runs the CLI with `argv` (without node and script) and resolves with the exit code. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const result = { code: 0 };
+  const program = buildProgram(io, result);
+  if (argv.length === 0) argv = ['--help'];
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return result.code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      return EXIT.error;
+    }
+    if (err instanceof CliError || err instanceof NotifyError) io.err(`notify: ${errorMessage(err)}\n`);
+    else io.err(`notify: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return EXIT.error;
+  }
+}

@@ -1,0 +1,245 @@
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument } from 'yaml';
+import { type Spec, Validation, validate, type Problem } from './config-schema.js';
+import { NotifyError } from './errors.js';
+import { LOG_LEVELS, type LogLevel, isSecretKey } from './log.js';
+import { TRANSPORT_TYPES } from './transports/index.js';
+
+export { parseListen, formatListen } from './config-schema.js';
+
+/** Every key with its default. Units are in the names. */
+export const DEFAULTS = {
+  ws: {
+    /** WebSocket sessions and the demo page. */
+    listen: '127.0.0.1:1234',
+    /** Largest frame a client may send. */
+    maxPayloadBytes: 64 * 1024,
+    /** Unsent data a session may hold before it counts as a slow consumer and is dropped. */
+    maxBufferedBytes: 1024 * 1024,
+    /** Ping every session this often; one that has not answered the previous ping is dropped. */
+    heartbeatIntervalMs: 30_000,
+  },
+  text: {
+    /** Line-based TCP ingress of the original protocol. */
+    listen: '127.0.0.1:5678',
+    /** Longest request line. */
+    maxLineBytes: 64 * 1024,
+    /** Lines of one connection being delivered at once before it stops reading. */
+    maxPipelinedLines: 1024,
+  },
+  http: {
+    /** Publisher HTTP API. */
+    listen: '127.0.0.1:5680',
+    /** When set, /v1/* needs `Authorization: Bearer <token>`. */
+    token: null as string | null,
+    /** Largest request body. */
+    maxBodyBytes: 1024 * 1024,
+  },
+  dispatch: {
+    /** How long one transport may take to deliver to one uid. */
+    deliverTimeoutMs: 5_000,
+  },
+  shutdown: {
+    /** How long a stop waits for deliveries in flight before it closes everything anyway. */
+    timeoutMs: 10_000,
+  },
+  log: {
+    level: 'info' as LogLevel,
+  },
+} as const;
+
+export interface TransportSettings {
+  type: string;
+  [key: string]: unknown;
+}
+
+export interface Config {
+  ws: { listen: string; maxPayloadBytes: number; maxBufferedBytes: number; heartbeatIntervalMs: number };
+  text: { listen: string; maxLineBytes: number; maxPipelinedLines: number };
+  http: { listen: string; token: string | null; maxBodyBytes: number };
+  dispatch: { deliverTimeoutMs: number };
+  shutdown: { timeoutMs: number };
+  log: { level: LogLevel };
+  /** Configured transports by name (APNs, HTTP push); the WebSocket transport is always on. */
+  transports: Record<string, TransportSettings>;
+  /** Device tokens: uid -> transport name -> tokens. */
+  devices: Record<string, Record<string, string[]>>;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+const transportsSpec: Spec = {
+  type: 'custom',
+  validate(value, path, ctx) {
+    if (value === undefined || value === null) return {};
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      ctx.fail(path, 'transports must be a mapping of name -> settings');
+      return {};
+    }
+    const out: Record<string, TransportSettings> = {};
+    for (const [name, raw] of Object.entries(value as Record<string, unknown>)) {
+      const here = [...path, name];
+      if (name === 'websocket') ctx.fail(here, 'transports.websocket: the name "websocket" is taken by the built-in WebSocket transport (configure it under ws)', true);
+      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+        ctx.fail(here, `${here.join('.')} must be a mapping with a "type"`);
+        continue;
+      }
+      const { type = name, ...settings } = raw as Record<string, unknown>;
+      const kind = typeof type === 'string' ? TRANSPORT_TYPES[type] : undefined;
+      if (!kind) {
+        const known = Object.keys(TRANSPORT_TYPES).join(', ') || 'none yet';
+        ctx.fail([...here, 'type'], `${here.join('.')}.type: unknown transport type ${JSON.stringify(type)} (known: ${known})`);
+        continue;
+      }
+      out[name] = { type: type as string, ...(validate(kind.settings, settings, here, ctx) as object) };
+    }
+    return out;
+  },
+};
+
+const SCHEMA: Spec = {
+  type: 'section',
+  keys: {
+    ws: {
+      type: 'section',
+      keys: {
+        listen: { type: 'listen', default: DEFAULTS.ws.listen },
+        maxPayloadBytes: { type: 'integer', min: 16, max: 100 * MiB, default: DEFAULTS.ws.maxPayloadBytes },
+        maxBufferedBytes: { type: 'integer', min: KiB, default: DEFAULTS.ws.maxBufferedBytes },
+        heartbeatIntervalMs: { type: 'integer', min: 10, default: DEFAULTS.ws.heartbeatIntervalMs },
+      },
+    },
+    text: {
+      type: 'section',
+      keys: {
+        listen: { type: 'listen', default: DEFAULTS.text.listen },
+        maxLineBytes: { type: 'integer', min: 64, max: 100 * MiB, default: DEFAULTS.text.maxLineBytes },
+        maxPipelinedLines: { type: 'integer', min: 1, default: DEFAULTS.text.maxPipelinedLines },
+      },
+    },
+    http: {
+      type: 'section',
+      keys: {
+        listen: { type: 'listen', default: DEFAULTS.http.listen },
+        token: { type: 'string', default: null, check: (v) => (v.length < 16 ? 'must be at least 16 characters' : undefined) },
+        maxBodyBytes: { type: 'integer', min: KiB, max: 100 * MiB, default: DEFAULTS.http.maxBodyBytes },
+      },
+    },
+    dispatch: {
+      type: 'section',
+      keys: { deliverTimeoutMs: { type: 'integer', min: 1, default: DEFAULTS.dispatch.deliverTimeoutMs } },
+    },
+    shutdown: {
+      type: 'section',
+      keys: { timeoutMs: { type: 'integer', min: 0, default: DEFAULTS.shutdown.timeoutMs } },
+    },
+    log: {
+      type: 'section',
+      keys: { level: { type: 'enum', values: LOG_LEVELS, default: DEFAULTS.log.level } },
+    },
+    transports: transportsSpec,
+    devices: {
+      type: 'map',
+      checkKey: (uid) => (uid.length === 0 ? 'a uid must not be empty' : undefined),
+      of: { type: 'map', of: { type: 'list', of: { type: 'string' } } },
+    },
+  },
+};
+
+/** Cross-checks `devices` against `transports`: each list names a configured transport and holds valid tokens. */
+function checkDevices(cfg: Config, ctx: Validation): void {
+  for (const [uid, byTransport] of Object.entries(cfg.devices)) {
+    for (const [name, tokens] of Object.entries(byTransport)) {
+      const path = ['devices', uid, name];
+      const settings = cfg.transports[name];
+      if (!settings) {
+        const known = Object.keys(cfg.transports).join(', ') || 'none configured';
+        ctx.fail(path, `devices.${uid}.${name}: no transport named "${name}" (transports: ${known})`, true);
+        continue;
+      }
+      const check = TRANSPORT_TYPES[settings.type]?.checkTarget;
+      tokens.forEach((token, i) => {
+        const bad = check?.(token);
+        if (bad) ctx.fail([...path, String(i)], `devices.${uid}.${name}[${i}]: ${bad}`);
+      });
+    }
+  }
+}
+
+/** A config that failed validation; `problems` has every one, `message` the first. */
+export class ConfigError extends NotifyError {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : '';
+    super('NOTIFY_ERR_CONFIG', `${problems[0]}${more}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+function formatProblem(source: string, p: Problem): string {
+  const where = p.line === undefined ? source : `${source}:${p.line}:${p.col}`;
+  const text = p.message.startsWith(`${p.path}`) || !p.path ? p.message : `${p.path}: ${p.message}`;
+  return `${where}: ${text}`;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
+  }
+  return v;
+}
+
+/**
+ * Parses and validates YAML config text. `source` names it in errors (`config.yaml:3:5: ...`).
+ * Throws ConfigError listing every problem; returns a frozen config with defaults filled in.
+ */
+export function parseConfig(text: string, source = 'config'): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => {
+        const pos = e.linePos?.[0];
+        const msg = e.message.split(/ at line \d+|:\n/)[0] ?? e.message;
+        return pos ? `${source}:${pos.line}:${pos.col}: ${msg}` : `${source}: ${msg}`;
+      }),
+    );
+  }
+  const ctx = new Validation(doc, lines);
+  const cfg = validate(SCHEMA, doc.toJS({ maxAliasCount: 100 }), [], ctx) as Config;
+  if (ctx.problems.length === 0) checkDevices(cfg, ctx);
+  if (ctx.problems.length > 0) throw new ConfigError(ctx.problems.map((p) => formatProblem(source, p)));
+  return deepFreeze(cfg);
+}
+
+/** The embedded default config: what `notify serve` runs with when given no file. */
+export function defaultConfig(): Config {
+  return parseConfig('', 'defaults');
+}
+
+/** Reads and validates a YAML config file. */
+export function loadConfig(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? String(err));
+    throw new ConfigError([`cannot read config file ${path}: ${why}`]);
+  }
+  return parseConfig(text, path);
+}
+
+/** A deep copy safe to print: every value under a secret-looking key becomes "[redacted]". */
+export function redact<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(redact) as T;
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    out[k] = isSecretKey(k) && v !== null && v !== undefined && typeof v !== 'object' ? '[redacted]' : redact(v);
+  }
+  return out as T;
+}

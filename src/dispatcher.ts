@@ -1,0 +1,147 @@
+import { NotifyError, errorMessage } from './errors.js';
+import type { Logger } from './log.js';
+import type { Registry } from './registry.js';
+import type { Transport } from './transports/transport.js';
+import type { Audience, DeliveryReport, DeliveryResult, Message, ReportEntry, Uid } from './types.js';
+
+export interface DispatcherOptions {
+  transports: readonly Transport[];
+  registry: Registry;
+  /** How long one transport may take for one uid before it counts as failed. */
+  deliverTimeoutMs: number;
+  log: Logger;
+}
+
+interface Call {
+  uid: Uid;
+  transport: Transport;
+  results: Promise<DeliveryResult[]>;
+}
+
+/**
+ * Fans one message out to every transport that can reach each addressed uid, concurrently,
+ * and answers with a delivery report.
+ *
+ * Isolation: each (transport, uid) delivery runs on its own; one that throws, rejects or does
+ * not settle by the deadline becomes a `failed` entry with target '*', and never delays or
+ * breaks the others beyond `deliverTimeoutMs`. Targets a transport reports with `prune` are
+ * unregistered before the report is returned.
+ */
+export class Dispatcher {
+  readonly #transports: readonly Transport[];
+  readonly #registry: Registry;
+  readonly #timeoutMs: number;
+  readonly #log: Logger;
+  #state: 'running' | 'closing' | 'closed' = 'running';
+  #inflight = 0;
+  readonly #idleWaiters: (() => void)[] = [];
+
+  constructor(opts: DispatcherOptions) {
+    if (!Number.isInteger(opts.deliverTimeoutMs) || opts.deliverTimeoutMs <= 0) {
+      throw new RangeError('deliverTimeoutMs must be a positive integer');
+    }
+    const names = new Set<string>();
+    for (const t of opts.transports) {
+      if (names.has(t.name)) throw new TypeError(`two transports are named "${t.name}"`);
+      names.add(t.name);
+    }
+    this.#transports = opts.transports;
+    this.#registry = opts.registry;
+    this.#timeoutMs = opts.deliverTimeoutMs;
+    this.#log = opts.log;
+  }
+
+  /** Deliveries under way now. */
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /** Delivers `msg` to `audience`. Rejects only when the dispatcher is closed. */
+  async dispatch(audience: Audience, msg: Message): Promise<DeliveryReport> {
+    if (this.#state !== 'running') {
+      throw new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 });
+    }
+    const uids = 'broadcast' in audience ? [...this.#registry.uids()] : unique(audience.uids);
+    const calls: Call[] = [];
+    const unreached: Uid[] = [];
+    const controller = new AbortController();
+    for (const uid of uids) {
+      const before = calls.length;
+      for (const transport of this.#transports) {
+        if (!reachable(transport, uid)) continue;
+        calls.push({ uid, transport, results: invoke(transport, uid, msg, controller.signal) });
+      }
+      if (calls.length === before) unreached.push(uid);
+    }
+    if (calls.length === 0) return { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached };
+
+    this.#inflight++;
+    const timer = setTimeout(() => controller.abort(), this.#timeoutMs);
+    const expired = new Promise<null>((resolve) => controller.signal.addEventListener('abort', () => resolve(null), { once: true }));
+    try {
+      const settled = await Promise.all(calls.map((c) => Promise.race([c.results, expired])));
+      return this.#report(calls, settled, unreached);
+    } finally {
+      clearTimeout(timer);
+      if (!controller.signal.aborted) controller.abort();
+      if (--this.#inflight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+    }
+  }
+
+  #report(calls: Call[], settled: (DeliveryResult[] | null)[], unreached: Uid[]): DeliveryReport {
+    const report: DeliveryReport = { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached };
+    for (let i = 0; i < calls.length; i++) {
+      const { uid, transport } = calls[i] as Call;
+      const results = settled[i] ?? [
+        { transport: transport.name, target: '*', status: 'failed', reason: `timeout after ${this.#timeoutMs} ms` },
+      ];
+      for (const r of results) {
+        const entry: ReportEntry = { uid, transport: r.transport, target: r.target, status: r.status };
+        if (r.reason !== undefined) entry.reason = r.reason;
+        report.results.push(entry);
+        report[r.status]++;
+        if (r.prune) this.#prune(transport, r);
+      }
+    }
+    report.delivered = report.sent > 0;
+    return report;
+  }
+
+  #prune(transport: Transport, r: DeliveryResult): void {
+    const uid = this.#registry.index(transport.name).remove(r.target);
+    if (uid !== undefined) {
+      this.#log.info('target unregistered', { transport: transport.name, uid, target: r.target, reason: r.reason });
+    }
+  }
+
+  /** Refuses new messages and waits until those in flight have their reports. */
+  async close(): Promise<void> {
+    if (this.#state === 'running') this.#state = 'closing';
+    while (this.#inflight > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    this.#state = 'closed';
+  }
+}
+
+function unique(uids: readonly Uid[]): readonly Uid[] {
+  return uids.length < 2 ? uids : [...new Set(uids)];
+}
+
+function reachable(transport: Transport, uid: Uid): boolean {
+  try {
+    return transport.canReach(uid);
+  } catch {
+    return false;
+  }
+}
+
+/** Calls deliver() so that a throw or a rejection becomes one `failed` result, never an exception. */
+function invoke(transport: Transport, uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
+  const failed = (err: unknown): DeliveryResult[] => [
+    { transport: transport.name, target: '*', status: 'failed', reason: errorMessage(err) },
+  ];
+  try {
+    return transport.deliver(uid, msg, signal).then(undefined, failed);
+  } catch (err) {
+    return Promise.resolve(failed(err));
+  }
+}

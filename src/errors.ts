@@ -1,0 +1,33 @@
+/** Stable error codes; the HTTP API returns them as `code`. */
+export type NotifyErrorCode =
+  | 'NOTIFY_ERR_CONFIG'
+  | 'NOTIFY_ERR_INVALID_MESSAGE'
+  | 'NOTIFY_ERR_INVALID_JSON'
+  | 'NOTIFY_ERR_LINE_TOO_LONG'
+  | 'NOTIFY_ERR_BODY_TOO_LARGE'
+  | 'NOTIFY_ERR_UNAUTHORIZED'
+  | 'NOTIFY_ERR_NOT_FOUND'
+  | 'NOTIFY_ERR_METHOD'
+  | 'NOTIFY_ERR_CLOSED'
+  | 'NOTIFY_ERR_TIMEOUT'
+  | 'NOTIFY_ERR_CONNECT'
+  | 'NOTIFY_ERR_USAGE'
+  | 'NOTIFY_ERR_INTERNAL';
+
+/** An error with a stable `code`, and the HTTP status to answer it with where one applies. */
+export class NotifyError extends Error {
+  readonly code: NotifyErrorCode;
+  readonly status: number | undefined;
+
+  constructor(code: NotifyErrorCode, message: string, options: { status?: number; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'NotifyError';
+    this.code = code;
+    this.status = options.status;
+  }
+}
+
+/** The message of any thrown value, for reports and log lines. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

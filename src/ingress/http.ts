@@ -1,0 +1,173 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Dispatcher } from '../dispatcher.js';
+import { NotifyError, errorMessage } from '../errors.js';
+import { closeServer, listen } from '../listen.js';
+import type { Logger } from '../log.js';
+import { PUBLISH_KEYS, messageFromFields, parseAudience } from '../message.js';
+
+export interface HttpIngressOptions {
+  /** "host:port". @default '127.0.0.1:5680' */
+  listen: string;
+  /** When set, every /v1/ request needs `Authorization: Bearer <token>`. */
+  token: string | null;
+  maxBodyBytes: number;
+  dispatcher: Dispatcher;
+  /** What GET /healthz reports, besides its status. */
+  health: () => Record<string, unknown>;
+  log: Logger;
+  /** How long stop() waits for requests in flight. @default 5000 */
+  closeTimeoutMs?: number;
+}
+
+type Handler = (req: IncomingMessage, body: unknown) => Promise<unknown>;
+
+interface Route {
+  method: 'GET' | 'POST';
+  path: string;
+  auth: boolean;
+  handle: Handler;
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/**
+ * The publisher HTTP API:
+ * - `POST /v1/send` `{uid | uids | broadcast, msg?, title?, badge?, sound?, data?}` -> the delivery report;
+ * - `GET /healthz` -> `{status, transports}`.
+ * Errors are `{code, error}` with a matching 4xx/5xx status.
+ */
+export class HttpIngress {
+  readonly #opts: Required<HttpIngressOptions>;
+  readonly #server: Server;
+  readonly #routes: Route[];
+  readonly #tokenDigest: Buffer | undefined;
+  #address = '';
+  #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+
+  constructor(opts: HttpIngressOptions) {
+    if (!Number.isInteger(opts.maxBodyBytes) || opts.maxBodyBytes <= 0) {
+      throw new RangeError('maxBodyBytes must be a positive integer');
+    }
+    this.#opts = { closeTimeoutMs: 5000, ...opts };
+    this.#tokenDigest = opts.token ? sha256(opts.token) : undefined;
+    this.#routes = [
+      { method: 'POST', path: '/v1/send', auth: true, handle: (_req, body) => this.#send(body) },
+      { method: 'GET', path: '/healthz', auth: false, handle: async () => this.#health() },
+    ];
+    this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      this.#serve(req, res).catch((err: unknown) => this.#fail(res, err));
+    });
+    this.#server.on('clientError', (_err, socket) => socket.destroy());
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'new') return;
+    this.#state = 'running';
+    this.#address = await listen(this.#server, this.#opts.listen, 'http.listen');
+  }
+
+  addresses(): Record<string, string> {
+    return this.#address ? { http: this.#address } : {};
+  }
+
+  /** Stops accepting, lets requests in flight finish (up to closeTimeoutMs), then closes. */
+  async stop(): Promise<void> {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#state = 'closing';
+    const closed = closeServer(this.#server);
+    this.#server.closeIdleConnections();
+    const timer = setTimeout(() => this.#server.closeAllConnections(), this.#opts.closeTimeoutMs);
+    await closed;
+    clearTimeout(timer);
+    this.#state = 'closed';
+  }
+
+  async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    const routes = this.#routes.filter((r) => r.path === path);
+    if (routes.length === 0) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${path}`, { status: 404 });
+    const route = routes.find((r) => r.method === req.method);
+    if (!route) {
+      res.setHeader('allow', routes.map((r) => r.method).join(', '));
+      throw new NotifyError('NOTIFY_ERR_METHOD', `${path} takes ${routes.map((r) => r.method).join(' or ')}`, { status: 405 });
+    }
+    if (route.auth) this.#authorize(req);
+    const body = route.method === 'POST' ? await this.#readJson(req) : undefined;
+    this.#reply(res, 200, await route.handle(req, body));
+  }
+
+  #authorize(req: IncomingMessage): void {
+    if (!this.#tokenDigest) return;
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) {
+      throw new NotifyError('NOTIFY_ERR_UNAUTHORIZED', 'this endpoint needs "Authorization: Bearer <http.token>"', { status: 401 });
+    }
+    // Compare digests: equal length, constant time, whatever the caller sent.
+    if (!timingSafeEqual(sha256(m[1] as string), this.#tokenDigest)) {
+      throw new NotifyError('NOTIFY_ERR_UNAUTHORIZED', 'wrong bearer token', { status: 401 });
+    }
+  }
+
+  async #readJson(req: IncomingMessage): Promise<unknown> {
+    const max = this.#opts.maxBodyBytes;
+    const tooLarge = () =>
+      new NotifyError('NOTIFY_ERR_BODY_TOO_LARGE', `request body larger than ${max} bytes (http.maxBodyBytes)`, { status: 413 });
+    const declared = Number(req.headers['content-length']);
+    if (declared > max) throw tooLarge();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > max) throw tooLarge();
+      chunks.push(chunk);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    if (text.trim() === '') throw new NotifyError('NOTIFY_ERR_INVALID_JSON', 'request body is empty; send a JSON object', { status: 400 });
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      throw new NotifyError('NOTIFY_ERR_INVALID_JSON', `request body is not JSON (${errorMessage(err)})`, { status: 400 });
+    }
+  }
+
+  async #send(body: unknown): Promise<unknown> {
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw new NotifyError('NOTIFY_ERR_INVALID_MESSAGE', 'expected a JSON object, e.g. {"uid":"uid1","msg":"hi"}', { status: 400 });
+    }
+    const obj = body as Record<string, unknown>;
+    const unknown = Object.keys(obj).filter((k) => !PUBLISH_KEYS.has(k));
+    if (unknown.length > 0) {
+      throw new NotifyError('NOTIFY_ERR_INVALID_MESSAGE', `unknown field ${unknown.map((k) => `"${k}"`).join(', ')}; custom keys go in "data"`, {
+        status: 400,
+      });
+    }
+    return this.#opts.dispatcher.dispatch(parseAudience(obj), messageFromFields(obj));
+  }
+
+  #health(): Record<string, unknown> {
+    return { status: this.#state === 'running' ? 'ok' : 'closing', ...this.#opts.health() };
+  }
+
+  #reply(res: ServerResponse, status: number, body: unknown): void {
+    const json = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) });
+    res.end(json);
+  }
+
+  #fail(res: ServerResponse, err: unknown): void {
+    const known = err instanceof NotifyError;
+    const status = known && err.status !== undefined ? err.status : 500;
+    if (!known) this.#opts.log.error('http request failed', { error: errorMessage(err) });
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    // After a refused body the rest of it may still be arriving: don't keep the connection.
+    if (status === 413) res.setHeader('connection', 'close');
+    this.#reply(res, status, { code: known ? err.code : 'NOTIFY_ERR_INTERNAL', error: known ? err.message : 'internal error' });
+  }
+}

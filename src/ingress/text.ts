@@ -1,0 +1,249 @@
+import { isUtf8 } from 'node:buffer';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Dispatcher } from '../dispatcher.js';
+import { errorMessage } from '../errors.js';
+import { closeServer, listen } from '../listen.js';
+import type { Logger } from '../log.js';
+import { messageFromLine, parseAudience } from '../message.js';
+
+export interface TextIngressOptions {
+  /** "host:port". @default '127.0.0.1:5678' */
+  listen: string;
+  /** Longest request line, without its line ending. */
+  maxLineBytes: number;
+  /** Lines of one connection in delivery at once; past it the connection is not read. */
+  maxPipelinedLines: number;
+  dispatcher: Dispatcher;
+  log: Logger;
+  /** How long stop() waits for a connection's pending replies. @default 5000 */
+  closeTimeoutMs?: number;
+}
+
+const NL = 0x0a;
+const CR = 0x0d;
+
+/**
+ * Handles one request line and returns its reply line (without the newline):
+ * `ok` (at least one target has it), `fail` (none), or `error: <what is wrong>`.
+ */
+export function answerLine(line: string, dispatcher: Dispatcher): string | Promise<string> {
+  if (line.length === 0) return 'error: empty line; send one JSON object per line, e.g. {"uid":"uid1","msg":"hi"}';
+  let obj: unknown;
+  try {
+    obj = JSON.parse(line);
+  } catch (err) {
+    return `error: not JSON (${errorMessage(err)})`;
+  }
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+    return 'error: expected a JSON object, e.g. {"uid":"uid1","msg":"hi"}';
+  }
+  let audience, msg;
+  try {
+    audience = parseAudience(obj as Record<string, unknown>);
+    msg = messageFromLine(line, obj as Record<string, unknown>);
+  } catch (err) {
+    return `error: ${errorMessage(err)}`;
+  }
+  return dispatcher.dispatch(audience, msg).then(
+    (report) => (report.delivered ? 'ok' : 'fail'),
+    (err: unknown) => `error: ${errorMessage(err)}`,
+  );
+}
+
+/**
+ * The line-based TCP ingress of the original protocol: one JSON object per line in (`\n` or
+ * `\r\n`), one reply line out per request line, in request order, however the lines are
+ * pipelined or split across packets. A connection stays open for as many lines as the client
+ * likes.
+ *
+ * Memory per connection is bounded: a partial line never grows past maxLineBytes (the rest of
+ * an oversized line is skipped up to its newline and answered with one `error:` line), and a
+ * connection with maxPipelinedLines in delivery, or whose replies are not being read, is paused.
+ */
+export class TextIngress {
+  readonly #opts: Required<TextIngressOptions>;
+  readonly #server: Server;
+  readonly #conns = new Set<TextConnection>();
+  #address = '';
+  #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+
+  constructor(opts: TextIngressOptions) {
+    for (const key of ['maxLineBytes', 'maxPipelinedLines'] as const) {
+      if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`${key} must be a positive integer`);
+    }
+    this.#opts = { closeTimeoutMs: 5000, ...opts };
+    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      const conn = new TextConnection(socket, this.#opts, () => this.#conns.delete(conn));
+      this.#conns.add(conn);
+    });
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'new') return;
+    this.#state = 'running';
+    this.#address = await listen(this.#server, this.#opts.listen, 'text.listen');
+  }
+
+  addresses(): Record<string, string> {
+    return this.#address ? { text: this.#address } : {};
+  }
+
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /** Stops accepting and reading; answers the lines already read, then closes each connection. */
+  async stop(): Promise<void> {
+    if (this.#state === 'closed' || this.#state === 'closing') return;
+    this.#state = 'closing';
+    const closed = closeServer(this.#server);
+    await Promise.all([...this.#conns].map((c) => c.finish(this.#opts.closeTimeoutMs)));
+    await closed;
+    this.#state = 'closed';
+  }
+}
+
+class TextConnection {
+  readonly #socket: Socket;
+  readonly #opts: Required<TextIngressOptions>;
+  readonly #onGone: () => void;
+  /** Bytes of the line being read, when it spans packets. */
+  #partial: Buffer | undefined;
+  /** True while skipping the rest of an oversized line. */
+  #skipping = false;
+  /** Replies in request order; undefined while that line is being delivered. */
+  #slots: (string | undefined)[] = [];
+  #head = 0;
+  #reading = true;
+  #writeBlocked = false;
+  #ended = false;
+  #finishing = false;
+
+  constructor(socket: Socket, opts: Required<TextIngressOptions>, onGone: () => void) {
+    this.#socket = socket;
+    this.#opts = opts;
+    this.#onGone = onGone;
+    socket.setKeepAlive(true, 60_000);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => {
+      this.#ended = true;
+      this.#endIfDone();
+    });
+    socket.on('drain', () => {
+      this.#writeBlocked = false;
+      this.#updateFlow();
+    });
+    socket.on('error', (err) => {
+      opts.log.debug('text connection error', { remote: socket.remoteAddress, error: err.message });
+      socket.destroy();
+    });
+    socket.on('close', onGone);
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#finishing) return;
+    const max = this.#opts.maxLineBytes;
+    let start = 0;
+    for (let nl = chunk.indexOf(NL); nl !== -1; nl = chunk.indexOf(NL, start)) {
+      if (this.#skipping) {
+        this.#skipping = false;
+      } else {
+        let line = chunk.subarray(start, nl);
+        if (this.#partial !== undefined) {
+          line = Buffer.concat([this.#partial, line]);
+          this.#partial = undefined;
+        }
+        const end = line.length > 0 && line[line.length - 1] === CR ? line.length - 1 : line.length;
+        if (end > max) this.#push(`error: line longer than ${max} bytes`);
+        else if (!isUtf8(line)) this.#push('error: line is not valid UTF-8');
+        else this.#push(answerLine(line.toString('utf8', 0, end), this.#opts.dispatcher));
+      }
+      start = nl + 1;
+    }
+    if (start < chunk.length && !this.#skipping) {
+      const rest = chunk.subarray(start);
+      // Copy a small rest so it does not pin the whole 64 KiB read buffer.
+      this.#partial = this.#partial === undefined ? Buffer.from(rest) : Buffer.concat([this.#partial, rest]);
+      // +1: the line's CR may be the last byte read so far.
+      if (this.#partial.length > max + 1) {
+        this.#partial = undefined;
+        this.#skipping = true;
+        this.#push(`error: line longer than ${max} bytes`);
+      }
+    }
+    this.#flush();
+  }
+
+  #push(reply: string | Promise<string>): void {
+    if (typeof reply === 'string') {
+      this.#slots.push(reply);
+      return;
+    }
+    const i = this.#slots.length;
+    this.#slots.push(undefined);
+    reply.then((line) => {
+      this.#slots[i] = line;
+      this.#flush();
+    });
+    this.#updateFlow();
+  }
+
+  /** Writes every reply that is ready and has no unanswered line before it. */
+  #flush(): void {
+    const slots = this.#slots;
+    let out = '';
+    while (this.#head < slots.length) {
+      const reply = slots[this.#head];
+      if (reply === undefined) break;
+      out += `${reply}\n`;
+      this.#head++;
+    }
+    if (this.#head === slots.length && this.#head > 0) {
+      // All answered: reuse the array; pending callbacks hold indexes, so only reset when empty.
+      this.#slots = [];
+      this.#head = 0;
+    }
+    if (out.length > 0 && !this.#socket.destroyed) {
+      if (!this.#socket.write(out)) this.#writeBlocked = true;
+    }
+    this.#updateFlow();
+    this.#endIfDone();
+  }
+
+  get #inflight(): number {
+    return this.#slots.length - this.#head;
+  }
+
+  #updateFlow(): void {
+    // While finishing, read on and drop what comes, so that closing never resets the connection
+    // over unread data (which could discard replies the client has not read yet).
+    const shouldRead = this.#finishing || (!this.#writeBlocked && this.#inflight < this.#opts.maxPipelinedLines);
+    if (shouldRead === this.#reading) return;
+    this.#reading = shouldRead;
+    if (shouldRead) this.#socket.resume();
+    else this.#socket.pause();
+  }
+
+  #endIfDone(): void {
+    const socket = this.#socket;
+    if ((this.#ended || this.#finishing) && this.#inflight === 0 && !socket.destroyed && !socket.writableEnded) {
+      // A client that half-closed closes its side itself; on shutdown we close ours once flushed.
+      socket.end(this.#finishing ? () => socket.destroy() : undefined);
+    }
+  }
+
+  /** Stops taking lines, answers those already read, and closes; destroys the socket after timeoutMs. */
+  finish(timeoutMs: number): Promise<void> {
+    this.#finishing = true;
+    this.#updateFlow();
+    return new Promise((resolve) => {
+      if (this.#socket.destroyed) return resolve();
+      const timer = setTimeout(() => this.#socket.destroy(), timeoutMs);
+      this.#socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.#endIfDone();
+    });
+  }
+}

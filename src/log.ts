@@ -1,0 +1,63 @@
+/** Log levels, quietest last. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export type LogFields = Record<string, unknown>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+}
+
+export interface LoggerOptions {
+  /** @default 'info' */
+  level?: LogLevel;
+  /** Where lines go. @default process.stderr */
+  write?: (line: string) => void;
+  /** @default () => new Date() */
+  now?: () => Date;
+}
+
+/**
+ * A leveled logger writing one JSON object per line: `{"time","level","msg",...fields}`.
+ * Values of keys that name secrets (token, secret, password, authorization, key) are replaced
+ * by "[redacted]", so a careless field never leaks a credential.
+ */
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const min = LOG_LEVELS.indexOf(opts.level ?? 'info');
+  const write = opts.write ?? ((line: string) => process.stderr.write(line));
+  const now = opts.now ?? (() => new Date());
+  const emit = (level: LogLevel) => (msg: string, fields?: LogFields) => {
+    if (LOG_LEVELS.indexOf(level) < min) return;
+    const entry = { time: now().toISOString(), level, msg, ...redactFields(fields) };
+    write(`${JSON.stringify(entry, jsonSafe)}\n`);
+  };
+  return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
+}
+
+/** A logger that drops everything (tests, library use). */
+export const silentLogger: Logger = createLogger({ level: 'silent' });
+
+const SECRET_KEY = /token|secret|password|passphrase|authorization|^key$|apikey|api_key/i;
+
+/** True for a key whose value must never be printed. */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY.test(key);
+}
+
+function redactFields(fields: LogFields | undefined): LogFields | undefined {
+  if (fields === undefined) return undefined;
+  let out: LogFields | undefined;
+  for (const key of Object.keys(fields)) {
+    if (isSecretKey(key) && fields[key] !== undefined) (out ??= { ...fields })[key] = '[redacted]';
+  }
+  return out ?? fields;
+}
+
+function jsonSafe(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return value.message;
+  if (typeof value === 'bigint') return value.toString();
+  return value;
+}

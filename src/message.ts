@@ -1,0 +1,120 @@
+import { NotifyError } from './errors.js';
+import type { Audience, Message, Uid } from './types.js';
+
+/** The longest uid accepted anywhere, in UTF-8 bytes. */
+export const MAX_UID_BYTES = 256;
+
+/** Top-level keys with a meaning of their own; every other key of a Text line is data. */
+const FIELD_KEYS = ['title', 'msg', 'badge', 'sound'] as const;
+const ADDRESS_KEYS = ['uid', 'uids', 'broadcast'] as const;
+const RESERVED = new Set<string>([...FIELD_KEYS, ...ADDRESS_KEYS, 'data']);
+
+type Json = Record<string, unknown>;
+
+function invalid(message: string): NotifyError {
+  return new NotifyError('NOTIFY_ERR_INVALID_MESSAGE', message, { status: 400 });
+}
+
+/** Checks one uid and returns it. */
+export function checkUid(value: unknown, where = '"uid"'): Uid {
+  if (typeof value !== 'string') throw invalid(`${where} must be a string or an array of strings`);
+  if (value.length === 0) throw invalid(`${where} must not be empty`);
+  if (value.length > MAX_UID_BYTES / 4 && Buffer.byteLength(value) > MAX_UID_BYTES) {
+    throw invalid(`${where} is longer than ${MAX_UID_BYTES} bytes`);
+  }
+  return value;
+}
+
+function uidList(value: unknown, key: string): Uid[] {
+  if (!Array.isArray(value)) return [checkUid(value, `"${key}"`)];
+  if (value.length === 0) throw invalid(`"${key}" must not be an empty array`);
+  return value.map((u, i) => checkUid(u, `"${key}[${i}]"`));
+}
+
+/**
+ * Reads who a publish is for: `uid` (a string or an array of strings), `uids` (an array),
+ * or `"broadcast": true`. Exactly one of them.
+ */
+export function parseAudience(obj: Json): Audience {
+  const given = ADDRESS_KEYS.filter((k) => obj[k] !== undefined);
+  if (given.length === 0) throw invalid('missing "uid" (or "broadcast": true)');
+  if (given.length > 1) throw invalid(`give only one of ${given.map((k) => `"${k}"`).join(', ')}`);
+  if (obj.broadcast !== undefined) {
+    if (obj.broadcast !== true) throw invalid('"broadcast" must be true when given');
+    return { broadcast: true };
+  }
+  const key = given[0] as 'uid' | 'uids';
+  return { uids: uidList(obj[key], key) };
+}
+
+interface Fields {
+  title?: string;
+  msg?: string;
+  badge?: number;
+  sound?: string;
+}
+
+function readFields(obj: Json): Fields {
+  const out: Fields = {};
+  for (const key of ['title', 'msg', 'sound'] as const) {
+    const v = obj[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'string') throw invalid(`"${key}" must be a string`);
+    out[key] = v;
+  }
+  const badge = obj.badge;
+  if (badge !== undefined) {
+    if (typeof badge !== 'number' || !Number.isInteger(badge) || badge < 0) {
+      throw invalid('"badge" must be a non-negative integer');
+    }
+    out.badge = badge;
+  }
+  return out;
+}
+
+function build(frame: string, fields: Fields, data: Json | undefined): Message {
+  const m: { -readonly [K in keyof Message]: Message[K] } = { frame, ...fields };
+  if (data !== undefined && Object.keys(data).length > 0) m.data = data;
+  return m;
+}
+
+/**
+ * A Text ingress line: the line itself is the frame; `title`, `msg`, `badge`, `sound` are fields
+ * and every other key but the address is data (`{"uid":"uid1","percent":"88%"}` has data
+ * `{percent: "88%"}`).
+ */
+export function messageFromLine(line: string, obj: Json): Message {
+  let data: Json | undefined;
+  for (const key in obj) {
+    if (RESERVED.has(key)) continue;
+    (data ??= {})[key] = obj[key];
+  }
+  return build(line, readFields(obj), data);
+}
+
+/**
+ * An HTTP API or CLI publish: `{msg?, title?, badge?, sound?, data?}`, at least one of msg,
+ * title and data. A message with `msg` alone is framed as that text, byte for byte; any other is
+ * framed as one flat JSON object, the same shape a Text line has (without the address).
+ */
+export function messageFromFields(obj: Json): Message {
+  const fields = readFields(obj);
+  const data = obj.data;
+  if (data !== undefined && (data === null || typeof data !== 'object' || Array.isArray(data))) {
+    throw invalid('"data" must be a JSON object');
+  }
+  const dataObj = data as Json | undefined;
+  for (const key in dataObj) {
+    if (RESERVED.has(key)) throw invalid(`"data" must not use the reserved key "${key}"`);
+  }
+  const hasData = dataObj !== undefined && Object.keys(dataObj).length > 0;
+  if (fields.msg === undefined && fields.title === undefined && !hasData) {
+    throw invalid('a message needs "msg", "title" or "data"');
+  }
+  const onlyMsg = fields.msg !== undefined && Object.keys(fields).length === 1 && !hasData;
+  const frame = onlyMsg ? (fields.msg as string) : JSON.stringify({ ...fields, ...dataObj });
+  return build(frame, fields, hasData ? dataObj : undefined);
+}
+
+/** The fields an HTTP publish may carry besides its address. */
+export const PUBLISH_KEYS: ReadonlySet<string> = new Set([...FIELD_KEYS, ...ADDRESS_KEYS, 'data']);

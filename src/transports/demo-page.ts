@@ -1,0 +1,56 @@
+/**
+ * The demo page served at `GET /` on the WebSocket port, after the original web.html: it binds
+ * the uid from its URL (`/?uid=uid1`, default uid1) by sending it as the first frame, and lists
+ * every push as it arrives. It reconnects with backoff when the daemon restarts.
+ */
+export const DEMO_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>notify demo</title>
+<style>
+  body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem auto; max-width: 46rem; padding: 0 1rem; color: #222; }
+  code, #pushes li { font-family: ui-monospace, monospace; }
+  #state { padding: .1rem .5rem; border-radius: .3rem; background: #eee; }
+  #state.open { background: #cfc; } #state.closed { background: #fcc; }
+  #pushes { padding-left: 1.5rem; } #pushes li { white-space: pre-wrap; word-break: break-all; margin: .2rem 0; }
+  .hint { color: #666; }
+</style>
+</head>
+<body>
+<h1>notify</h1>
+<p>uid <code id="uid"></code>: <span id="state">connecting</span></p>
+<p class="hint">Push to this page: <code id="cmd"></code><br>
+Another uid: open this page with <code>?uid=NAME</code>.</p>
+<h2>Pushes</h2>
+<ol id="pushes"></ol>
+<script>
+(function () {
+  var uid = new URLSearchParams(location.search).get('uid') || 'uid1';
+  var stateEl = document.getElementById('state');
+  var list = document.getElementById('pushes');
+  document.getElementById('uid').textContent = uid;
+  document.getElementById('cmd').textContent = 'notify send --uid ' + JSON.stringify(uid) + ' --msg "hello"';
+  var delayMs = 500;
+  function setState(text, cls) { stateEl.textContent = text; stateEl.className = cls; }
+  function connect() {
+    var ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/');
+    ws.onopen = function () { delayMs = 500; ws.send(uid); setState('connected', 'open'); };
+    ws.onmessage = function (e) {
+      var li = document.createElement('li');
+      li.textContent = e.data;
+      list.appendChild(li);
+    };
+    ws.onclose = function (e) {
+      setState('disconnected (' + e.code + (e.reason ? ' ' + e.reason : '') + '), retrying', 'closed');
+      setTimeout(connect, delayMs);
+      delayMs = Math.min(delayMs * 2, 10000);
+    };
+  }
+  connect();
+})();
+</script>
+</body>
+</html>
+`;

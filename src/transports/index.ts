@@ -1,0 +1,27 @@
+import type { Spec } from '../config-schema.js';
+import type { Logger } from '../log.js';
+import type { Registry } from '../registry.js';
+import type { Transport } from './transport.js';
+
+/** What a configured transport (one entry under `transports:`) is built from. */
+export interface TransportContext {
+  /** The entry's name, e.g. `apns` or `apns-enterprise`. */
+  name: string;
+  registry: Registry;
+  log: Logger;
+}
+
+/** A kind of transport that can be configured under `transports.NAME` with `type: KIND`. */
+export interface TransportType {
+  /** The settings besides `type`, validated at load time. */
+  settings: Spec;
+  /** Checks one device token or registration id given for this transport; a problem or undefined. */
+  checkTarget?(target: string): string | undefined;
+  create(settings: Record<string, unknown>, ctx: TransportContext): Transport;
+}
+
+/**
+ * Every configurable transport type, by `type:` value. Adding one is a file under transports/
+ * plus a line here; the daemon and the config loader need no other change.
+ */
+export const TRANSPORT_TYPES: Readonly<Record<string, TransportType>> = {};

@@ -1,0 +1,247 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { NotifyError } from '../errors.js';
+import { closeServer, listen } from '../listen.js';
+import type { Logger } from '../log.js';
+import { MAX_UID_BYTES } from '../message.js';
+import type { TargetIndex } from '../registry.js';
+import type { DeliveryResult, Message, Uid } from '../types.js';
+import { DEMO_PAGE } from './demo-page.js';
+import type { Transport, TransportHealth } from './transport.js';
+
+export interface WebSocketTransportOptions {
+  /** "host:port" to listen on. @default '127.0.0.1:1234' */
+  listen: string;
+  /** Largest frame a client may send; a larger one closes that session with 1009. */
+  maxPayloadBytes: number;
+  /** Unsent bytes a session may hold; past it, the session is a slow consumer and is dropped. */
+  maxBufferedBytes: number;
+  /** Ping interval; a session that missed the previous pong is terminated. */
+  heartbeatIntervalMs: number;
+  /** Where sessions are bound: the registry's `websocket` index. */
+  index: TargetIndex;
+  log: Logger;
+  /** How long stop() waits for close handshakes before it terminates the rest. @default 2000 */
+  closeTimeoutMs?: number;
+}
+
+/** Close codes this transport sends (RFC 6455 section 7.4.1). */
+export const CLOSE = {
+  goingAway: 1001,
+  unsupportedData: 1003,
+  policyViolation: 1008,
+} as const;
+
+/**
+ * A connection. Fields live on the socket object itself, and the event handlers are shared by
+ * all sessions (ws calls them with `this` = the socket), so a session costs no closures.
+ */
+class Session extends WebSocket {
+  sid = '';
+  uid: Uid | undefined = undefined;
+  alive = true;
+}
+
+/**
+ * Live WebSocket sessions (ws, noServer mode). A client binds a uid with its first text frame
+ * (the original protocol) or with `?uid=` in the URL, then receives every push for that uid as
+ * one text frame carrying the message's frame text unchanged. A uid may have any number of
+ * sessions; each is its own target, keyed by session id.
+ *
+ * The same port serves the demo page at `GET /`.
+ */
+export class WebSocketTransport implements Transport {
+  readonly name = 'websocket';
+  readonly #opts: Required<WebSocketTransportOptions>;
+  readonly #server: Server;
+  readonly #wss: WebSocketServer;
+  /** Every connection, bound or not, by session id. */
+  readonly #conns = new Map<string, Session>();
+  #nextSid = 0;
+  #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+  #address = '';
+  #heartbeat: NodeJS.Timeout | undefined;
+  #stopping: Promise<void> | undefined;
+  readonly #onMessage: (this: WebSocket, data: RawData, isBinary: boolean) => void;
+  readonly #onClose: (this: WebSocket) => void;
+  readonly #onError: (this: WebSocket, err: Error) => void;
+
+  constructor(opts: WebSocketTransportOptions) {
+    for (const key of ['maxPayloadBytes', 'maxBufferedBytes', 'heartbeatIntervalMs'] as const) {
+      if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`${key} must be a positive integer`);
+    }
+    this.#opts = { closeTimeoutMs: 2000, ...opts };
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: opts.maxPayloadBytes,
+      WebSocket: Session,
+    });
+    this.#server = createServer((req, res) => this.#serveHttp(req, res));
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
+    this.#server.on('clientError', (_err, socket) => socket.destroy());
+
+    const transport = this;
+    this.#onMessage = function (data, isBinary) {
+      const s = this as Session;
+      s.alive = true;
+      if (s.uid === undefined) transport.#bindByFrame(s, data, isBinary);
+      // Frames after the bind are ignored, as in the original protocol.
+    };
+    this.#onClose = function () {
+      const s = this as Session;
+      transport.#conns.delete(s.sid);
+      if (s.uid !== undefined) transport.#opts.index.remove(s.sid);
+    };
+    this.#onError = function (err) {
+      // ws has already sent the matching close code (1002, 1007, 1009); this session ends, nothing else does.
+      const s = this as Session;
+      transport.#opts.log.debug('websocket session error', { sid: s.sid, uid: s.uid, error: err.message });
+    };
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'new') return;
+    this.#state = 'running';
+    this.#address = await listen(this.#server, this.#opts.listen, 'ws.listen');
+    this.#heartbeat = setInterval(() => this.#beat(), this.#opts.heartbeatIntervalMs);
+  }
+
+  addresses(): Record<string, string> {
+    return this.#address ? { ws: this.#address } : {};
+  }
+
+  canReach(uid: Uid): boolean {
+    return this.#opts.index.has(uid);
+  }
+
+  deliver(uid: Uid, msg: Message, _signal: AbortSignal): Promise<DeliveryResult[]> {
+    if (this.#state === 'closed') {
+      return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'websocket transport is closed'));
+    }
+    const results: DeliveryResult[] = [];
+    for (const sid of this.#opts.index.targets(uid)) {
+      const s = this.#conns.get(sid);
+      if (s === undefined || s.readyState !== WebSocket.OPEN) {
+        results.push({ transport: this.name, target: sid, status: 'failed', reason: 'session closing' });
+      } else if (s.bufferedAmount > this.#opts.maxBufferedBytes) {
+        const unsent = s.bufferedAmount;
+        s.terminate();
+        this.#opts.log.warn('slow consumer dropped', { sid, uid, unsentBytes: unsent });
+        results.push({ transport: this.name, target: sid, status: 'failed', reason: `slow consumer (${unsent} bytes unsent)` });
+      } else {
+        s.send(msg.frame);
+        results.push({ transport: this.name, target: sid, status: 'sent' });
+      }
+    }
+    return Promise.resolve(results);
+  }
+
+  health(): TransportHealth {
+    const state = this.#state === 'new' ? 'starting' : this.#state;
+    return { state, connections: this.#conns.size, sessions: this.#opts.index.targetCount, uids: this.#opts.index.uidCount };
+  }
+
+  /** Stops accepting, closes every session with 1001 and waits for them (terminating laggards). */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#state === 'new') {
+      this.#state = 'closed';
+      return;
+    }
+    this.#state = 'closing';
+    clearInterval(this.#heartbeat);
+    const closed = closeServer(this.#server);
+    const pending = [...this.#conns.values()].map(
+      (s) => new Promise<void>((resolve) => {
+        if (s.readyState === WebSocket.CLOSED) return resolve();
+        s.once('close', () => resolve());
+        s.close(CLOSE.goingAway, 'server shutting down');
+      }),
+    );
+    const timer = setTimeout(() => {
+      for (const s of this.#conns.values()) s.terminate();
+    }, this.#opts.closeTimeoutMs);
+    await Promise.all(pending);
+    clearTimeout(timer);
+    await closed;
+    this.#wss.close();
+    this.#state = 'closed';
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.#state !== 'running') {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const s = ws as Session;
+      s.sid = `s${(++this.#nextSid).toString(36)}`;
+      this.#conns.set(s.sid, s);
+      s.on('message', this.#onMessage);
+      s.on('pong', markAlive);
+      s.on('close', this.#onClose);
+      s.on('error', this.#onError);
+      const q = req.url?.indexOf('?') ?? -1;
+      const uid = q >= 0 ? new URLSearchParams(req.url?.slice(q + 1)).get('uid') : null;
+      if (uid !== null) this.#bind(s, uid);
+    });
+  }
+
+  #bindByFrame(s: Session, data: RawData, isBinary: boolean): void {
+    if (isBinary) {
+      s.close(CLOSE.unsupportedData, 'send the uid as a text frame');
+      return;
+    }
+    this.#bind(s, data.toString());
+  }
+
+  #bind(s: Session, uid: string): void {
+    if (uid.length === 0) {
+      s.close(CLOSE.policyViolation, 'empty uid');
+    } else if (Buffer.byteLength(uid) > MAX_UID_BYTES) {
+      s.close(CLOSE.policyViolation, `uid longer than ${MAX_UID_BYTES} bytes`);
+    } else {
+      s.uid = uid;
+      this.#opts.index.add(uid, s.sid);
+    }
+  }
+
+  #beat(): void {
+    for (const s of this.#conns.values()) {
+      if (!s.alive) {
+        this.#opts.log.debug('websocket heartbeat missed, terminating', { sid: s.sid, uid: s.uid });
+        s.terminate();
+        continue;
+      }
+      s.alive = false;
+      s.ping();
+    }
+  }
+
+  #serveHttp(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    if ((req.method === 'GET' || req.method === 'HEAD') && (path === '/' || path === '/index.html')) {
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+        'x-content-type-options': 'nosniff',
+        'cache-control': 'no-cache',
+      });
+      res.end(req.method === 'HEAD' ? undefined : DEMO_PAGE);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end('not found: WebSocket clients connect to any path; the demo page is at /\n');
+  }
+}
+
+function markAlive(this: WebSocket): void {
+  (this as Session).alive = true;
+}
