@@ -1,3 +1,4 @@
+import { Deadlines } from './deadlines.js';
 import { NotifyError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 import type { Registry } from './registry.js';
@@ -15,7 +16,6 @@ export interface DispatcherOptions {
 interface Call {
   uid: Uid;
   transport: Transport;
-  results: Promise<DeliveryResult[]>;
 }
 
 /**
@@ -31,6 +31,7 @@ export class Dispatcher {
   readonly #transports: readonly Transport[];
   readonly #registry: Registry;
   readonly #timeoutMs: number;
+  readonly #deadlines: Deadlines;
   readonly #log: Logger;
   #state: 'running' | 'closing' | 'closed' = 'running';
   #inflight = 0;
@@ -48,47 +49,61 @@ export class Dispatcher {
     this.#transports = opts.transports;
     this.#registry = opts.registry;
     this.#timeoutMs = opts.deliverTimeoutMs;
+    this.#deadlines = new Deadlines(opts.deliverTimeoutMs);
     this.#log = opts.log;
   }
 
-  /** Deliveries under way now. */
+  /** Messages being delivered now. */
   get inflight(): number {
     return this.#inflight;
   }
 
   /** Delivers `msg` to `audience`. Rejects only when the dispatcher is closed. */
-  async dispatch(audience: Audience, msg: Message): Promise<DeliveryReport> {
+  dispatch(audience: Audience, msg: Message): Promise<DeliveryReport> {
     if (this.#state !== 'running') {
-      throw new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 });
+      return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
     }
     const uids = 'broadcast' in audience ? [...this.#registry.uids()] : unique(audience.uids);
     const calls: Call[] = [];
+    const promises: Promise<DeliveryResult[]>[] = [];
     const unreached: Uid[] = [];
-    const controller = new AbortController();
+    const window = this.#deadlines.current();
     for (const uid of uids) {
       const before = calls.length;
       for (const transport of this.#transports) {
         if (!reachable(transport, uid)) continue;
-        calls.push({ uid, transport, results: invoke(transport, uid, msg, controller.signal) });
+        calls.push({ uid, transport });
+        promises.push(invoke(transport, uid, msg, window.signal));
       }
       if (calls.length === before) unreached.push(uid);
     }
-    if (calls.length === 0) return { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached };
-
-    this.#inflight++;
-    const timer = setTimeout(() => controller.abort(), this.#timeoutMs);
-    const expired = new Promise<null>((resolve) => controller.signal.addEventListener('abort', () => resolve(null), { once: true }));
-    try {
-      const settled = await Promise.all(calls.map((c) => Promise.race([c.results, expired])));
-      return this.#report(calls, settled, unreached);
-    } finally {
-      clearTimeout(timer);
-      if (!controller.signal.aborted) controller.abort();
-      if (--this.#inflight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+    if (calls.length === 0) {
+      return Promise.resolve({ delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached });
     }
+    this.#inflight++;
+    return new Promise((resolve) => {
+      const settled: (DeliveryResult[] | undefined)[] = new Array(calls.length);
+      let remaining = calls.length;
+      let done = false;
+      const finish = () => {
+        done = true;
+        window.delete(waiter);
+        resolve(this.#report(calls, settled, unreached));
+        if (--this.#inflight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+      };
+      const waiter = { expire: () => done || finish() };
+      window.add(waiter);
+      promises.forEach((p, i) =>
+        p.then((results) => {
+          if (done) return;
+          settled[i] = results;
+          if (--remaining === 0) finish();
+        }),
+      );
+    });
   }
 
-  #report(calls: Call[], settled: (DeliveryResult[] | null)[], unreached: Uid[]): DeliveryReport {
+  #report(calls: Call[], settled: (DeliveryResult[] | undefined)[], unreached: Uid[]): DeliveryReport {
     const report: DeliveryReport = { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached };
     for (let i = 0; i < calls.length; i++) {
       const { uid, transport } = calls[i] as Call;

@@ -118,6 +118,11 @@ class TextConnection {
   #writeBlocked = false;
   #ended = false;
   #finishing = false;
+  #flushQueued = false;
+  readonly #flushLater = () => {
+    this.#flushQueued = false;
+    this.#flush();
+  };
 
   constructor(socket: Socket, opts: Required<TextIngressOptions>, onGone: () => void) {
     this.#socket = socket;
@@ -183,7 +188,11 @@ class TextConnection {
     this.#slots.push(undefined);
     reply.then((line) => {
       this.#slots[i] = line;
-      this.#flush();
+      // Replies resolved in the same event-loop turn go out in one write.
+      if (!this.#flushQueued) {
+        this.#flushQueued = true;
+        setImmediate(this.#flushLater);
+      }
     });
     this.#updateFlow();
   }

@@ -1,0 +1,48 @@
+import type { Transport } from '../../src/transports/transport.js';
+import type { DeliveryResult, Message, Uid } from '../../src/types.js';
+import type { TargetIndex } from '../../src/registry.js';
+
+export type Behaviour = 'send' | 'reject' | 'throw' | 'hang' | 'hang-ignoring-signal';
+
+/**
+ * A Transport for dispatcher tests (centrifuge's TestBroker): it reaches the uids its index
+ * holds, records every call and behaves as told per uid.
+ */
+export class RecordingTransport implements Transport {
+  readonly calls: { uid: Uid; msg: Message; signal: AbortSignal }[] = [];
+  readonly behaviour = new Map<Uid, Behaviour>();
+  /** Results to return for a uid instead of one `sent` per target. */
+  readonly canned = new Map<Uid, DeliveryResult[]>();
+  /** Called at the start of every deliver(), before the behaviour applies. */
+  onDeliver: ((uid: Uid) => Promise<void> | void) | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly index: TargetIndex,
+  ) {}
+
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+
+  canReach(uid: Uid): boolean {
+    return this.index.has(uid);
+  }
+
+  deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
+    this.calls.push({ uid, msg, signal });
+    const b = this.behaviour.get(uid) ?? 'send';
+    if (b === 'throw') throw new Error(`${this.name} exploded`);
+    return (async () => {
+      await this.onDeliver?.(uid);
+      if (b === 'reject') throw new Error(`${this.name} is down`);
+      if (b === 'hang-ignoring-signal') return new Promise<DeliveryResult[]>(() => {});
+      if (b === 'hang') {
+        await new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
+      }
+      return (
+        this.canned.get(uid) ??
+        this.index.targets(uid).map((target): DeliveryResult => ({ transport: this.name, target, status: 'sent' }))
+      );
+    })();
+  }
+}
