@@ -191,7 +191,8 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .configureOutput({
       writeOut: io.out,
       writeErr: io.err,
-      outputError: (s, write) => write(`notify: ${s.replace(/^error: /, '').trimEnd()} (see "notify --help")\n`),
+      // One line: commander puts its "(Did you mean …?)" hint on a line of its own.
+      outputError: (s, write) => write(`notify: ${s.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} (see "notify --help")\n`),
     });
 
   const configOption = () => new Option('-c, --config <file>', 'YAML config file (default: built-in defaults)');

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument } from 'yaml';
+import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import { type Spec, Validation, validate, type Problem } from './config-schema.js';
 import { NotifyError } from './errors.js';
 import { LOG_LEVELS, type LogLevel, isSecretKey } from './log.js';
@@ -192,6 +192,18 @@ function deepFreeze<T>(v: T): T {
   return v;
 }
 
+/** The dotted path of the mapping key that starts at `offset`, if any. */
+function keyPathAt(node: unknown, offset: number, prefix: string[] = []): string | undefined {
+  if (!isMap(node)) return undefined;
+  for (const pair of node.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '?';
+    if (isScalar(pair.key) && pair.key.range?.[0] === offset) return [...prefix, key].join('.');
+    const found = keyPathAt(pair.value, offset, [...prefix, key]);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 /**
  * Parses and validates YAML config text. `source` names it in errors (`config.yaml:3:5: ...`).
  * Throws ConfigError listing every problem; returns a frozen config with defaults filled in.
@@ -203,7 +215,11 @@ export function parseConfig(text: string, source = 'config'): Config {
     throw new ConfigError(
       doc.errors.map((e) => {
         const pos = e.linePos?.[0];
-        const msg = e.message.split(/ at line \d+|:\n/)[0] ?? e.message;
+        let msg = e.message.split(/ at line \d+|:\n/)[0] ?? e.message;
+        if (e.code === 'DUPLICATE_KEY') {
+          const path = keyPathAt(doc.contents, e.pos[0]);
+          if (path) msg = `${path}: duplicate key (each key may appear once in a mapping)`;
+        }
         return pos ? `${source}:${pos.line}:${pos.col}: ${msg}` : `${source}: ${msg}`;
       }),
     );
