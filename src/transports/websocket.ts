@@ -170,6 +170,9 @@ export class WebSocketTransport implements Transport {
     }, this.#opts.closeTimeoutMs);
     await Promise.all(pending);
     clearTimeout(timer);
+    // Plain HTTP connections (the demo page, a preconnect that never sent a request) would hold
+    // server.close() open forever; the sessions are gone, so these go too.
+    this.#server.closeAllConnections();
     await closed;
     this.#wss.close();
     this.#state = 'closed';
