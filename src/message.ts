@@ -87,7 +87,10 @@ export function messageFromLine(line: string, obj: Json): Message {
   let data: Json | undefined;
   for (const key in obj) {
     if (RESERVED.has(key)) continue;
-    (data ??= {})[key] = obj[key];
+    data ??= {};
+    // A "__proto__" key from JSON.parse is an ordinary key; plain assignment would set the prototype.
+    if (key === '__proto__') Object.defineProperty(data, key, { value: obj[key], enumerable: true, writable: true, configurable: true });
+    else data[key] = obj[key];
   }
   return build(line, readFields(obj), data);
 }
