@@ -1,9 +1,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { type Config, ConfigError, defaultConfig, loadConfig, parseListen, redact } from './config.js';
+import { buildCore } from './core.js';
 import { createDaemon } from './daemon.js';
+import type { DeviceEntry } from './devices.js';
 import { NotifyError, errorMessage } from './errors.js';
 import { createLogger } from './log.js';
+import { messageFromFields, parseAudience } from './message.js';
 import type { DeliveryReport } from './types.js';
 
 /** Exit codes for shell scripts. */
@@ -71,38 +74,35 @@ function serverUrl(server: string | undefined, config: Config): string {
   return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }
 
-interface PublishOptions {
-  msg?: string;
-  title?: string;
-  data?: string[];
-  json?: boolean;
+/** How the CLI reaches the daemon's HTTP API. */
+interface ApiOptions {
   config?: string;
   server?: string;
   token?: string;
   timeout: string;
 }
 
-async function publish(io: Io, address: Record<string, unknown>, o: PublishOptions): Promise<number> {
+interface PublishOptions extends ApiOptions {
+  msg?: string;
+  title?: string;
+  data?: string[];
+  json?: boolean;
+  direct?: boolean;
+}
+
+/** Calls the running daemon's HTTP API; resolves with its JSON answer or throws a one-line CliError. */
+async function callApi(o: ApiOptions, method: string, path: string, body?: unknown): Promise<unknown> {
   const config = readConfig(o.config);
-  const body: Record<string, unknown> = { ...address };
-  if (o.msg !== undefined) body.msg = o.msg;
-  if (o.title !== undefined) body.title = o.title;
-  const data = parseData(o.data);
-  if (data) body.data = data;
-  if (body.msg === undefined && body.title === undefined && data === undefined) {
-    throw new CliError('nothing to send: give --msg, --title or --data');
-  }
   const base = serverUrl(o.server, config);
   const token = o.token ?? process.env.NOTIFY_TOKEN ?? config.http.token ?? undefined;
   const timeoutMs = Number(o.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new CliError('--timeout must be a positive number of milliseconds');
-
   let res: Response;
   try {
-    res = await fetch(`${base}/v1/send`, {
-      method: 'POST',
+    res = await fetch(`${base}${path}`, {
+      method,
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify(body),
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
@@ -119,11 +119,82 @@ async function publish(io: Io, address: Record<string, unknown>, o: PublishOptio
   }
   if (!res.ok) {
     const e = parsed as { code?: string; error?: string };
-    throw new CliError(`the daemon refused the message: ${e.error ?? res.statusText} (${e.code ?? res.status})`);
+    throw new CliError(`the daemon refused the request: ${e.error ?? res.statusText} (${e.code ?? res.status})`);
   }
-  const report = parsed as DeliveryReport;
-  io.out(o.json ? `${JSON.stringify(report)}\n` : `${summarize(report)}\n`);
+  return parsed;
+}
+
+/** The /v1/send body of a publish command. */
+function publishBody(address: Record<string, unknown>, o: PublishOptions): Record<string, unknown> {
+  const body: Record<string, unknown> = { ...address };
+  if (o.msg !== undefined) body.msg = o.msg;
+  if (o.title !== undefined) body.title = o.title;
+  const data = parseData(o.data);
+  if (data) body.data = data;
+  if (body.msg === undefined && body.title === undefined && data === undefined) {
+    throw new CliError('nothing to send: give --msg, --title or --data');
+  }
+  return body;
+}
+
+function printReport(io: Io, report: DeliveryReport, json: boolean | undefined): number {
+  io.out(json ? `${JSON.stringify(report)}\n` : `${summarize(report)}\n`);
   return report.delivered ? EXIT.delivered : EXIT.none;
+}
+
+async function publish(io: Io, address: Record<string, unknown>, o: PublishOptions): Promise<number> {
+  const body = publishBody(address, o);
+  if (o.direct) return publishDirect(io, body, o);
+  return printReport(io, (await callApi(o, 'POST', '/v1/send', body)) as DeliveryReport, o.json);
+}
+
+/**
+ * `--direct`: no daemon. Builds the config's push transports in this process (with the same
+ * state directory, so registered and retired tokens count), delivers, and shuts them down.
+ */
+async function publishDirect(io: Io, body: Record<string, unknown>, o: PublishOptions): Promise<number> {
+  const config = readConfig(o.config);
+  if (Object.keys(config.transports).length === 0) {
+    throw new CliError(`--direct delivers through the push transports under "transports:" in ${o.config ?? 'the config'}, and there are none${o.config ? '' : ' (give --config FILE)'}`);
+  }
+  const audience = parseAudience(body);
+  const message = messageFromFields(body);
+  const core = buildCore(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
+  try {
+    for (const t of core.transports) await t.start();
+    return printReport(io, await core.dispatcher.dispatch(audience, message), o.json);
+  } finally {
+    await core.dispatcher.close();
+    for (const t of core.transports) await t.stop();
+    core.db.close();
+  }
+}
+
+interface DevicesOptions extends ApiOptions {
+  transport?: string;
+  uid?: string;
+  json?: boolean;
+}
+
+async function devicesChange(io: Io, op: 'add' | 'remove', uid: string, device: string, o: DevicesOptions): Promise<number> {
+  const body = { uid, token: device, ...(o.transport !== undefined ? { transport: o.transport } : {}) };
+  const answer = (await callApi(o, op === 'add' ? 'POST' : 'DELETE', '/v1/devices', body)) as { added?: boolean; removed?: boolean; transport?: string };
+  if (op === 'add') {
+    io.out(`${answer.added ? 'registered' : 'already registered'}: ${uid} ${answer.transport ?? o.transport ?? ''} ${device}\n`);
+    return EXIT.delivered;
+  }
+  io.out(answer.removed ? `removed: ${uid} ${device}\n` : `not registered for ${uid}: ${device}\n`);
+  return answer.removed ? EXIT.delivered : EXIT.none;
+}
+
+async function devicesList(io: Io, o: DevicesOptions): Promise<number> {
+  const q = new URLSearchParams();
+  if (o.uid !== undefined) q.set('uid', o.uid);
+  if (o.transport !== undefined) q.set('transport', o.transport);
+  const { devices } = (await callApi(o, 'GET', `/v1/devices${q.size ? `?${q}` : ''}`)) as { devices: DeviceEntry[] };
+  if (o.json) io.out(`${JSON.stringify(devices)}\n`);
+  else for (const d of devices) io.out(`${d.uid}\t${d.transport}\t${d.token}\t${d.source}\n`);
+  return EXIT.delivered;
 }
 
 /** One line for a human: how many targets, by transport, and who was not reached. */
@@ -205,7 +276,14 @@ export function buildProgram(io: Io, result: { code: number }): Command {
       .addOption(configOption())
       .option('-s, --server <url>', "the daemon's HTTP API (default: from the config's http.listen)")
       .option('--token <token>', 'bearer token for the HTTP API (default: $NOTIFY_TOKEN, else http.token from the config)')
-      .option('--timeout <ms>', 'how long to wait for the report', '30000');
+      .option('--timeout <ms>', 'how long to wait for the report', '30000')
+      .option('--direct', "no daemon: deliver in this process through the config's push transports (APNs, HTTP push)");
+  const apiOptions = (cmd: Command) =>
+    cmd
+      .addOption(configOption())
+      .option('-s, --server <url>', "the daemon's HTTP API (default: from the config's http.listen)")
+      .option('--token <token>', 'bearer token for the HTTP API (default: $NOTIFY_TOKEN, else http.token from the config)')
+      .option('--timeout <ms>', 'how long to wait for an answer', '30000');
 
   program
     .command('serve')
@@ -232,6 +310,38 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .action(async (o: PublishOptions) => {
       result.code = await publish(io, { broadcast: true }, o);
     });
+
+  const devices = program.command('devices').description('device tokens of the push transports, through the running daemon');
+  apiOptions(
+    devices
+      .command('add')
+      .description('register a device token for a uid (kept across restarts)')
+      .argument('<uid>', 'the uid the device belongs to')
+      .argument('<device-token>', 'the APNs device token (hex) or registration id')
+      .option('--transport <name>', 'which transport (default: the only one configured)'),
+  ).action(async (uid: string, device: string, o: DevicesOptions) => {
+    result.code = await devicesChange(io, 'add', uid, device, o);
+  });
+  apiOptions(
+    devices
+      .command('remove')
+      .description("remove a uid's device token (exit 1 if it was not registered)")
+      .argument('<uid>')
+      .argument('<device-token>')
+      .option('--transport <name>', 'which transport (default: the only one configured)'),
+  ).action(async (uid: string, device: string, o: DevicesOptions) => {
+    result.code = await devicesChange(io, 'remove', uid, device, o);
+  });
+  apiOptions(
+    devices
+      .command('list')
+      .description('list device tokens: uid, transport, token, source (config or api)')
+      .option('-u, --uid <uid>', 'only this uid')
+      .option('--transport <name>', 'only this transport')
+      .option('--json', 'print JSON'),
+  ).action(async (o: DevicesOptions) => {
+    result.code = await devicesList(io, o);
+  });
 
   const config = program.command('config').description('work with config files');
   config

@@ -30,6 +30,8 @@ export class Validation {
   constructor(
     readonly doc: Document | undefined,
     readonly lines: LineCounter | undefined,
+    /** Relative file paths in the config are resolved against this (the config file's folder). */
+    readonly baseDir: string = process.cwd(),
   ) {}
 
   /** Records a problem at `path`; `atKey` points at the key instead of the value. */

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import { type Spec, Validation, validate, type Problem } from './config-schema.js';
 import { NotifyError } from './errors.js';
@@ -43,6 +44,10 @@ export const DEFAULTS = {
     /** How long a stop waits for deliveries in flight before it closes everything anyway. */
     timeoutMs: 10_000,
   },
+  state: {
+    /** Where the daemon keeps what must survive a restart (device registrations, retired tokens). */
+    dir: './notify-data',
+  },
   log: {
     level: 'info' as LogLevel,
   },
@@ -59,6 +64,8 @@ export interface Config {
   http: { listen: string; token: string | null; maxBodyBytes: number };
   dispatch: { deliverTimeoutMs: number };
   shutdown: { timeoutMs: number };
+  /** `dir` is absolute: resolved against the config file's folder (or the working directory). */
+  state: { dir: string };
   log: { level: LogLevel };
   /** Configured transports by name (APNs, HTTP push); the WebSocket transport is always on. */
   transports: Record<string, TransportSettings>;
@@ -134,6 +141,22 @@ const SCHEMA: Spec = {
       type: 'section',
       keys: { timeoutMs: { type: 'integer', min: 0, default: DEFAULTS.shutdown.timeoutMs } },
     },
+    state: {
+      type: 'section',
+      keys: {
+        dir: {
+          type: 'custom',
+          validate: (v, path, ctx) => {
+            if (v === undefined || v === null) return resolve(ctx.baseDir, DEFAULTS.state.dir);
+            if (typeof v !== 'string' || v === '') {
+              ctx.fail(path, 'state.dir must be a folder path');
+              return resolve(ctx.baseDir, DEFAULTS.state.dir);
+            }
+            return resolve(ctx.baseDir, v);
+          },
+        },
+      },
+    },
     log: {
       type: 'section',
       keys: { level: { type: 'enum', values: LOG_LEVELS, default: DEFAULTS.log.level } },
@@ -149,6 +172,7 @@ const SCHEMA: Spec = {
 
 /** Cross-checks `devices` against `transports`: each list names a configured transport and holds valid tokens. */
 function checkDevices(cfg: Config, ctx: Validation): void {
+  const owner = new Map<string, string>();
   for (const [uid, byTransport] of Object.entries(cfg.devices)) {
     for (const [name, tokens] of Object.entries(byTransport)) {
       const path = ['devices', uid, name];
@@ -160,8 +184,15 @@ function checkDevices(cfg: Config, ctx: Validation): void {
       }
       const check = TRANSPORT_TYPES[settings.type]?.checkTarget;
       tokens.forEach((token, i) => {
+        const here = [...path, String(i)];
         const bad = check?.(token);
-        if (bad) ctx.fail([...path, String(i)], `devices.${uid}.${name}[${i}]: ${bad}`);
+        if (bad) ctx.fail(here, `devices.${uid}.${name}[${i}]: ${bad}`);
+        const key = `${name}\0${token}`;
+        const other = owner.get(key);
+        if (other !== undefined && other !== uid) {
+          ctx.fail(here, `devices.${uid}.${name}[${i}]: this token is also listed under devices.${other}.${name}; a device belongs to one uid`);
+        }
+        owner.set(key, uid);
       });
     }
   }
@@ -208,7 +239,7 @@ function keyPathAt(node: unknown, offset: number, prefix: string[] = []): string
  * Parses and validates YAML config text. `source` names it in errors (`config.yaml:3:5: ...`).
  * Throws ConfigError listing every problem; returns a frozen config with defaults filled in.
  */
-export function parseConfig(text: string, source = 'config'): Config {
+export function parseConfig(text: string, source = 'config', baseDir = process.cwd()): Config {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
@@ -224,7 +255,7 @@ export function parseConfig(text: string, source = 'config'): Config {
       }),
     );
   }
-  const ctx = new Validation(doc, lines);
+  const ctx = new Validation(doc, lines, baseDir);
   const cfg = validate(SCHEMA, doc.toJS({ maxAliasCount: 100 }), [], ctx) as Config;
   if (ctx.problems.length === 0) checkDevices(cfg, ctx);
   if (ctx.problems.length > 0) throw new ConfigError(ctx.problems.map((p) => formatProblem(source, p)));
@@ -246,7 +277,7 @@ export function loadConfig(path: string): Config {
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? String(err));
     throw new ConfigError([`cannot read config file ${path}: ${why}`]);
   }
-  return parseConfig(text, path);
+  return parseConfig(text, path, dirname(resolve(path)));
 }
 
 /** A deep copy safe to print: every value under a secret-looking key becomes "[redacted]". */

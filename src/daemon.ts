@@ -1,12 +1,12 @@
 import type { Config } from './config.js';
-import { Dispatcher } from './dispatcher.js';
+import { buildCore } from './core.js';
+import type { DeviceStore } from './devices.js';
+import type { Dispatcher } from './dispatcher.js';
 import { HttpIngress } from './ingress/http.js';
 import { TextIngress } from './ingress/text.js';
 import { type Logger, silentLogger } from './log.js';
-import { MemoryRegistry, type Registry } from './registry.js';
-import { TRANSPORT_TYPES } from './transports/index.js';
-import type { Transport } from './transports/transport.js';
-import { WebSocketTransport } from './transports/websocket.js';
+import type { Registry } from './registry.js';
+import type { WebSocketTransport } from './transports/websocket.js';
 
 export interface Addresses {
   /** WebSocket sessions and the demo page, "host:port". */
@@ -29,6 +29,7 @@ export interface Daemon {
   addresses(): Addresses;
   readonly dispatcher: Dispatcher;
   readonly registry: Registry;
+  readonly devices: DeviceStore;
 }
 
 interface Startable {
@@ -39,21 +40,14 @@ interface Startable {
 /** The composition root: builds every part from the config and owns their lifecycle. */
 export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemon {
   const log = opts.log ?? silentLogger;
-  const registry = new MemoryRegistry();
-  const ws = new WebSocketTransport({ ...config.ws, index: registry.index('websocket'), log });
-  const transports: Transport[] = [ws];
-  for (const [name, settings] of Object.entries(config.transports)) {
-    const kind = TRANSPORT_TYPES[settings.type];
-    if (!kind) throw new TypeError(`transports.${name}: unknown type ${settings.type}`);
-    transports.push(kind.create(settings, { name, registry, log }));
-  }
-  const dispatcher = new Dispatcher({ transports, registry, deliverTimeoutMs: config.dispatch.deliverTimeoutMs, log });
+  const { registry, devices, transports, websocket, dispatcher, db } = buildCore(config, { log, live: true });
+  const ws = websocket as WebSocketTransport;
   const closeTimeoutMs = config.shutdown.timeoutMs;
   const text = new TextIngress({ ...config.text, dispatcher, log, closeTimeoutMs });
   const health = () => ({
     transports: Object.fromEntries(transports.map((t) => [t.name, t.health?.() ?? { state: 'running' }])),
   });
-  const http = new HttpIngress({ ...config.http, dispatcher, health, log, closeTimeoutMs });
+  const http = new HttpIngress({ ...config.http, dispatcher, devices, health, log, closeTimeoutMs });
   const ingresses: Startable[] = [text, http];
 
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -77,12 +71,14 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
       log.warn('shutdown timed out; closing anyway', { timeoutMs: closeTimeoutMs });
     }
     clearTimeout(timer);
+    db.close();
     state = 'stopped';
   }
 
   return {
     dispatcher,
     registry,
+    devices,
     async start() {
       if (state !== 'new') return;
       state = 'starting';
@@ -100,9 +96,12 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
       log.info(`websocket sessions on ws://${a.ws}/ (demo page: http://${a.ws}/)`, { listener: 'ws', address: a.ws });
       log.info(`text ingress on tcp://${a.text}`, { listener: 'text', address: a.text });
       log.info(`http api on http://${a.http}/v1/send`, { listener: 'http', address: a.http });
+      for (const t of transports) {
+        if (t !== ws) log.info(`transport ${t.name} ready`, { transport: t.name, devices: registry.index(t.name).targetCount });
+      }
     },
     stop() {
-      stopping ??= state === 'new' ? Promise.resolve() : stopAll();
+      stopping ??= state === 'new' ? (db.close(), Promise.resolve()) : stopAll();
       return stopping;
     },
     addresses() {

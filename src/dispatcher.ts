@@ -11,6 +11,11 @@ export interface DispatcherOptions {
   /** How long one transport may take for one uid before it counts as failed. */
   deliverTimeoutMs: number;
   log: Logger;
+  /**
+   * Called for each target a transport reports with `prune`, after the registry has let it go:
+   * where the daemon records the retirement so no later process uses the target.
+   */
+  onPrune?: (transport: string, target: string, reason: string | undefined) => void;
 }
 
 interface Call {
@@ -33,6 +38,7 @@ export class Dispatcher {
   readonly #timeoutMs: number;
   readonly #deadlines: Deadlines;
   readonly #log: Logger;
+  readonly #onPrune: DispatcherOptions['onPrune'];
   #state: 'running' | 'closing' | 'closed' = 'running';
   #inflight = 0;
   readonly #idleWaiters: (() => void)[] = [];
@@ -51,6 +57,7 @@ export class Dispatcher {
     this.#timeoutMs = opts.deliverTimeoutMs;
     this.#deadlines = new Deadlines(opts.deliverTimeoutMs);
     this.#log = opts.log;
+    this.#onPrune = opts.onPrune;
   }
 
   /** Messages being delivered now. */
@@ -113,6 +120,7 @@ export class Dispatcher {
       for (const r of results) {
         const entry: ReportEntry = { uid, transport: r.transport, target: r.target, status: r.status };
         if (r.reason !== undefined) entry.reason = r.reason;
+        if (r.id !== undefined) entry.id = r.id;
         report.results.push(entry);
         report[r.status]++;
         if (r.prune) this.#prune(transport, r);
@@ -124,8 +132,11 @@ export class Dispatcher {
 
   #prune(transport: Transport, r: DeliveryResult): void {
     const uid = this.#registry.index(transport.name).remove(r.target);
-    if (uid !== undefined) {
-      this.#log.info('target unregistered', { transport: transport.name, uid, target: r.target, reason: r.reason });
+    if (uid !== undefined) this.#log.debug('target unregistered', { transport: transport.name, uid, target: r.target, reason: r.reason });
+    try {
+      this.#onPrune?.(transport.name, r.target, r.reason);
+    } catch (err) {
+      this.#log.error('recording a retired target failed', { transport: transport.name, target: r.target, error: errorMessage(err) });
     }
   }
 

@@ -39,8 +39,10 @@ export interface DeliveryResult {
    * `failed`: transient (timeout, slow consumer, provider 5xx).
    */
   status: 'sent' | 'rejected' | 'failed';
-  /** Why it was not sent: 'slow consumer', 'Unregistered', 'timeout after 5000 ms'. */
+  /** Why it was not sent: 'slow consumer', '410 Unregistered', 'timeout after 5000 ms'. */
   reason?: string;
+  /** The provider's id for this delivery, when it gives one (APNs `apns-id`, JPush `msg_id`). */
+  id?: string;
   /** The target is gone for good: the dispatcher unregisters it. */
   prune?: boolean;
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, parseDocument } from 'yaml';
@@ -45,6 +45,7 @@ test('config: the defaults', () => {
     http: { listen: '127.0.0.1:5680', token: null, maxBodyBytes: 1048576 },
     dispatch: { deliverTimeoutMs: 5000 },
     shutdown: { timeoutMs: 10000 },
+    state: { dir: resolve('notify-data') },
     log: { level: 'info' },
     transports: {},
     devices: {},
@@ -149,8 +150,8 @@ test('config: a YAML syntax error is reported with its line:column', () => {
 });
 
 test('config: an unknown transport type under transports is an error naming it and its line:column', () => {
-  const p = oneProblem('transports:\n  apns:\n    type: apns\n', 3, 11);
-  assert.match(p, /transports\.apns\.type: unknown transport type "apns"/);
+  const p = oneProblem('transports:\n  ios:\n    type: apnz\n', 3, 11);
+  assert.match(p, /transports\.ios\.type: unknown transport type "apnz" \(known: apns/);
   const byName = oneProblem('transports:\n  fcm: {}\n', 2, 8);
   assert.match(byName, /transports\.fcm\.type: unknown transport type "fcm"/, 'the type defaults to the name');
   const reserved = configError('transports:\n  websocket: {type: websocket}\n');

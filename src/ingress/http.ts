@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { DeviceStore } from '../devices.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import { closeServer, listen } from '../listen.js';
@@ -13,6 +14,8 @@ export interface HttpIngressOptions {
   token: string | null;
   maxBodyBytes: number;
   dispatcher: Dispatcher;
+  /** Device tokens of the push transports: /v1/devices. */
+  devices: DeviceStore;
   /** What GET /healthz reports, besides its status. */
   health: () => Record<string, unknown>;
   log: Logger;
@@ -20,10 +23,10 @@ export interface HttpIngressOptions {
   closeTimeoutMs?: number;
 }
 
-type Handler = (req: IncomingMessage, body: unknown) => Promise<unknown>;
+type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams) => Promise<unknown>;
 
 interface Route {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   path: string;
   auth: boolean;
   handle: Handler;
@@ -36,6 +39,7 @@ function sha256(s: string): Buffer {
 /**
  * The publisher HTTP API:
  * - `POST /v1/send` `{uid | uids | broadcast, msg?, title?, badge?, sound?, data?}` -> the delivery report;
+ * - `POST /v1/devices` and `DELETE /v1/devices` `{uid, transport, token}`; `GET /v1/devices?uid=&transport=`;
  * - `GET /healthz` -> `{status, transports}`.
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
@@ -55,6 +59,9 @@ export class HttpIngress {
     this.#tokenDigest = opts.token ? sha256(opts.token) : undefined;
     this.#routes = [
       { method: 'POST', path: '/v1/send', auth: true, handle: (_req, body) => this.#send(body) },
+      { method: 'GET', path: '/v1/devices', auth: true, handle: async (_req, _body, q) => this.#listDevices(q) },
+      { method: 'POST', path: '/v1/devices', auth: true, handle: async (_req, body) => this.#device('add', body) },
+      { method: 'DELETE', path: '/v1/devices', auth: true, handle: async (_req, body, q) => this.#device('remove', body ?? Object.fromEntries(q)) },
       { method: 'GET', path: '/healthz', auth: false, handle: async () => this.#health() },
     ];
     this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
@@ -86,7 +93,8 @@ export class HttpIngress {
   }
 
   async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://notify');
+    const path = url.pathname;
     const routes = this.#routes.filter((r) => r.path === path);
     if (routes.length === 0) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${path}`, { status: 404 });
     const route = routes.find((r) => r.method === req.method);
@@ -95,8 +103,8 @@ export class HttpIngress {
       throw new NotifyError('NOTIFY_ERR_METHOD', `${path} takes ${routes.map((r) => r.method).join(' or ')}`, { status: 405 });
     }
     if (route.auth) this.#authorize(req);
-    const body = route.method === 'POST' ? await this.#readJson(req) : undefined;
-    this.#reply(res, 200, await route.handle(req, body));
+    const body = route.method === 'GET' ? undefined : await this.#readJson(req, route.method === 'DELETE');
+    this.#reply(res, 200, await route.handle(req, body, url.searchParams));
   }
 
   #authorize(req: IncomingMessage): void {
@@ -112,7 +120,8 @@ export class HttpIngress {
     }
   }
 
-  async #readJson(req: IncomingMessage): Promise<unknown> {
+  /** The JSON body; with `optional`, an empty body is undefined instead of an error. */
+  async #readJson(req: IncomingMessage, optional = false): Promise<unknown> {
     const max = this.#opts.maxBodyBytes;
     const tooLarge = () =>
       new NotifyError('NOTIFY_ERR_BODY_TOO_LARGE', `request body larger than ${max} bytes (http.maxBodyBytes)`, { status: 413 });
@@ -126,6 +135,7 @@ export class HttpIngress {
       chunks.push(chunk);
     }
     const text = Buffer.concat(chunks).toString('utf8');
+    if (text.trim() === '' && optional) return undefined;
     if (text.trim() === '') throw new NotifyError('NOTIFY_ERR_INVALID_JSON', 'request body is empty; send a JSON object', { status: 400 });
     try {
       return JSON.parse(text);
@@ -146,6 +156,28 @@ export class HttpIngress {
       });
     }
     return this.#opts.dispatcher.dispatch(parseAudience(obj), messageFromFields(obj));
+  }
+
+  #device(op: 'add' | 'remove', body: unknown): unknown {
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw new NotifyError('NOTIFY_ERR_INVALID_DEVICE', 'expected a JSON object {"uid", "transport", "token"}', { status: 400 });
+    }
+    const { uid, transport, token, ...rest } = body as Record<string, unknown>;
+    const extra = Object.keys(rest);
+    if (extra.length > 0) {
+      throw new NotifyError('NOTIFY_ERR_INVALID_DEVICE', `unknown field ${extra.map((k) => `"${k}"`).join(', ')}; expected uid, transport, token`, { status: 400 });
+    }
+    const devices = this.#opts.devices;
+    return op === 'add' ? devices.register(uid, transport, token) : devices.unregister(uid, transport, token);
+  }
+
+  #listDevices(q: URLSearchParams): unknown {
+    const filter: { uid?: string; transport?: string } = {};
+    const uid = q.get('uid');
+    const transport = q.get('transport');
+    if (uid !== null) filter.uid = uid;
+    if (transport !== null) filter.transport = transport;
+    return { devices: this.#opts.devices.list(filter) };
   }
 
   #health(): Record<string, unknown> {

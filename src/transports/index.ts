@@ -1,6 +1,7 @@
 import type { Spec } from '../config-schema.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry.js';
+import { apnsType } from './apns.js';
 import type { Transport } from './transport.js';
 
 /** What a configured transport (one entry under `transports:`) is built from. */
@@ -9,6 +10,12 @@ export interface TransportContext {
   name: string;
   registry: Registry;
   log: Logger;
+  /**
+   * Takes a target out of service for good (token gone, wrong app): unregisters it and records it
+   * so that no later process uses it. For results that arrive after the report; results within
+   * it carry `prune` and the dispatcher does the same.
+   */
+  retire(target: string, reason: string): void;
 }
 
 /** A kind of transport that can be configured under `transports.NAME` with `type: KIND`. */
@@ -17,6 +24,8 @@ export interface TransportType {
   settings: Spec;
   /** Checks one device token or registration id given for this transport; a problem or undefined. */
   checkTarget?(target: string): string | undefined;
+  /** The canonical spelling of a valid target (e.g. lowercase hex), so one device is one target. */
+  normalizeTarget?(target: string): string;
   create(settings: Record<string, unknown>, ctx: TransportContext): Transport;
 }
 
@@ -24,4 +33,6 @@ export interface TransportType {
  * Every configurable transport type, by `type:` value. Adding one is a file under transports/
  * plus a line here; the daemon and the config loader need no other change.
  */
-export const TRANSPORT_TYPES: Readonly<Record<string, TransportType>> = {};
+export const TRANSPORT_TYPES: Readonly<Record<string, TransportType>> = {
+  apns: apnsType,
+};

@@ -1,19 +1,37 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { stringify } from 'yaml';
 import { type Config, parseConfig } from '../../src/config.js';
 import { type Daemon, createDaemon } from '../../src/daemon.js';
 import { type LogLevel, type Logger, createLogger } from '../../src/log.js';
 
-/** Config overrides by section, e.g. `{ ws: { heartbeatIntervalMs: 50 } }`. */
-export type Overrides = { [S in keyof Config]?: Partial<Config[S]> };
+/** Config overrides by section, e.g. `{ ws: { heartbeatIntervalMs: 50 } }` or a `transports` entry. */
+export type Overrides = { [S in keyof Config]?: Partial<Config[S]> | Record<string, unknown> };
 
-/** Every listener on 127.0.0.1 port 0; overrides merged per section. */
-export function testConfig(overrides: Overrides = {}): Config {
-  const base = parseConfig('ws: {listen: "127.0.0.1:0"}\ntext: {listen: "127.0.0.1:0"}\nhttp: {listen: "127.0.0.1:0"}\n', 'test');
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(base) as (keyof Config)[]) {
-    out[key] = { ...(base[key] as object), ...(overrides[key] as object | undefined) };
-  }
-  return out as unknown as Config;
+/** A fresh temporary folder, removed when the test ends. */
+export function tempDir(t: TestContext, prefix = 'notify-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * A validated config: every listener on 127.0.0.1 port 0, the state in a fresh temporary folder
+ * (removed when the test ends, when `t` is given), and the overrides merged per section. It goes
+ * through the real YAML loader, so defaults and checks apply as in production.
+ */
+export function testConfig(overrides: Overrides = {}, t?: TestContext): Config {
+  const dir = t ? tempDir(t, 'notify-state-') : mkdtempSync(join(tmpdir(), 'notify-state-'));
+  const base: Record<string, Record<string, unknown>> = {
+    ws: { listen: '127.0.0.1:0' },
+    text: { listen: '127.0.0.1:0' },
+    http: { listen: '127.0.0.1:0' },
+    state: { dir: join(dir, 'state') },
+  };
+  for (const [section, values] of Object.entries(overrides)) base[section] = { ...base[section], ...(values as object) };
+  return parseConfig(stringify(base), 'test config', dir);
 }
 
 export interface TestDaemon extends Daemon {
@@ -28,7 +46,7 @@ export interface TestDaemon extends Daemon {
 export async function startDaemon(t: TestContext, overrides: Overrides = {}, level: LogLevel = 'debug'): Promise<TestDaemon> {
   const logs: Record<string, unknown>[] = [];
   const log: Logger = createLogger({ level, write: (line) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-  const daemon = createDaemon(testConfig(overrides), { log });
+  const daemon = createDaemon(testConfig(overrides, t), { log });
   await daemon.start();
   t.after(() => daemon.stop());
   const a = daemon.addresses();
