@@ -7,8 +7,13 @@
  * in flight (a push is in flight from its line's write until its frame arrives). Prints one
  * JSON object per run on stderr and the medians of all runs on stdout.
  *
+ * Then the APNs row: a daemon whose `apns` transport points at a fake APNs server (HTTP/2 over
+ * TLS, in this process) and whose config lists T device tokens for one uid; one message to that
+ * uid through the HTTP API; notifications per second until the report, and the daemon's peak RSS.
+ *
  * Options: --sessions N (10000) --pushes M (200000) --inflight W (64) --runs R (3)
- *          --server notify|bare (notify; bare = a ws + net server that does nothing else)
+ *          --apns-tokens T (10000; 0 skips the APNs row) --only ws|apns
+ *          --server notify|bare (notify; bare = a ws + net server that does nothing else; no APNs row)
  * Env: NOTIFY_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" adds node flags to the server.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -27,8 +32,12 @@ const { values: args } = parseArgs({
     inflight: { type: 'string', default: '64' },
     runs: { type: 'string', default: '3' },
     server: { type: 'string', default: 'notify' },
+    'apns-tokens': { type: 'string', default: '10000' },
+    only: { type: 'string' },
   },
 });
+const APNS_TOKENS = Number(args['apns-tokens']);
+const ONLY = args.only as 'ws' | 'apns' | undefined;
 const N = Number(args.sessions);
 const M = Number(args.pushes);
 const W = Number(args.inflight);
@@ -60,15 +69,22 @@ interface Server {
   http: string | undefined;
 }
 
-/** Starts the server under test and reads its listener addresses from its JSON log lines. */
-async function startServer(dir: string): Promise<Server> {
+/**
+ * Starts the server under test and reads its listener addresses from its JSON log lines.
+ * `extraYaml` is appended to the notify config.
+ */
+async function startServer(dir: string, extraYaml = ''): Promise<Server> {
   const node = [process.execPath, ...(process.env.NOTIFY_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   let cmd: string[];
   if (SERVER === 'bare') {
     cmd = [...node, join(ROOT, 'dist/bench/bare-server.js')];
   } else {
     const config = join(dir, 'bench.yaml');
-    writeFileSync(config, 'ws: {listen: "127.0.0.1:0"}\ntext: {listen: "127.0.0.1:0", maxPipelinedLines: 4096}\nhttp: {listen: "127.0.0.1:0"}\n');
+    writeFileSync(
+      config,
+      'ws: {listen: "127.0.0.1:0"}\ntext: {listen: "127.0.0.1:0", maxPipelinedLines: 4096}\nhttp: {listen: "127.0.0.1:0"}\n' +
+        `state: {dir: ${JSON.stringify(join(dir, 'state'))}}\n${extraYaml}`,
+    );
     cmd = [...node, join(ROOT, 'bin/notify'), 'serve', '--config', config];
   }
   if (PIN) cmd = ['taskset', '-c', '0', ...cmd];
@@ -262,6 +278,61 @@ async function run(): Promise<RunResult> {
   }
 }
 
+interface ApnsRunResult {
+  tokens: number;
+  sent: number;
+  failed: number;
+  seconds: number;
+  notificationsPerSec: number;
+  daemonPeakRssBytes: number;
+}
+
+function peakRssBytes(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** One message to a uid with T APNs device tokens, delivered through a fake APNs server. */
+async function runApns(): Promise<ApnsRunResult> {
+  const { makeApnsKey, startFakeApns } = await import('../test/helpers/fake-apns.js');
+  const { randomBytes } = await import('node:crypto');
+  const key = makeApnsKey();
+  const fake = await startFakeApns({ key, initialMaxConcurrentStreams: 1, maxConcurrentStreams: 1000 });
+  const dir = mkdtempSync(join(tmpdir(), 'notify-bench-apns-'));
+  writeFileSync(join(dir, 'AuthKey.p8'), key.pem);
+  writeFileSync(join(dir, 'ca.pem'), fake.ca);
+  const tokens = Array.from({ length: APNS_TOKENS }, () => randomBytes(32).toString('hex'));
+  const yaml =
+    'dispatch: {deliverTimeoutMs: 600000}\n' +
+    'transports:\n  apns:\n    topic: com.example.bench\n' +
+    `    token: {key: ${JSON.stringify(join(dir, 'AuthKey.p8'))}, keyId: ${key.keyId}, teamId: ${key.teamId}}\n` +
+    `    address: localhost\n    port: ${fake.port}\n    ca: ${JSON.stringify(join(dir, 'ca.pem'))}\n` +
+    `devices:\n  ios-bench:\n    apns:\n${tokens.map((t) => `      - ${t}\n`).join('')}`;
+  const server = await startServer(dir, yaml);
+  try {
+    await sleep(500);
+    const started = performance.now();
+    const res = await fetch(`http://${server.http}/v1/send`, {
+      method: 'POST',
+      body: JSON.stringify({ uid: 'ios-bench', title: 'bench', msg: 'notify apns bench' }),
+    });
+    const report = (await res.json()) as { sent: number; failed: number; rejected: number };
+    const seconds = (performance.now() - started) / 1000;
+    return {
+      tokens: APNS_TOKENS,
+      sent: report.sent,
+      failed: report.failed + report.rejected,
+      seconds: round(seconds, 3),
+      notificationsPerSec: Math.round(report.sent / seconds),
+      daemonPeakRssBytes: peakRssBytes(server.child.pid as number),
+    };
+  } finally {
+    await stopServer(server);
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
@@ -276,28 +347,52 @@ async function main(): Promise<void> {
       `cpus=${cpus} pinned=${PIN ? 'server cpu0, client cpu1' : 'no'}\n`,
   );
   const results: RunResult[] = [];
-  for (let r = 1; r <= RUNS; r++) {
-    const res = await run();
-    results.push(res);
-    process.stderr.write(`run ${r}: ${JSON.stringify(res)}\n`);
+  if (ONLY !== 'apns') {
+    for (let r = 1; r <= RUNS; r++) {
+      const res = await run();
+      results.push(res);
+      process.stderr.write(`run ${r}: ${JSON.stringify(res)}\n`);
+    }
+  }
+  const apnsResults: ApnsRunResult[] = [];
+  if (ONLY !== 'ws' && SERVER === 'notify' && APNS_TOKENS > 0) {
+    for (let r = 1; r <= RUNS; r++) {
+      const res = await runApns();
+      apnsResults.push(res);
+      process.stderr.write(`apns run ${r}: ${JSON.stringify(res)}\n`);
+    }
   }
   const med = (f: (r: RunResult) => number) => median(results.map(f));
+  const amed = (f: (r: ApnsRunResult) => number) => median(apnsResults.map(f));
   const summary = {
     server: SERVER,
     runs: RUNS,
-    sessions: N,
-    pushes: M,
-    inflight: W,
-    median: {
-      connectPerSec: med((r) => r.connectPerSec),
-      pushesPerSec: med((r) => r.pushesPerSec),
-      latencyMs: { p50: med((r) => r.latencyMs.p50), p99: med((r) => r.latencyMs.p99), max: med((r) => r.latencyMs.max) },
-      rssPerSessionBytes: med((r) => r.rssPerSessionBytes),
-      daemonRssWithSessionsBytes: med((r) => r.daemonRssBytes.withSessions),
-    },
-    lost: results.reduce((n, r) => n + r.lost, 0),
-    duplicates: results.reduce((n, r) => n + r.duplicates, 0),
-    notOkReplies: results.reduce((n, r) => n + r.replies.fail + r.replies.error, 0),
+    ...(results.length > 0 && {
+      sessions: N,
+      pushes: M,
+      inflight: W,
+      median: {
+        connectPerSec: med((r) => r.connectPerSec),
+        pushesPerSec: med((r) => r.pushesPerSec),
+        latencyMs: { p50: med((r) => r.latencyMs.p50), p99: med((r) => r.latencyMs.p99), max: med((r) => r.latencyMs.max) },
+        rssPerSessionBytes: med((r) => r.rssPerSessionBytes),
+        daemonRssWithSessionsBytes: med((r) => r.daemonRssBytes.withSessions),
+      },
+      lost: results.reduce((n, r) => n + r.lost, 0),
+      duplicates: results.reduce((n, r) => n + r.duplicates, 0),
+      notOkReplies: results.reduce((n, r) => n + r.replies.fail + r.replies.error, 0),
+    }),
+    ...(apnsResults.length > 0 && {
+      apns: {
+        tokens: APNS_TOKENS,
+        median: {
+          notificationsPerSec: amed((r) => r.notificationsPerSec),
+          seconds: amed((r) => r.seconds),
+          daemonPeakRssBytes: amed((r) => r.daemonPeakRssBytes),
+        },
+        notSent: apnsResults.reduce((n, r) => n + (r.tokens - r.sent), 0),
+      },
+    }),
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   process.exit(0);

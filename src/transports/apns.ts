@@ -270,41 +270,47 @@ export class ApnsTransport implements Transport {
     note.pushType = pkg.pushType;
     note.priority = pkg.priority;
 
+    // A pool of workers, at most maxConcurrentStreams, pulls tokens in order: memory stays
+    // proportional to the requests in flight, not to the uid's number of devices.
     const results: (DeliveryResult | undefined)[] = new Array(tokens.length);
-    const lastReason: string[] = new Array(tokens.length);
-    const deadline = whenAborted(signal);
+    const lastReason: (string | undefined)[] = new Array(tokens.length);
+    const stop = AbortSignal.any([signal, this.#stopping.signal]);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < tokens.length && !stop.aborted) {
+        const i = next++;
+        results[i] = await this.#deliverToken(tokens[i] as string, note, stop, (r) => (lastReason[i] = r));
+      }
+    };
+    const workers = Math.min(tokens.length, this.#settings.maxConcurrentStreams);
+    const deadline = whenAborted(stop);
     try {
-      await Promise.race([
-        Promise.all(tokens.map(async (token, i) => (results[i] = await this.#deliverToken(token, note, signal, (r) => (lastReason[i] = r))))),
-        deadline.promise,
-      ]);
+      await Promise.race([Promise.all(Array.from({ length: workers }, worker)), deadline.promise]);
     } finally {
       deadline.dispose();
     }
-    return tokens.map(
-      (target, i) =>
-        results[i] ?? {
-          transport: this.name,
-          target,
-          status: 'failed',
-          reason: `not delivered by the deadline${lastReason[i] ? ` (last: ${lastReason[i]})` : ''}`,
-        },
-    );
+    const why = this.#state === 'running' ? 'delivery deadline passed' : 'notify is shutting down';
+    return tokens.map((target, i) => {
+      const r = results[i];
+      if (r !== undefined) return r;
+      this.#failed++;
+      const last = lastReason[i];
+      return { transport: this.name, target, status: 'failed', reason: last ? `${why} (last: ${last})` : `not sent: ${why}` };
+    });
   }
 
   /** Sends to one token, retrying as classifyApnsResult says, until sent, given up, or aborted. */
-  async #deliverToken(token: string, note: Apn.Notification, signal: AbortSignal, note_reason: (r: string) => void): Promise<DeliveryResult> {
+  async #deliverToken(token: string, note: Apn.Notification, stop: AbortSignal, noteReason: (r: string) => void): Promise<DeliveryResult> {
     const result = (status: DeliveryResult['status'], reason?: string, extra: Partial<DeliveryResult> = {}): DeliveryResult => {
       if (status === 'sent') this.#sent++;
       else this.#failed++;
       return { transport: this.name, target: token, status, ...(reason !== undefined ? { reason } : {}), ...extra };
     };
     const policy = this.#settings.retry;
-    const stopOrDeadline = AbortSignal.any([signal, this.#stopping.signal]);
     let retries = 0;
     let freshJwtUsed = false;
     for (;;) {
-      const r = await this.#enqueue(token, note, stopOrDeadline);
+      const r = await this.#enqueue(token, note, stop);
       if (r === undefined) return result('failed', this.#state === 'running' ? 'not sent: delivery deadline passed' : 'not sent: notify is shutting down');
       const o = classifyApnsResult(r);
       if (o.kind === 'sent') return result('sent', undefined, o.apnsId ? { id: o.apnsId } : {});
@@ -313,7 +319,7 @@ export class ApnsTransport implements Transport {
         if (o.prune) this.#retire(token, o.reason);
         return result('rejected', o.reason, o.prune ? { prune: true } : {});
       }
-      note_reason(o.reason);
+      noteReason(o.reason);
       if (o.freshToken) {
         if (freshJwtUsed) return result('failed', `${o.reason} (again with a fresh provider token: check the key, keyId, teamId and this machine's clock)`);
         freshJwtUsed = true;
@@ -328,7 +334,7 @@ export class ApnsTransport implements Transport {
       }
       const delay = backoffMs(retries, policy, retryAfter);
       this.#log.debug('apns retry', { transport: this.name, target: token, reason: o.reason, retry: retries, delayMs: delay });
-      if (!(await sleep(delay, stopOrDeadline))) {
+      if (!(await sleep(delay, stop))) {
         return result('failed', `${o.reason}; retry ${retries} abandoned: ${this.#state === 'running' ? 'delivery deadline passed' : 'notify is shutting down'}`);
       }
     }
