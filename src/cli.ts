@@ -178,12 +178,17 @@ interface DevicesOptions extends ApiOptions {
 
 async function devicesChange(io: Io, op: 'add' | 'remove', uid: string, device: string, o: DevicesOptions): Promise<number> {
   const body = { uid, token: device, ...(o.transport !== undefined ? { transport: o.transport } : {}) };
-  const answer = (await callApi(o, op === 'add' ? 'POST' : 'DELETE', '/v1/devices', body)) as { added?: boolean; removed?: boolean; transport?: string };
+  const answer = (await callApi(o, op === 'add' ? 'POST' : 'DELETE', '/v1/devices', body)) as {
+    added?: boolean;
+    removed?: boolean;
+    transport: string;
+    token: string;
+  };
   if (op === 'add') {
-    io.out(`${answer.added ? 'registered' : 'already registered'}: ${uid} ${answer.transport ?? o.transport ?? ''} ${device}\n`);
+    io.out(`${answer.added ? 'registered' : 'already registered'}: ${uid} ${answer.transport} ${answer.token}\n`);
     return EXIT.delivered;
   }
-  io.out(answer.removed ? `removed: ${uid} ${device}\n` : `not registered for ${uid}: ${device}\n`);
+  io.out(answer.removed ? `removed: ${uid} ${answer.transport} ${answer.token}\n` : `not registered for ${uid}: ${answer.token}\n`);
   return answer.removed ? EXIT.delivered : EXIT.none;
 }
 

@@ -36,7 +36,7 @@ export class Validation {
 
   /** Records a problem at `path`; `atKey` points at the key instead of the value. */
   fail(path: readonly string[], message: string, atKey = false): void {
-    const p: Problem = { path: path.join('.'), message };
+    const p: Problem = { path: formatPath(path), message };
     const pos = this.#position(path, atKey);
     if (pos) Object.assign(p, pos);
     this.problems.push(p);
@@ -64,11 +64,18 @@ export class Validation {
   }
 }
 
+/** A key path as people write it: `devices.uid1.apns[0]`. */
+export function formatPath(path: readonly string[]): string {
+  let out = '';
+  for (const seg of path) out += /^\d+$/.test(seg) ? `[${seg}]` : out ? `.${seg}` : seg;
+  return out;
+}
+
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** Validates `value` against `spec`, applying defaults; problems go to `ctx`. */
 export function validate(spec: Spec, value: unknown, path: string[], ctx: Validation): unknown {
-  const name = path.join('.') || 'the config';
+  const name = formatPath(path) || 'the config';
   switch (spec.type) {
     case 'section': {
       if (value === undefined || value === null) value = {};
@@ -159,7 +166,7 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
       const out: Record<string, unknown> = {};
       for (const [key, v] of Object.entries(value)) {
         const bad = spec.checkKey?.(key);
-        if (bad) ctx.fail([...path, key], `${[...path, key].join('.')}: ${bad}`, true);
+        if (bad) ctx.fail([...path, key], bad, true);
         out[key] = validate(spec.of, v, [...path, key], ctx);
       }
       return out;

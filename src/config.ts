@@ -179,18 +179,21 @@ function checkDevices(cfg: Config, ctx: Validation): void {
       const settings = cfg.transports[name];
       if (!settings) {
         const known = Object.keys(cfg.transports).join(', ') || 'none configured';
-        ctx.fail(path, `devices.${uid}.${name}: no transport named "${name}" (transports: ${known})`, true);
+        ctx.fail(path, `no transport named "${name}" (transports: ${known})`, true);
         continue;
       }
-      const check = TRANSPORT_TYPES[settings.type]?.checkTarget;
+      const type = TRANSPORT_TYPES[settings.type];
       tokens.forEach((token, i) => {
         const here = [...path, String(i)];
-        const bad = check?.(token);
-        if (bad) ctx.fail(here, `devices.${uid}.${name}[${i}]: ${bad}`);
-        const key = `${name}\0${token}`;
+        const bad = type?.checkTarget?.(token);
+        if (bad) {
+          ctx.fail(here, bad);
+          return;
+        }
+        const key = `${name}\0${type?.normalizeTarget ? type.normalizeTarget(token) : token}`;
         const other = owner.get(key);
         if (other !== undefined && other !== uid) {
-          ctx.fail(here, `devices.${uid}.${name}[${i}]: this token is also listed under devices.${other}.${name}; a device belongs to one uid`);
+          ctx.fail(here, `this token is also listed under devices.${other}.${name}; a device belongs to one uid`);
         }
         owner.set(key, uid);
       });

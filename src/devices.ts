@@ -1,7 +1,7 @@
 import type { Config } from './config.js';
 import { NotifyError } from './errors.js';
 import type { Logger } from './log.js';
-import { checkUid } from './message.js';
+import { MAX_UID_BYTES } from './message.js';
 import type { Registry } from './registry.js';
 import type { StateDb } from './state.js';
 import { TRANSPORT_TYPES } from './transports/index.js';
@@ -80,7 +80,9 @@ export class DeviceStore {
 
   /** Checks a (uid, transport, token) triple from the API and returns the canonical token. */
   #check(uid: unknown, transport: unknown, token: unknown): { uid: Uid; transport: string; token: string } {
-    const u = checkUid(uid);
+    if (typeof uid !== 'string' || uid === '') throw invalid('"uid" must be a non-empty string');
+    if (Buffer.byteLength(uid) > MAX_UID_BYTES) throw invalid(`"uid" is longer than ${MAX_UID_BYTES} bytes`);
+    const u = uid;
     const names = Object.keys(this.#config.transports);
     if (transport === undefined && names.length === 1) transport = names[0];
     if (typeof transport !== 'string' || transport === '') {
