@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
-import { type Spec, Validation, validate, type Problem } from './config-schema.js';
+import { type Document, LineCounter, isMap, isPair, isScalar, parse as parseYaml, parseDocument, visit } from 'yaml';
+import { type Problem, type Spec, Validation, formatPath, validate } from './config-schema.js';
 import { NotifyError } from './errors.js';
 import { LOG_LEVELS, type LogLevel, isSecretKey } from './log.js';
 import { TRANSPORT_TYPES } from './transports/index.js';
@@ -226,6 +226,41 @@ function deepFreeze<T>(v: T): T {
   return v;
 }
 
+const ENV_REF = /\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/**
+ * Replaces `${NAME}` in every string value with the environment variable NAME (`${NAME:-x}`:
+ * x when NAME is unset or empty; `$${NAME}`: the literal text). A value that is exactly one
+ * unquoted `${NAME}` takes the variable's YAML type, so `port: ${PORT}` is a number. An unset
+ * variable is a problem at its line.
+ */
+function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, fail: (path: string[], offset: number, message: string) => void): void {
+  visit(doc, {
+    Scalar(key, node, ancestors) {
+      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return;
+      const text = node.value;
+      const path = ancestors.filter(isPair).map((p) => (isScalar(p.key) ? String(p.key.value) : '?'));
+      const missing: string[] = [];
+      const out = text.replace(ENV_REF, (_m, escaped: string, name: string, fallback: string | undefined) => {
+        if (escaped) return `\${${name}${fallback !== undefined ? `:-${fallback}` : ''}}`;
+        const value = env[name];
+        if (value !== undefined && (value !== '' || fallback === undefined)) return value;
+        if (fallback !== undefined) return fallback;
+        missing.push(name);
+        return '';
+      });
+      for (const name of missing) fail(path, node.range?.[0] ?? 0, `\${${name}} is not set in the environment`);
+      const whole = /^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$/.test(text);
+      if (whole && node.type === 'PLAIN' && missing.length === 0) {
+        const typed: unknown = parseYaml(out);
+        node.value = typed === null || ['number', 'boolean'].includes(typeof typed) ? typed : out;
+      } else {
+        node.value = out;
+      }
+    },
+  });
+}
+
 /** The dotted path of the mapping key that starts at `offset`, if any. */
 function keyPathAt(node: unknown, offset: number, prefix: string[] = []): string | undefined {
   if (!isMap(node)) return undefined;
@@ -242,7 +277,7 @@ function keyPathAt(node: unknown, offset: number, prefix: string[] = []): string
  * Parses and validates YAML config text. `source` names it in errors (`config.yaml:3:5: ...`).
  * Throws ConfigError listing every problem; returns a frozen config with defaults filled in.
  */
-export function parseConfig(text: string, source = 'config', baseDir = process.cwd()): Config {
+export function parseConfig(text: string, source = 'config', baseDir = process.cwd(), env: NodeJS.ProcessEnv = process.env): Config {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
@@ -258,6 +293,12 @@ export function parseConfig(text: string, source = 'config', baseDir = process.c
       }),
     );
   }
+  const envProblems: string[] = [];
+  substituteEnv(doc, env, (path, offset, message) => {
+    const pos = lines.linePos(offset);
+    envProblems.push(`${source}:${pos.line}:${pos.col}: ${formatPath(path)}: ${message}`);
+  });
+  if (envProblems.length > 0) throw new ConfigError(envProblems);
   const ctx = new Validation(doc, lines, baseDir);
   const cfg = validate(SCHEMA, doc.toJS({ maxAliasCount: 100 }), [], ctx) as Config;
   if (ctx.problems.length === 0) checkDevices(cfg, ctx);
@@ -283,9 +324,16 @@ export function loadConfig(path: string): Config {
   return parseConfig(text, path, dirname(resolve(path)));
 }
 
+/** A URL with the values of secret-looking query parameters (token=, key=) redacted. */
+function redactUrl(text: string): string {
+  if (!/^https?:\/\/.*\?/.test(text)) return text;
+  return text.replace(/([?&])([^=&#]+)=([^&#]*)/g, (m, sep: string, name: string) => (isSecretKey(name) ? `${sep}${name}=[redacted]` : m));
+}
+
 /** A deep copy safe to print: every value under a secret-looking key becomes "[redacted]". */
 export function redact<T>(value: T): T {
   if (Array.isArray(value)) return value.map(redact) as T;
+  if (typeof value === 'string') return redactUrl(value) as T;
   if (value === null || typeof value !== 'object') return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {

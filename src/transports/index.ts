@@ -2,6 +2,8 @@ import type { Spec } from '../config-schema.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry.js';
 import { apnsType } from './apns.js';
+import { httpType } from './http.js';
+import { jpushType } from './jpush.js';
 import type { Transport } from './transport.js';
 
 /** What a configured transport (one entry under `transports:`) is built from. */
@@ -35,4 +37,6 @@ export interface TransportType {
  */
 export const TRANSPORT_TYPES: Readonly<Record<string, TransportType>> = {
   apns: apnsType,
+  http: httpType,
+  jpush: jpushType,
 };
