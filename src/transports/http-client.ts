@@ -159,7 +159,9 @@ export class ProviderClient {
       }
       let body: string;
       try {
-        body = await readLimited(res);
+        // Scrubbed before anything is cut or judged: a provider that echoes a credential must
+        // not leak even part of it into a reason.
+        body = this.scrub(await readLimited(res));
       } catch (err) {
         if (stop.aborted) return undefined;
         return { kind: 'retry', reason: timeout.aborted ? `no complete answer within ${this.#o.requestTimeoutMs} ms` : `answer cut off: ${errorMessage(err)}` };

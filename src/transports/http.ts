@@ -227,7 +227,7 @@ function validateSettings(value: unknown, path: string[], ctx: Validation): Http
   } catch (err) {
     const msg = (err as Error).message;
     const key = /^([\w.-]+):/.exec(msg)?.[1];
-    ctx.fail(key ? [...path, ...key.split('.')] : path, `${formatPath(path)}.${msg}`);
+    ctx.fail(key ? [...path, ...key.split('.')] : path, key ? `${formatPath(path)}.${msg}` : `${formatPath(path)}: ${msg}`);
   }
   return s;
 }

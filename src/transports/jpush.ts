@@ -118,7 +118,9 @@ export const JPUSH_ERRORS: Readonly<Record<number, { meaning: string; retry: boo
 
 /** Seconds until JPush's rate-limit window resets, as milliseconds. */
 function resetMs(res: ProviderResponse): number | undefined {
-  const reset = Number(res.headers.get('x-rate-limit-reset'));
+  const header = res.headers.get('x-rate-limit-reset');
+  if (header === null || header.trim() === '') return undefined;
+  const reset = Number(header);
   return Number.isFinite(reset) && reset >= 0 ? Math.max(1, reset) * 1000 : undefined;
 }
 
@@ -131,7 +133,10 @@ export function judgeJPush(res: ProviderResponse): Verdict {
     parsed = undefined;
   }
   if (res.status >= 200 && res.status < 300 && !parsed?.error) {
-    return parsed?.msg_id !== undefined ? { kind: 'sent', id: String(parsed.msg_id) } : { kind: 'sent' };
+    if (parsed?.msg_id === undefined) return { kind: 'sent' };
+    // msg_id may be a number above 2^53: take its digits from the text, not the parsed double.
+    const digits = /"msg_id"\s*:\s*"?(\d+)/.exec(res.body)?.[1];
+    return { kind: 'sent', id: digits ?? String(parsed.msg_id) };
   }
   const code = Number(parsed?.error?.code);
   const known = JPUSH_ERRORS[code];

@@ -23,22 +23,29 @@ export interface TemplateValues {
 export const PLACEHOLDERS = ['uid', 'title', 'msg', 'badge', 'sound', 'data', 'frame', 'token'] as const;
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 
-const PATTERN = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g;
+const PATTERN = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\s*\|\s*[A-Za-z_][A-Za-z0-9_]*)*)\s*\}\}/g;
+
+/** A placeholder: `{{msg}}`, or `{{msg|frame}}` for the first of them that the message has. */
+export interface Slot {
+  names: Placeholder[];
+}
 
 /** A template split into literal text and placeholders. */
-export type Parts = (string | { name: Placeholder })[];
+export type Parts = (string | Slot)[];
 
 /** Splits a template; throws with the unknown names listed. */
 export function parseTemplate(text: string): Parts {
   const parts: Parts = [];
   let last = 0;
   for (const m of text.matchAll(PATTERN)) {
-    const name = m[1] as string;
-    if (!(PLACEHOLDERS as readonly string[]).includes(name)) {
-      throw new Error(`unknown placeholder {{${name}}}; use ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')}`);
+    const names = (m[1] as string).split('|').map((n) => n.trim());
+    for (const name of names) {
+      if (!(PLACEHOLDERS as readonly string[]).includes(name)) {
+        throw new Error(`unknown placeholder {{${name}}}; use ${PLACEHOLDERS.map((p) => `{{${p}}}`).join(', ')}, or {{a|b}} for the first one set`);
+      }
     }
     if (m.index > last) parts.push(text.slice(last, m.index));
-    parts.push({ name: name as Placeholder });
+    parts.push({ names: names as Placeholder[] });
     last = m.index + m[0].length;
   }
   if (last < text.length) parts.push(text.slice(last));
@@ -47,11 +54,15 @@ export function parseTemplate(text: string): Parts {
 
 /** The placeholders a template uses. */
 export function placeholdersOf(parts: Parts): Set<Placeholder> {
-  return new Set(parts.filter((p): p is { name: Placeholder } => typeof p !== 'string').map((p) => p.name));
+  return new Set(parts.flatMap((p) => (typeof p === 'string' ? [] : p.names)));
 }
 
-function valueOf(v: TemplateValues, name: Placeholder): unknown {
-  return v[name];
+function valueOf(v: TemplateValues, slot: Slot): unknown {
+  for (const name of slot.names) {
+    const value = v[name];
+    if (value !== undefined) return value;
+  }
+  return undefined;
 }
 
 /** A value as plain text: absent is empty, data is its JSON. */
@@ -63,14 +74,14 @@ function asText(value: unknown): string {
 /** Plain text (a text body). */
 export function renderText(parts: Parts, v: TemplateValues): string {
   let out = '';
-  for (const p of parts) out += typeof p === 'string' ? p : asText(valueOf(v, p.name));
+  for (const p of parts) out += typeof p === 'string' ? p : asText(valueOf(v, p));
   return out;
 }
 
 /** A URL: every value percent-encoded, so it stays one path segment or query value. */
 export function renderUrl(parts: Parts, v: TemplateValues): string {
   let out = '';
-  for (const p of parts) out += typeof p === 'string' ? p : encodeURIComponent(asText(valueOf(v, p.name)));
+  for (const p of parts) out += typeof p === 'string' ? p : encodeURIComponent(asText(valueOf(v, p)));
   return out;
 }
 
@@ -101,7 +112,7 @@ export function renderJsonText(parts: Parts, v: TemplateValues): string {
       }
       continue;
     }
-    const value = valueOf(v, p.name);
+    const value = valueOf(v, p);
     out += inString ? JSON.stringify(asText(value)).slice(1, -1) : JSON.stringify(value ?? null);
   }
   return out;
@@ -138,7 +149,7 @@ function fill(s: Structure, v: TemplateValues): unknown {
     case 'template': {
       const only = s.parts.length === 1 ? s.parts[0] : undefined;
       if (only !== undefined && typeof only !== 'string') {
-        const value = valueOf(v, only.name);
+        const value = valueOf(v, only);
         return value === undefined ? ABSENT : value;
       }
       return renderText(s.parts, v);
