@@ -6,7 +6,7 @@ import { createDaemon } from './daemon.js';
 import type { DeviceEntry } from './devices.js';
 import { NotifyError, errorMessage } from './errors.js';
 import { createLogger } from './log.js';
-import { messageFromFields, parseAudience } from './message.js';
+import { messageFromFields, parseAudience, parsePublishOptions } from './message.js';
 import type { DeliveryReport } from './types.js';
 
 /** Exit codes for shell scripts. */
@@ -88,6 +88,9 @@ interface PublishOptions extends ApiOptions {
   data?: string[];
   json?: boolean;
   direct?: boolean;
+  id?: string;
+  route?: string;
+  ttl?: string;
 }
 
 /** Calls the running daemon's HTTP API; resolves with its JSON answer or throws a one-line CliError. */
@@ -134,6 +137,9 @@ function publishBody(address: Record<string, unknown>, o: PublishOptions): Recor
   if (body.msg === undefined && body.title === undefined && data === undefined) {
     throw new CliError('nothing to send: give --msg, --title or --data');
   }
+  if (o.id !== undefined) body.id = o.id;
+  if (o.route !== undefined) body.route = o.route;
+  if (o.ttl !== undefined) body.ttl = o.ttl;
   return body;
 }
 
@@ -159,14 +165,15 @@ async function publishDirect(io: Io, body: Record<string, unknown>, o: PublishOp
   }
   const audience = parseAudience(body);
   const message = messageFromFields(body);
+  const options = parsePublishOptions(body);
   const core = buildCore(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
   try {
     for (const t of core.transports) await t.start();
-    return printReport(io, await core.dispatcher.dispatch(audience, message), o.json);
+    return printReport(io, await core.publisher.publish(audience, message, options), o.json);
   } finally {
     await core.dispatcher.close();
     for (const t of core.transports) await t.stop();
-    core.db.close();
+    core.close();
   }
 }
 
@@ -282,7 +289,10 @@ export function buildProgram(io: Io, result: { code: number }): Command {
       .option('-s, --server <url>', "the daemon's HTTP API (default: from the config's http.listen)")
       .option('--token <token>', 'bearer token for the HTTP API (default: $NOTIFY_TOKEN, else http.token from the config)')
       .option('--timeout <ms>', 'how long to wait for the report', '30000')
-      .option('--direct', "no daemon: deliver in this process through the config's push transports (APNs, HTTP push)");
+      .option('--direct', "no daemon: deliver in this process through the config's push transports (APNs, HTTP push)")
+      .option('--id <id>', 'your own message id: a repeat within history.dedupeWindow is not delivered again')
+      .addOption(new Option('--route <route>', 'all transports at once, or live sessions first and push only if none takes it').choices(['all', 'live-first']))
+      .option('--ttl <duration>', 'how long the message is kept for sessions that resume, e.g. 10m (at most history.ttl)');
   const apiOptions = (cmd: Command) =>
     cmd
       .addOption(configOption())

@@ -1,5 +1,6 @@
 import type { Document, LineCounter } from 'yaml';
 import { isMap, isPair, isScalar, isSeq, type Node, type Pair } from 'yaml';
+import { parseDuration } from './duration.js';
 
 /**
  * A small declarative schema for the YAML config: every key has a type, an optional default
@@ -12,6 +13,8 @@ export type Spec =
   | { type: 'boolean'; default?: boolean }
   | { type: 'enum'; values: readonly string[]; default?: string }
   | { type: 'listen'; default: string }
+  /** A duration ("500ms", "30s", "24h", or a number of seconds), validated to milliseconds. */
+  | { type: 'duration'; default: string; minMs?: number }
   | { type: 'map'; of: Spec; emptyDefault?: boolean; checkKey?: (k: string) => string | undefined }
   | { type: 'list'; of: Spec }
   | { type: 'custom'; validate: (value: unknown, path: string[], ctx: Validation) => unknown };
@@ -156,6 +159,20 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
         return spec.default;
       }
       return text;
+    }
+    case 'duration': {
+      const raw = value === undefined || value === null ? spec.default : value;
+      try {
+        const ms = parseDuration(raw);
+        if (spec.minMs !== undefined && ms < spec.minMs) {
+          ctx.fail(path, `${name} must be at least ${spec.minMs} ms, got ${JSON.stringify(raw)}`);
+          return parseDuration(spec.default);
+        }
+        return ms;
+      } catch (err) {
+        ctx.fail(path, `${name} ${(err as Error).message}`);
+        return parseDuration(spec.default);
+      }
     }
     case 'map': {
       if (value === undefined || value === null) return {};

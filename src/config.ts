@@ -5,6 +5,7 @@ import { type Problem, type Spec, Validation, formatPath, validate } from './con
 import { NotifyError } from './errors.js';
 import { LOG_LEVELS, type LogLevel, isSecretKey } from './log.js';
 import { TRANSPORT_TYPES } from './transports/index.js';
+import type { Route } from './types.js';
 
 export { parseListen, formatListen } from './config-schema.js';
 
@@ -39,6 +40,20 @@ export const DEFAULTS = {
   dispatch: {
     /** How long one transport may take to deliver to one uid. */
     deliverTimeoutMs: 5_000,
+    /** `all`: every transport at once; `live-first`: push transports only when no live session took it. */
+    route: 'all' as Route,
+    /** With live-first: how long a resuming session has to ack before the push transports are used. */
+    ackTimeout: '2s',
+  },
+  history: {
+    /** Keep messages for sessions that resume, and answers to publisher ids (the store). */
+    enabled: true,
+    /** Messages kept per uid. */
+    size: 100,
+    /** How long a message is kept at most (a message's own ttl may be shorter). */
+    ttl: '24h',
+    /** How long a publisher's message id is remembered: a repeat gets the first answer. */
+    dedupeWindow: '1h',
   },
   shutdown: {
     /** How long a stop waits for deliveries in flight before it closes everything anyway. */
@@ -62,7 +77,10 @@ export interface Config {
   ws: { listen: string; maxPayloadBytes: number; maxBufferedBytes: number; heartbeatIntervalMs: number };
   text: { listen: string; maxLineBytes: number; maxPipelinedLines: number };
   http: { listen: string; token: string | null; maxBodyBytes: number };
-  dispatch: { deliverTimeoutMs: number };
+  /** `ackTimeout` in milliseconds. */
+  dispatch: { deliverTimeoutMs: number; route: Route; ackTimeout: number };
+  /** `ttl` and `dedupeWindow` in milliseconds. */
+  history: { enabled: boolean; size: number; ttl: number; dedupeWindow: number };
   shutdown: { timeoutMs: number };
   /** `dir` is absolute: resolved against the config file's folder (or the working directory). */
   state: { dir: string };
@@ -135,7 +153,20 @@ const SCHEMA: Spec = {
     },
     dispatch: {
       type: 'section',
-      keys: { deliverTimeoutMs: { type: 'integer', min: 1, default: DEFAULTS.dispatch.deliverTimeoutMs } },
+      keys: {
+        deliverTimeoutMs: { type: 'integer', min: 1, default: DEFAULTS.dispatch.deliverTimeoutMs },
+        route: { type: 'enum', values: ['all', 'live-first'], default: DEFAULTS.dispatch.route },
+        ackTimeout: { type: 'duration', default: DEFAULTS.dispatch.ackTimeout, minMs: 1 },
+      },
+    },
+    history: {
+      type: 'section',
+      keys: {
+        enabled: { type: 'boolean', default: DEFAULTS.history.enabled },
+        size: { type: 'integer', min: 1, max: 100_000, default: DEFAULTS.history.size },
+        ttl: { type: 'duration', default: DEFAULTS.history.ttl, minMs: 1000 },
+        dedupeWindow: { type: 'duration', default: DEFAULTS.history.dedupeWindow, minMs: 0 },
+      },
     },
     shutdown: {
       type: 'section',

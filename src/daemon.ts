@@ -2,6 +2,8 @@ import type { Config } from './config.js';
 import { buildCore } from './core.js';
 import type { DeviceStore } from './devices.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { History } from './history.js';
+import type { Publisher } from './publisher.js';
 import { HttpIngress } from './ingress/http.js';
 import { TextIngress } from './ingress/text.js';
 import { type Logger, silentLogger } from './log.js';
@@ -28,8 +30,11 @@ export interface Daemon {
   /** The bound addresses (real ports when 0 was configured). */
   addresses(): Addresses;
   readonly dispatcher: Dispatcher;
+  readonly publisher: Publisher;
   readonly registry: Registry;
   readonly devices: DeviceStore;
+  /** The message store (undefined when history is off). */
+  readonly history: History | undefined;
 }
 
 interface Startable {
@@ -40,14 +45,15 @@ interface Startable {
 /** The composition root: builds every part from the config and owns their lifecycle. */
 export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemon {
   const log = opts.log ?? silentLogger;
-  const { registry, devices, transports, websocket, dispatcher, db } = buildCore(config, { log, live: true });
+  const core = buildCore(config, { log, live: true });
+  const { registry, devices, transports, websocket, dispatcher, publisher } = core;
   const ws = websocket as WebSocketTransport;
   const closeTimeoutMs = config.shutdown.timeoutMs;
-  const text = new TextIngress({ ...config.text, dispatcher, log, closeTimeoutMs });
+  const text = new TextIngress({ ...config.text, publisher, log, closeTimeoutMs });
   const health = () => ({
     transports: Object.fromEntries(transports.map((t) => [t.name, t.health?.() ?? { state: 'running' }])),
   });
-  const http = new HttpIngress({ ...config.http, dispatcher, devices, health, log, closeTimeoutMs });
+  const http = new HttpIngress({ ...config.http, publisher, devices, health, log, closeTimeoutMs });
   const ingresses: Startable[] = [text, http];
 
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -71,14 +77,16 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
       log.warn('shutdown timed out; closing anyway', { timeoutMs: closeTimeoutMs });
     }
     clearTimeout(timer);
-    db.close();
+    core.close();
     state = 'stopped';
   }
 
   return {
     dispatcher,
+    publisher,
     registry,
     devices,
+    history: core.history,
     async start() {
       if (state !== 'new') return;
       state = 'starting';
@@ -99,9 +107,10 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
       for (const t of transports) {
         if (t !== ws) log.info(`transport ${t.name} ready`, { transport: t.name, devices: registry.index(t.name).targetCount });
       }
+      core.resumePending();
     },
     stop() {
-      stopping ??= state === 'new' ? (db.close(), Promise.resolve()) : stopAll();
+      stopping ??= state === 'new' ? (core.close(), Promise.resolve()) : stopAll();
       return stopping;
     },
     addresses() {

@@ -39,9 +39,13 @@ class Window implements DeadlineWindow {
 
   #fire(): void {
     if (this.#waiting.size === 0) return;
-    for (const w of this.#waiting) w.expire();
-    this.#waiting.clear();
+    // Abort first: a transport that honours the signal answers with what it has (its partial
+    // results settle in microtasks); one turn later, whoever is still waiting is expired.
     this.#controller.abort(new Error('deadline passed'));
+    setImmediate(() => {
+      for (const w of this.#waiting) w.expire();
+      this.#waiting.clear();
+    });
   }
 }
 

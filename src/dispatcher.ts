@@ -65,8 +65,11 @@ export class Dispatcher {
     return this.#inflight;
   }
 
-  /** Delivers `msg` to `audience`. Rejects only when the dispatcher is closed. */
-  dispatch(audience: Audience, msg: Message): Promise<DeliveryReport> {
+  /**
+   * Delivers `msg` to `audience` through every transport (or those `only` accepts). Rejects only
+   * when the dispatcher is closed.
+   */
+  dispatch(audience: Audience, msg: Message, only?: (t: Transport) => boolean): Promise<DeliveryReport> {
     if (this.#state !== 'running') {
       return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
     }
@@ -78,7 +81,7 @@ export class Dispatcher {
     for (const uid of uids) {
       const before = calls.length;
       for (const transport of this.#transports) {
-        if (!reachable(transport, uid)) continue;
+        if ((only && !only(transport)) || !reachable(transport, uid)) continue;
         calls.push({ uid, transport });
         promises.push(invoke(transport, uid, msg, window.signal));
       }
@@ -121,6 +124,7 @@ export class Dispatcher {
         const entry: ReportEntry = { uid, transport: r.transport, target: r.target, status: r.status };
         if (r.reason !== undefined) entry.reason = r.reason;
         if (r.id !== undefined) entry.id = r.id;
+        if (r.ack !== undefined) entry.ack = r.ack;
         report.results.push(entry);
         report[r.status]++;
         if (r.prune) this.#prune(transport, r);

@@ -1,5 +1,7 @@
+import { parseDuration } from './duration.js';
 import { NotifyError } from './errors.js';
-import type { Audience, Message, Uid } from './types.js';
+import { checkMessageId } from './ids.js';
+import type { Audience, MessageBody, PublishOptions, Route, Uid } from './types.js';
 
 /** The longest uid accepted anywhere, in UTF-8 bytes. */
 export const MAX_UID_BYTES = 256;
@@ -7,7 +9,10 @@ export const MAX_UID_BYTES = 256;
 /** Top-level keys with a meaning of their own; every other key of a Text line is data. */
 const FIELD_KEYS = ['title', 'msg', 'badge', 'sound'] as const;
 const ADDRESS_KEYS = ['uid', 'uids', 'broadcast'] as const;
-const RESERVED = new Set<string>([...FIELD_KEYS, ...ADDRESS_KEYS, 'data']);
+/** How to publish, not what: never data. `reply` is the Text ingress's. */
+const OPTION_KEYS = ['id', 'route', 'ttl', 'reply'] as const;
+const RESERVED = new Set<string>([...FIELD_KEYS, ...ADDRESS_KEYS, ...OPTION_KEYS, 'data']);
+const ROUTES: readonly Route[] = ['all', 'live-first'];
 
 type Json = Record<string, unknown>;
 
@@ -72,8 +77,8 @@ function readFields(obj: Json): Fields {
   return out;
 }
 
-function build(frame: string, fields: Fields, data: Json | undefined): Message {
-  const m: { -readonly [K in keyof Message]: Message[K] } = { frame, ...fields };
+function build(frame: string, json: boolean, fields: Fields, data: Json | undefined): MessageBody {
+  const m: { -readonly [K in keyof MessageBody]: MessageBody[K] } = { frame, json, ...fields };
   if (data !== undefined && Object.keys(data).length > 0) m.data = data;
   return m;
 }
@@ -83,7 +88,7 @@ function build(frame: string, fields: Fields, data: Json | undefined): Message {
  * and every other key but the address is data (`{"uid":"uid1","percent":"88%"}` has data
  * `{percent: "88%"}`).
  */
-export function messageFromLine(line: string, obj: Json): Message {
+export function messageFromLine(line: string, obj: Json): MessageBody {
   let data: Json | undefined;
   for (const key in obj) {
     if (RESERVED.has(key)) continue;
@@ -92,7 +97,7 @@ export function messageFromLine(line: string, obj: Json): Message {
     if (key === '__proto__') Object.defineProperty(data, key, { value: obj[key], enumerable: true, writable: true, configurable: true });
     else data[key] = obj[key];
   }
-  return build(line, readFields(obj), data);
+  return build(line, true, readFields(obj), data);
 }
 
 /**
@@ -100,7 +105,7 @@ export function messageFromLine(line: string, obj: Json): Message {
  * title and data. A message with `msg` alone is framed as that text, byte for byte; any other is
  * framed as one flat JSON object, the same shape a Text line has (without the address).
  */
-export function messageFromFields(obj: Json): Message {
+export function messageFromFields(obj: Json): MessageBody {
   const fields = readFields(obj);
   const data = obj.data;
   if (data !== undefined && (data === null || typeof data !== 'object' || Array.isArray(data))) {
@@ -116,8 +121,33 @@ export function messageFromFields(obj: Json): Message {
   }
   const onlyMsg = fields.msg !== undefined && Object.keys(fields).length === 1 && !hasData;
   const frame = onlyMsg ? (fields.msg as string) : JSON.stringify({ ...fields, ...dataObj });
-  return build(frame, fields, hasData ? dataObj : undefined);
+  return build(frame, !onlyMsg, fields, hasData ? dataObj : undefined);
 }
 
-/** The fields an HTTP publish may carry besides its address. */
-export const PUBLISH_KEYS: ReadonlySet<string> = new Set([...FIELD_KEYS, ...ADDRESS_KEYS, 'data']);
+/**
+ * Reads how to publish: `id` (the publisher's own message id), `route` (`all` or
+ * `live-first`) and `ttl` (a duration such as "1h", or seconds).
+ */
+export function parsePublishOptions(obj: Json): PublishOptions {
+  const out: PublishOptions = {};
+  if (obj.id !== undefined) {
+    const bad = checkMessageId(obj.id);
+    if (bad) throw invalid(bad);
+    out.id = obj.id as string;
+  }
+  if (obj.route !== undefined) {
+    if (!ROUTES.includes(obj.route as Route)) throw invalid(`"route" must be ${ROUTES.map((r) => `"${r}"`).join(' or ')}`);
+    out.route = obj.route as Route;
+  }
+  if (obj.ttl !== undefined) {
+    try {
+      out.ttlMs = parseDuration(obj.ttl);
+    } catch (err) {
+      throw invalid(`"ttl" ${(err as Error).message}`);
+    }
+  }
+  return out;
+}
+
+/** The fields an HTTP publish may carry. */
+export const PUBLISH_KEYS: ReadonlySet<string> = new Set([...FIELD_KEYS, ...ADDRESS_KEYS, 'id', 'route', 'ttl', 'data']);

@@ -24,6 +24,32 @@ const MIGRATIONS: readonly string[] = [
      retired_at INTEGER NOT NULL,
      PRIMARY KEY (transport, token)
    ) WITHOUT ROWID;`,
+  // Message history (one row per uid a message was for; '*' for a broadcast), the first answer
+  // to each publisher-given id, and provider deliveries waiting for a retry.
+  `CREATE TABLE messages (
+     seq        INTEGER PRIMARY KEY,
+     id         TEXT NOT NULL,
+     uid        TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     frame      TEXT NOT NULL,
+     json       INTEGER NOT NULL
+   );
+   CREATE INDEX messages_by_uid ON messages (uid, seq);
+   CREATE TABLE answers (
+     id     TEXT PRIMARY KEY,
+     at     INTEGER NOT NULL,
+     report TEXT NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE retries (
+     seq       INTEGER PRIMARY KEY,
+     transport TEXT NOT NULL,
+     uid       TEXT NOT NULL,
+     target    TEXT NOT NULL,
+     message   TEXT NOT NULL,
+     attempt   INTEGER NOT NULL,
+     due_at    INTEGER NOT NULL,
+     reason    TEXT NOT NULL
+   );`,
 ];
 
 /**

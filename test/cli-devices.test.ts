@@ -216,7 +216,11 @@ test('cli send --direct --json prints the report with the apns entry and its apn
   const report = JSON.parse(r.out) as DeliveryReport;
   const apnsId = w.fake.answers[0]?.apnsId;
   assert.ok(apnsId, 'the fake answered with an apns-id');
+  const id = (report as unknown as { id: string }).id;
   assert.deepEqual(report, {
+    id,
+    stored: true,
+    route: 'all',
     delivered: true,
     sent: 1,
     failed: 0,

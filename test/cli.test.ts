@@ -361,7 +361,12 @@ test('cli: send --json prints the delivery report as JSON', async (t) => {
   assert.equal(r.code, EXIT.delivered, r.err);
   assert.ok(r.out.endsWith('\n'));
   assert.equal(lines(r.out).length, 1, 'one line of JSON');
-  assert.deepEqual(JSON.parse(r.out), {
+  const report = JSON.parse(r.out) as { id: string };
+  assert.match(report.id, /^[0-9A-HJKMNP-TV-Z]{26}$/, 'a ULID message id');
+  assert.deepEqual(report, {
+    id: report.id,
+    stored: true,
+    route: 'all',
     delivered: true,
     sent: 1,
     failed: 0,

@@ -7,7 +7,7 @@ import { MemoryRegistry } from '../src/registry.js';
 import type { Message } from '../src/types.js';
 import { RecordingTransport } from './helpers/recording-transport.js';
 
-const msg: Message = { frame: 'hello', msg: 'hello' };
+const msg: Message = { id: 'm1', frame: 'hello', json: false, msg: 'hello' };
 
 function setup(deliverTimeoutMs = 2000) {
   const registry = new MemoryRegistry();

@@ -151,7 +151,7 @@ test('messageFromLine: the frame is the line itself, byte for byte', () => {
 
 test('messageFromLine: every key but the address and the fields is data', () => {
   const m = fromLine('{"uid":"uid1","percent":"88%"}');
-  assert.deepEqual(m, { frame: '{"uid":"uid1","percent":"88%"}', data: { percent: '88%' } });
+  assert.deepEqual(m, { frame: '{"uid":"uid1","percent":"88%"}', json: true, data: { percent: '88%' } });
 
   const m2 = fromLine('{"uid":["a","b"],"title":"T","msg":"M","badge":3,"sound":"ping","percent":"88%","nested":{"x":[1,true,null]},"n":0}');
   assert.equal(m2.title, 'T');
@@ -178,7 +178,7 @@ test('messageFromLine: reserved keys never become data', () => {
 
 test('messageFromLine: a line with the address alone has no fields and no data', () => {
   const m = fromLine('{"uid":"uid1"}');
-  assert.deepEqual(m, { frame: '{"uid":"uid1"}' });
+  assert.deepEqual(m, { frame: '{"uid":"uid1"}', json: true });
 });
 
 test('messageFromLine: field types are checked', () => {
@@ -201,13 +201,13 @@ test('messageFromFields: msg alone is the frame, byte for byte', () => {
   for (const msg of ['hi', 'café 😀', '{"looks":"like json"}', '  padded\n\ttext  ', '"quoted"', '', '\u2028']) {
     const m = messageFromFields({ msg });
     assert.equal(m.frame, msg);
-    assert.deepEqual(m, { frame: msg, msg });
+    assert.deepEqual(m, { frame: msg, json: false, msg });
   }
 });
 
 test('messageFromFields: the address keys are not part of the message', () => {
-  assert.deepEqual(messageFromFields({ uid: 'uid1', msg: 'hi' }), { frame: 'hi', msg: 'hi' });
-  assert.deepEqual(messageFromFields({ broadcast: true, msg: 'hi' }), { frame: 'hi', msg: 'hi' });
+  assert.deepEqual(messageFromFields({ uid: 'uid1', msg: 'hi' }), { frame: 'hi', json: false, msg: 'hi' });
+  assert.deepEqual(messageFromFields({ broadcast: true, msg: 'hi' }), { frame: 'hi', json: false, msg: 'hi' });
   const m = messageFromFields({ uids: ['a'], title: 'T' });
   assert.deepEqual(JSON.parse(m.frame), { title: 'T' });
 });
@@ -244,11 +244,11 @@ test('messageFromFields: fields and data are carried on the message', () => {
   assert.equal(m.sound, 's');
   assert.deepEqual(m.data, { percent: '88%' });
   // Only what was given is set.
-  assert.deepEqual(Object.keys(messageFromFields({ title: 'T' })).sort(), ['frame', 'title']);
+  assert.deepEqual(Object.keys(messageFromFields({ title: 'T' })).sort(), ['frame', 'json', 'title']);
 });
 
 test('messageFromFields: empty data counts as no data', () => {
-  assert.deepEqual(messageFromFields({ msg: 'hi', data: {} }), { frame: 'hi', msg: 'hi' });
+  assert.deepEqual(messageFromFields({ msg: 'hi', data: {} }), { frame: 'hi', json: false, msg: 'hi' });
   const m = messageFromFields({ title: 'T', data: {} });
   assert.equal(m.data, undefined);
   assert.deepEqual(JSON.parse(m.frame), { title: 'T' });

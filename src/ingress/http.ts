@@ -1,11 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { DeviceStore } from '../devices.js';
-import type { Dispatcher } from '../dispatcher.js';
+import type { Publisher } from '../publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import { closeServer, listen } from '../listen.js';
 import type { Logger } from '../log.js';
-import { PUBLISH_KEYS, messageFromFields, parseAudience } from '../message.js';
+import { PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions } from '../message.js';
 
 export interface HttpIngressOptions {
   /** "host:port". @default '127.0.0.1:5680' */
@@ -13,7 +13,7 @@ export interface HttpIngressOptions {
   /** When set, every /v1/ request needs `Authorization: Bearer <token>`. */
   token: string | null;
   maxBodyBytes: number;
-  dispatcher: Dispatcher;
+  publisher: Publisher;
   /** Device tokens of the push transports: /v1/devices. */
   devices: DeviceStore;
   /** What GET /healthz reports, besides its status. */
@@ -38,7 +38,7 @@ function sha256(s: string): Buffer {
 
 /**
  * The publisher HTTP API:
- * - `POST /v1/send` `{uid | uids | broadcast, msg?, title?, badge?, sound?, data?}` -> the delivery report;
+ * - `POST /v1/send` `{uid | uids | broadcast, msg?, title?, badge?, sound?, data?, id?, route?, ttl?}` -> the report;
  * - `POST /v1/devices` and `DELETE /v1/devices` `{uid, transport, token}`; `GET /v1/devices?uid=&transport=`;
  * - `GET /healthz` -> `{status, transports}`.
  * Errors are `{code, error}` with a matching 4xx/5xx status.
@@ -155,7 +155,7 @@ export class HttpIngress {
         status: 400,
       });
     }
-    return this.#opts.dispatcher.dispatch(parseAudience(obj), messageFromFields(obj));
+    return this.#opts.publisher.publish(parseAudience(obj), messageFromFields(obj), parsePublishOptions(obj));
   }
 
   #device(op: 'add' | 'remove', body: unknown): unknown {

@@ -1,10 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Dispatcher } from '../dispatcher.js';
+import type { Publisher } from '../publisher.js';
 import { errorMessage } from '../errors.js';
 import { closeServer, listen } from '../listen.js';
 import type { Logger } from '../log.js';
-import { messageFromLine, parseAudience } from '../message.js';
+import { messageFromLine, parseAudience, parsePublishOptions } from '../message.js';
 
 export interface TextIngressOptions {
   /** "host:port". @default '127.0.0.1:5678' */
@@ -13,7 +13,7 @@ export interface TextIngressOptions {
   maxLineBytes: number;
   /** Lines of one connection in delivery at once; past it the connection is not read. */
   maxPipelinedLines: number;
-  dispatcher: Dispatcher;
+  publisher: Publisher;
   log: Logger;
   /** How long stop() waits for a connection's pending replies. @default 5000 */
   closeTimeoutMs?: number;
@@ -24,9 +24,11 @@ const CR = 0x0d;
 
 /**
  * Handles one request line and returns its reply line (without the newline):
- * `ok` (at least one target has it), `fail` (none), or `error: <what is wrong>`.
+ * `ok` (at least one target has it now), `fail` (none; it may be stored for sessions that
+ * resume), or `error: <what is wrong>`. With `"reply":"json"`, the publish report as one JSON
+ * line instead of ok/fail.
  */
-export function answerLine(line: string, dispatcher: Dispatcher): string | Promise<string> {
+export function answerLine(line: string, publisher: Publisher): string | Promise<string> {
   if (line.length === 0) return 'error: empty line; send one JSON object per line, e.g. {"uid":"uid1","msg":"hi"}';
   let obj: unknown;
   try {
@@ -37,15 +39,19 @@ export function answerLine(line: string, dispatcher: Dispatcher): string | Promi
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
     return 'error: expected a JSON object, e.g. {"uid":"uid1","msg":"hi"}';
   }
-  let audience, msg;
+  const fields = obj as Record<string, unknown>;
+  let audience, msg, opts;
   try {
-    audience = parseAudience(obj as Record<string, unknown>);
-    msg = messageFromLine(line, obj as Record<string, unknown>);
+    audience = parseAudience(fields);
+    msg = messageFromLine(line, fields);
+    opts = parsePublishOptions(fields);
+    if (fields.reply !== undefined && fields.reply !== 'json') throw new Error('"reply" must be "json" when given');
   } catch (err) {
     return `error: ${errorMessage(err)}`;
   }
-  return dispatcher.dispatch(audience, msg).then(
-    (report) => (report.delivered ? 'ok' : 'fail'),
+  const json = fields.reply === 'json';
+  return publisher.publish(audience, msg, opts).then(
+    (report) => (json ? JSON.stringify(report) : report.delivered ? 'ok' : 'fail'),
     (err: unknown) => `error: ${errorMessage(err)}`,
   );
 }
@@ -161,7 +167,7 @@ class TextConnection {
         const end = line.length > 0 && line[line.length - 1] === CR ? line.length - 1 : line.length;
         if (end > max) this.#push(`error: line longer than ${max} bytes`);
         else if (!isUtf8(line)) this.#push('error: line is not valid UTF-8');
-        else this.#push(answerLine(line.toString('utf8', 0, end), this.#opts.dispatcher));
+        else this.#push(answerLine(line.toString('utf8', 0, end), this.#opts.publisher));
       }
       start = nl + 1;
     }

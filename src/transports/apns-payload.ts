@@ -1,4 +1,4 @@
-import type { Message } from '../types.js';
+import type { MessageBody } from '../types.js';
 
 /** Largest payload APNs takes for alert and background pushes (VoIP allows 5120). */
 export const APNS_MAX_PAYLOAD_BYTES = 4096;
@@ -29,7 +29,7 @@ export interface ApnsPackage {
  *
  * See developer.apple.com/documentation/usernotifications/generating-a-remote-notification.
  */
-export function toApnsNotification(msg: Message): ApnsPackage | { error: string } {
+export function toApnsNotification(msg: MessageBody): ApnsPackage | { error: string } {
   const aps: Record<string, unknown> = {};
   const hasAlert = msg.title !== undefined || msg.msg !== undefined;
   if (hasAlert) {

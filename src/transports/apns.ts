@@ -11,8 +11,9 @@ import type { TargetIndex } from '../registry.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
 import { type ApnResult, classifyApnsResult, toApnsNotification } from './apns-payload.js';
 import type { TransportContext, TransportType } from './index.js';
-import { type RetryPolicy, backoffMs, parseRetryAfter, retrySpec, sleep, whenAborted } from './retry.js';
-import type { Transport, TransportHealth } from './transport.js';
+import { type RetryLedger, RetryTicket } from '../retries.js';
+import { type RetryPolicy, backoffMs, parseRetryAfter, retrySpec, settleBy, sleep } from './retry.js';
+import type { PendingRetry, Transport, TransportHealth } from './transport.js';
 
 // node-apn is CommonJS and pulls in node-forge and jsonwebtoken: load it only when an APNs
 // transport is built, so CLI commands that never use it start fast.
@@ -205,6 +206,9 @@ export class ApnsTransport implements Transport {
   /** Retry-After of the latest answer per token, read off the session. */
   readonly #retryAfter = new Map<string, number>();
   readonly #stopping = new AbortController();
+  readonly #retries: RetryLedger | undefined;
+  /** Resumed deliveries under way. */
+  readonly #background = new Set<Promise<void>>();
   #state: 'running' | 'closing' | 'closed' = 'running';
   #sent = 0;
   #failed = 0;
@@ -215,6 +219,7 @@ export class ApnsTransport implements Transport {
     this.#index = ctx.registry.index(ctx.name);
     this.#log = ctx.log;
     this.#retire = ctx.retire;
+    this.#retries = ctx.retries;
     const apn = loadApn();
     const s = settings;
     const options: Apn.ProviderOptions = {
@@ -260,58 +265,77 @@ export class ApnsTransport implements Transport {
   async deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
     if (this.#state !== 'running') throw new NotifyError('NOTIFY_ERR_CLOSED', `${this.name}: APNs transport is stopped`);
     const tokens = this.#index.targets(uid);
-    const pkg = toApnsNotification(msg);
-    if ('error' in pkg) return tokens.map((target) => ({ transport: this.name, target, status: 'rejected', reason: pkg.error }));
+    const note = this.#notification(msg);
+    if (typeof note === 'string') return tokens.map((target) => ({ transport: this.name, target, status: 'rejected', reason: note }));
 
-    // One Notification per message: node-apn caches the compiled JSON (reference B.2).
+    // A pool of workers, at most maxConcurrentStreams, pulls tokens in order: memory stays
+    // proportional to the requests in flight, not to the uid's number of devices. The pool
+    // finishes the message even after the report is due (only a stop ends it early).
+    const results: (DeliveryResult | undefined)[] = new Array(tokens.length);
+    const lastReason: (string | undefined)[] = new Array(tokens.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < tokens.length && this.#state === 'running') {
+        const i = next++;
+        results[i] = await this.#deliverToken(uid, tokens[i] as string, msg, note, undefined, (r) => (lastReason[i] = r));
+      }
+    };
+    const workers = Math.min(tokens.length, this.#settings.maxConcurrentStreams);
+    await settleBy([Promise.all(Array.from({ length: workers }, worker))], signal);
+    return tokens.map((target, i) => {
+      const r = results[i];
+      if (r !== undefined) return r;
+      const last = lastReason[i];
+      return { transport: this.name, target, status: 'failed', reason: `not delivered by the deadline; still trying${last ? ` (last: ${last})` : ''}` };
+    });
+  }
+
+  /** The message as a node-apn Notification, or why it cannot be one. One per message: node-apn caches the JSON (reference B.2). */
+  #notification(msg: Message): Apn.Notification | string {
+    const pkg = toApnsNotification(msg);
+    if ('error' in pkg) return pkg.error;
     const note = new (loadApn().Notification)();
     note.rawPayload = pkg.payload;
     note.topic = this.#settings.topic;
     note.pushType = pkg.pushType;
     note.priority = pkg.priority;
-
-    // A pool of workers, at most maxConcurrentStreams, pulls tokens in order: memory stays
-    // proportional to the requests in flight, not to the uid's number of devices.
-    const results: (DeliveryResult | undefined)[] = new Array(tokens.length);
-    const lastReason: (string | undefined)[] = new Array(tokens.length);
-    const stop = AbortSignal.any([signal, this.#stopping.signal]);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < tokens.length && !stop.aborted) {
-        const i = next++;
-        results[i] = await this.#deliverToken(tokens[i] as string, note, stop, (r) => (lastReason[i] = r));
-      }
-    };
-    const workers = Math.min(tokens.length, this.#settings.maxConcurrentStreams);
-    const deadline = whenAborted(stop);
-    try {
-      await Promise.race([Promise.all(Array.from({ length: workers }, worker)), deadline.promise]);
-    } finally {
-      deadline.dispose();
-    }
-    const why = this.#state === 'running' ? 'delivery deadline passed' : 'notify is shutting down';
-    return tokens.map((target, i) => {
-      const r = results[i];
-      if (r !== undefined) return r;
-      this.#failed++;
-      const last = lastReason[i];
-      return { transport: this.name, target, status: 'failed', reason: last ? `${why} (last: ${last})` : `not sent: ${why}` };
-    });
+    return note;
   }
 
-  /** Sends to one token, retrying as classifyApnsResult says, until sent, given up, or aborted. */
-  async #deliverToken(token: string, note: Apn.Notification, stop: AbortSignal, noteReason: (r: string) => void): Promise<DeliveryResult> {
+  /**
+   * Sends to one token, retrying as classifyApnsResult says, until it is sent or given up, or
+   * notify stops. Waiting for a retry, the delivery is held in the retry ledger (a stop leaves it
+   * there for the next start).
+   */
+  async #deliverToken(
+    uid: Uid,
+    token: string,
+    msg: Message,
+    note: Apn.Notification,
+    resumed: PendingRetry | undefined,
+    noteReason: (r: string) => void,
+  ): Promise<DeliveryResult> {
+    const ticket = new RetryTicket(this.#retries, this.name, { uid, target: token, msg }, resumed?.key);
     const result = (status: DeliveryResult['status'], reason?: string, extra: Partial<DeliveryResult> = {}): DeliveryResult => {
       if (status === 'sent') this.#sent++;
       else this.#failed++;
+      ticket.done();
       return { transport: this.name, target: token, status, ...(reason !== undefined ? { reason } : {}), ...extra };
     };
+    const stopped = (reason: string): DeliveryResult => ({
+      transport: this.name,
+      target: token,
+      status: 'failed',
+      reason: `${reason}; notify is shutting down, the retry is kept for its next start`,
+    });
     const policy = this.#settings.retry;
-    let retries = 0;
+    const stop = this.#stopping.signal;
+    let attempts = resumed?.attempts ?? 0;
     let freshJwtUsed = false;
     for (;;) {
       const r = await this.#enqueue(token, note, stop);
-      if (r === undefined) return result('failed', this.#state === 'running' ? 'not sent: delivery deadline passed' : 'not sent: notify is shutting down');
+      if (r === undefined) return resumed || attempts > 0 ? stopped('not sent') : { transport: this.name, target: token, status: 'failed', reason: 'not sent: notify is shutting down' };
+      attempts++;
       const o = classifyApnsResult(r);
       if (o.kind === 'sent') return result('sent', undefined, o.apnsId ? { id: o.apnsId } : {});
       if (o.kind === 'failed') return result('failed', o.reason);
@@ -323,21 +347,35 @@ export class ApnsTransport implements Transport {
       if (o.freshToken) {
         if (freshJwtUsed) return result('failed', `${o.reason} (again with a fresh provider token: check the key, keyId, teamId and this machine's clock)`);
         freshJwtUsed = true;
+        attempts--;
         continue;
       }
-      if (retries >= policy.limit) return result('failed', `${o.reason} (gave up after ${retries + 1} attempts)`);
-      retries++;
+      if (attempts > policy.limit) return result('failed', `${o.reason} (gave up after ${attempts} attempts)`);
       const retryAfter = this.#retryAfter.get(token);
       this.#retryAfter.delete(token);
       if (retryAfter !== undefined && retryAfter > policy.maxDelayMs) {
         return result('failed', `${o.reason}; APNs asked to retry after ${Math.ceil(retryAfter / 1000)} s, longer than retry.maxDelayMs`);
       }
-      const delay = backoffMs(retries, policy, retryAfter);
-      this.#log.debug('apns retry', { transport: this.name, target: token, reason: o.reason, retry: retries, delayMs: delay });
-      if (!(await sleep(delay, stop))) {
-        return result('failed', `${o.reason}; retry ${retries} abandoned: ${this.#state === 'running' ? 'delivery deadline passed' : 'notify is shutting down'}`);
-      }
+      const delay = backoffMs(attempts, policy, retryAfter);
+      ticket.waiting(attempts, Date.now() + delay, o.reason);
+      this.#log.debug('apns retry', { transport: this.name, target: token, reason: o.reason, attempt: attempts + 1, delayMs: delay });
+      if (!(await sleep(delay, stop))) return stopped(o.reason);
     }
+  }
+
+  resume(p: PendingRetry): void {
+    const note = this.#notification(p.msg);
+    if (typeof note === 'string') {
+      this.#retries?.release(p.key);
+      return;
+    }
+    const task = (async () => {
+      if (!(await sleep(Math.max(0, p.dueAt - Date.now()), this.#stopping.signal))) return;
+      const r = await this.#deliverToken(p.uid, p.target, p.msg, note, p, () => {});
+      this.#log[r.status === 'sent' ? 'info' : 'warn']('resumed delivery ended', { transport: this.name, uid: p.uid, target: p.target, id: p.msg.id, status: r.status, reason: r.reason });
+    })();
+    this.#background.add(task);
+    void task.finally(() => this.#background.delete(task));
   }
 
   /** Queues one request; resolves with node-apn's result, or undefined if aborted before it was sent. */

@@ -1,7 +1,8 @@
 /**
  * The demo page served at `GET /` on the WebSocket port, after the original web.html: it binds
- * the uid from its URL (`/?uid=uid1`, default uid1) by sending it as the first frame, and lists
- * every push as it arrives. It reconnects with backoff when the daemon restarts.
+ * the uid from its URL (`/?uid=uid1`, default uid1) and lists every push as it arrives. It uses
+ * the browser client (`/notify-client.js`): it resumes from the last message it saw, so pushes
+ * sent while it was closed or reconnecting appear too, and it acks each one.
  */
 export const DEMO_PAGE = `<!doctype html>
 <html lang="en">
@@ -15,6 +16,7 @@ export const DEMO_PAGE = `<!doctype html>
   #state { padding: .1rem .5rem; border-radius: .3rem; background: #eee; }
   #state.open { background: #cfc; } #state.closed { background: #fcc; }
   #pushes { padding-left: 1.5rem; } #pushes li { white-space: pre-wrap; word-break: break-all; margin: .2rem 0; }
+  #pushes li.gap { color: #a60; list-style: none; }
   .hint { color: #666; }
 </style>
 </head>
@@ -25,6 +27,7 @@ export const DEMO_PAGE = `<!doctype html>
 Another uid: open this page with <code>?uid=NAME</code>.</p>
 <h2>Pushes</h2>
 <ol id="pushes"></ol>
+<script src="/notify-client.js"></script>
 <script>
 (function () {
   var uid = new URLSearchParams(location.search).get('uid') || 'uid1';
@@ -32,23 +35,26 @@ Another uid: open this page with <code>?uid=NAME</code>.</p>
   var list = document.getElementById('pushes');
   document.getElementById('uid').textContent = uid;
   document.getElementById('cmd').textContent = 'notify send --uid ' + JSON.stringify(uid) + ' --msg "hello"';
-  var delayMs = 500;
   function setState(text, cls) { stateEl.textContent = text; stateEl.className = cls; }
-  function connect() {
-    var ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/');
-    ws.onopen = function () { delayMs = 500; ws.send(uid); setState('connected', 'open'); };
-    ws.onmessage = function (e) {
+  NotifyClient({
+    uid: uid,
+    onState: function (s, d) {
+      if (s === 'open') setState('connected', 'open');
+      else if (s === 'closed') setState('disconnected (' + d.code + (d.reason ? ' ' + d.reason : '') + '), retrying', 'closed');
+      else if (s === 'gap') {
+        var note = document.createElement('li');
+        note.className = 'gap';
+        note.textContent = '(older messages were no longer stored)';
+        list.appendChild(note);
+      }
+    },
+    onMessage: function (data, id) {
       var li = document.createElement('li');
-      li.textContent = e.data;
+      li.textContent = typeof data === 'string' ? data : JSON.stringify(data);
+      li.title = id;
       list.appendChild(li);
-    };
-    ws.onclose = function (e) {
-      setState('disconnected (' + e.code + (e.reason ? ' ' + e.reason : '') + '), retrying', 'closed');
-      setTimeout(connect, delayMs);
-      delayMs = Math.min(delayMs * 2, 10000);
-    };
-  }
-  connect();
+    }
+  });
 })();
 </script>
 </body>

@@ -1,5 +1,6 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { RetryTicket } from '../retries.js';
 import { type RetryPolicy, backoffMs, parseRetryAfter, sleep } from './retry.js';
 
 /** One HTTP request to a push provider. */
@@ -71,11 +72,23 @@ export function httpVerdict(res: ProviderResponse, isSuccess: (status: number) =
   return { kind: 'rejected', reason };
 }
 
+/** How one delivery goes through `send`: its ledger ticket and where it stands. */
+export interface Delivery {
+  ticket: RetryTicket;
+  /** Attempts made before this call (a delivery resumed after a restart). @default 0 */
+  attempts?: number;
+  /** Told each transient failure, for a report that is due before the delivery ends. */
+  onRetry?: (reason: string) => void;
+}
+
 /**
  * Sends requests to one push provider: at most `maxConcurrentRequests` at once, each bounded by
  * `requestTimeoutMs`, retried with exponential backoff and jitter while the verdict says so
  * (no sooner than Retry-After), a bounded number of times; a rate-limit pause holds every
  * request of the transport. Every reason it returns is scrubbed of the configured secrets.
+ *
+ * A delivery is carried to its end whatever the caller's deadline: waiting for a retry, it is
+ * held in the retry ledger, so a stop (or a crash) leaves it for the next start.
  */
 export class ProviderClient {
   readonly #o: ProviderClientOptions;
@@ -83,8 +96,12 @@ export class ProviderClient {
   #active = 0;
   readonly #waiting: (() => void)[] = [];
   #pausedUntil = 0;
-  readonly #stopping = new AbortController();
+  /** Aborts waits (backoff, rate-limit pauses, queueing) at stop. */
+  readonly #stopWaits = new AbortController();
+  /** Aborts requests in flight, after a grace period at stop. */
+  readonly #stopRequests = new AbortController();
   #inflight = 0;
+  #requests = 0;
 
   constructor(opts: ProviderClientOptions) {
     this.#o = opts;
@@ -99,6 +116,7 @@ export class ProviderClient {
     return out;
   }
 
+  /** Deliveries under way (sending or waiting to retry). */
   get inflight(): number {
     return this.#inflight;
   }
@@ -108,38 +126,53 @@ export class ProviderClient {
     return Math.max(0, this.#pausedUntil - Date.now());
   }
 
-  /** Sends `req` until the verdict is final, retries run out, or `signal` aborts. */
-  async send(req: ProviderRequest, signal: AbortSignal, judge: (res: ProviderResponse) => Verdict): Promise<SendOutcome> {
-    const stop = AbortSignal.any([signal, this.#stopping.signal]);
+  /** Sends `req` until the verdict is final or retries run out (or notify stops). */
+  async send(req: ProviderRequest, judge: (res: ProviderResponse) => Verdict, d: Delivery): Promise<SendOutcome> {
     const policy = this.#o.retry;
+    const stop = this.#stopWaits.signal;
+    const stopped = (reason?: string): SendOutcome => ({
+      status: 'failed',
+      reason: reason ? `${reason}; notify is shutting down, the retry is kept for its next start` : 'notify is shutting down',
+    });
     this.#inflight++;
     try {
-      for (let retries = 0; ; retries++) {
-        const verdict = await this.#attempt(req, stop, judge);
-        if (verdict === undefined) return { status: 'failed', reason: this.#stopping.signal.aborted ? 'notify is shutting down' : 'delivery deadline passed' };
-        if (verdict.kind === 'sent') return { status: 'sent', ...(verdict.id !== undefined ? { id: verdict.id } : {}) };
+      for (let attempts = d.attempts ?? 0; ; ) {
+        const verdict = await this.#attempt(req, judge);
+        attempts++;
+        if (verdict === undefined) return stopped();
+        if (verdict.kind === 'sent') {
+          d.ticket.done();
+          return { status: 'sent', ...(verdict.id !== undefined ? { id: verdict.id } : {}) };
+        }
         const reason = this.scrub(verdict.reason);
-        if (verdict.kind === 'rejected') return { status: 'rejected', reason };
-        if (retries >= policy.limit) return { status: 'failed', reason: `${reason} (gave up after ${retries + 1} attempts)` };
+        const end = (outcome: SendOutcome): SendOutcome => {
+          d.ticket.done();
+          return outcome;
+        };
+        if (verdict.kind === 'rejected') return end({ status: 'rejected', reason });
+        if (attempts > policy.limit) return end({ status: 'failed', reason: `${reason} (gave up after ${attempts} attempts)` });
         if (verdict.retryAfterMs !== undefined && verdict.retryAfterMs > policy.maxDelayMs) {
-          return { status: 'failed', reason: `${reason}; the provider asked to retry after ${Math.ceil(verdict.retryAfterMs / 1000)} s, longer than retry.maxDelayMs` };
+          return end({ status: 'failed', reason: `${reason}; the provider asked to retry after ${Math.ceil(verdict.retryAfterMs / 1000)} s, longer than retry.maxDelayMs` });
         }
-        const delay = backoffMs(retries + 1, policy, verdict.retryAfterMs);
-        this.#o.log.debug('provider retry', { transport: this.#o.name, reason, retry: retries + 1, delayMs: delay });
-        if (!(await sleep(delay, stop))) {
-          return { status: 'failed', reason: `${reason}; retry abandoned: ${this.#stopping.signal.aborted ? 'notify is shutting down' : 'delivery deadline passed'}` };
-        }
+        const delay = backoffMs(attempts, policy, verdict.retryAfterMs);
+        d.onRetry?.(reason);
+        d.ticket.waiting(attempts, Date.now() + delay, reason);
+        this.#o.log.debug('provider retry', { transport: this.#o.name, reason, attempt: attempts + 1, delayMs: delay });
+        if (!(await sleep(delay, stop))) return stopped(reason);
       }
     } finally {
       this.#inflight--;
     }
   }
 
-  /** One attempt; undefined when aborted before an answer. */
-  async #attempt(req: ProviderRequest, stop: AbortSignal, judge: (res: ProviderResponse) => Verdict): Promise<Verdict | undefined> {
+  /** One attempt; undefined when notify stopped before an answer. */
+  async #attempt(req: ProviderRequest, judge: (res: ProviderResponse) => Verdict): Promise<Verdict | undefined> {
+    const stop = this.#stopWaits.signal;
     const paused = this.#pausedUntil - Date.now();
     if (paused > 0 && !(await sleep(paused, stop))) return undefined;
     if (!(await this.#acquire(stop))) return undefined;
+    this.#requests++;
+    const hardStop = this.#stopRequests.signal;
     try {
       const timeout = AbortSignal.timeout(this.#o.requestTimeoutMs);
       let res: Response;
@@ -148,11 +181,11 @@ export class ProviderClient {
           method: req.method,
           headers: req.headers,
           ...(req.body !== undefined ? { body: req.body } : {}),
-          signal: AbortSignal.any([stop, timeout]),
+          signal: AbortSignal.any([hardStop, timeout]),
           redirect: 'manual',
         });
       } catch (err) {
-        if (stop.aborted) return undefined;
+        if (hardStop.aborted) return undefined;
         if (timeout.aborted) return { kind: 'retry', reason: `no answer within ${this.#o.requestTimeoutMs} ms (requestTimeoutMs)` };
         const cause = (err as { cause?: { code?: string; message?: string } }).cause;
         return { kind: 'retry', reason: `request failed: ${cause?.code ?? cause?.message ?? errorMessage(err)}` };
@@ -163,7 +196,7 @@ export class ProviderClient {
         // not leak even part of it into a reason.
         body = this.scrub(await readLimited(res));
       } catch (err) {
-        if (stop.aborted) return undefined;
+        if (hardStop.aborted) return undefined;
         return { kind: 'retry', reason: timeout.aborted ? `no complete answer within ${this.#o.requestTimeoutMs} ms` : `answer cut off: ${errorMessage(err)}` };
       }
       const response = { status: res.status, headers: res.headers, body };
@@ -178,11 +211,13 @@ export class ProviderClient {
       }
       return verdict;
     } finally {
+      this.#requests--;
       this.#release();
     }
   }
 
   #acquire(stop: AbortSignal): Promise<boolean> {
+    if (stop.aborted) return Promise.resolve(false);
     if (this.#active < this.#o.maxConcurrentRequests) {
       this.#active++;
       return Promise.resolve(true);
@@ -208,9 +243,15 @@ export class ProviderClient {
     this.#waiting.shift()?.();
   }
 
-  /** Aborts what is waiting or in flight and waits (briefly) for attempts to unwind. */
+  /**
+   * Stops: waits are cut short at once (deliveries waiting for a retry stay in the ledger);
+   * requests in flight get up to requestTimeoutMs to finish, then are aborted.
+   */
   async stop(): Promise<void> {
-    this.#stopping.abort();
+    this.#stopWaits.abort();
+    const grace = Date.now() + this.#o.requestTimeoutMs;
+    while (this.#requests > 0 && Date.now() < grace) await new Promise((r) => setTimeout(r, 5));
+    this.#stopRequests.abort();
     const deadline = Date.now() + 1000;
     while (this.#inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   }

@@ -2,9 +2,11 @@ import { type Spec, type Validation, formatPath, validate } from '../config-sche
 import { NotifyError } from '../errors.js';
 import type { TargetIndex } from '../registry.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
-import { type ProviderRequest, ProviderClient, httpVerdict } from './http-client.js';
+import type { Logger } from '../log.js';
+import { type RetryLedger, RetryTicket } from '../retries.js';
+import { type ProviderRequest, ProviderClient, type SendOutcome, httpVerdict } from './http-client.js';
 import type { TransportContext, TransportType } from './index.js';
-import { type RetryPolicy, retrySpec } from './retry.js';
+import { type RetryPolicy, retrySpec, settleBy, sleep } from './retry.js';
 import {
   type Parts,
   type Placeholder,
@@ -21,7 +23,7 @@ import {
   renderText,
   renderUrl,
 } from './template.js';
-import type { Transport, TransportHealth } from './transport.js';
+import type { PendingRetry, Transport, TransportHealth } from './transport.js';
 
 export type BodyFormat = 'json' | 'text' | 'form';
 
@@ -252,6 +254,9 @@ export class HttpTransport implements Transport {
   readonly #index: TargetIndex;
   readonly #client: ProviderClient;
   readonly #isSuccess: (status: number) => boolean;
+  readonly #retries: RetryLedger | undefined;
+  readonly #log: Logger;
+  readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
 
   constructor(settings: HttpSettings, ctx: TransportContext) {
@@ -259,6 +264,8 @@ export class HttpTransport implements Transport {
     this.#s = settings;
     this.#compiled = compileHttp(settings);
     this.#index = ctx.registry.index(ctx.name);
+    this.#retries = ctx.retries;
+    this.#log = ctx.log;
     const ok = settings.successStatus;
     this.#isSuccess = ok ? (st) => ok.includes(st) : (st) => st >= 200 && st < 300;
     this.#client = new ProviderClient({
@@ -284,18 +291,43 @@ export class HttpTransport implements Transport {
   async deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
     if (this.#state !== 'running') throw new NotifyError('NOTIFY_ERR_CLOSED', `${this.name}: transport is stopped`);
     const targets = this.#s.perDevice ? this.#index.targets(uid) : [undefined];
-    return Promise.all(
-      targets.map(async (token) => {
-        const req = toPushRequest(this.#compiled, this.#s.auth, templateValues(uid, msg, token));
-        const out = await this.#client.send(req, signal, (res) => httpVerdict(res, this.#isSuccess));
-        return { transport: this.name, target: token ?? uid, ...out };
-      }),
+    const last: (string | undefined)[] = [];
+    const outs = await settleBy(
+      targets.map((token, i) => this.#send(uid, msg, token, undefined, (r) => (last[i] = r))),
+      signal,
     );
+    return targets.map((token, i) => {
+      const target = token ?? uid;
+      const out = outs[i];
+      if (out) return { transport: this.name, target, ...out };
+      const tail = last[i] ? ` (last: ${last[i]})` : '';
+      return { transport: this.name, target, status: 'failed', reason: `not delivered by the deadline; still trying${tail}` };
+    });
+  }
+
+  /** One request, carried to its end (retries included). */
+  #send(uid: Uid, msg: Message, token: string | undefined, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
+    const req = toPushRequest(this.#compiled, this.#s.auth, templateValues(uid, msg, token));
+    const ticket = new RetryTicket(this.#retries, this.name, { uid, target: token ?? uid, msg }, resumed?.key);
+    return this.#client.send(req, (res) => httpVerdict(res, this.#isSuccess), {
+      ticket,
+      ...(resumed ? { attempts: resumed.attempts } : {}),
+      ...(onRetry ? { onRetry } : {}),
+    });
+  }
+
+  resume(p: PendingRetry): void {
+    void (async () => {
+      if (!(await sleep(Math.max(0, p.dueAt - Date.now()), this.#stopping.signal))) return;
+      const out = await this.#send(p.uid, p.msg, this.#s.perDevice ? p.target : undefined, p);
+      this.#log[out.status === 'sent' ? 'info' : 'warn']('resumed delivery ended', { transport: this.name, uid: p.uid, target: p.target, id: p.msg.id, status: out.status, reason: out.reason });
+    })();
   }
 
   async stop(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
+    this.#stopping.abort();
     await this.#client.stop();
   }
 }

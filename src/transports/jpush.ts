@@ -1,11 +1,17 @@
 import { type Spec, type Validation, formatPath, validate } from '../config-schema.js';
 import { NotifyError } from '../errors.js';
 import type { TargetIndex } from '../registry.js';
-import type { DeliveryResult, Message, Uid } from '../types.js';
-import { type ProviderResponse, ProviderClient, type Verdict, excerpt, httpVerdict } from './http-client.js';
+import type { DeliveryResult, Message, MessageBody, Uid } from '../types.js';
+import type { Logger } from '../log.js';
+import { type RetryLedger, RetryTicket } from '../retries.js';
+import { type ProviderResponse, ProviderClient, type SendOutcome, type Verdict, excerpt, httpVerdict } from './http-client.js';
 import type { TransportContext, TransportType } from './index.js';
-import { type RetryPolicy, retrySpec } from './retry.js';
-import type { Transport, TransportHealth } from './transport.js';
+import { type RetryPolicy, retrySpec, settleBy, sleep } from './retry.js';
+import type { PendingRetry, Transport, TransportHealth } from './transport.js';
+
+/** How a request's target is written in the retry ledger. */
+const ALIAS = 'alias:';
+const RIDS = 'registration_id:';
 
 /** JPush's v3 push endpoint (apps in the Beijing room use https://bjapi.push.jiguang.cn/v3/push). */
 export const JPUSH_DEFAULT_URL = 'https://api.jpush.cn/v3/push';
@@ -69,7 +75,7 @@ type Audience = { registration_id: string[] } | { alias: string[] };
  * `extras` is the message's data; apns_production is always sent (JPush's API and SDKs differ
  * on what its absence means).
  */
-export function toJPushRequest(msg: Message, audience: Audience, s: Pick<JPushSettings, 'platform' | 'production' | 'timeToLiveS'>): Record<string, unknown> {
+export function toJPushRequest(msg: MessageBody, audience: Audience, s: Pick<JPushSettings, 'platform' | 'production' | 'timeToLiveS'>): Record<string, unknown> {
   const extras = msg.data ?? {};
   const alert = msg.msg ?? msg.title;
   const body: Record<string, unknown> = { platform: s.platform, audience };
@@ -171,12 +177,17 @@ export class JPushTransport implements Transport {
   readonly #index: TargetIndex;
   readonly #client: ProviderClient;
   readonly #authorization: string;
+  readonly #retries: RetryLedger | undefined;
+  readonly #log: Logger;
+  readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
 
   constructor(settings: JPushSettings, ctx: TransportContext) {
     this.name = ctx.name;
     this.#s = settings;
     this.#index = ctx.registry.index(ctx.name);
+    this.#retries = ctx.retries;
+    this.#log = ctx.log;
     const basic = Buffer.from(`${settings.appKey}:${settings.masterSecret}`).toString('base64');
     this.#authorization = `Basic ${basic}`;
     this.#client = new ProviderClient({
@@ -203,36 +214,53 @@ export class JPushTransport implements Transport {
   async deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
     if (this.#state !== 'running') throw new NotifyError('NOTIFY_ERR_CLOSED', `${this.name}: transport is stopped`);
     const rids = this.#index.targets(uid);
-    if (rids.length === 0) {
-      const target = `alias:${uid}`;
-      if (Buffer.byteLength(uid) > JPUSH_MAX_ALIAS_BYTES) {
-        return [{ transport: this.name, target, status: 'rejected', reason: `the uid is longer than JPush's ${JPUSH_MAX_ALIAS_BYTES}-byte alias limit and has no registration ids` }];
-      }
-      const out = await this.#post(toJPushRequest(msg, { alias: [uid] }, this.#s), signal);
-      return [{ transport: this.name, target, ...out }];
+    if (rids.length === 0 && Buffer.byteLength(uid) > JPUSH_MAX_ALIAS_BYTES) {
+      const reason = `the uid is longer than JPush's ${JPUSH_MAX_ALIAS_BYTES}-byte alias limit and has no registration ids`;
+      return [{ transport: this.name, target: `alias:${uid}`, status: 'rejected', reason }];
     }
+    // One request per batch: the uid's alias, or up to 1000 of its registration ids.
     const batches: string[][] = [];
     for (let i = 0; i < rids.length; i += JPUSH_MAX_AUDIENCE) batches.push(rids.slice(i, i + JPUSH_MAX_AUDIENCE));
-    const results = await Promise.all(
-      batches.map(async (batch) => {
-        const out = await this.#post(toJPushRequest(msg, { registration_id: batch }, this.#s), signal);
-        return batch.map((target): DeliveryResult => ({ transport: this.name, target, ...out }));
-      }),
+    const requests = batches.length > 0 ? batches.map((b) => `${RIDS}${b.join(',')}`) : [`${ALIAS}${uid}`];
+    const last: (string | undefined)[] = [];
+    const outs = await settleBy(
+      requests.map((target, i) => this.#send(uid, msg, target, undefined, (r) => (last[i] = r))),
+      signal,
     );
-    return results.flat();
+    return requests.flatMap((target, i) => {
+      const out: SendOutcome = outs[i] ?? {
+        status: 'failed',
+        reason: `not delivered by the deadline; still trying${last[i] ? ` (last: ${last[i]})` : ''}`,
+      };
+      const shown = target.startsWith(RIDS) ? target.slice(RIDS.length).split(',') : [target];
+      return shown.map((t): DeliveryResult => ({ transport: this.name, target: t, ...out }));
+    });
   }
 
-  #post(body: Record<string, unknown>, signal: AbortSignal) {
+  /** One JPush request for `target` (`alias:UID` or `registration_id:ID,ID,…`), carried to its end. */
+  #send(uid: Uid, msg: Message, target: string, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
+    const audience = target.startsWith(RIDS) ? { registration_id: target.slice(RIDS.length).split(',') } : { alias: [uid] };
+    const body = toJPushRequest(msg, audience, this.#s);
+    const ticket = new RetryTicket(this.#retries, this.name, { uid, target, msg }, resumed?.key);
     return this.#client.send(
       { method: 'POST', url: this.#s.url, headers: { 'content-type': 'application/json', authorization: this.#authorization }, body: JSON.stringify(body) },
-      signal,
       judgeJPush,
+      { ticket, ...(resumed ? { attempts: resumed.attempts } : {}), ...(onRetry ? { onRetry } : {}) },
     );
+  }
+
+  resume(p: PendingRetry): void {
+    void (async () => {
+      if (!(await sleep(Math.max(0, p.dueAt - Date.now()), this.#stopping.signal))) return;
+      const out = await this.#send(p.uid, p.msg, p.target, p);
+      this.#log[out.status === 'sent' ? 'info' : 'warn']('resumed delivery ended', { transport: this.name, uid: p.uid, id: p.msg.id, status: out.status, reason: out.reason });
+    })();
   }
 
   async stop(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
+    this.#stopping.abort();
     await this.#client.stop();
   }
 }

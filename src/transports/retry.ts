@@ -68,3 +68,19 @@ export function whenAborted(signal: AbortSignal): { promise: Promise<void>; disp
   });
   return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
 }
+
+/**
+ * Waits for every promise, or until `signal` aborts, whichever is first; unsettled ones are
+ * undefined in the result (they go on in the background).
+ */
+export async function settleBy<T>(promises: readonly Promise<T>[], signal: AbortSignal): Promise<(T | undefined)[]> {
+  const out: (T | undefined)[] = new Array(promises.length);
+  const all = Promise.all(promises.map((p, i) => p.then((v) => void (out[i] = v))));
+  const deadline = whenAborted(signal);
+  try {
+    await Promise.race([all, deadline.promise]);
+  } finally {
+    deadline.dispose();
+  }
+  return out;
+}

@@ -21,6 +21,8 @@ export type { DeliveryResult };
  */
 export interface Transport {
   readonly name: string;
+  /** Live sessions (the WebSocket transport): what the live-first route tries first. */
+  readonly live?: boolean;
   start(): Promise<void>;
   stop(): Promise<void>;
   canReach(uid: Uid): boolean;
@@ -29,6 +31,25 @@ export interface Transport {
   health?(): TransportHealth;
   /** Optional: the addresses this transport listens on, by name (the WebSocket port). */
   addresses?(): Record<string, string>;
+  /**
+   * Optional: takes up a delivery that was waiting for a retry when the previous process
+   * stopped (read back from the store), and carries it to its end in the background.
+   */
+  resume?(pending: PendingRetry): void;
+}
+
+/** A provider delivery waiting for a retry, as the store keeps it across restarts. */
+export interface PendingRetry {
+  /** The store's key for it. */
+  key: number;
+  uid: Uid;
+  target: string;
+  msg: Message;
+  /** Attempts made so far. */
+  attempts: number;
+  /** When the next attempt is due (ms since the epoch). */
+  dueAt: number;
+  reason: string;
 }
 
 export interface TransportHealth {

@@ -7,7 +7,9 @@ import type { Logger } from '../log.js';
 import { MAX_UID_BYTES } from '../message.js';
 import type { TargetIndex } from '../registry.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
+import type { StoredMessage } from '../history.js';
 import { DEMO_PAGE } from './demo-page.js';
+import { NOTIFY_CLIENT_JS } from './notify-client.js';
 import type { Transport, TransportHealth } from './transport.js';
 
 export interface WebSocketTransportOptions {
@@ -24,6 +26,11 @@ export interface WebSocketTransportOptions {
   log: Logger;
   /** How long stop() waits for close handshakes before it terminates the rest. @default 2000 */
   closeTimeoutMs?: number;
+  /**
+   * The stored messages of a uid after a message id, for sessions that resume (the history);
+   * without it, a resuming session gets live messages only.
+   */
+  replay?: ((uid: Uid, since: string | undefined) => { messages: StoredMessage[]; gap: boolean }) | undefined;
 }
 
 /** Close codes this transport sends (RFC 6455 section 7.4.1). */
@@ -41,6 +48,19 @@ class Session extends WebSocket {
   sid = '';
   uid: Uid | undefined = undefined;
   alive = true;
+  /** Bound with the resume protocol: gets `{"id","data"}` envelopes and may ack them. */
+  envelope = false;
+}
+
+/** A message as one envelope of the resume protocol: `{"id":"…","data":…}`. */
+export function envelopeOf(id: string, frame: string, json: boolean): string {
+  return `{"id":${JSON.stringify(id)},"data":${json ? frame : JSON.stringify(frame)}}`;
+}
+
+interface AckWait {
+  uids: ReadonlySet<Uid>;
+  acked: Set<Uid>;
+  done: () => void;
 }
 
 /**
@@ -53,7 +73,8 @@ class Session extends WebSocket {
  */
 export class WebSocketTransport implements Transport {
   readonly name = 'websocket';
-  readonly #opts: Required<WebSocketTransportOptions>;
+  readonly live = true;
+  readonly #opts: Required<Omit<WebSocketTransportOptions, 'replay'>> & Pick<WebSocketTransportOptions, 'replay'>;
   readonly #server: Server;
   readonly #wss: WebSocketServer;
   /** Every connection, bound or not, by session id. */
@@ -63,6 +84,10 @@ export class WebSocketTransport implements Transport {
   #address = '';
   #heartbeat: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
+  /** Publishes waiting for acks, by message id. */
+  readonly #ackWaits = new Map<string, AckWait>();
+  /** The envelope of the message being delivered: built once, sent to every resuming session. */
+  #envelopeFor: { msg: Message; text: string } | undefined;
   readonly #onMessage: (this: WebSocket, data: RawData, isBinary: boolean) => void;
   readonly #onClose: (this: WebSocket) => void;
   readonly #onError: (this: WebSocket, err: Error) => void;
@@ -88,7 +113,8 @@ export class WebSocketTransport implements Transport {
       const s = this as Session;
       s.alive = true;
       if (s.uid === undefined) transport.#bindByFrame(s, data, isBinary);
-      // Frames after the bind are ignored, as in the original protocol.
+      else if (s.envelope && !isBinary) transport.#control(s, data.toString());
+      // Frames after a plain bind are ignored, as in the original protocol.
     };
     this.#onClose = function () {
       const s = this as Session;
@@ -131,6 +157,9 @@ export class WebSocketTransport implements Transport {
         s.terminate();
         this.#opts.log.warn('slow consumer dropped', { sid, uid, unsentBytes: unsent });
         results.push({ transport: this.name, target: sid, status: 'failed', reason: `slow consumer (${unsent} bytes unsent)` });
+      } else if (s.envelope) {
+        s.send(this.#envelope(msg));
+        results.push({ transport: this.name, target: sid, status: 'sent', ack: 'pending' });
       } else {
         s.send(msg.frame);
         results.push({ transport: this.name, target: sid, status: 'sent' });
@@ -197,15 +226,40 @@ export class WebSocketTransport implements Transport {
     });
   }
 
+  #envelope(msg: Message): string {
+    const cached = this.#envelopeFor;
+    if (cached !== undefined && cached.msg === msg) return cached.text;
+    const text = envelopeOf(msg.id, msg.frame, msg.json);
+    this.#envelopeFor = { msg, text };
+    return text;
+  }
+
+  /**
+   * The first frame: the uid itself (the original protocol), or a resume-protocol bind
+   * `{"type":"bind","uid":"…","since":"<last id seen>"}`.
+   */
   #bindByFrame(s: Session, data: RawData, isBinary: boolean): void {
     if (isBinary) {
       s.close(CLOSE.unsupportedData, 'send the uid as a text frame');
       return;
     }
-    this.#bind(s, data.toString());
+    const text = data.toString();
+    if (text.charCodeAt(0) === 0x7b) {
+      let bind: unknown;
+      try {
+        bind = JSON.parse(text);
+      } catch {
+        bind = undefined;
+      }
+      if (bind !== null && typeof bind === 'object' && (bind as { type?: unknown }).type === 'bind') {
+        this.#bindResume(s, bind as { uid?: unknown; since?: unknown });
+        return;
+      }
+    }
+    this.#bind(s, text);
   }
 
-  #bind(s: Session, uid: string): void {
+  #bind(s: Session, uid: string): boolean {
     if (uid.length === 0) {
       s.close(CLOSE.policyViolation, 'empty uid');
     } else if (Buffer.byteLength(uid) > MAX_UID_BYTES) {
@@ -213,7 +267,68 @@ export class WebSocketTransport implements Transport {
     } else {
       s.uid = uid;
       this.#opts.index.add(uid, s.sid);
+      return true;
     }
+    return false;
+  }
+
+  /**
+   * A resume-protocol bind: every stored message after `since`, in order, then live ones. The
+   * replay, the sending and the registration happen in one synchronous step (the history
+   * commits what it has queued first), so no message falls between the replay and the live
+   * stream, and none comes twice.
+   */
+  #bindResume(s: Session, bind: { uid?: unknown; since?: unknown }): void {
+    if (typeof bind.uid !== 'string') {
+      s.close(CLOSE.policyViolation, 'bind needs "uid" (a string)');
+      return;
+    }
+    if (bind.since !== undefined && bind.since !== null && typeof bind.since !== 'string') {
+      s.close(CLOSE.policyViolation, '"since" must be a message id (a string)');
+      return;
+    }
+    const since = typeof bind.since === 'string' && bind.since !== '' ? bind.since : undefined;
+    const uid = bind.uid;
+    if (uid.length === 0 || Buffer.byteLength(uid) > MAX_UID_BYTES) {
+      this.#bind(s, uid);
+      return;
+    }
+    s.envelope = true;
+    const replay = this.#opts.replay?.(uid, since) ?? { messages: [], gap: since !== undefined };
+    if (replay.gap) s.send(JSON.stringify({ type: 'gap', since: since ?? null }));
+    for (const m of replay.messages) s.send(envelopeOf(m.id, m.frame, m.json));
+    this.#bind(s, uid);
+  }
+
+  /** A frame from a resuming session after its bind: acks; anything else is ignored. */
+  #control(s: Session, text: string): void {
+    let frame: unknown;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const f = frame as { type?: unknown; id?: unknown } | null;
+    if (f === null || typeof f !== 'object' || f.type !== 'ack' || typeof f.id !== 'string') return;
+    const wait = this.#ackWaits.get(f.id);
+    if (wait === undefined || s.uid === undefined || !wait.uids.has(s.uid)) return;
+    wait.acked.add(s.uid);
+    if (wait.acked.size === wait.uids.size) wait.done();
+  }
+
+  /** Resolves with those of `uids` whose sessions acked message `id` within `timeoutMs`. */
+  waitForAcks(id: string, uids: ReadonlySet<Uid>, timeoutMs: number): Promise<Set<Uid>> {
+    return new Promise((resolve) => {
+      const acked = new Set<Uid>();
+      const done = () => {
+        clearTimeout(timer);
+        if (this.#ackWaits.get(id) === wait) this.#ackWaits.delete(id);
+        resolve(acked);
+      };
+      const wait: AckWait = { uids, acked, done };
+      const timer = setTimeout(done, timeoutMs);
+      this.#ackWaits.set(id, wait);
+    });
   }
 
   #beat(): void {
@@ -230,18 +345,29 @@ export class WebSocketTransport implements Transport {
 
   #serveHttp(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0];
-    if ((req.method === 'GET' || req.method === 'HEAD') && (path === '/' || path === '/index.html')) {
+    const get = req.method === 'GET' || req.method === 'HEAD';
+    if (get && (path === '/' || path === '/index.html')) {
       res.writeHead(200, {
         'content-type': 'text/html; charset=utf-8',
-        'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+        'content-security-policy': "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
         'x-content-type-options': 'nosniff',
         'cache-control': 'no-cache',
       });
       res.end(req.method === 'HEAD' ? undefined : DEMO_PAGE);
       return;
     }
+    if (get && path === '/notify-client.js') {
+      res.writeHead(200, {
+        'content-type': 'text/javascript; charset=utf-8',
+        'x-content-type-options': 'nosniff',
+        'cache-control': 'no-cache',
+        'access-control-allow-origin': '*',
+      });
+      res.end(req.method === 'HEAD' ? undefined : NOTIFY_CLIENT_JS);
+      return;
+    }
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
-    res.end('not found: WebSocket clients connect to any path; the demo page is at /\n');
+    res.end('not found: WebSocket clients connect to any path; the demo page is at /, the browser client at /notify-client.js\n');
   }
 }
 

@@ -49,7 +49,12 @@ test('http: POST /v1/send {uid, msg} answers 200 with the delivery report, and t
   const a = await post(d, { uid: 'uid1', msg });
   assert.equal(a.status, 200);
   assert.match(a.headers.get('content-type') ?? '', /^application\/json/);
+  const id = (a.body as { id: string }).id;
+  assert.match(id, /^[0-9A-HJKMNP-TV-Z]{26}$/, 'a ULID message id');
   assert.deepEqual(a.body, {
+    id,
+    stored: true,
+    route: 'all',
     delivered: true,
     sent: 1,
     failed: 0,
@@ -125,7 +130,9 @@ test('http: a broadcast with nobody bound answers 200, delivered false', async (
   const d = await startDaemon(t);
   const r = await post(d, { broadcast: true, msg: 'all' });
   assert.equal(r.status, 200);
-  assert.deepEqual(r.body, { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached: [] });
+  const { id, ...rest } = r.body as { id: string };
+  assert.match(id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
+  assert.deepEqual(rest, { stored: true, route: 'all', delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached: [] });
 });
 
 test('http: a uid that is not online answers 200 with delivered false and unreached [uid]', async (t) => {
@@ -133,7 +140,9 @@ test('http: a uid that is not online answers 200 with delivered false and unreac
   const page = await session(t, d, 'uid1');
   const r = await post(d, { uid: 'nobody', msg: 'hi' });
   assert.equal(r.status, 200);
-  assert.deepEqual(r.body, { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached: ['nobody'] });
+  const { id, ...rest } = r.body as { id: string };
+  assert.match(id, /^[0-9A-HJKMNP-TV-Z]{26}$/);
+  assert.deepEqual(rest, { stored: true, route: 'all', delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached: ['nobody'] });
 
   const mixed = await post(d, { uids: ['uid1', 'nobody'], msg: 'hi' });
   assert.equal(mixed.status, 200);

@@ -426,7 +426,7 @@ test('http: a connection destroyed mid-request is retried and then sent; destroy
 });
 
 test('http: the daemon keeps serving WS and Text while a provider hangs; the hanging uid is reported at the deadline', async (t) => {
-  const { fake, d } = await world(t, (url) => ({ url: `${url}/u/{{uid}}`, body: '{{msg}}', requestTimeoutMs: 30_000 }), {
+  const { fake, d } = await world(t, (url) => ({ url: `${url}/u/{{uid}}`, body: '{{msg}}', requestTimeoutMs: 2000 }), {
     respond: (req) => (req.path === '/u/slow' ? { hang: true } : undefined),
     dispatch: { deliverTimeoutMs: 500 },
   });
@@ -458,12 +458,9 @@ test('http: the daemon keeps serving WS and Text while a provider hangs; the han
   assert.match(e.reason ?? '', /timeout|deadline/);
   assert.equal(slowReport.delivered, false);
   assert.ok(slowElapsed >= 450 && slowElapsed < 3000, `the slow uid was reported after ${slowElapsed} ms (deadline 500)`);
-  // The abandoned request is given up, not left in flight.
-  const deadline = Date.now() + 3000;
-  while ((await health(d)).hook?.inflight !== 0) {
-    assert.ok(Date.now() < deadline, 'the hanging request is abandoned after the deadline');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  assert.match(e.reason ?? '', /still trying/);
+  // The report is due, but the delivery goes on: nothing is dropped at the deadline.
+  assert.equal((await health(d)).hook?.inflight, 1, 'the delivery is still under way after the report');
 });
 
 // ---------------------------------------------------------------------------------------------

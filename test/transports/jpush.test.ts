@@ -14,7 +14,7 @@ import { type FakeHttp, type FakeHttpAnswer, type FakeHttpRequest, startFakeHttp
 const DEV = { platform: 'all' as const, production: false };
 
 test('jpush toJPushRequest: title + msg is a notification with android (alert, title, extras) and ios (alert dict, sound, badge, extras)', () => {
-  const msg: Message = { frame: 'f', title: 'Export', msg: 'done', badge: 2, sound: 'default', data: { file: 'a.csv', n: 1 } };
+  const msg: Message = { id: 'm1', json: false, frame: 'f', title: 'Export', msg: 'done', badge: 2, sound: 'default', data: { file: 'a.csv', n: 1 } };
   assert.deepEqual(toJPushRequest(msg, { registration_id: ['r1', 'r2'] }, DEV), {
     platform: 'all',
     audience: { registration_id: ['r1', 'r2'] },
@@ -27,18 +27,18 @@ test('jpush toJPushRequest: title + msg is a notification with android (alert, t
 });
 
 test('jpush toJPushRequest: msg alone or title alone is the alert string; no sound or badge keys when absent; extras always an object', () => {
-  assert.deepEqual(toJPushRequest({ frame: 'hi', msg: 'hi' }, { alias: ['uid1'] }, DEV), {
+  assert.deepEqual(toJPushRequest({ json: false, frame: 'hi', msg: 'hi' }, { alias: ['uid1'] }, DEV), {
     platform: 'all',
     audience: { alias: ['uid1'] },
     notification: { android: { alert: 'hi', extras: {} }, ios: { alert: 'hi', extras: {} } },
     options: { apns_production: false },
   });
-  const titleOnly = toJPushRequest({ frame: '{"title":"T"}', title: 'T', badge: 0 }, { alias: ['u'] }, DEV);
+  const titleOnly = toJPushRequest({ json: false, frame: '{"title":"T"}', title: 'T', badge: 0 }, { alias: ['u'] }, DEV);
   assert.deepEqual(titleOnly.notification, { android: { alert: 'T', extras: {} }, ios: { alert: 'T', badge: 0, extras: {} } });
 });
 
 test('jpush toJPushRequest: options.apns_production is always present (true when production); time_to_live when set; platform list', () => {
-  const msg: Message = { frame: 'x', msg: 'x' };
+  const msg: Message = { id: 'm1', json: false, frame: 'x', msg: 'x' };
   assert.deepEqual(toJPushRequest(msg, { alias: ['u'] }, { platform: 'all', production: false }).options, { apns_production: false });
   assert.deepEqual(toJPushRequest(msg, { alias: ['u'] }, { platform: 'all', production: true }).options, { apns_production: true });
   const ttl0 = toJPushRequest(msg, { alias: ['u'] }, { platform: ['android', 'ios'], production: true, timeToLiveS: 0 });
@@ -49,7 +49,7 @@ test('jpush toJPushRequest: options.apns_production is always present (true when
 
 test('jpush toJPushRequest: data only is a custom message whose msg_content is the frame, with extras; no notification', () => {
   const frame = '{"uid":"uid1","percent":"88%"}';
-  const body = toJPushRequest({ frame, data: { percent: '88%' } }, { registration_id: ['r1'] }, DEV);
+  const body = toJPushRequest({ frame, json: true, data: { percent: '88%' } }, { registration_id: ['r1'] }, DEV);
   assert.deepEqual(body, {
     platform: 'all',
     audience: { registration_id: ['r1'] },

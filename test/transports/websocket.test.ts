@@ -24,7 +24,7 @@ async function bound(d: TestDaemon, uid: string, n = 1): Promise<void> {
 }
 
 function push(d: TestDaemon, uid: string, frame: string): Promise<DeliveryReport> {
-  return d.dispatcher.dispatch({ uids: [uid] }, { frame });
+  return d.dispatcher.dispatch({ uids: [uid] }, { id: `m-${frame.length}`, frame, json: false });
 }
 
 /** Rejects after `ms` with `what`; for promises that have no timeout of their own. */
@@ -662,7 +662,7 @@ test('websocket: stop() closes every session with 1001, then dispatch rejects wi
   assert.equal(index(d).uidCount, 0);
 
   await assert.rejects(push(d, 'uid1', 'too late'), { code: 'NOTIFY_ERR_CLOSED' });
-  await assert.rejects(d.dispatcher.dispatch({ broadcast: true }, { frame: 'too late' }), { code: 'NOTIFY_ERR_CLOSED' });
+  await assert.rejects(d.dispatcher.dispatch({ broadcast: true }, { id: 'late', frame: 'too late', json: false }), { code: 'NOTIFY_ERR_CLOSED' });
   await d.stop(); // idempotent
 
   // The port no longer accepts connections.
@@ -708,7 +708,12 @@ test('websocket: GET / serves the demo page, other paths 404, and the same port 
   assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
   const html = await res.text();
   assert.match(html, /<script[\s>]/);
-  assert.match(html, /new WebSocket\(/);
+  assert.match(html, /<script src="\/notify-client\.js"><\/script>/);
+  assert.match(html, /NotifyClient\(/);
+  const client = await fetch(`${base}/notify-client.js`);
+  assert.equal(client.status, 200);
+  assert.match(client.headers.get('content-type') ?? '', /^text\/javascript/);
+  assert.match(await client.text(), /new WebSocket\(/);
 
   const withQuery = await fetch(`${base}/?uid=someone`);
   assert.equal(withQuery.status, 200);
@@ -748,7 +753,7 @@ test('websocket: broadcast reaches every bound session of every uid, and no unbo
   rejected.ws.send(''); // closed with 1008, never bound
   await within(rejected.closed, WAIT_MS, 'the empty-uid client to close');
 
-  const r = await d.dispatcher.dispatch({ broadcast: true }, { frame: 'to everyone' });
+  const r = await d.dispatcher.dispatch({ broadcast: true }, { id: 'all', frame: 'to everyone', json: false });
   assert.equal(r.delivered, true);
   assert.equal(r.sent, 4);
   assert.equal(r.failed, 0);
