@@ -13,6 +13,7 @@
  *
  * Options: --sessions N (10000) --pushes M (200000) --inflight W (64) --runs R (3)
  *          --apns-tokens T (10000; 0 skips the APNs row) --only ws|apns
+ *          --history on|off|both (both: the targeted-push runs with the message store on, then off)
  *          --server notify|bare (notify; bare = a ws + net server that does nothing else; no APNs row)
  * Env: NOTIFY_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" adds node flags to the server.
  */
@@ -33,11 +34,13 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '3' },
     server: { type: 'string', default: 'notify' },
     'apns-tokens': { type: 'string', default: '10000' },
+    history: { type: 'string', default: 'both' },
     only: { type: 'string' },
   },
 });
 const APNS_TOKENS = Number(args['apns-tokens']);
 const ONLY = args.only as 'ws' | 'apns' | undefined;
+const HISTORY_MODES: boolean[] = args.history === 'on' ? [true] : args.history === 'off' ? [false] : [true, false];
 const N = Number(args.sessions);
 const M = Number(args.pushes);
 const W = Number(args.inflight);
@@ -73,7 +76,7 @@ interface Server {
  * Starts the server under test and reads its listener addresses from its JSON log lines.
  * `extraYaml` is appended to the notify config.
  */
-async function startServer(dir: string, extraYaml = ''): Promise<Server> {
+async function startServer(dir: string, extraYaml = '', history = true): Promise<Server> {
   const node = [process.execPath, ...(process.env.NOTIFY_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   let cmd: string[];
   if (SERVER === 'bare') {
@@ -83,7 +86,7 @@ async function startServer(dir: string, extraYaml = ''): Promise<Server> {
     writeFileSync(
       config,
       'ws: {listen: "127.0.0.1:0"}\ntext: {listen: "127.0.0.1:0", maxPipelinedLines: 4096}\nhttp: {listen: "127.0.0.1:0"}\n' +
-        `state: {dir: ${JSON.stringify(join(dir, 'state'))}}\n${extraYaml}`,
+        `state: {dir: ${JSON.stringify(join(dir, 'state'))}}\nhistory: {enabled: ${history}}\n${extraYaml}`,
     );
     cmd = [...node, join(ROOT, 'bin/notify'), 'serve', '--config', config];
   }
@@ -143,9 +146,9 @@ interface RunResult {
   replies: { ok: number; fail: number; error: number };
 }
 
-async function run(): Promise<RunResult> {
+async function run(history: boolean): Promise<RunResult> {
   const dir = mkdtempSync(join(tmpdir(), 'notify-bench-'));
-  const server = await startServer(dir);
+  const server = await startServer(dir, '', history);
   const pid = server.child.pid as number;
   try {
     await sleep(1000);
@@ -346,12 +349,16 @@ async function main(): Promise<void> {
     `bench: server=${SERVER} sessions=${N} pushes=${M} inflight=${W} runs=${RUNS} node=${process.version} ` +
       `cpus=${cpus} pinned=${PIN ? 'server cpu0, client cpu1' : 'no'}\n`,
   );
-  const results: RunResult[] = [];
+  const byMode = new Map<boolean, RunResult[]>();
   if (ONLY !== 'apns') {
-    for (let r = 1; r <= RUNS; r++) {
-      const res = await run();
-      results.push(res);
-      process.stderr.write(`run ${r}: ${JSON.stringify(res)}\n`);
+    for (const history of SERVER === 'bare' ? [false] : HISTORY_MODES) {
+      const list: RunResult[] = [];
+      for (let r = 1; r <= RUNS; r++) {
+        const res = await run(history);
+        list.push(res);
+        process.stderr.write(`run ${r}${SERVER === 'bare' ? '' : ` (history ${history ? 'on' : 'off'})`}: ${JSON.stringify(res)}\n`);
+      }
+      byMode.set(history, list);
     }
   }
   const apnsResults: ApnsRunResult[] = [];
@@ -362,15 +369,10 @@ async function main(): Promise<void> {
       process.stderr.write(`apns run ${r}: ${JSON.stringify(res)}\n`);
     }
   }
-  const med = (f: (r: RunResult) => number) => median(results.map(f));
   const amed = (f: (r: ApnsRunResult) => number) => median(apnsResults.map(f));
-  const summary = {
-    server: SERVER,
-    runs: RUNS,
-    ...(results.length > 0 && {
-      sessions: N,
-      pushes: M,
-      inflight: W,
+  const targeted = (results: RunResult[]) => {
+    const med = (f: (r: RunResult) => number) => median(results.map(f));
+    return {
       median: {
         connectPerSec: med((r) => r.connectPerSec),
         pushesPerSec: med((r) => r.pushesPerSec),
@@ -381,6 +383,18 @@ async function main(): Promise<void> {
       lost: results.reduce((n, r) => n + r.lost, 0),
       duplicates: results.reduce((n, r) => n + r.duplicates, 0),
       notOkReplies: results.reduce((n, r) => n + r.replies.fail + r.replies.error, 0),
+    };
+  };
+  const on = byMode.get(true);
+  const off = byMode.get(false);
+  const summary = {
+    server: SERVER,
+    runs: RUNS,
+    ...(byMode.size > 0 && { sessions: N, pushes: M, inflight: W }),
+    ...(on && { historyOn: targeted(on) }),
+    ...(off && { [SERVER === 'bare' ? 'bare' : 'historyOff']: targeted(off) }),
+    ...(on && off && SERVER === 'notify' && {
+      historyOnVsOff: round(median(on.map((r) => r.pushesPerSec)) / median(off.map((r) => r.pushesPerSec)), 3),
     }),
     ...(apnsResults.length > 0 && {
       apns: {

@@ -52,6 +52,8 @@ export const DEFAULTS = {
     size: 100,
     /** How long a message is kept at most (a message's own ttl may be shorter). */
     ttl: '24h',
+    /** Stored rows in all (one per uid a message was for): the bound on disk and memory. */
+    maxMessages: 1_000_000,
     /** How long a publisher's message id is remembered: a repeat gets the first answer. */
     dedupeWindow: '1h',
   },
@@ -80,7 +82,7 @@ export interface Config {
   /** `ackTimeout` in milliseconds. */
   dispatch: { deliverTimeoutMs: number; route: Route; ackTimeout: number };
   /** `ttl` and `dedupeWindow` in milliseconds. */
-  history: { enabled: boolean; size: number; ttl: number; dedupeWindow: number };
+  history: { enabled: boolean; size: number; ttl: number; maxMessages: number; dedupeWindow: number };
   shutdown: { timeoutMs: number };
   /** `dir` is absolute: resolved against the config file's folder (or the working directory). */
   state: { dir: string };
@@ -165,6 +167,7 @@ const SCHEMA: Spec = {
         enabled: { type: 'boolean', default: DEFAULTS.history.enabled },
         size: { type: 'integer', min: 1, max: 100_000, default: DEFAULTS.history.size },
         ttl: { type: 'duration', default: DEFAULTS.history.ttl, minMs: 1000 },
+        maxMessages: { type: 'integer', min: 1, max: 1_000_000_000, default: DEFAULTS.history.maxMessages },
         dedupeWindow: { type: 'duration', default: DEFAULTS.history.dedupeWindow, minMs: 0 },
       },
     },

@@ -43,7 +43,7 @@ export function buildCore(config: Config, opts: { log: Logger; live: boolean }):
     const devices = new DeviceStore({ db, registry, config, log });
     devices.load();
     const h = config.history;
-    const history = h.enabled ? new History(db, { size: h.size, ttlMs: h.ttl, dedupeWindowMs: h.dedupeWindow, log }) : undefined;
+    const history = h.enabled ? new History(db, { size: h.size, ttlMs: h.ttl, maxMessages: h.maxMessages, dedupeWindowMs: h.dedupeWindow, log }) : undefined;
     const retries = new RetryLedger(db);
     const websocket = opts.live
       ? new WebSocketTransport({

@@ -18,6 +18,8 @@ export interface HistoryOptions {
   size: number;
   /** How long a message is kept at most. */
   ttlMs: number;
+  /** Rows kept in all (a uid's message is one row per uid it was for): the bound on disk and memory. */
+  maxMessages: number;
   /** How long a publisher's id is remembered, with the first answer to it. */
   dedupeWindowMs: number;
   log: Logger;
@@ -25,81 +27,94 @@ export interface HistoryOptions {
   now?: () => number;
 }
 
-type Write = () => void;
+interface Row {
+  seq: number;
+  id: string;
+  uid: string;
+  expiresAt: number;
+  frame: string;
+  json: number;
+}
 
 /**
  * The message store: each uid's recent messages (bounded by count and age) for sessions that
- * resume, and the first answer to every publisher-given id. Writes are group-committed:
- * everything queued in one event-loop turn goes in one transaction, and `committed()` resolves
- * once it is durable (WAL: it survives the process being killed).
+ * resume, and the first answer to every publisher-given id.
+ *
+ * SQLite holds an append-only log of messages with no secondary index; which rows belong to a
+ * uid is kept in memory (at most history.size per uid; rebuilt from the table at start). An
+ * insert then only appends to the end of the table, which keeps the hot path cheap; old rows go
+ * by range (past history.ttl, or past history.maxMessages in all).
+ *
+ * Writes are group-committed: everything queued in one run of synchronous work goes in one
+ * transaction, and `committed()` resolves once it is durable (WAL: it survives the process being
+ * killed).
  */
 export class History {
   readonly #db: StateDb;
   readonly #o: Required<HistoryOptions>;
   readonly #stmt;
-  #queue: Write[] = [];
+  /** Rows waiting for the next commit. */
+  #rows: Row[] = [];
+  #answers: [string, number, string][] = [];
   #flushScheduled = false;
-  #waiters: (() => void)[] = [];
-  /** Rows per uid, to prune a uid past its size without counting in SQL on every insert. */
-  readonly #counts = new Map<string, number>();
-  /**
-   * (time, highest seq then) checkpoints, oldest first: rows up to a checkpoint older than
-   * history.ttl have all expired, so the sweep deletes a primary-key range and the table needs
-   * no index on expiry. A shorter per-message ttl is enforced when reading.
-   */
+  #committed: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Per uid, the seqs of its newest rows, oldest first, at most `size`. */
+  readonly #byUid = new Map<string, number[]>();
+  #nextSeq: number;
+  /** (time, last seq then) checkpoints, oldest first, for deleting by age without an index. */
   readonly #checkpoints: { at: number; seq: number }[] = [];
   readonly #sweeper: NodeJS.Timeout;
   #closed = false;
+  readonly #flushNow = () => this.flush();
 
   constructor(db: StateDb, opts: HistoryOptions) {
     this.#db = db;
     this.#o = { now: Date.now, ...opts };
     this.#stmt = {
-      insert: db.prepare('INSERT INTO messages (id, uid, expires_at, frame, json) VALUES (?, ?, ?, ?, ?)'),
-      // Found through messages_by_uid: a uid has at most history.size rows (the schema keeps one index).
-      seqOf: db.prepare<[string, string, string], { seq: number }>('SELECT seq FROM messages WHERE uid IN (?, ?) AND id = ? ORDER BY seq LIMIT 1'),
-      after: db.prepare<[string, string, number, number], { seq: number; id: string; frame: string; json: number }>(
-        'SELECT seq, id, frame, json FROM messages WHERE uid IN (?, ?) AND seq > ? AND expires_at > ? ORDER BY seq',
-      ),
-      trimUid: db.prepare(
-        'DELETE FROM messages WHERE uid = ? AND seq <= (SELECT seq FROM messages WHERE uid = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)',
-      ),
-      expire: db.prepare<[number], { uid: string }>('DELETE FROM messages WHERE seq <= ? RETURNING uid'),
-      maxSeq: db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM messages'),
-      counts: db.prepare<[], { uid: string; n: number }>('SELECT uid, count(*) AS n FROM messages GROUP BY uid'),
+      insert: db.prepare('INSERT INTO messages (seq, id, uid, expires_at, frame, json) VALUES (?, ?, ?, ?, ?, ?)'),
+      row: db.prepare<[number], { id: string; frame: string; json: number; expires_at: number }>('SELECT id, frame, json, expires_at FROM messages WHERE seq = ?'),
+      index: db.prepare<[], { seq: number; uid: string }>('SELECT seq, uid FROM messages ORDER BY seq'),
+      deleteUpTo: db.prepare('DELETE FROM messages WHERE seq <= ?'),
       answer: db.prepare<[string, number], { report: string }>('SELECT report FROM answers WHERE id = ? AND at > ?'),
       putAnswer: db.prepare('INSERT OR IGNORE INTO answers (id, at, report) VALUES (?, ?, ?)'),
       expireAnswers: db.prepare('DELETE FROM answers WHERE at <= ?'),
     };
-    for (const r of this.#stmt.counts.all()) this.#counts.set(r.uid, r.n);
-    this.#checkpoints.push({ at: this.#o.now(), seq: this.#stmt.maxSeq.get()?.seq ?? 0 });
+    let last = 0;
+    for (const r of this.#stmt.index.iterate()) {
+      this.#index(r.uid, r.seq);
+      last = r.seq;
+    }
+    this.#nextSeq = last + 1;
+    this.#checkpoints.push({ at: this.#o.now(), seq: last });
     this.#sweeper = setInterval(() => this.sweep(), Math.min(60_000, Math.max(1000, this.#o.ttlMs / 10)));
     this.#sweeper.unref();
   }
 
+  #index(uid: string, seq: number): void {
+    let seqs = this.#byUid.get(uid);
+    if (seqs === undefined) this.#byUid.set(uid, (seqs = []));
+    seqs.push(seq);
+    if (seqs.length > this.#o.size) seqs.shift();
+  }
+
   /** Queues a message for each uid (BROADCAST_UID for everyone), kept `ttlMs` (at most history.ttl). */
   append(id: string, uids: readonly string[], frame: string, json: boolean, ttlMs?: number): void {
+    if (this.#closed) throw new Error('history is closed');
     const expiresAt = this.#o.now() + Math.min(ttlMs ?? this.#o.ttlMs, this.#o.ttlMs);
     const isJson = json ? 1 : 0;
     for (const uid of uids) {
-      this.#enqueue(() => {
-        this.#stmt.insert.run(id, uid, expiresAt, frame, isJson);
-        const n = (this.#counts.get(uid) ?? 0) + 1;
-        // Trim in steps, not on every insert: at most size + 1/8 rows live between trims.
-        if (n > this.#o.size + Math.max(1, this.#o.size >> 3)) {
-          this.#stmt.trimUid.run(uid, uid, this.#o.size - 1);
-          this.#counts.set(uid, this.#o.size);
-        } else {
-          this.#counts.set(uid, n);
-        }
-      });
+      const seq = this.#nextSeq++;
+      this.#rows.push({ seq, id, uid, expiresAt, frame, json: isJson });
+      this.#index(uid, seq);
     }
+    this.#schedule();
   }
 
   /** Queues the first answer to a publisher-given id. */
   recordAnswer(id: string, report: string): void {
-    const at = this.#o.now();
-    this.#enqueue(() => this.#stmt.putAnswer.run(id, at, report));
+    if (this.#closed) throw new Error('history is closed');
+    this.#answers.push([id, this.#o.now(), report]);
+    this.#schedule();
   }
 
   /** The stored first answer to a publisher-given id within the dedupe window, if any. */
@@ -116,66 +131,82 @@ export class History {
    */
   replay(uid: string, since: string | undefined): { messages: StoredMessage[]; gap: boolean } {
     this.flush();
-    let after = 0;
-    let gap = false;
-    if (since !== undefined) {
-      const row = this.#stmt.seqOf.get(uid, BROADCAST_UID, since);
-      if (row) after = row.seq;
-      else gap = true;
+    const own = this.#byUid.get(uid) ?? [];
+    const all = uid === BROADCAST_UID ? own : mergeSorted(own, this.#byUid.get(BROADCAST_UID) ?? []);
+    const now = this.#o.now();
+    const stored: StoredMessage[] = [];
+    for (const seq of all) {
+      const r = this.#stmt.row.get(seq);
+      if (r !== undefined && r.expires_at > now) stored.push({ seq, id: r.id, frame: r.frame, json: r.json === 1 });
     }
-    const rows = this.#stmt.after.all(uid, BROADCAST_UID, after, this.#o.now());
-    return { messages: rows.map((r) => ({ seq: r.seq, id: r.id, frame: r.frame, json: r.json === 1 })), gap };
+    if (since === undefined) return { messages: stored, gap: false };
+    const at = stored.findIndex((m) => m.id === since);
+    return at >= 0 ? { messages: stored.slice(at + 1), gap: false } : { messages: stored, gap: true };
   }
 
-  #enqueue(w: Write): void {
-    if (this.#closed) throw new Error('history is closed');
-    this.#queue.push(w);
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+  #schedule(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // A microtask runs once the current piece of synchronous work is done: everything a Text
+    // ingress read in one chunk (or a transport queued meanwhile) goes in one transaction, and
+    // no reply waits an extra event-loop turn for it.
+    queueMicrotask(this.#flushNow);
   }
 
   /** Resolves when everything queued so far is committed. */
   committed(): Promise<void> {
-    if (this.#queue.length === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    if (this.#rows.length === 0 && this.#answers.length === 0) return Promise.resolve();
+    if (this.#committed === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.#committed = { promise, resolve };
+    }
+    return this.#committed.promise;
   }
 
   /** Commits every queued write now, in one transaction. */
   flush(): void {
     this.#flushScheduled = false;
-    if (this.#queue.length === 0) return;
-    const writes = this.#queue;
-    const waiters = this.#waiters;
-    this.#queue = [];
-    this.#waiters = [];
+    if (this.#rows.length === 0 && this.#answers.length === 0) return;
+    const rows = this.#rows;
+    const answers = this.#answers;
+    const done = this.#committed;
+    this.#rows = [];
+    this.#answers = [];
+    this.#committed = undefined;
+    const { insert, putAnswer } = this.#stmt;
     this.#db.transaction(() => {
-      for (const w of writes) w();
+      for (const r of rows) insert.run(r.seq, r.id, r.uid, r.expiresAt, r.frame, r.json);
+      for (const a of answers) putAnswer.run(a[0], a[1], a[2]);
     })();
-    for (const w of waiters) w();
+    done?.resolve();
   }
 
-  /** Deletes expired messages and answers. Runs on a timer; callable for tests. */
+  /**
+   * Deletes rows past history.ttl or beyond history.maxMessages (oldest first, by range), and
+   * expired answers. Runs on a timer; callable for tests.
+   */
   sweep(): void {
     if (this.#closed) return;
     this.flush();
     const now = this.#o.now();
-    let cutoff = 0;
+    let cutoff = Math.max(0, this.#nextSeq - 1 - this.#o.maxMessages);
     while (this.#checkpoints.length > 0 && (this.#checkpoints[0] as { at: number }).at <= now - this.#o.ttlMs) {
-      cutoff = (this.#checkpoints.shift() as { seq: number }).seq;
+      cutoff = Math.max(cutoff, (this.#checkpoints.shift() as { seq: number }).seq);
     }
     this.#db.transaction(() => {
-      if (cutoff > 0) {
-        for (const { uid } of this.#stmt.expire.all(cutoff)) {
-          const n = (this.#counts.get(uid) ?? 1) - 1;
-          if (n <= 0) this.#counts.delete(uid);
-          else this.#counts.set(uid, n);
-        }
-      }
+      if (cutoff > 0) this.#stmt.deleteUpTo.run(cutoff);
       this.#stmt.expireAnswers.run(now - this.#o.dedupeWindowMs);
     })();
-    this.#checkpoints.push({ at: now, seq: this.#stmt.maxSeq.get()?.seq ?? 0 });
+    if (cutoff > 0) {
+      for (const [uid, seqs] of this.#byUid) {
+        let drop = 0;
+        while (drop < seqs.length && (seqs[drop] as number) <= cutoff) drop++;
+        if (drop === seqs.length) this.#byUid.delete(uid);
+        else if (drop > 0) seqs.splice(0, drop);
+      }
+    }
+    this.#checkpoints.push({ at: now, seq: this.#nextSeq - 1 });
   }
 
   close(): void {
@@ -184,4 +215,15 @@ export class History {
     this.#closed = true;
     clearInterval(this.#sweeper);
   }
+}
+
+function mergeSorted(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && (a[i] as number) < (b[j] as number))) out.push(a[i++] as number);
+    else out.push(b[j++] as number);
+  }
+  return out;
 }

@@ -58,7 +58,7 @@ export class Publisher {
     const route = opts.route ?? this.#o.route;
     const history = this.#o.history;
     if (history) {
-      const uids = 'broadcast' in audience ? [BROADCAST_UID] : [...new Set(audience.uids)];
+      const uids = 'broadcast' in audience ? [BROADCAST_UID] : audience.uids.length === 1 ? audience.uids : [...new Set(audience.uids)];
       history.append(id, uids, msg.frame, msg.json, msg.ttlMs);
     }
     const answer = (async (): Promise<PublishReport> => {

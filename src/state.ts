@@ -24,8 +24,10 @@ const MIGRATIONS: readonly string[] = [
      retired_at INTEGER NOT NULL,
      PRIMARY KEY (transport, token)
    ) WITHOUT ROWID;`,
-  // Message history (one row per uid a message was for; '*' for a broadcast), the first answer
-  // to each publisher-given id, and provider deliveries waiting for a retry.
+  // Message history, an append-only log: one row per uid a message was for ('*' for a
+  // broadcast). No secondary index: the per-uid index lives in memory (rebuilt at start), so an
+  // insert appends to the end of one B-tree instead of dirtying a random index page.
+  // Also: the first answer to each publisher-given id; provider deliveries waiting for a retry.
   `CREATE TABLE messages (
      seq        INTEGER PRIMARY KEY,
      id         TEXT NOT NULL,
@@ -34,7 +36,6 @@ const MIGRATIONS: readonly string[] = [
      frame      TEXT NOT NULL,
      json       INTEGER NOT NULL
    );
-   CREATE INDEX messages_by_uid ON messages (uid, seq);
    CREATE TABLE answers (
      id     TEXT PRIMARY KEY,
      at     INTEGER NOT NULL,

@@ -44,7 +44,7 @@ test('config: the defaults', () => {
     text: { listen: '127.0.0.1:5678', maxLineBytes: 65536, maxPipelinedLines: 1024 },
     http: { listen: '127.0.0.1:5680', token: null, maxBodyBytes: 1048576 },
     dispatch: { deliverTimeoutMs: 5000, route: 'all', ackTimeout: 2000 },
-    history: { enabled: true, size: 100, ttl: 86_400_000, dedupeWindow: 3_600_000 },
+    history: { enabled: true, size: 100, ttl: 86_400_000, maxMessages: 1_000_000, dedupeWindow: 3_600_000 },
     shutdown: { timeoutMs: 10000 },
     state: { dir: resolve('notify-data') },
     log: { level: 'info' },
