@@ -97,8 +97,16 @@ export class History {
     if (seqs.length > this.#o.size) seqs.shift();
   }
 
-  /** Queues a message for each uid (BROADCAST_UID for everyone), kept `ttlMs` (at most history.ttl). */
-  append(id: string, uids: readonly string[], frame: string, json: boolean, ttlMs?: number): void {
+  /** The seq of the newest row appended (committed or not). */
+  get lastSeq(): number {
+    return this.#nextSeq - 1;
+  }
+
+  /**
+   * Queues a message for each uid (BROADCAST_UID for everyone), kept `ttlMs` (at most
+   * history.ttl). Returns the seq of its last row: its position in the store.
+   */
+  append(id: string, uids: readonly string[], frame: string, json: boolean, ttlMs?: number): number {
     if (this.#closed) throw new Error('history is closed');
     const expiresAt = this.#o.now() + Math.min(ttlMs ?? this.#o.ttlMs, this.#o.ttlMs);
     const isJson = json ? 1 : 0;
@@ -108,6 +116,7 @@ export class History {
       this.#index(uid, seq);
     }
     this.#schedule();
+    return this.#nextSeq - 1;
   }
 
   /** Queues the first answer to a publisher-given id. */
@@ -126,11 +135,13 @@ export class History {
   /**
    * Every stored message for `uid` after the message `since` (exclusive), oldest first.
    * `gap` is true when `since` was given but is no longer (or never was) stored: messages may
-   * have been missed, and all that is stored follows. Commits queued writes first, so that a
-   * session that replays and then registers, in one synchronous step, misses nothing.
+   * have been missed, and all that is stored follows. `upTo` is the newest seq the replay covers:
+   * a message with a seq up to it is in the replay (if it is for this uid), so the session must
+   * not get it live as well. Commits queued writes first.
    */
-  replay(uid: string, since: string | undefined): { messages: StoredMessage[]; gap: boolean } {
+  replay(uid: string, since: string | undefined): { messages: StoredMessage[]; gap: boolean; upTo: number } {
     this.flush();
+    const upTo = this.lastSeq;
     const own = this.#byUid.get(uid) ?? [];
     const all = uid === BROADCAST_UID ? own : mergeSorted(own, this.#byUid.get(BROADCAST_UID) ?? []);
     const now = this.#o.now();
@@ -139,9 +150,9 @@ export class History {
       const r = this.#stmt.row.get(seq);
       if (r !== undefined && r.expires_at > now) stored.push({ seq, id: r.id, frame: r.frame, json: r.json === 1 });
     }
-    if (since === undefined) return { messages: stored, gap: false };
+    if (since === undefined) return { messages: stored, gap: false, upTo };
     const at = stored.findIndex((m) => m.id === since);
-    return at >= 0 ? { messages: stored.slice(at + 1), gap: false } : { messages: stored, gap: true };
+    return at >= 0 ? { messages: stored.slice(at + 1), gap: false, upTo } : { messages: stored, gap: true, upTo };
   }
 
   #schedule(): void {

@@ -54,20 +54,23 @@ export class Publisher {
       if (earlier) return earlier.then((r) => ({ ...r, duplicate: true }));
     }
     const id = opts.id ?? this.#ids.next();
-    const msg: Message = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
     const route = opts.route ?? this.#o.route;
     const history = this.#o.history;
+    let msg: Message = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
     if (history) {
       const uids = 'broadcast' in audience ? [BROADCAST_UID] : audience.uids.length === 1 ? audience.uids : [...new Set(audience.uids)];
-      history.append(id, uids, msg.frame, msg.json, msg.ttlMs);
+      msg = { ...msg, seq: history.append(id, uids, msg.frame, msg.json, msg.ttlMs) };
     }
     const answer = (async (): Promise<PublishReport> => {
+      // Committed before anyone has it: a session never sees a message the store could lose,
+      // so the last id it saw is always one it can resume from.
+      if (history) await history.committed();
       const delivery = route === 'live-first' ? await this.#liveFirst(audience, msg) : await this.#o.dispatcher.dispatch(audience, msg);
       // `ack: pending` only steers live-first; the report says what happened (paths).
       for (const e of delivery.results) delete e.ack;
       const report: PublishReport = { id, stored: history !== undefined, route, ...delivery };
-      if (history) {
-        if (opts.id !== undefined) history.recordAnswer(opts.id, JSON.stringify(report));
+      if (history && opts.id !== undefined) {
+        history.recordAnswer(opts.id, JSON.stringify(report));
         await history.committed();
       }
       return report;

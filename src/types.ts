@@ -32,6 +32,8 @@ export interface Message extends MessageBody {
   readonly id: string;
   /** How long it is kept for sessions that resume (at most history.ttl). */
   readonly ttlMs?: number;
+  /** Its position in the store (the last of its rows); undefined when history is off. */
+  readonly seq?: number;
 }
 
 /** How a message travels: every transport at once, or live sessions first. */

@@ -30,7 +30,7 @@ export interface WebSocketTransportOptions {
    * The stored messages of a uid after a message id, for sessions that resume (the history);
    * without it, a resuming session gets live messages only.
    */
-  replay?: ((uid: Uid, since: string | undefined) => { messages: StoredMessage[]; gap: boolean }) | undefined;
+  replay?: ((uid: Uid, since: string | undefined) => { messages: StoredMessage[]; gap: boolean; upTo: number }) | undefined;
 }
 
 /** Close codes this transport sends (RFC 6455 section 7.4.1). */
@@ -50,6 +50,8 @@ class Session extends WebSocket {
   alive = true;
   /** Bound with the resume protocol: gets `{"id","data"}` envelopes and may ack them. */
   envelope = false;
+  /** The newest store seq its replay covered: messages up to it came in the replay. */
+  replayedTo = 0;
 }
 
 /** A message as one envelope of the resume protocol: `{"id":"…","data":…}`. */
@@ -158,7 +160,8 @@ export class WebSocketTransport implements Transport {
         this.#opts.log.warn('slow consumer dropped', { sid, uid, unsentBytes: unsent });
         results.push({ transport: this.name, target: sid, status: 'failed', reason: `slow consumer (${unsent} bytes unsent)` });
       } else if (s.envelope) {
-        s.send(this.#envelope(msg));
+        // Stored before this session bound, so it was in its replay already.
+        if (msg.seq === undefined || msg.seq > s.replayedTo) s.send(this.#envelope(msg));
         results.push({ transport: this.name, target: sid, status: 'sent', ack: 'pending' });
       } else {
         s.send(msg.frame);
@@ -276,7 +279,8 @@ export class WebSocketTransport implements Transport {
    * A resume-protocol bind: every stored message after `since`, in order, then live ones. The
    * replay, the sending and the registration happen in one synchronous step (the history
    * commits what it has queued first), so no message falls between the replay and the live
-   * stream, and none comes twice.
+   * stream; a message stored before the bind but delivered after it (its seq is at most
+   * `replayedTo`) is not sent again.
    */
   #bindResume(s: Session, bind: { uid?: unknown; since?: unknown }): void {
     if (typeof bind.uid !== 'string') {
@@ -294,7 +298,8 @@ export class WebSocketTransport implements Transport {
       return;
     }
     s.envelope = true;
-    const replay = this.#opts.replay?.(uid, since) ?? { messages: [], gap: since !== undefined };
+    const replay = this.#opts.replay?.(uid, since) ?? { messages: [], gap: since !== undefined, upTo: 0 };
+    s.replayedTo = replay.upTo;
     if (replay.gap) s.send(JSON.stringify({ type: 'gap', since: since ?? null }));
     for (const m of replay.messages) s.send(envelopeOf(m.id, m.frame, m.json));
     this.#bind(s, uid);
