@@ -145,14 +145,17 @@ export class History {
     const own = this.#byUid.get(uid) ?? [];
     const all = uid === BROADCAST_UID ? own : mergeSorted(own, this.#byUid.get(BROADCAST_UID) ?? []);
     const now = this.#o.now();
-    const stored: StoredMessage[] = [];
+    const rows: (StoredMessage & { live: boolean })[] = [];
     for (const seq of all) {
       const r = this.#stmt.row.get(seq);
-      if (r !== undefined && r.expires_at > now) stored.push({ seq, id: r.id, frame: r.frame, json: r.json === 1 });
+      if (r !== undefined) rows.push({ seq, id: r.id, frame: r.frame, json: r.json === 1, live: r.expires_at > now });
     }
-    if (since === undefined) return { messages: stored, gap: false, upTo };
-    const at = stored.findIndex((m) => m.id === since);
-    return at >= 0 ? { messages: stored.slice(at + 1), gap: false, upTo } : { messages: stored, gap: true, upTo };
+    // `since` is looked for among expired rows too: a message past its own ttl still marks a
+    // position, and what came before it must not be sent again.
+    const at = since === undefined ? -1 : rows.findIndex((m) => m.id === since);
+    const gap = since !== undefined && at < 0;
+    const messages = rows.slice(at + 1).filter((m) => m.live).map(({ live: _live, ...m }) => m);
+    return { messages, gap, upTo };
   }
 
   #schedule(): void {
