@@ -1,12 +1,14 @@
 import { Command, CommanderError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { type Config, ConfigError, defaultConfig, loadConfig, parseListen, redact } from './config.js';
+import { makeToken } from './auth.js';
 import { buildCore } from './core.js';
 import { createDaemon } from './daemon.js';
 import type { DeviceEntry } from './devices.js';
 import { NotifyError, errorMessage } from './errors.js';
 import { createLogger } from './log.js';
-import { messageFromFields, parseAudience, parsePublishOptions } from './message.js';
+import { parseDuration } from './duration.js';
+import { checkUid, messageFromFields, parseAudience, parsePublishOptions } from './message.js';
 import type { DeliveryReport } from './types.js';
 
 /** Exit codes for shell scripts. */
@@ -25,6 +27,8 @@ export interface Io {
   err(text: string): void;
   /** Resolves when the process is asked to stop (SIGINT/SIGTERM); given the signal name. */
   onStopSignal(handler: (signal: string) => void): () => void;
+  /** Calls `handler` when the process is asked to reload (SIGHUP); returns an unsubscribe. */
+  onReloadSignal?(handler: () => void): () => void;
 }
 
 const processIo: Io = {
@@ -37,6 +41,10 @@ const processIo: Io = {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
     };
+  },
+  onReloadSignal(handler) {
+    process.on('SIGHUP', handler);
+    return () => process.off('SIGHUP', handler);
   },
 };
 
@@ -169,7 +177,7 @@ async function publishDirect(io: Io, body: Record<string, unknown>, o: PublishOp
   const core = buildCore(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
   try {
     for (const t of core.transports) await t.start();
-    return printReport(io, await core.publisher.publish(audience, message, options), o.json);
+    return printReport(io, await core.publisher.publish(audience, message, options, 'cli'), o.json);
   } finally {
     await core.dispatcher.close();
     for (const t of core.transports) await t.stop();
@@ -239,6 +247,11 @@ async function serve(io: Io, o: { config?: string }): Promise<number> {
     }
     wake(signal);
   });
+  let reloading = Promise.resolve();
+  const unlistenReload =
+    io.onReloadSignal?.(() => {
+      reloading = reloading.then(() => reload(daemon, o.config, log));
+    }) ?? (() => {});
   try {
     await daemon.start();
     log.info(`notify ready${o.config ? ` (config ${o.config})` : ' (built-in defaults; pass --config FILE to change them)'}`);
@@ -249,7 +262,104 @@ async function serve(io: Io, o: { config?: string }): Promise<number> {
     return 0;
   } finally {
     unlisten();
+    unlistenReload();
   }
+}
+
+/** SIGHUP: reads the config file again; a bad one is reported and the running config kept. */
+async function reload(daemon: ReturnType<typeof createDaemon>, path: string | undefined, log: ReturnType<typeof createLogger>): Promise<void> {
+  if (path === undefined) {
+    log.warn('SIGHUP: running on the built-in defaults, there is no config file to reload');
+    return;
+  }
+  let next: Config;
+  try {
+    next = loadConfig(path);
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
+    log.error('SIGHUP: the config file has problems; keeping the running config', { config: path, problems });
+    return;
+  }
+  try {
+    const r = await daemon.reload(next);
+    log.setLevel(next.log.level);
+    log.info('SIGHUP: config reloaded; sessions kept', { config: path, added: r.added, changed: r.changed, removed: r.removed });
+    if (r.restartNeeded.length > 0) {
+      log.warn(`SIGHUP: changes to ${r.restartNeeded.join(', ')} take a restart to apply`, { sections: r.restartNeeded });
+    }
+  } catch (err) {
+    log.error('SIGHUP: reload failed; keeping the running config', { config: path, error: errorMessage(err) });
+  }
+}
+
+function tokenCommand(io: Io, o: { uid: string; ttl: string; config?: string; json?: boolean }): number {
+  const config = readConfig(o.config);
+  if (!config.ws.secret) {
+    const where = o.config ? `${o.config} has no ws.secret` : 'the built-in defaults have no ws.secret (give --config FILE)';
+    throw new CliError(`notify token signs with ws.secret, and ${where}; set it, e.g. secret: \${NOTIFY_WS_SECRET}`);
+  }
+  let ttlMs: number;
+  try {
+    ttlMs = parseDuration(o.ttl);
+  } catch (err) {
+    throw new CliError(`--ttl ${errorMessage(err)}`);
+  }
+  if (ttlMs <= 0) throw new CliError('--ttl must be more than 0');
+  const bad = (() => {
+    try {
+      checkUid(o.uid, '--uid');
+      return undefined;
+    } catch (err) {
+      return errorMessage(err);
+    }
+  })();
+  if (bad) throw new CliError(bad);
+  const expiresAt = Math.floor((Date.now() + ttlMs) / 1000);
+  const token = makeToken(config.ws.secret, o.uid, expiresAt);
+  io.out(o.json ? `${JSON.stringify({ uid: o.uid, token, expiresAt: new Date(expiresAt * 1000).toISOString() })}\n` : `${token}\n`);
+  return 0;
+}
+
+interface StatusAnswer {
+  version: string;
+  uptimeS: number;
+  listeners: Record<string, string>;
+  sessions: number;
+  uids: number;
+  connections: number;
+  history: { rows?: number; enabled?: boolean };
+  transports: Record<string, Record<string, unknown>>;
+}
+
+function duration(s: number): string {
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return [d ? `${d}d` : '', h ? `${h}h` : '', m ? `${m}m` : '', `${s % 60}s`].filter(Boolean).join(' ');
+}
+
+/** What a human wants from /v1/status: listeners, sessions, the store, each transport's state. */
+export function formatStatus(st: StatusAnswer): string {
+  const lines = [`notify ${st.version}, up ${duration(st.uptimeS)}`];
+  lines.push(`listening   ${Object.entries(st.listeners).map(([k, v]) => `${k} ${v}`).join('   ')}`);
+  lines.push(`sessions    ${st.sessions} session${st.sessions === 1 ? '' : 's'} of ${st.uids} uid${st.uids === 1 ? '' : 's'} (${st.connections} connection${st.connections === 1 ? '' : 's'})`);
+  lines.push(`store       ${st.history.enabled === false ? 'off' : `${st.history.rows ?? 0} stored message rows`}`);
+  lines.push('transports');
+  const width = Math.max(...Object.keys(st.transports).map((n) => n.length));
+  for (const [name, h] of Object.entries(st.transports)) {
+    const { state, ...rest } = h;
+    const details = Object.entries(rest)
+      .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+      .join(', ');
+    lines.push(`  ${name.padEnd(width)}  ${String(state ?? '?')}${details ? `  ${details}` : ''}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function statusCommand(io: Io, o: ApiOptions & { json?: boolean }): Promise<number> {
+  const st = (await callApi(o, 'GET', '/v1/status')) as StatusAnswer;
+  io.out(o.json ? `${JSON.stringify(st)}\n` : formatStatus(st));
+  return 0;
 }
 
 function configCheck(io: Io, o: { config?: string; print?: boolean }): number {
@@ -356,6 +466,26 @@ export function buildProgram(io: Io, result: { code: number }): Command {
       .option('--json', 'print JSON'),
   ).action(async (o: DevicesOptions) => {
     result.code = await devicesList(io, o);
+  });
+
+  program
+    .command('token')
+    .description("print a connection token for a uid (ws.auth: token), for a backend to hand to its page")
+    .requiredOption('-u, --uid <uid>', 'the uid the token lets a page bind')
+    .option('--ttl <duration>', 'how long it is valid, e.g. 15m, 1h, 7d', '1h')
+    .addOption(configOption())
+    .option('--json', 'print {uid, token, expiresAt}')
+    .action((o: { uid: string; ttl: string; config?: string; json?: boolean }) => {
+      result.code = tokenCommand(io, o);
+    });
+
+  apiOptions(
+    program
+      .command('status')
+      .description('what the running daemon is doing: listeners, sessions, the store, each transport')
+      .option('--json', 'print the status as JSON'),
+  ).action(async (o: ApiOptions & { json?: boolean }) => {
+    result.code = await statusCommand(io, o);
   });
 
   const config = program.command('config').description('work with config files');

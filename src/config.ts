@@ -2,10 +2,21 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Document, LineCounter, isMap, isPair, isScalar, parse as parseYaml, parseDocument, visit } from 'yaml';
 import { type Problem, type Spec, Validation, formatPath, validate } from './config-schema.js';
+import { isLoopback } from './listen.js';
 import { NotifyError } from './errors.js';
 import { LOG_LEVELS, type LogLevel, isSecretKey } from './log.js';
 import { TRANSPORT_TYPES } from './transports/index.js';
 import type { Route } from './types.js';
+import { parseCidr } from './net-allow.js';
+
+/** Caps on what clients and publishers may use; each refusal is counted (notify_limit_refusals_total). */
+export interface Limits {
+  connections: number;
+  connectionsPerIp: number;
+  connectRatePerIp: number;
+  uidsPerMessage: number;
+  sessionsPerUid: number;
+}
 
 export { parseListen, formatListen } from './config-schema.js';
 
@@ -20,6 +31,12 @@ export const DEFAULTS = {
     maxBufferedBytes: 1024 * 1024,
     /** Ping every session this often; one that has not answered the previous ping is dropped. */
     heartbeatIntervalMs: 30_000,
+    /** `none`: any page may bind any uid (the original protocol). `token`: binding needs a token from `notify token`. */
+    auth: 'none' as 'none' | 'token',
+    /** The HMAC key for connection tokens (at least 32 characters); required with auth: token. */
+    secret: null as string | null,
+    /** A connection that has not bound a uid this long after connecting is closed (4408). */
+    bindTimeout: '10s',
   },
   text: {
     /** Line-based TCP ingress of the original protocol. */
@@ -28,6 +45,8 @@ export const DEFAULTS = {
     maxLineBytes: 64 * 1024,
     /** Lines of one connection being delivered at once before it stops reading. */
     maxPipelinedLines: 1024,
+    /** Peers allowed besides loopback, as CIDRs ("10.0.0.0/8", "fd00::/8") or addresses. */
+    allow: [] as string[],
   },
   http: {
     /** Publisher HTTP API. */
@@ -36,6 +55,20 @@ export const DEFAULTS = {
     token: null as string | null,
     /** Largest request body. */
     maxBodyBytes: 1024 * 1024,
+    /** Allow a non-loopback http.listen without a token (otherwise notify refuses to start). */
+    insecure: false,
+  },
+  limits: {
+    /** WebSocket connections at once, in all. */
+    connections: 100_000,
+    /** WebSocket connections at once from one IP address. */
+    connectionsPerIp: 1_000,
+    /** New WebSocket connections per second from one IP address (a burst of as many is allowed). */
+    connectRatePerIp: 100,
+    /** Uids one publish may address. */
+    uidsPerMessage: 1_000,
+    /** Live sessions one uid may have; a further bind is refused (4429). */
+    sessionsPerUid: 100,
   },
   dispatch: {
     /** How long one transport may take to deliver to one uid. */
@@ -76,9 +109,19 @@ export interface TransportSettings {
 }
 
 export interface Config {
-  ws: { listen: string; maxPayloadBytes: number; maxBufferedBytes: number; heartbeatIntervalMs: number };
-  text: { listen: string; maxLineBytes: number; maxPipelinedLines: number };
-  http: { listen: string; token: string | null; maxBodyBytes: number };
+  /** `bindTimeout` in milliseconds. */
+  ws: {
+    listen: string;
+    maxPayloadBytes: number;
+    maxBufferedBytes: number;
+    heartbeatIntervalMs: number;
+    auth: 'none' | 'token';
+    secret: string | null;
+    bindTimeout: number;
+  };
+  text: { listen: string; maxLineBytes: number; maxPipelinedLines: number; allow: string[] };
+  http: { listen: string; token: string | null; maxBodyBytes: number; insecure: boolean };
+  limits: Limits;
   /** `ackTimeout` in milliseconds. */
   dispatch: { deliverTimeoutMs: number; route: Route; ackTimeout: number };
   /** `ttl` and `dedupeWindow` in milliseconds. */
@@ -135,6 +178,9 @@ const SCHEMA: Spec = {
         maxPayloadBytes: { type: 'integer', min: 16, max: 100 * MiB, default: DEFAULTS.ws.maxPayloadBytes },
         maxBufferedBytes: { type: 'integer', min: KiB, default: DEFAULTS.ws.maxBufferedBytes },
         heartbeatIntervalMs: { type: 'integer', min: 10, default: DEFAULTS.ws.heartbeatIntervalMs },
+        auth: { type: 'enum', values: ['none', 'token'], default: DEFAULTS.ws.auth },
+        secret: { type: 'string', default: null, check: (v) => (v.length < 32 ? 'must be at least 32 characters' : undefined) },
+        bindTimeout: { type: 'duration', default: DEFAULTS.ws.bindTimeout, minMs: 10 },
       },
     },
     text: {
@@ -143,6 +189,10 @@ const SCHEMA: Spec = {
         listen: { type: 'listen', default: DEFAULTS.text.listen },
         maxLineBytes: { type: 'integer', min: 64, max: 100 * MiB, default: DEFAULTS.text.maxLineBytes },
         maxPipelinedLines: { type: 'integer', min: 1, default: DEFAULTS.text.maxPipelinedLines },
+        allow: {
+          type: 'list',
+          of: { type: 'string', check: (v) => (parseCidr(v) ? undefined : 'must be an IP address or a CIDR such as 10.0.0.0/8') },
+        },
       },
     },
     http: {
@@ -151,6 +201,17 @@ const SCHEMA: Spec = {
         listen: { type: 'listen', default: DEFAULTS.http.listen },
         token: { type: 'string', default: null, check: (v) => (v.length < 16 ? 'must be at least 16 characters' : undefined) },
         maxBodyBytes: { type: 'integer', min: KiB, max: 100 * MiB, default: DEFAULTS.http.maxBodyBytes },
+        insecure: { type: 'boolean', default: DEFAULTS.http.insecure },
+      },
+    },
+    limits: {
+      type: 'section',
+      keys: {
+        connections: { type: 'integer', min: 1, default: DEFAULTS.limits.connections },
+        connectionsPerIp: { type: 'integer', min: 1, default: DEFAULTS.limits.connectionsPerIp },
+        connectRatePerIp: { type: 'integer', min: 1, default: DEFAULTS.limits.connectRatePerIp },
+        uidsPerMessage: { type: 'integer', min: 1, default: DEFAULTS.limits.uidsPerMessage },
+        sessionsPerUid: { type: 'integer', min: 1, default: DEFAULTS.limits.sessionsPerUid },
       },
     },
     dispatch: {
@@ -336,6 +397,15 @@ export function parseConfig(text: string, source = 'config', baseDir = process.c
   const ctx = new Validation(doc, lines, baseDir);
   const cfg = validate(SCHEMA, doc.toJS({ maxAliasCount: 100 }), [], ctx) as Config;
   if (ctx.problems.length === 0) checkDevices(cfg, ctx);
+  if (ctx.problems.length === 0 && !cfg.http.token && !cfg.http.insecure && !isLoopback(cfg.http.listen)) {
+    ctx.fail(
+      ['http', 'listen'],
+      `http.listen is ${cfg.http.listen}, reachable from other hosts, so the API needs http.token (or http.insecure: true to run it open)`,
+    );
+  }
+  if (ctx.problems.length === 0 && cfg.ws.auth === 'token' && !cfg.ws.secret) {
+    ctx.fail(['ws', 'auth'], 'ws.secret is required when ws.auth is token (at least 32 characters; keep it in the environment: secret: ${NOTIFY_WS_SECRET})');
+  }
   if (ctx.problems.length > 0) throw new ConfigError(ctx.problems.map((p) => formatProblem(source, p)));
   return deepFreeze(cfg);
 }

@@ -3,12 +3,15 @@ import { buildCore } from './core.js';
 import type { DeviceStore } from './devices.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { History } from './history.js';
-import type { Publisher } from './publisher.js';
 import { HttpIngress } from './ingress/http.js';
 import { TextIngress } from './ingress/text.js';
+import { isLoopback } from './listen.js';
 import { type Logger, silentLogger } from './log.js';
+import { Metrics } from './metrics.js';
+import type { Publisher } from './publisher.js';
 import type { Registry } from './registry.js';
 import type { WebSocketTransport } from './transports/websocket.js';
+import { VERSION } from './version.js';
 
 export interface Addresses {
   /** WebSocket sessions and the demo page, "host:port". */
@@ -19,6 +22,16 @@ export interface Addresses {
   http: string;
 }
 
+/** What a reload did. */
+export interface ReloadResult {
+  /** Push transports built anew, by what happened to them. */
+  added: string[];
+  changed: string[];
+  removed: string[];
+  /** Settings that changed but take a restart to apply (listeners, the store, ...). */
+  restartNeeded: string[];
+}
+
 export interface Daemon {
   /** Starts transports, then ingresses. Rejects (having stopped what started) when a listener fails. */
   start(): Promise<void>;
@@ -27,6 +40,11 @@ export interface Daemon {
    * transports. Idempotent; bounded by `shutdown.timeoutMs`.
    */
   stop(): Promise<void>;
+  /**
+   * Applies a new config without dropping a session: push transports and devices, routes,
+   * limits. Settings that need a restart are listed, not applied.
+   */
+  reload(next: Config): Promise<ReloadResult>;
   /** The bound addresses (real ports when 0 was configured). */
   addresses(): Addresses;
   readonly dispatcher: Dispatcher;
@@ -35,6 +53,7 @@ export interface Daemon {
   readonly devices: DeviceStore;
   /** The message store (undefined when history is off). */
   readonly history: History | undefined;
+  readonly metrics: Metrics;
 }
 
 interface Startable {
@@ -42,18 +61,41 @@ interface Startable {
   stop(): Promise<void>;
 }
 
+/** The sections whose changes a running daemon cannot apply. */
+const RESTART_SECTIONS = ['ws', 'text', 'http', 'state', 'history', 'shutdown'] as const;
+
 /** The composition root: builds every part from the config and owns their lifecycle. */
 export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemon {
   const log = opts.log ?? silentLogger;
-  const core = buildCore(config, { log, live: true });
+  const gauges = {
+    sessions: () => core.registry.index('websocket').targetCount,
+    uids: () => core.registry.index('websocket').uidCount,
+    storeRows: () => core.history?.rows ?? 0,
+  };
+  const metrics = new Metrics(gauges);
+  const core = buildCore(config, { log, live: true, telemetry: metrics });
   const { registry, devices, transports, websocket, dispatcher, publisher } = core;
   const ws = websocket as WebSocketTransport;
   const closeTimeoutMs = config.shutdown.timeoutMs;
-  const text = new TextIngress({ ...config.text, publisher, log, closeTimeoutMs });
+  const telemetry = metrics;
+  const text = new TextIngress({ ...config.text, publisher, telemetry, log, closeTimeoutMs });
+  const startedAt = Date.now();
+  let current = config;
   const health = () => ({
     transports: Object.fromEntries(transports.map((t) => [t.name, t.health?.() ?? { state: 'running' }])),
   });
-  const http = new HttpIngress({ ...config.http, publisher, devices, health, log, closeTimeoutMs });
+  const status = () => ({
+    version: VERSION,
+    startedAt: new Date(startedAt).toISOString(),
+    uptimeS: Math.round((Date.now() - startedAt) / 1000),
+    listeners: daemon.addresses(),
+    sessions: gauges.sessions(),
+    uids: gauges.uids(),
+    connections: (ws.health().connections as number) ?? 0,
+    history: core.history ? { rows: core.history.rows } : { enabled: false },
+    ...health(),
+  });
+  const http = new HttpIngress({ ...config.http, publisher, devices, health, status, metrics, telemetry, log, closeTimeoutMs });
   const ingresses: Startable[] = [text, http];
 
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -63,7 +105,7 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
   async function stopAll(): Promise<void> {
     state = 'stopping';
     const ins = started.filter((s) => ingresses.includes(s));
-    const outs = started.filter((s) => !ingresses.includes(s)).reverse();
+    const outs = transports.filter((t) => started.includes(t)).reverse();
     const work = (async () => {
       await Promise.all(ins.map((s) => s.stop()));
       await dispatcher.close();
@@ -81,12 +123,13 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
     state = 'stopped';
   }
 
-  return {
+  const daemon: Daemon = {
     dispatcher,
     publisher,
     registry,
     devices,
     history: core.history,
+    metrics,
     async start() {
       if (state !== 'new') return;
       state = 'starting';
@@ -100,14 +143,29 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
         throw err;
       }
       state = 'running';
-      const a = this.addresses();
+      const a = daemon.addresses();
       log.info(`websocket sessions on ws://${a.ws}/ (demo page: http://${a.ws}/)`, { listener: 'ws', address: a.ws });
       log.info(`text ingress on tcp://${a.text}`, { listener: 'text', address: a.text });
       log.info(`http api on http://${a.http}/v1/send`, { listener: 'http', address: a.http });
+      if (config.ws.auth === 'none' && !isLoopback(config.ws.listen)) {
+        log.warn(`ws.listen ${config.ws.listen} is reachable from other hosts and ws.auth is none: any page can bind any uid; set ws.auth: token`, {
+          listener: 'ws',
+        });
+      }
       for (const t of transports) {
         if (t !== ws) log.info(`transport ${t.name} ready`, { transport: t.name, devices: registry.index(t.name).targetCount });
       }
       core.resumePending();
+    },
+    async reload(next) {
+      if (state !== 'running') throw new Error('notify is not running');
+      const restartNeeded = RESTART_SECTIONS.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k])).map(String);
+      const result = await core.reload(next);
+      // Transports built by the reload are part of what a stop stops.
+      for (const t of transports) if (!started.includes(t)) started.push(t);
+      ws.setLimits(next.limits);
+      current = next;
+      return { ...result, restartNeeded };
     },
     stop() {
       stopping ??= state === 'new' ? (core.close(), Promise.resolve()) : stopAll();
@@ -117,4 +175,5 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
       return { ws: ws.addresses().ws ?? '', text: text.addresses().text ?? '', http: http.addresses().http ?? '' };
     },
   };
+  return daemon;
 }

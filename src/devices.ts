@@ -28,7 +28,7 @@ function invalid(message: string): NotifyError {
 export class DeviceStore {
   readonly #db: StateDb;
   readonly #registry: Registry;
-  readonly #config: Config;
+  #config: Config;
   readonly #log: Logger;
   readonly #stmt;
 
@@ -52,6 +52,16 @@ export class DeviceStore {
       unretire: db.prepare('DELETE FROM retired_tokens WHERE transport = ? AND token = ?'),
       retire: db.prepare('INSERT OR IGNORE INTO retired_tokens (transport, token, reason, retired_at) VALUES (?, ?, ?, ?)'),
     };
+  }
+
+  /**
+   * Takes a reloaded config: each configured transport's index is filled anew (YAML tokens,
+   * registrations, minus retired), in one synchronous step, so no delivery sees it half-filled.
+   */
+  reload(config: Config): void {
+    this.#config = config;
+    for (const name of Object.keys(config.transports)) this.#registry.index(name).clear();
+    this.load();
   }
 
   /** Fills each transport's registry index: YAML tokens, then run-time registrations, minus retired ones. */

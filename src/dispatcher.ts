@@ -1,6 +1,7 @@
 import { Deadlines } from './deadlines.js';
 import { NotifyError, errorMessage } from './errors.js';
 import type { Logger } from './log.js';
+import { type Telemetry, noTelemetry } from './metrics.js';
 import type { Registry } from './registry.js';
 import type { Transport } from './transports/transport.js';
 import type { Audience, DeliveryReport, DeliveryResult, Message, ReportEntry, Uid } from './types.js';
@@ -16,6 +17,8 @@ export interface DispatcherOptions {
    * where the daemon records the retirement so no later process uses the target.
    */
   onPrune?: (transport: string, target: string, reason: string | undefined) => void;
+  /** Counts each target's outcome. */
+  telemetry?: Telemetry;
 }
 
 interface Call {
@@ -33,12 +36,13 @@ interface Call {
  * unregistered before the report is returned.
  */
 export class Dispatcher {
-  readonly #transports: readonly Transport[];
+  #transports: readonly Transport[];
   readonly #registry: Registry;
   readonly #timeoutMs: number;
   readonly #deadlines: Deadlines;
   readonly #log: Logger;
   readonly #onPrune: DispatcherOptions['onPrune'];
+  readonly #telemetry: Telemetry;
   #state: 'running' | 'closing' | 'closed' = 'running';
   #inflight = 0;
   readonly #idleWaiters: (() => void)[] = [];
@@ -58,6 +62,14 @@ export class Dispatcher {
     this.#deadlines = new Deadlines(opts.deliverTimeoutMs);
     this.#log = opts.log;
     this.#onPrune = opts.onPrune;
+    this.#telemetry = opts.telemetry ?? noTelemetry;
+  }
+
+  /** Replaces the transports (a reload); dispatches from now on use the new list. */
+  setTransports(transports: readonly Transport[]): void {
+    const names = new Set(transports.map((t) => t.name));
+    if (names.size !== transports.length) throw new TypeError('two transports have the same name');
+    this.#transports = transports;
   }
 
   /** Messages being delivered now. */
@@ -127,6 +139,7 @@ export class Dispatcher {
         if (r.ack !== undefined) entry.ack = r.ack;
         report.results.push(entry);
         report[r.status]++;
+        this.#telemetry.delivered(r.transport, r.status);
         if (r.prune) this.#prune(transport, r);
       }
     }

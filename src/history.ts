@@ -61,6 +61,8 @@ export class History {
   /** Per uid, the seqs of its newest rows, oldest first, at most `size`. */
   readonly #byUid = new Map<string, number[]>();
   #nextSeq: number;
+  /** Rows in the table (committed or queued). */
+  #rowCount = 0;
   /** (time, last seq then) checkpoints, oldest first, for deleting by age without an index. */
   readonly #checkpoints: { at: number; seq: number }[] = [];
   readonly #sweeper: NodeJS.Timeout;
@@ -74,6 +76,7 @@ export class History {
       insert: db.prepare('INSERT INTO messages (seq, id, uid, expires_at, frame, json) VALUES (?, ?, ?, ?, ?, ?)'),
       row: db.prepare<[number], { id: string; frame: string; json: number; expires_at: number }>('SELECT id, frame, json, expires_at FROM messages WHERE seq = ?'),
       index: db.prepare<[], { seq: number; uid: string }>('SELECT seq, uid FROM messages ORDER BY seq'),
+      count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM messages'),
       deleteUpTo: db.prepare('DELETE FROM messages WHERE seq <= ?'),
       answer: db.prepare<[string, number], { report: string }>('SELECT report FROM answers WHERE id = ? AND at > ?'),
       putAnswer: db.prepare('INSERT OR IGNORE INTO answers (id, at, report) VALUES (?, ?, ?)'),
@@ -85,6 +88,7 @@ export class History {
       last = r.seq;
     }
     this.#nextSeq = last + 1;
+    this.#rowCount = this.#stmt.count.get()?.n ?? 0;
     this.#checkpoints.push({ at: this.#o.now(), seq: last });
     this.#sweeper = setInterval(() => this.sweep(), Math.min(60_000, Math.max(1000, this.#o.ttlMs / 10)));
     this.#sweeper.unref();
@@ -95,6 +99,11 @@ export class History {
     if (seqs === undefined) this.#byUid.set(uid, (seqs = []));
     seqs.push(seq);
     if (seqs.length > this.#o.size) seqs.shift();
+  }
+
+  /** Rows in the store (one per uid a message was for). */
+  get rows(): number {
+    return this.#rowCount;
   }
 
   /** The seq of the newest row appended (committed or not). */
@@ -113,6 +122,7 @@ export class History {
     for (const uid of uids) {
       const seq = this.#nextSeq++;
       this.#rows.push({ seq, id, uid, expiresAt, frame, json: isJson });
+      this.#rowCount++;
       this.#index(uid, seq);
     }
     this.#schedule();
@@ -209,7 +219,7 @@ export class History {
       cutoff = Math.max(cutoff, (this.#checkpoints.shift() as { seq: number }).seq);
     }
     this.#db.transaction(() => {
-      if (cutoff > 0) this.#stmt.deleteUpTo.run(cutoff);
+      if (cutoff > 0) this.#rowCount -= this.#stmt.deleteUpTo.run(cutoff).changes;
       this.#stmt.expireAnswers.run(now - this.#o.dedupeWindowMs);
     })();
     if (cutoff > 0) {

@@ -25,8 +25,8 @@ export interface LoggerOptions {
  * Values of keys that name secrets (token, secret, password, authorization, key) are replaced
  * by "[redacted]", so a careless field never leaks a credential.
  */
-export function createLogger(opts: LoggerOptions = {}): Logger {
-  const min = LOG_LEVELS.indexOf(opts.level ?? 'info');
+export function createLogger(opts: LoggerOptions = {}): Logger & { setLevel(level: LogLevel): void } {
+  let min = LOG_LEVELS.indexOf(opts.level ?? 'info');
   const write = opts.write ?? ((line: string) => process.stderr.write(line));
   const now = opts.now ?? (() => new Date());
   const emit = (level: LogLevel) => (msg: string, fields?: LogFields) => {
@@ -34,7 +34,15 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     const entry = { time: now().toISOString(), level, msg, ...redactFields(fields) };
     write(`${JSON.stringify(entry, jsonSafe)}\n`);
   };
-  return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
+  return {
+    debug: emit('debug'),
+    info: emit('info'),
+    warn: emit('warn'),
+    error: emit('error'),
+    setLevel(level: LogLevel) {
+      min = LOG_LEVELS.indexOf(level);
+    },
+  };
 }
 
 /** A logger that drops everything (tests, library use). */

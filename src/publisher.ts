@@ -1,7 +1,9 @@
 import type { Dispatcher } from './dispatcher.js';
+import { NotifyError } from './errors.js';
 import { BROADCAST_UID, type History } from './history.js';
 import { UlidGenerator } from './ids.js';
 import type { Logger } from './log.js';
+import { type Telemetry, noTelemetry } from './metrics.js';
 import type { Registry } from './registry.js';
 import type { Transport } from './transports/transport.js';
 import type { Audience, DeliveryReport, Message, MessageBody, PublishOptions, PublishReport, Route, Uid } from './types.js';
@@ -22,6 +24,9 @@ export interface PublisherOptions {
   route: Route;
   ackTimeoutMs: number;
   dedupeWindowMs: number;
+  /** At most this many uids per publish. @default no cap */
+  uidsPerMessage?: number;
+  telemetry?: Telemetry;
   log: Logger;
 }
 
@@ -44,17 +49,45 @@ export class Publisher {
   /** Publisher-given ids of this process, in arrival order, with their answers. */
   readonly #recent = new Map<string, { at: number; answer: Promise<PublishReport> }>();
 
+  #uidsPerMessage: number;
+  #route: Route;
+  #ackTimeoutMs: number;
+
   constructor(opts: PublisherOptions) {
     this.#o = opts;
+    this.#uidsPerMessage = opts.uidsPerMessage ?? Infinity;
+    this.#route = opts.route;
+    this.#ackTimeoutMs = opts.ackTimeoutMs;
   }
 
-  publish(audience: Audience, body: MessageBody, opts: PublishOptions = {}): Promise<PublishReport> {
+  /** Applies reloaded settings to publishes from now on. */
+  configure(s: { route: Route; ackTimeoutMs: number; uidsPerMessage: number }): void {
+    this.#route = s.route;
+    this.#ackTimeoutMs = s.ackTimeoutMs;
+    this.#uidsPerMessage = s.uidsPerMessage;
+  }
+
+  /**
+   * Publishes one message; `via` names the ingress (text, http, cli) for the metrics. Rejects
+   * (NOTIFY_ERR_INVALID_MESSAGE) when the audience is over limits.uidsPerMessage.
+   */
+  publish(audience: Audience, body: MessageBody, opts: PublishOptions = {}, via = 'api'): Promise<PublishReport> {
+    const telemetry = this.#o.telemetry ?? noTelemetry;
+    const cap = this.#uidsPerMessage;
+    if ('uids' in audience && audience.uids.length > cap) {
+      telemetry.refused('uidsPerMessage');
+      return Promise.reject(
+        new NotifyError('NOTIFY_ERR_INVALID_MESSAGE', `too many uids: ${audience.uids.length} (limits.uidsPerMessage is ${cap})`, { status: 400 }),
+      );
+    }
+    telemetry.published(via);
+    const started = performance.now();
     if (opts.id !== undefined) {
       const earlier = this.#earlier(opts.id);
       if (earlier) return earlier.then((r) => ({ ...r, duplicate: true }));
     }
     const id = opts.id ?? this.#ids.next();
-    const route = opts.route ?? this.#o.route;
+    const route = opts.route ?? this.#route;
     const history = this.#o.history;
     let msg: Message = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
     if (history) {
@@ -73,6 +106,7 @@ export class Publisher {
         history.recordAnswer(opts.id, JSON.stringify(report));
         await history.committed();
       }
+      telemetry.reported((performance.now() - started) / 1000);
       return report;
     })();
     if (opts.id !== undefined) this.#remember(opts.id, answer);
@@ -116,7 +150,7 @@ export class Publisher {
     }
     for (const uid of delivered) awaiting.delete(uid);
     if (awaiting.size > 0 && acks) {
-      for (const uid of await acks.waitForAcks(msg.id, awaiting, this.#o.ackTimeoutMs)) delivered.add(uid);
+      for (const uid of await acks.waitForAcks(msg.id, awaiting, this.#ackTimeoutMs)) delivered.add(uid);
     }
     const everyone = 'broadcast' in audience ? [...registry.uids()] : [...new Set(audience.uids)];
     const rest = everyone.filter((u) => !delivered.has(u));

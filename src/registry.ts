@@ -17,6 +17,8 @@ export interface TargetIndex {
   targets(uid: Uid): string[];
   has(uid: Uid): boolean;
   uids(): IterableIterator<Uid>;
+  /** Drops every target (before the index is filled anew). */
+  clear(): void;
   readonly targetCount: number;
   readonly uidCount: number;
 }
@@ -81,6 +83,11 @@ export class MemoryTargetIndex implements TargetIndex {
 
   uids(): IterableIterator<Uid> {
     return this.#byUid.keys();
+  }
+
+  clear(): void {
+    this.#byUid.clear();
+    this.#byTarget.clear();
   }
 
   get targetCount(): number {

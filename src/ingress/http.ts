@@ -5,6 +5,7 @@ import type { Publisher } from '../publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import { closeServer, listen } from '../listen.js';
 import type { Logger } from '../log.js';
+import { type Telemetry, noTelemetry } from '../metrics.js';
 import { PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions } from '../message.js';
 
 export interface HttpIngressOptions {
@@ -18,6 +19,11 @@ export interface HttpIngressOptions {
   devices: DeviceStore;
   /** What GET /healthz reports, besides its status. */
   health: () => Record<string, unknown>;
+  /** What GET /v1/status reports. */
+  status?: () => Record<string, unknown>;
+  /** Prometheus metrics for GET /metrics (needs the token when one is set). */
+  metrics?: { text(): Promise<string>; contentType: string };
+  telemetry?: Telemetry;
   log: Logger;
   /** How long stop() waits for requests in flight. @default 5000 */
   closeTimeoutMs?: number;
@@ -44,7 +50,7 @@ function sha256(s: string): Buffer {
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
 export class HttpIngress {
-  readonly #opts: Required<HttpIngressOptions>;
+  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics'>> & Pick<HttpIngressOptions, 'metrics'>;
   readonly #server: Server;
   readonly #routes: Route[];
   readonly #tokenDigest: Buffer | undefined;
@@ -55,7 +61,7 @@ export class HttpIngress {
     if (!Number.isInteger(opts.maxBodyBytes) || opts.maxBodyBytes <= 0) {
       throw new RangeError('maxBodyBytes must be a positive integer');
     }
-    this.#opts = { closeTimeoutMs: 5000, ...opts };
+    this.#opts = { closeTimeoutMs: 5000, telemetry: noTelemetry, status: () => ({}), ...opts };
     this.#tokenDigest = opts.token ? sha256(opts.token) : undefined;
     this.#routes = [
       { method: 'POST', path: '/v1/send', auth: true, handle: (_req, body) => this.#send(body) },
@@ -63,6 +69,7 @@ export class HttpIngress {
       { method: 'POST', path: '/v1/devices', auth: true, handle: async (_req, body) => this.#device('add', body) },
       { method: 'DELETE', path: '/v1/devices', auth: true, handle: async (_req, body, q) => this.#device('remove', body ?? Object.fromEntries(q)) },
       { method: 'GET', path: '/healthz', auth: false, handle: async () => this.#health() },
+      { method: 'GET', path: '/v1/status', auth: true, handle: async () => this.#opts.status() },
     ];
     this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
       this.#serve(req, res).catch((err: unknown) => this.#fail(res, err));
@@ -95,6 +102,17 @@ export class HttpIngress {
   async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://notify');
     const path = url.pathname;
+    if (path === '/metrics' && this.#opts.metrics) {
+      if (req.method !== 'GET') {
+        res.setHeader('allow', 'GET');
+        throw new NotifyError('NOTIFY_ERR_METHOD', '/metrics takes GET', { status: 405 });
+      }
+      this.#authorize(req);
+      const text = await this.#opts.metrics.text();
+      res.writeHead(200, { 'content-type': this.#opts.metrics.contentType, 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+      return;
+    }
     const routes = this.#routes.filter((r) => r.path === path);
     if (routes.length === 0) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${path}`, { status: 404 });
     const route = routes.find((r) => r.method === req.method);
@@ -126,12 +144,18 @@ export class HttpIngress {
     const tooLarge = () =>
       new NotifyError('NOTIFY_ERR_BODY_TOO_LARGE', `request body larger than ${max} bytes (http.maxBodyBytes)`, { status: 413 });
     const declared = Number(req.headers['content-length']);
-    if (declared > max) throw tooLarge();
+    if (declared > max) {
+      this.#opts.telemetry.refused('bodySize');
+      throw tooLarge();
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > max) throw tooLarge();
+      if (size > max) {
+        this.#opts.telemetry.refused('bodySize');
+        throw tooLarge();
+      }
       chunks.push(chunk);
     }
     const text = Buffer.concat(chunks).toString('utf8');
@@ -155,7 +179,7 @@ export class HttpIngress {
         status: 400,
       });
     }
-    return this.#opts.publisher.publish(parseAudience(obj), messageFromFields(obj), parsePublishOptions(obj));
+    return this.#opts.publisher.publish(parseAudience(obj), messageFromFields(obj), parsePublishOptions(obj), 'http');
   }
 
   #device(op: 'add' | 'remove', body: unknown): unknown {

@@ -4,6 +4,8 @@ import type { Publisher } from '../publisher.js';
 import { errorMessage } from '../errors.js';
 import { closeServer, listen } from '../listen.js';
 import type { Logger } from '../log.js';
+import { type Telemetry, noTelemetry } from '../metrics.js';
+import { AllowList, unmapped } from '../net-allow.js';
 import { messageFromLine, parseAudience, parsePublishOptions } from '../message.js';
 
 export interface TextIngressOptions {
@@ -14,6 +16,9 @@ export interface TextIngressOptions {
   /** Lines of one connection in delivery at once; past it the connection is not read. */
   maxPipelinedLines: number;
   publisher: Publisher;
+  /** Peers allowed besides loopback (CIDRs). @default [] */
+  allow?: readonly string[];
+  telemetry?: Telemetry;
   log: Logger;
   /** How long stop() waits for a connection's pending replies. @default 5000 */
   closeTimeoutMs?: number;
@@ -50,7 +55,7 @@ export function answerLine(line: string, publisher: Publisher): string | Promise
     return `error: ${errorMessage(err)}`;
   }
   const json = fields.reply === 'json';
-  return publisher.publish(audience, msg, opts).then(
+  return publisher.publish(audience, msg, opts, 'text').then(
     (report) => (json ? JSON.stringify(report) : report.delivered ? 'ok' : 'fail'),
     (err: unknown) => `error: ${errorMessage(err)}`,
   );
@@ -70,6 +75,7 @@ export class TextIngress {
   readonly #opts: Required<TextIngressOptions>;
   readonly #server: Server;
   readonly #conns = new Set<TextConnection>();
+  readonly #allow: AllowList;
   #address = '';
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
 
@@ -77,8 +83,17 @@ export class TextIngress {
     for (const key of ['maxLineBytes', 'maxPipelinedLines'] as const) {
       if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`${key} must be a positive integer`);
     }
-    this.#opts = { closeTimeoutMs: 5000, ...opts };
+    this.#opts = { closeTimeoutMs: 5000, allow: [], telemetry: noTelemetry, ...opts };
+    this.#allow = new AllowList(this.#opts.allow);
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      if (!this.#allow.allows(socket.remoteAddress)) {
+        // The Text ingress has no authentication: only loopback and text.allow may publish.
+        this.#opts.telemetry.refused('textAllow');
+        this.#opts.log.warn('text ingress: peer not allowed', { remote: socket.remoteAddress });
+        socket.on('error', () => socket.destroy());
+        socket.end(`error: ${unmapped(socket.remoteAddress ?? '')} is not allowed to publish (text.allow)\n`);
+        return;
+      }
       const conn = new TextConnection(socket, this.#opts, () => this.#conns.delete(conn));
       this.#conns.add(conn);
     });
@@ -165,7 +180,10 @@ class TextConnection {
           this.#partial = undefined;
         }
         const end = line.length > 0 && line[line.length - 1] === CR ? line.length - 1 : line.length;
-        if (end > max) this.#push(`error: line longer than ${max} bytes`);
+        if (end > max) {
+          this.#opts.telemetry.refused('lineSize');
+          this.#push(`error: line longer than ${max} bytes`);
+        }
         else if (!isUtf8(line)) this.#push('error: line is not valid UTF-8');
         else this.#push(answerLine(line.toString('utf8', 0, end), this.#opts.publisher));
       }
@@ -179,6 +197,7 @@ class TextConnection {
       if (this.#partial.length > max + 1) {
         this.#partial = undefined;
         this.#skipping = true;
+        this.#opts.telemetry.refused('lineSize');
         this.#push(`error: line longer than ${max} bytes`);
       }
     }

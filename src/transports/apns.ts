@@ -7,6 +7,7 @@ import type * as Apn from '@parse/node-apn';
 import { type Spec, type Validation, validate } from '../config-schema.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Telemetry } from '../metrics.js';
 import type { TargetIndex } from '../registry.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
 import { type ApnResult, classifyApnsResult, toApnsNotification } from './apns-payload.js';
@@ -207,6 +208,7 @@ export class ApnsTransport implements Transport {
   readonly #retryAfter = new Map<string, number>();
   readonly #stopping = new AbortController();
   readonly #retries: RetryLedger | undefined;
+  readonly #telemetry: Telemetry;
   /** Resumed deliveries under way. */
   readonly #background = new Set<Promise<void>>();
   #state: 'running' | 'closing' | 'closed' = 'running';
@@ -220,6 +222,7 @@ export class ApnsTransport implements Transport {
     this.#log = ctx.log;
     this.#retire = ctx.retire;
     this.#retries = ctx.retries;
+    this.#telemetry = ctx.telemetry;
     const apn = loadApn();
     const s = settings;
     const options: Apn.ProviderOptions = {
@@ -358,6 +361,7 @@ export class ApnsTransport implements Transport {
       }
       const delay = backoffMs(attempts, policy, retryAfter);
       ticket.waiting(attempts, Date.now() + delay, o.reason);
+      this.#telemetry.retried(this.name);
       this.#log.debug('apns retry', { transport: this.name, target: token, reason: o.reason, attempt: attempts + 1, delayMs: delay });
       if (!(await sleep(delay, stop))) return stopped(o.reason);
     }

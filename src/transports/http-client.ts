@@ -46,6 +46,8 @@ export interface ProviderClientOptions {
    * (the whole transport pauses), or undefined.
    */
   pauseAfter?: (res: ProviderResponse) => number | undefined;
+  /** Told of each retry (for /metrics). */
+  onRetry?: () => void;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -156,6 +158,7 @@ export class ProviderClient {
         }
         const delay = backoffMs(attempts, policy, verdict.retryAfterMs);
         d.onRetry?.(reason);
+        this.#o.onRetry?.();
         d.ticket.waiting(attempts, Date.now() + delay, reason);
         this.#o.log.debug('provider retry', { transport: this.#o.name, reason, attempt: attempts + 1, delayMs: delay });
         if (!(await sleep(delay, stop))) return stopped(reason);

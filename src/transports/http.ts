@@ -275,6 +275,7 @@ export class HttpTransport implements Transport {
       retry: settings.retry,
       secrets: httpSecrets(settings),
       log: ctx.log,
+      onRetry: () => ctx.telemetry.retried(ctx.name),
     });
   }
 

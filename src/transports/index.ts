@@ -1,6 +1,7 @@
 import type { Spec } from '../config-schema.js';
 import type { Logger } from '../log.js';
 import type { Registry } from '../registry.js';
+import type { Telemetry } from '../metrics.js';
 import type { RetryLedger } from '../retries.js';
 import { apnsType } from './apns.js';
 import { httpType } from './http.js';
@@ -21,6 +22,8 @@ export interface TransportContext {
   retire(target: string, reason: string): void;
   /** Where deliveries waiting for a retry are kept across restarts (undefined: in memory only). */
   retries: RetryLedger | undefined;
+  /** Counters (retries) for /metrics. */
+  telemetry: Telemetry;
 }
 
 /** A kind of transport that can be configured under `transports.NAME` with `type: KIND`. */

@@ -197,6 +197,7 @@ export class JPushTransport implements Transport {
       retry: settings.retry,
       secrets: [settings.masterSecret, basic],
       log: ctx.log,
+      onRetry: () => ctx.telemetry.retried(ctx.name),
       pauseAfter: (res) => (res.headers.get('x-rate-limit-remaining') === '0' ? resetMs(res) : undefined),
     });
   }

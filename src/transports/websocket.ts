@@ -7,7 +7,11 @@ import type { Logger } from '../log.js';
 import { MAX_UID_BYTES } from '../message.js';
 import type { TargetIndex } from '../registry.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
+import { AUTH_CLOSE, checkToken } from '../auth.js';
+import type { Limits } from '../config.js';
 import type { StoredMessage } from '../history.js';
+import { type LimitName, type Telemetry, noTelemetry } from '../metrics.js';
+import { unmapped } from '../net-allow.js';
 import { DEMO_PAGE } from './demo-page.js';
 import { NOTIFY_CLIENT_JS } from './notify-client.js';
 import type { Transport, TransportHealth } from './transport.js';
@@ -31,7 +35,16 @@ export interface WebSocketTransportOptions {
    * without it, a resuming session gets live messages only.
    */
   replay?: ((uid: Uid, since: string | undefined) => { messages: StoredMessage[]; gap: boolean; upTo: number }) | undefined;
+  /** `token`: a bind must carry a token from `notify token` signed with `secret`. @default none */
+  auth?: { mode: 'none' | 'token'; secret: string | null };
+  /** An unbound connection is closed (4408) after this long. @default 10000 */
+  bindTimeoutMs?: number;
+  /** Connection and session caps. @default no caps */
+  limits?: Pick<Limits, 'connections' | 'connectionsPerIp' | 'connectRatePerIp' | 'sessionsPerUid'>;
+  telemetry?: Telemetry;
 }
+
+const NO_LIMITS = { connections: Infinity, connectionsPerIp: Infinity, connectRatePerIp: Infinity, sessionsPerUid: Infinity };
 
 /** Close codes this transport sends (RFC 6455 section 7.4.1). */
 export const CLOSE = {
@@ -52,6 +65,12 @@ class Session extends WebSocket {
   envelope = false;
   /** The newest store seq its replay covered: messages up to it came in the replay. */
   replayedTo = 0;
+  /** The peer's address, for the per-IP limits. */
+  ip = '';
+  /** When it connected (ms), for ws.bindTimeout. */
+  born = 0;
+  /** A token given in the URL, used when it binds. */
+  urlToken: string | undefined = undefined;
 }
 
 /** A message as one envelope of the resume protocol: `{"id":"…","data":…}`. */
@@ -76,7 +95,13 @@ interface AckWait {
 export class WebSocketTransport implements Transport {
   readonly name = 'websocket';
   readonly live = true;
-  readonly #opts: Required<Omit<WebSocketTransportOptions, 'replay'>> & Pick<WebSocketTransportOptions, 'replay'>;
+  readonly #opts: Required<Omit<WebSocketTransportOptions, 'replay' | 'limits'>> & Pick<WebSocketTransportOptions, 'replay'>;
+  #limits: NonNullable<WebSocketTransportOptions['limits']>;
+  /** Connections per peer address. */
+  readonly #perIp = new Map<string, number>();
+  /** New-connection token buckets per peer address. */
+  readonly #rate = new Map<string, { tokens: number; at: number }>();
+  #sweeper: NodeJS.Timeout | undefined;
   readonly #server: Server;
   readonly #wss: WebSocketServer;
   /** Every connection, bound or not, by session id. */
@@ -98,7 +123,9 @@ export class WebSocketTransport implements Transport {
     for (const key of ['maxPayloadBytes', 'maxBufferedBytes', 'heartbeatIntervalMs'] as const) {
       if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`${key} must be a positive integer`);
     }
-    this.#opts = { closeTimeoutMs: 2000, ...opts };
+    this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, telemetry: noTelemetry, ...opts };
+    if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
+    this.#limits = opts.limits ?? NO_LIMITS;
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -122,10 +149,12 @@ export class WebSocketTransport implements Transport {
       const s = this as Session;
       transport.#conns.delete(s.sid);
       if (s.uid !== undefined) transport.#opts.index.remove(s.sid);
+      transport.#releaseIp(s.ip);
     };
     this.#onError = function (err) {
       // ws has already sent the matching close code (1002, 1007, 1009); this session ends, nothing else does.
       const s = this as Session;
+      if ((err as { code?: string }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') transport.#opts.telemetry.refused('frameSize');
       transport.#opts.log.debug('websocket session error', { sid: s.sid, uid: s.uid, error: err.message });
     };
   }
@@ -135,6 +164,7 @@ export class WebSocketTransport implements Transport {
     this.#state = 'running';
     this.#address = await listen(this.#server, this.#opts.listen, 'ws.listen');
     this.#heartbeat = setInterval(() => this.#beat(), this.#opts.heartbeatIntervalMs);
+    this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, this.#opts.bindTimeoutMs / 2)));
   }
 
   addresses(): Record<string, string> {
@@ -189,6 +219,7 @@ export class WebSocketTransport implements Transport {
     }
     this.#state = 'closing';
     clearInterval(this.#heartbeat);
+    clearInterval(this.#sweeper);
     const closed = closeServer(this.#server);
     const pending = [...this.#conns.values()].map(
       (s) => new Promise<void>((resolve) => {
@@ -210,23 +241,94 @@ export class WebSocketTransport implements Transport {
     this.#state = 'closed';
   }
 
+  /** Applies new limits (a reload); they hold for connections and binds from now on. */
+  setLimits(limits: NonNullable<WebSocketTransportOptions['limits']>): void {
+    this.#limits = limits;
+  }
+
+  /** Refuses an upgrade with an HTTP status and a one-line reason, counting it. */
+  #refuse(socket: Duplex, status: string, limit: LimitName, why: string): void {
+    this.#opts.telemetry.refused(limit);
+    const body = `${why}\n`;
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  }
+
+  /** One new connection from `ip` against limits.connectRatePerIp: a token bucket per address. */
+  #rateAllows(ip: string, now: number): boolean {
+    const rate = this.#limits.connectRatePerIp;
+    if (!Number.isFinite(rate)) return true;
+    const b = this.#rate.get(ip) ?? { tokens: rate, at: now };
+    b.tokens = Math.min(rate, b.tokens + ((now - b.at) / 1000) * rate);
+    b.at = now;
+    this.#rate.set(ip, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.#state !== 'running') {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
+    const ip = unmapped(req.socket.remoteAddress ?? '');
+    const now = Date.now();
+    if (this.#conns.size >= this.#limits.connections) {
+      this.#refuse(socket, '503 Service Unavailable', 'connections', `too many connections (limits.connections: ${this.#limits.connections})`);
+      return;
+    }
+    if ((this.#perIp.get(ip) ?? 0) >= this.#limits.connectionsPerIp) {
+      this.#refuse(socket, '503 Service Unavailable', 'connectionsPerIp', `too many connections from ${ip} (limits.connectionsPerIp: ${this.#limits.connectionsPerIp})`);
+      return;
+    }
+    if (!this.#rateAllows(ip, now)) {
+      this.#refuse(socket, '429 Too Many Requests', 'connectRatePerIp', `too many new connections from ${ip} (limits.connectRatePerIp: ${this.#limits.connectRatePerIp}/s)`);
+      return;
+    }
+    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+    let counted = true;
+    socket.once('close', () => {
+      // A handshake that failed never became a session: give its slot back.
+      if (counted) this.#releaseIp(ip);
+    });
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      counted = false;
       const s = ws as Session;
       s.sid = `s${(++this.#nextSid).toString(36)}`;
+      s.ip = ip;
+      s.born = now;
       this.#conns.set(s.sid, s);
       s.on('message', this.#onMessage);
       s.on('pong', markAlive);
       s.on('close', this.#onClose);
       s.on('error', this.#onError);
       const q = req.url?.indexOf('?') ?? -1;
-      const uid = q >= 0 ? new URLSearchParams(req.url?.slice(q + 1)).get('uid') : null;
+      if (q < 0) return;
+      const params = new URLSearchParams(req.url?.slice(q + 1));
+      const token = params.get('token');
+      if (token !== null) s.urlToken = token;
+      const uid = params.get('uid');
       if (uid !== null) this.#bind(s, uid);
     });
+  }
+
+  #releaseIp(ip: string): void {
+    const n = (this.#perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.#perIp.delete(ip);
+    else this.#perIp.set(ip, n);
+  }
+
+  /** Closes connections that have not bound a uid within ws.bindTimeout; forgets idle rate buckets. */
+  #sweep(): void {
+    const now = Date.now();
+    const limit = now - this.#opts.bindTimeoutMs;
+    for (const s of this.#conns.values()) {
+      if (s.uid === undefined && s.born <= limit && s.readyState === WebSocket.OPEN) {
+        this.#opts.telemetry.refused('bindTimeout');
+        s.close(AUTH_CLOSE.bindTimeout, `no uid bound within ${this.#opts.bindTimeoutMs} ms`);
+      }
+    }
+    for (const [ip, b] of this.#rate) if (now - b.at > 10_000) this.#rate.delete(ip);
   }
 
   #envelope(msg: Message): string {
@@ -262,17 +364,33 @@ export class WebSocketTransport implements Transport {
     this.#bind(s, text);
   }
 
-  #bind(s: Session, uid: string): boolean {
+  #bind(s: Session, uid: string, token: string | undefined = s.urlToken): boolean {
     if (uid.length === 0) {
       s.close(CLOSE.policyViolation, 'empty uid');
-    } else if (Buffer.byteLength(uid) > MAX_UID_BYTES) {
-      s.close(CLOSE.policyViolation, `uid longer than ${MAX_UID_BYTES} bytes`);
-    } else {
-      s.uid = uid;
-      this.#opts.index.add(uid, s.sid);
-      return true;
+      return false;
     }
-    return false;
+    if (Buffer.byteLength(uid) > MAX_UID_BYTES) {
+      s.close(CLOSE.policyViolation, `uid longer than ${MAX_UID_BYTES} bytes`);
+      return false;
+    }
+    const auth = this.#opts.auth;
+    if (auth.mode === 'token') {
+      const check = checkToken(auth.secret as string, token, uid);
+      if (!check.ok) {
+        this.#opts.telemetry.refused('auth');
+        s.close(check.code, check.reason);
+        return false;
+      }
+    }
+    if (this.#opts.index.targets(uid).length >= this.#limits.sessionsPerUid) {
+      this.#opts.telemetry.refused('sessionsPerUid');
+      s.close(AUTH_CLOSE.tooManySessions, `too many sessions for this uid (limits.sessionsPerUid: ${this.#limits.sessionsPerUid})`);
+      return false;
+    }
+    s.uid = uid;
+    s.urlToken = undefined;
+    this.#opts.index.add(uid, s.sid);
+    return true;
   }
 
   /**
@@ -282,7 +400,7 @@ export class WebSocketTransport implements Transport {
    * stream; a message stored before the bind but delivered after it (its seq is at most
    * `replayedTo`) is not sent again.
    */
-  #bindResume(s: Session, bind: { uid?: unknown; since?: unknown }): void {
+  #bindResume(s: Session, bind: { uid?: unknown; since?: unknown; token?: unknown }): void {
     if (typeof bind.uid !== 'string') {
       s.close(CLOSE.policyViolation, 'bind needs "uid" (a string)');
       return;
@@ -292,17 +410,16 @@ export class WebSocketTransport implements Transport {
       return;
     }
     const since = typeof bind.since === 'string' && bind.since !== '' ? bind.since : undefined;
+    const token = typeof bind.token === 'string' ? bind.token : s.urlToken;
+    // The checks (uid, token, limits) first; then the replay, the sending and the registration,
+    // in this one synchronous step.
+    if (!this.#bind(s, bind.uid, token)) return;
     const uid = bind.uid;
-    if (uid.length === 0 || Buffer.byteLength(uid) > MAX_UID_BYTES) {
-      this.#bind(s, uid);
-      return;
-    }
     s.envelope = true;
     const replay = this.#opts.replay?.(uid, since) ?? { messages: [], gap: since !== undefined, upTo: 0 };
     s.replayedTo = replay.upTo;
     if (replay.gap) s.send(JSON.stringify({ type: 'gap', since: since ?? null }));
     for (const m of replay.messages) s.send(envelopeOf(m.id, m.frame, m.json));
-    this.#bind(s, uid);
   }
 
   /** A frame from a resuming session after its bind: acks; anything else is ignored. */
