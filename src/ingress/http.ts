@@ -71,7 +71,7 @@ export class HttpIngress {
       { method: 'GET', path: '/healthz', auth: false, handle: async () => this.#health() },
       { method: 'GET', path: '/v1/status', auth: true, handle: async () => this.#opts.status() },
     ];
-    this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 }, (req, res) => {
       this.#serve(req, res).catch((err: unknown) => this.#fail(res, err));
     });
     this.#server.on('clientError', (_err, socket) => socket.destroy());

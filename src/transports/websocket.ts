@@ -133,7 +133,11 @@ export class WebSocketTransport implements Transport {
       maxPayload: opts.maxPayloadBytes,
       WebSocket: Session,
     });
-    this.#server = createServer((req, res) => this.#serveHttp(req, res));
+    // A client that trickles its request headers (slowloris) is cut off: 10 s for the headers
+    // (the upgrade request included), checked every 2 s.
+    this.#server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 2000 }, (req, res) =>
+      this.#serveHttp(req, res),
+    );
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#server.on('clientError', (_err, socket) => socket.destroy());
 
