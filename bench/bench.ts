@@ -86,7 +86,9 @@ async function startServer(dir: string, extraYaml = '', history = true): Promise
     writeFileSync(
       config,
       'ws: {listen: "127.0.0.1:0"}\ntext: {listen: "127.0.0.1:0", maxPipelinedLines: 4096}\nhttp: {listen: "127.0.0.1:0"}\n' +
-        `state: {dir: ${JSON.stringify(join(dir, 'state'))}}\nhistory: {enabled: ${history}}\n${extraYaml}`,
+        `state: {dir: ${JSON.stringify(join(dir, 'state'))}}\nhistory: {enabled: ${history}}\n` +
+        // Every bench client connects from 127.0.0.1: lift the per-address caps.
+        `limits: {connections: 1000000, connectionsPerIp: 1000000, connectRatePerIp: 1000000}\n${extraYaml}`,
     );
     cmd = [...node, join(ROOT, 'bin/notify'), 'serve', '--config', config];
   }

@@ -37,6 +37,11 @@ export const DEFAULTS = {
     secret: null as string | null,
     /** A connection that has not bound a uid this long after connecting is closed (4408). */
     bindTimeout: '10s',
+    /**
+     * A reverse proxy on this machine forwards the connections: for the per-address limits, a
+     * connection from loopback counts as the last address in its X-Forwarded-For header.
+     */
+    behindProxy: false,
   },
   text: {
     /** Line-based TCP ingress of the original protocol. */
@@ -118,6 +123,7 @@ export interface Config {
     auth: 'none' | 'token';
     secret: string | null;
     bindTimeout: number;
+    behindProxy: boolean;
   };
   text: { listen: string; maxLineBytes: number; maxPipelinedLines: number; allow: string[] };
   http: { listen: string; token: string | null; maxBodyBytes: number; insecure: boolean };
@@ -181,6 +187,7 @@ const SCHEMA: Spec = {
         auth: { type: 'enum', values: ['none', 'token'], default: DEFAULTS.ws.auth },
         secret: { type: 'string', default: null, check: (v) => (v.length < 32 ? 'must be at least 32 characters' : undefined) },
         bindTimeout: { type: 'duration', default: DEFAULTS.ws.bindTimeout, minMs: 10 },
+        behindProxy: { type: 'boolean', default: DEFAULTS.ws.behindProxy },
       },
     },
     text: {

@@ -65,6 +65,7 @@ export function buildCore(config: Config, opts: { log: Logger; live: boolean; te
           heartbeatIntervalMs: ws.heartbeatIntervalMs,
           auth: { mode: ws.auth, secret: ws.secret },
           bindTimeoutMs: ws.bindTimeout,
+          behindProxy: ws.behindProxy,
           limits: config.limits,
           telemetry,
           index: registry.index('websocket'),

@@ -48,6 +48,7 @@ test('config: the defaults', () => {
       auth: 'none',
       secret: null,
       bindTimeout: 10_000,
+      behindProxy: false,
     },
     text: { listen: '127.0.0.1:5678', maxLineBytes: 65536, maxPipelinedLines: 1024, allow: [] },
     http: { listen: '127.0.0.1:5680', token: null, maxBodyBytes: 1048576, insecure: false },

@@ -39,6 +39,8 @@ export interface WebSocketTransportOptions {
   auth?: { mode: 'none' | 'token'; secret: string | null };
   /** An unbound connection is closed (4408) after this long. @default 10000 */
   bindTimeoutMs?: number;
+  /** Loopback peers are a reverse proxy: their client is the last X-Forwarded-For address. @default false */
+  behindProxy?: boolean;
   /** Connection and session caps. @default no caps */
   limits?: Pick<Limits, 'connections' | 'connectionsPerIp' | 'connectRatePerIp' | 'sessionsPerUid'>;
   telemetry?: Telemetry;
@@ -123,7 +125,7 @@ export class WebSocketTransport implements Transport {
     for (const key of ['maxPayloadBytes', 'maxBufferedBytes', 'heartbeatIntervalMs'] as const) {
       if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`${key} must be a positive integer`);
     }
-    this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, telemetry: noTelemetry, ...opts };
+    this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, ...opts };
     if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
     this.#limits = opts.limits ?? NO_LIMITS;
     this.#wss = new WebSocketServer({
@@ -275,7 +277,7 @@ export class WebSocketTransport implements Transport {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    const ip = unmapped(req.socket.remoteAddress ?? '');
+    const ip = this.#clientAddress(req);
     const now = Date.now();
     if (this.#conns.size >= this.#limits.connections) {
       this.#refuse(socket, '503 Service Unavailable', 'connections', `too many connections (limits.connections: ${this.#limits.connections})`);
@@ -289,37 +291,28 @@ export class WebSocketTransport implements Transport {
       this.#refuse(socket, '429 Too Many Requests', 'connectRatePerIp', `too many new connections from ${ip} (limits.connectRatePerIp: ${this.#limits.connectRatePerIp}/s)`);
       return;
     }
-    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
-    let counted = true;
-    socket.once('close', () => {
-      // A handshake that failed never became a session: give its slot back.
-      if (counted) this.#releaseIp(ip);
-    });
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      counted = false;
-      const s = ws as Session;
-      s.sid = `s${(++this.#nextSid).toString(36)}`;
-      s.ip = ip;
-      s.born = now;
-      this.#conns.set(s.sid, s);
-      s.on('message', this.#onMessage);
-      s.on('pong', markAlive);
-      s.on('close', this.#onClose);
-      s.on('error', this.#onError);
-      const q = req.url?.indexOf('?') ?? -1;
-      if (q < 0) return;
-      const params = new URLSearchParams(req.url?.slice(q + 1));
-      const token = params.get('token');
-      if (token !== null) s.urlToken = token;
-      const uid = params.get('uid');
-      if (uid !== null) this.#bind(s, uid);
-    });
+    // Read what the session needs from the request now: the callback below must not keep `req`
+    // (and its headers) alive for as long as the connection lives.
+    const q = req.url?.indexOf('?') ?? -1;
+    const params = q < 0 ? undefined : new URLSearchParams(req.url?.slice(q + 1));
+    const uid = params?.get('uid') ?? null;
+    const token = params?.get('token') ?? null;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws as Session, ip, now, uid, token));
   }
 
-  #releaseIp(ip: string): void {
-    const n = (this.#perIp.get(ip) ?? 1) - 1;
-    if (n <= 0) this.#perIp.delete(ip);
-    else this.#perIp.set(ip, n);
+  /** A completed handshake: the connection becomes a session (bound now when the URL named a uid). */
+  #open(s: Session, ip: string, now: number, uid: string | null, token: string | null): void {
+    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+    s.sid = `s${(++this.#nextSid).toString(36)}`;
+    s.ip = ip;
+    s.born = now;
+    this.#conns.set(s.sid, s);
+    s.on('message', this.#onMessage);
+    s.on('pong', markAlive);
+    s.on('close', this.#onClose);
+    s.on('error', this.#onError);
+    if (token !== null) s.urlToken = token;
+    if (uid !== null) this.#bind(s, uid);
   }
 
   /** Closes connections that have not bound a uid within ws.bindTimeout; forgets idle rate buckets. */
@@ -333,6 +326,21 @@ export class WebSocketTransport implements Transport {
       }
     }
     for (const [ip, b] of this.#rate) if (now - b.at > 10_000) this.#rate.delete(ip);
+  }
+
+  /** The client's address for the per-address limits (behind a local proxy: from X-Forwarded-For). */
+  #clientAddress(req: IncomingMessage): string {
+    const peer = unmapped(req.socket.remoteAddress ?? '');
+    if (!this.#opts.behindProxy || !(peer === '::1' || peer.startsWith('127.'))) return peer;
+    const forwarded = req.headers['x-forwarded-for'];
+    const last = (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? '')).split(',').pop()?.trim();
+    return last ? unmapped(last) : peer;
+  }
+
+  #releaseIp(ip: string): void {
+    const n = (this.#perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.#perIp.delete(ip);
+    else this.#perIp.set(ip, n);
   }
 
   #envelope(msg: Message): string {
