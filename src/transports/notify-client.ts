@@ -10,7 +10,9 @@
  *   var client = NotifyClient({ uid: 'uid1', onMessage: function (data, id) { ... } });
  * </script>
  * ```
- * Options: `uid` (required); `url` (default: the script's own host, ws/wss); `onMessage(data,
+ * Options: `uid` (required); `token` (with ws.auth: token: from `notify token`, or a function
+ * returning one, called at each connect so an expiring token can be renewed); `url` (default:
+ * the script's own host, ws/wss); `onMessage(data,
  * id)`; `onState(state, detail)` with 'connecting' | 'open' | 'closed' | 'gap'; `storage`
  * (default localStorage, for the last id across reloads; null to keep it in memory).
  * Returns `{ close(), lastId() }`.
@@ -51,7 +53,10 @@ export const NOTIFY_CLIENT_JS = `/* notify browser client: resume, ack, reconnec
       ws = new WebSocket(url);
       ws.onopen = function () {
         delayMs = 250;
-        ws.send(JSON.stringify({ type: 'bind', uid: opts.uid, since: last }));
+        var bind = { type: 'bind', uid: opts.uid, since: last };
+        var token = typeof opts.token === 'function' ? opts.token() : opts.token;
+        if (token) bind.token = token;
+        ws.send(JSON.stringify(bind));
         state('open');
       };
       ws.onmessage = function (e) {
