@@ -153,6 +153,7 @@ export function buildCore(config: Config, opts: { log: Logger; live: boolean; te
         }
         const removed = [...was.keys()].filter((n) => !(n in next.transports));
         dispatcher.setTransports(list);
+        dispatcher.setDeliverTimeout(next.dispatch.deliverTimeoutMs);
         transports.splice(0, transports.length, ...list);
         devices.reload(next);
         publisher.configure({ route: next.dispatch.route, ackTimeoutMs: next.dispatch.ackTimeout, uidsPerMessage: next.limits.uidsPerMessage });

@@ -164,7 +164,8 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
       // Transports built by the reload are part of what a stop stops.
       for (const t of transports) if (!started.includes(t)) started.push(t);
       ws.setLimits(next.limits);
-      current = next;
+      // What runs: the new applied settings, and the old values of what needs a restart.
+      current = { ...next, ws: current.ws, text: current.text, http: current.http, state: current.state, history: current.history, shutdown: current.shutdown };
       return { ...result, restartNeeded };
     },
     stop() {

@@ -38,8 +38,8 @@ interface Call {
 export class Dispatcher {
   #transports: readonly Transport[];
   readonly #registry: Registry;
-  readonly #timeoutMs: number;
-  readonly #deadlines: Deadlines;
+  #timeoutMs: number;
+  #deadlines: Deadlines;
   readonly #log: Logger;
   readonly #onPrune: DispatcherOptions['onPrune'];
   readonly #telemetry: Telemetry;
@@ -63,6 +63,13 @@ export class Dispatcher {
     this.#log = opts.log;
     this.#onPrune = opts.onPrune;
     this.#telemetry = opts.telemetry ?? noTelemetry;
+  }
+
+  /** A new delivery deadline (a reload), for dispatches from now on. */
+  setDeliverTimeout(ms: number): void {
+    if (!Number.isInteger(ms) || ms <= 0) throw new RangeError('deliverTimeoutMs must be a positive integer');
+    this.#timeoutMs = ms;
+    this.#deadlines = new Deadlines(ms);
   }
 
   /** Replaces the transports (a reload); dispatches from now on use the new list. */

@@ -57,7 +57,8 @@ export class Metrics implements Telemetry {
 
   constructor(gauges: Gauges) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'notify_process_' });
+    // prom-client names them process_* and nodejs_*: notify_process_cpu_seconds_total, …
+    collectDefaultMetrics({ register: this.registry, prefix: 'notify_' });
     this.#refusals = new Counter({ name: 'notify_limit_refusals_total', help: 'Refusals, by the limit (or check) that refused.', labelNames: ['limit'], registers });
     this.#published = new Counter({ name: 'notify_messages_in_total', help: 'Messages published, by ingress.', labelNames: ['via'], registers });
     this.#delivered = new Counter({

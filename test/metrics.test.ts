@@ -95,7 +95,7 @@ async function getJson(url: string, headers: Record<string, string> = {}): Promi
 // ---------------------------------------------------------------------------------------------
 // GET /metrics
 
-test('metrics: sessions and uids online follow bound WS sessions; messages in by ingress, websocket deliveries per target, store rows, latency count, line-size refusals, process metrics', async (t) => {
+test('metrics: sessions and uids online follow bound WS sessions; messages in by ingress, websocket deliveries per target, store rows, latency count, line-size refusals, process metrics', { timeout: 60_000 }, async (t) => {
   const d = await startDaemon(t, { text: { maxLineBytes: 1024 } }, 'warn');
 
   const empty = await scrape(d);
@@ -143,7 +143,8 @@ test('metrics: sessions and uids online follow bound WS sessions; messages in by
   assert.match(m, /^# TYPE notify_messages_in_total counter$/m);
   assert.match(m, /^# TYPE notify_sessions gauge$/m);
   // prom-client's default metrics, prefixed (their own names start process_ or nodejs_).
-  const processNames = new Set([...m.matchAll(/^(notify_process_[a-z0-9_]+)/gm)].map((x) => x[1] as string));
+  const processNames = new Set([...m.matchAll(/^(notify_(?:process|nodejs)_[a-z0-9_]+)/gm)].map((x) => x[1] as string));
+  assert.ok(![...processNames].some((n) => n.includes('process_process_')), 'the prefix is not doubled');
   assert.ok([...processNames].some((n) => /cpu_user_seconds_total$/.test(n)), `process cpu metric: ${[...processNames].join(' ')}`);
   const rss = [...processNames].find((n) => /resident_memory_bytes$/.test(n));
   assert.ok(rss !== undefined && (sample(m, rss) ?? 0) > 0, 'resident memory reported');
@@ -163,7 +164,7 @@ test('metrics: sessions and uids online follow bound WS sessions; messages in by
   assert.equal(sample(after2, 'notify_uids_online'), 1);
 });
 
-test('metrics: a failing HTTP push transport (503, retry limit 1) counts failed deliveries and provider retries under its name; a working one counts sent', async (t) => {
+test('metrics: a failing HTTP push transport (503, retry limit 1) counts failed deliveries and provider retries under its name; a working one counts sent', { timeout: 60_000 }, async (t) => {
   const bad = await startFakeHttp(t, () => ({ status: 503, body: 'down' }));
   const good = await startFakeHttp(t);
   const d = await startDaemon(
@@ -191,7 +192,7 @@ test('metrics: a failing HTTP push transport (503, retry limit 1) counts failed 
   assert.equal(sample(m, 'notify_messages_in_total', { via: 'http' }), 1);
 });
 
-test('metrics: with http.token, /metrics and /v1/status need the bearer; /healthz stays open and reports each transport state', async (t) => {
+test('metrics: with http.token, /metrics and /v1/status need the bearer; /healthz stays open and reports each transport state', { timeout: 60_000 }, async (t) => {
   const fake = await startFakeHttp(t);
   const d = await startDaemon(t, { http: { token: TOKEN }, transports: { hook: { type: 'http', url: `${fake.url}/{{uid}}` } } }, 'warn');
 
@@ -230,7 +231,7 @@ async function busyDaemon(t: TestContext): Promise<{ d: TestDaemon; clients: WsC
   return { d, clients };
 }
 
-test('status: GET /v1/status reports version, uptime, listeners, sessions, uids, connections, store rows and transports', async (t) => {
+test('status: GET /v1/status reports version, uptime, listeners, sessions, uids, connections, store rows and transports', { timeout: 60_000 }, async (t) => {
   const { d } = await busyDaemon(t);
   await wsClient(t, d.wsUrl); // connected, not bound
   const deadline = Date.now() + 5000;
@@ -259,7 +260,7 @@ test('status: GET /v1/status reports version, uptime, listeners, sessions, uids,
   assert.equal(transports.hook?.state, 'running');
 });
 
-test('status: `notify status` prints listeners, sessions of uids, the store and one line per transport; --json is /v1/status', async (t) => {
+test('status: `notify status` prints listeners, sessions of uids, the store and one line per transport; --json is /v1/status', { timeout: 60_000 }, async (t) => {
   const { d } = await busyDaemon(t);
   const human = await cli(['status', '--server', d.httpUrl, '--token', TOKEN]);
   assert.equal(human.err, '');
@@ -297,7 +298,7 @@ test('status: `notify status` prints listeners, sessions of uids, the store and 
   assert.match(refused.err, /^notify: .*NOTIFY_ERR_UNAUTHORIZED.*\n$/);
 });
 
-test('status: `notify status` against a dead server exits 2 with one stderr line; history off shows "store off"', async (t) => {
+test('status: `notify status` against a dead server exits 2 with one stderr line; history off shows "store off"', { timeout: 60_000 }, async (t) => {
   const port = await deadPort();
   const r = await cli(['status', '--server', `http://127.0.0.1:${port}`, '--timeout', '5000']);
   assert.equal(r.code, 2);
@@ -316,7 +317,7 @@ test('status: `notify status` against a dead server exits 2 with one stderr line
 // ---------------------------------------------------------------------------------------------
 // logs
 
-test('logs: one JSON object per line with time, level, msg; the level filters and setLevel changes it; secret fields are redacted', () => {
+test('logs: one JSON object per line with time, level, msg; the level filters and setLevel changes it; secret fields are redacted', { timeout: 60_000 }, () => {
   const written: string[] = [];
   const log = createLogger({ level: 'info', write: (line) => void written.push(line) });
   log.debug('hidden at info', { n: 1 });
@@ -365,7 +366,7 @@ test('logs: one JSON object per line with time, level, msg; the level filters an
   assert.equal(secrets.token, 'tok-SECRET-1', "the caller's object is not changed");
 });
 
-test('logs: the daemon writes JSON lines with time, level and msg, and never the http.token', async (t) => {
+test('logs: the daemon writes JSON lines with time, level and msg, and never the http.token', { timeout: 60_000 }, async (t) => {
   const d = await startDaemon(t, { http: { token: TOKEN } }, 'debug');
   await session(t, d, 'alice');
   await send(d, { uid: 'alice', msg: 'hi' }, AUTH);

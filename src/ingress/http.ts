@@ -100,7 +100,12 @@ export class HttpIngress {
   }
 
   async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://notify');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://notify');
+    } catch {
+      throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', 'malformed request target', { status: 400 });
+    }
     const path = url.pathname;
     if (path === '/metrics' && this.#opts.metrics) {
       if (req.method !== 'GET') {

@@ -27,6 +27,12 @@ export interface TextIngressOptions {
 const NL = 0x0a;
 const CR = 0x0d;
 
+/** Control characters written as \uXXXX: a reply is always one clean line. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /**
  * Handles one request line and returns its reply line (without the newline):
  * `ok` (at least one target has it now), `fail` (none; it may be stored for sessions that
@@ -39,7 +45,8 @@ export function answerLine(line: string, publisher: Publisher): string | Promise
   try {
     obj = JSON.parse(line);
   } catch (err) {
-    return `error: not JSON (${errorMessage(err)})`;
+    // The parser quotes the line back: keep its control characters (CR, ESC, NUL) out of the reply.
+    return `error: not JSON (${printable(errorMessage(err))})`;
   }
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
     return 'error: expected a JSON object, e.g. {"uid":"uid1","msg":"hi"}';
