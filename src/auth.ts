@@ -58,7 +58,9 @@ export function checkToken(secret: string, token: string | undefined, uid: strin
   } catch {
     return { ok: false, code: AUTH_CLOSE.malformed, reason: 'malformed token' };
   }
-  if (typeof claims.uid !== 'string' || typeof claims.exp !== 'number') return { ok: false, code: AUTH_CLOSE.malformed, reason: 'malformed token' };
+  if (claims === null || typeof claims !== 'object' || typeof claims.uid !== 'string' || typeof claims.exp !== 'number') {
+    return { ok: false, code: AUTH_CLOSE.malformed, reason: 'malformed token' };
+  }
   if (claims.uid !== uid) return { ok: false, code: AUTH_CLOSE.otherUid, reason: 'token is for another uid' };
   if (claims.exp <= nowS) return { ok: false, code: AUTH_CLOSE.expired, reason: 'token expired' };
   return { ok: true, exp: claims.exp };

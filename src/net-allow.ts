@@ -2,7 +2,9 @@ import { BlockList, isIP } from 'node:net';
 
 /** Parses "10.0.0.0/8", "fd00::/8" or a single address; undefined when it is neither. */
 export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const [address = '', bits] = text.trim().split('/');
+  const parts = text.trim().split('/');
+  if (parts.length > 2) return undefined;
+  const [address = '', bits] = parts;
   const v = isIP(address);
   if (v === 0) return undefined;
   const max = v === 4 ? 32 : 128;

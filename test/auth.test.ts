@@ -12,6 +12,7 @@ import { type Io, main } from '../src/cli.js';
 import { ConfigError, parseConfig } from '../src/config.js';
 import { AllowList, parseCidr } from '../src/net-allow.js';
 import { type TestDaemon, startDaemon, testConfig } from './helpers/daemon.js';
+import { startChild } from './helpers/child.js';
 import { type WsClient, textClient, until, wsClient } from './helpers/clients.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -611,9 +612,17 @@ test('net-allow: parseCidr parses CIDRs and addresses and refuses junk', () => {
   assert.deepEqual(parseCidr('fd00::/8'), { address: 'fd00::', prefix: 8, family: 'ipv6' });
   assert.deepEqual(parseCidr('::1'), { address: '::1', prefix: 128, family: 'ipv6' });
   assert.deepEqual(parseCidr('0.0.0.0/0'), { address: '0.0.0.0', prefix: 0, family: 'ipv4' });
-  for (const junk of ['', 'junk', 'localhost', '10.0.0.0/33', '10.0.0.0/', '10.0.0.0/-1', '10.0.0.0/8.5', '10.0.0.0/x', '10.0.0.0/8/9', '::/129', '256.0.0.1', '10.0.0/8', '10.0.0.0/ 8', 'fd00::/1e2']) {
+  for (const junk of ['', 'junk', 'localhost', '10.0.0.0/33', '10.0.0.0/', '10.0.0.0/-1', '10.0.0.0/8.5', '10.0.0.0/x', '::/129', '256.0.0.1', '10.0.0/8', '10.0.0.0/ 8', 'fd00::/1e2']) {
     assert.equal(parseCidr(junk), undefined, JSON.stringify(junk));
   }
+});
+
+test('net-allow: parseCidr refuses a CIDR with more than one slash ("10.0.0.0/8/9"), and so does text.allow', () => {
+  // Not silently read as 10.0.0.0/8: the text after the second slash must not be dropped.
+  for (const junk of ['10.0.0.0/8/9', '10.0.0.0/8/', '192.0.2.2/32/junk', 'fd00::/8/16']) {
+    assert.equal(parseCidr(junk), undefined, JSON.stringify(junk));
+  }
+  assert.match(configError('text:\n  allow:\n    - 10.0.0.0/8/9\n').message, /^cfg\.yaml:3:\d+: text\.allow\[0\] /);
 });
 
 test('config: a bad CIDR in text.allow is an error naming the key and its line', () => {
@@ -630,11 +639,13 @@ test('text.allow: a Text client from 127.0.0.1 is served', async (t) => {
   const c = await wsClient(t, d.wsUrl, { bind: 'uid1' });
   await bound(d, 'uid1');
   const tc = await textClient(t, d.textPort);
-  tc.write('{"uid":"uid1","msg":"from loopback"}\n');
+  const line = '{"uid":"uid1","msg":"from loopback"}';
+  tc.write(`${line}\n`);
   assert.deepEqual(await tc.replies(1, WAIT_MS), ['ok']);
-  assert.equal(await c.frame(1, WAIT_MS), 'from loopback');
+  assert.equal(await c.frame(1, WAIT_MS), line, 'a Text line is the frame, unchanged');
   assert.equal(await refusals(d, 'textAllow'), 0);
 });
+
 
 /** An IPv4 address of this machine that is not loopback, if there is one. */
 function lanIPv4(): string | undefined {
@@ -645,10 +656,22 @@ function lanIPv4(): string | undefined {
 }
 
 const LAN_IP = lanIPv4();
+const NO_LAN = LAN_IP === undefined ? 'this machine has no non-loopback IPv4 address to connect from (os.networkInterfaces())' : false;
 
-/** A Text connection to `ip`:`port` from `ip` itself (a non-loopback peer address). */
-async function lanText(t: TestContext, ip: string, port: number): Promise<{ socket: Socket; lines: string[]; ended: Promise<void>; closed: Promise<void> }> {
-  const socket = connect({ host: ip, port, localAddress: ip });
+interface LanPeer {
+  socket: Socket;
+  lines: string[];
+  /** The server closed its side (FIN). */
+  ended: Promise<void>;
+  closed: Promise<void>;
+}
+
+/**
+ * A Text connection to `ip`:`port` from `ip` itself, so the daemon sees a non-loopback peer.
+ * `halfOpen`: the client keeps its side open when the server ends (it then resets it itself).
+ */
+async function lanText(t: TestContext, ip: string, port: number, halfOpen = false): Promise<LanPeer> {
+  const socket = connect({ host: ip, port, localAddress: ip, allowHalfOpen: halfOpen });
   const lines: string[] = [];
   let rest = '';
   socket.setEncoding('utf8');
@@ -669,44 +692,77 @@ async function lanText(t: TestContext, ip: string, port: number): Promise<{ sock
   return { socket, lines, ended, closed };
 }
 
-test(
-  'text.allow: a non-loopback peer not in text.allow gets one error line and is closed, nothing is delivered, the refusal is counted; allowed with <ip>/32',
-  { skip: LAN_IP === undefined ? 'this machine has no non-loopback IPv4 address to connect from' : false },
-  async (t) => {
-    const ip = LAN_IP as string;
-    const d = await startDaemon(t, { text: { listen: `${ip}:0` } });
-    const port = Number(d.addresses().text.split(':').pop());
-    const c = await wsClient(t, d.wsUrl, { bind: 'uid1' });
-    await bound(d, 'uid1');
+test('text.allow: a non-loopback peer not in text.allow gets one error line and is closed; nothing is delivered; the refusal is counted', { skip: NO_LAN }, async (t) => {
+  const ip = LAN_IP as string;
+  const d = await startDaemon(t, { text: { listen: `${ip}:0` } });
+  const port = Number(d.addresses().text.split(':').pop());
+  const c = await wsClient(t, d.wsUrl, { bind: 'uid1' });
+  await bound(d, 'uid1');
 
-    const peer = await lanText(t, ip, port);
-    peer.socket.write('{"uid":"uid1","msg":"from outside"}\n');
-    await within(peer.ended, WAIT_MS, 'the server to close the refused connection');
-    assert.deepEqual(peer.lines, [`error: ${ip} is not allowed to publish (text.allow)`]);
-    await within(peer.closed, WAIT_MS, 'the refused connection to close');
-    assert.equal(await refusals(d, 'textAllow'), 1);
-    await roundTrip(c.ws);
-    assert.deepEqual(c.frames, [], 'nothing delivered');
-    assert.equal(d.history?.rows ?? 0, 0, 'nothing stored');
-    assert.doesNotMatch(await d.metrics.text(), /^notify_messages_in_total\{via="text"\} [1-9]/m, 'nothing published');
-    assert.ok(d.logs.some((l) => l.level === 'warn' && /not allowed/.test(String(l.msg))), 'a warn line');
+  // The peer keeps its side open and then resets: a peer that closes the ordinary way (FIN)
+  // after sending a line is the last test of this file, run in a child process.
+  const peer = await lanText(t, ip, port, true);
+  peer.socket.write('{"uid":"uid1","msg":"from outside"}\n');
+  await within(peer.ended, WAIT_MS, 'the server to end the refused connection');
+  assert.deepEqual(peer.lines, [`error: ${ip} is not allowed to publish (text.allow)`]);
+  peer.socket.resetAndDestroy();
+  await within(peer.closed, WAIT_MS, 'the refused connection to close');
 
-    // The refused connection does not hold the daemon's shutdown.
-    const stopping = Date.now();
-    await within(d.stop(), WAIT_MS, 'the daemon to stop after a refused text peer');
-    assert.ok(Date.now() - stopping < WAIT_MS);
+  assert.equal(await refusals(d, 'textAllow'), 1);
+  await roundTrip(c.ws);
+  assert.deepEqual(c.frames, [], 'nothing delivered');
+  assert.equal(d.history?.rows ?? 0, 0, 'nothing stored');
+  assert.doesNotMatch(await d.metrics.text(), /^notify_messages_in_total\{via="text"\} /m, 'nothing published');
+  assert.ok(d.logs.some((l) => l.level === 'warn' && /not allowed/.test(String(l.msg)) && l.remote === ip), 'a warn line naming the peer');
+  // The daemon still serves: the HTTP API publishes to the ws session.
+  const r = await send(d, { uid: 'uid1', msg: 'still serving' });
+  assert.equal(r.body.delivered, true);
+  assert.equal(await c.frame(1, WAIT_MS), 'still serving');
+});
 
-    // Allowed with its /32: the same peer is served.
-    const d2 = await startDaemon(t, { text: { listen: `${ip}:0`, allow: [`${ip}/32`] } });
-    const port2 = Number(d2.addresses().text.split(':').pop());
-    const c2 = await wsClient(t, d2.wsUrl, { bind: 'uid1' });
-    await bound(d2, 'uid1');
-    const peer2 = await lanText(t, ip, port2);
-    peer2.socket.write('{"uid":"uid1","msg":"from an allowed peer"}\n');
-    await until(() => peer2.lines.length >= 1, 'the reply', WAIT_MS);
-    assert.deepEqual(peer2.lines, ['ok']);
-    assert.equal(await c2.frame(1, WAIT_MS), 'from an allowed peer');
-    assert.equal(await refusals(d2, 'textAllow'), 0);
-    peer2.socket.end();
-  },
-);
+test('text.allow: with text.allow [<ip>/32] the same non-loopback peer is served', { skip: NO_LAN }, async (t) => {
+  const ip = LAN_IP as string;
+  const d = await startDaemon(t, { text: { listen: `${ip}:0`, allow: [`${ip}/32`] } });
+  const port = Number(d.addresses().text.split(':').pop());
+  const c = await wsClient(t, d.wsUrl, { bind: 'uid1' });
+  await bound(d, 'uid1');
+  const peer = await lanText(t, ip, port);
+  const line = '{"uid":"uid1","msg":"from an allowed peer"}';
+  peer.socket.write(`${line}\n${line}\n`);
+  await until(() => peer.lines.length >= 2, 'two replies', WAIT_MS);
+  assert.deepEqual(peer.lines, ['ok', 'ok'], 'served, and the connection stays open for more lines');
+  assert.equal(await c.frame(2, WAIT_MS), line);
+  assert.equal(await refusals(d, 'textAllow'), 0);
+  peer.socket.end();
+  await within(peer.closed, WAIT_MS, 'an orderly close');
+});
+
+/**
+ * A refused peer that sent a line and then closes the ordinary way (FIN). Run in a `notify serve`
+ * child process: if the daemon never closes its side of such a connection, the socket lives as
+ * long as the process and would keep this test file from ever exiting.
+ */
+test('text.allow: a refused peer that sent a line and closed normally leaves nothing open: the daemon stops promptly on SIGTERM', { skip: NO_LAN }, async (t) => {
+  const ip = LAN_IP as string;
+  const dir = mkdtempSync(join(tmpdir(), 'notify-auth-child-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'notify.yaml');
+  writeFileSync(
+    file,
+    `ws:\n  listen: 127.0.0.1:0\ntext:\n  listen: "${ip}:0"\nhttp:\n  listen: 127.0.0.1:0\nstate:\n  dir: ${join(dir, 'state')}\nshutdown:\n  timeoutMs: 1000\n`,
+  );
+  const child = await startChild(t, file);
+  const port = Number(child.text.split(':').pop());
+  const peer = await lanText(t, ip, port);
+  peer.socket.write('{"uid":"uid1","msg":"from outside"}\n');
+  await within(peer.closed, WAIT_MS, 'the refused connection to close');
+  assert.deepEqual(peer.lines, [`error: ${ip} is not allowed to publish (text.allow)`]);
+  const metrics = await (await fetch(`http://${child.http}/metrics`)).text();
+  assert.match(metrics, /^notify_limit_refusals_total\{limit="textAllow"\} 1$/m);
+
+  child.proc.kill('SIGTERM');
+  const exited = await Promise.race([child.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 5000))]);
+  const timedOut = child.logs.filter((l) => /shutdown timed out/.test(String(l.msg)));
+  assert.deepEqual(timedOut, [], 'the shutdown did not wait for the refused connection');
+  assert.equal(exited, 0, 'exits 0 within 5 s of SIGTERM (a refused connection must not keep the process alive)');
+});

@@ -97,7 +97,12 @@ export class TextIngress {
         // The Text ingress has no authentication: only loopback and text.allow may publish.
         this.#opts.telemetry.refused('textAllow');
         this.#opts.log.warn('text ingress: peer not allowed', { remote: socket.remoteAddress });
+        // Read and drop what it sends, and close once it has gone (or in 5 s): with
+        // allowHalfOpen, unread input would keep the socket (and a stop) hanging.
         socket.on('error', () => socket.destroy());
+        socket.on('end', () => socket.destroy());
+        socket.setTimeout(5000, () => socket.destroy());
+        socket.resume();
         socket.end(`error: ${unmapped(socket.remoteAddress ?? '')} is not allowed to publish (text.allow)\n`);
         return;
       }
