@@ -13,7 +13,7 @@ import type { DeliveryResult, Message, Uid } from '../types.js';
 import { type ApnResult, classifyApnsResult, toApnsNotification } from './apns-payload.js';
 import type { TransportContext, TransportType } from './index.js';
 import { type RetryLedger, RetryTicket } from '../retries.js';
-import { type RetryPolicy, backoffMs, parseRetryAfter, retrySpec, settleBy, sleep } from './retry.js';
+import { type RetryPolicy, backoffMs, parseRetryAfter, resumeWhenDue, retrySpec, settleBy, sleep } from './retry.js';
 import type { PendingRetry, Transport, TransportHealth } from './transport.js';
 
 // node-apn is CommonJS and pulls in node-forge and jsonwebtoken: load it only when an APNs
@@ -209,8 +209,6 @@ export class ApnsTransport implements Transport {
   readonly #stopping = new AbortController();
   readonly #retries: RetryLedger | undefined;
   readonly #telemetry: Telemetry;
-  /** Resumed deliveries under way. */
-  readonly #background = new Set<Promise<void>>();
   #state: 'running' | 'closing' | 'closed' = 'running';
   #sent = 0;
   #failed = 0;
@@ -373,13 +371,7 @@ export class ApnsTransport implements Transport {
       this.#retries?.release(p.key);
       return;
     }
-    const task = (async () => {
-      if (!(await sleep(Math.max(0, p.dueAt - Date.now()), this.#stopping.signal))) return;
-      const r = await this.#deliverToken(p.uid, p.target, p.msg, note, p, () => {});
-      this.#log[r.status === 'sent' ? 'info' : 'warn']('resumed delivery ended', { transport: this.name, uid: p.uid, target: p.target, id: p.msg.id, status: r.status, reason: r.reason });
-    })();
-    this.#background.add(task);
-    void task.finally(() => this.#background.delete(task));
+    void resumeWhenDue(p, this.name, this.#stopping.signal, this.#log, () => this.#deliverToken(p.uid, p.target, p.msg, note, p, () => {}));
   }
 
   /** Queues one request; resolves with node-apn's result, or undefined if aborted before it was sent. */

@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { type RetryLedger, RetryTicket } from '../retries.js';
 import { type ProviderRequest, ProviderClient, type SendOutcome, httpVerdict } from './http-client.js';
 import type { TransportContext, TransportType } from './index.js';
-import { type RetryPolicy, retrySpec, settleBy, sleep } from './retry.js';
+import { type RetryPolicy, resumeWhenDue, retrySpec, settleBy } from './retry.js';
 import {
   type Parts,
   type Placeholder,
@@ -318,11 +318,7 @@ export class HttpTransport implements Transport {
   }
 
   resume(p: PendingRetry): void {
-    void (async () => {
-      if (!(await sleep(Math.max(0, p.dueAt - Date.now()), this.#stopping.signal))) return;
-      const out = await this.#send(p.uid, p.msg, this.#s.perDevice ? p.target : undefined, p);
-      this.#log[out.status === 'sent' ? 'info' : 'warn']('resumed delivery ended', { transport: this.name, uid: p.uid, target: p.target, id: p.msg.id, status: out.status, reason: out.reason });
-    })();
+    void resumeWhenDue(p, this.name, this.#stopping.signal, this.#log, () => this.#send(p.uid, p.msg, this.#s.perDevice ? p.target : undefined, p));
   }
 
   async stop(): Promise<void> {

@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { type RetryLedger, RetryTicket } from '../retries.js';
 import { type ProviderResponse, ProviderClient, type SendOutcome, type Verdict, excerpt, httpVerdict } from './http-client.js';
 import type { TransportContext, TransportType } from './index.js';
-import { type RetryPolicy, retrySpec, settleBy, sleep } from './retry.js';
+import { type RetryPolicy, resumeWhenDue, retrySpec, settleBy } from './retry.js';
 import type { PendingRetry, Transport, TransportHealth } from './transport.js';
 
 /** How a request's target is written in the retry ledger. */
@@ -251,11 +251,7 @@ export class JPushTransport implements Transport {
   }
 
   resume(p: PendingRetry): void {
-    void (async () => {
-      if (!(await sleep(Math.max(0, p.dueAt - Date.now()), this.#stopping.signal))) return;
-      const out = await this.#send(p.uid, p.msg, p.target, p);
-      this.#log[out.status === 'sent' ? 'info' : 'warn']('resumed delivery ended', { transport: this.name, uid: p.uid, id: p.msg.id, status: out.status, reason: out.reason });
-    })();
+    void resumeWhenDue(p, this.name, this.#stopping.signal, this.#log, () => this.#send(p.uid, p.msg, p.target, p));
   }
 
   async stop(): Promise<void> {

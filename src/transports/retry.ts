@@ -1,4 +1,6 @@
 import type { Spec } from '../config-schema.js';
+import type { Logger } from '../log.js';
+import type { PendingRetry } from './transport.js';
 
 /** How a transport retries transient failures (429, 5xx, connection resets). */
 export interface RetryPolicy {
@@ -83,4 +85,27 @@ export async function settleBy<T>(promises: readonly Promise<T>[], signal: Abort
     deadline.dispose();
   }
   return out;
+}
+
+/**
+ * Takes up a delivery held over from before a restart: waits until it is due (or notify stops),
+ * runs it, and logs how it ended.
+ */
+export async function resumeWhenDue(
+  p: PendingRetry,
+  transport: string,
+  stop: AbortSignal,
+  log: Logger,
+  run: () => Promise<{ status: string; reason?: string | undefined }>,
+): Promise<void> {
+  if (!(await sleep(Math.max(0, p.dueAt - Date.now()), stop))) return;
+  const out = await run();
+  log[out.status === 'sent' ? 'info' : 'warn']('resumed delivery ended', {
+    transport,
+    uid: p.uid,
+    target: p.target,
+    id: p.msg.id,
+    status: out.status,
+    reason: out.reason,
+  });
 }
