@@ -87,12 +87,18 @@ interface AckWait {
 }
 
 /**
- * Live WebSocket sessions (ws, noServer mode). A client binds a uid with its first text frame
- * (the original protocol) or with `?uid=` in the URL, then receives every push for that uid as
- * one text frame carrying the message's frame text unchanged. A uid may have any number of
- * sessions; each is its own target, keyed by session id.
+ * Live WebSocket sessions (ws, noServer mode).
  *
- * The same port serves the demo page at `GET /`.
+ * - Plain sessions (the original protocol) bind a uid with their first text frame or `?uid=`
+ *   and receive every push for it as one text frame carrying the message's frame unchanged.
+ * - Resuming sessions bind with `{"type":"bind","uid","since"}` and receive `{"id","data"}`
+ *   envelopes: the stored ones after `since`, then live ones; they may ack.
+ * - With auth `token`, a bind needs a token for the uid (URL or bind frame); refusals close
+ *   with the 44xx codes of AUTH_CLOSE. Unbound connections are closed after bindTimeoutMs.
+ * - Limits: connections in all and per address, new connections per second per address (at
+ *   the upgrade, HTTP 503/429), sessions per uid (4429).
+ * A uid may have any number of sessions; each is its own target, keyed by session id. The same
+ * port serves the demo page at `GET /` and the browser client at `/notify-client.js`.
  */
 export class WebSocketTransport implements Transport {
   readonly name = 'websocket';
