@@ -1,19 +1,21 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import { AUTH_CLOSE, checkToken, makeToken } from '../src/auth.js';
-import { type Io, main } from '../src/cli.js';
 import { ConfigError, parseConfig } from '../src/config.js';
 import { AllowList, parseCidr } from '../src/net-allow.js';
-import { type TestDaemon, startDaemon, testConfig } from './helpers/daemon.js';
+import { type TestDaemon, startDaemon, tempDir, testConfig, writeTemp } from './helpers/daemon.js';
 import { startChild } from './helpers/child.js';
-import { type WsClient, textClient, until, wsClient } from './helpers/clients.js';
+import { type WsClient, bound, collectLines, roundTrip, textClient, until, within, wsClient } from './helpers/clients.js';
+import { cli } from './helpers/cli.js';
+import { configError } from './helpers/config.js';
+import { refusals } from './helpers/metrics.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -32,28 +34,8 @@ function signedRaw(secret: string, payloadText: string): string {
   return `nt1.${payload}.${createHmac('sha256', secret).update(`nt1.${payload}`).digest('base64url')}`;
 }
 
-/** Rejects after `ms` with `what`; for promises that have no timeout of their own. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 function index(d: TestDaemon) {
   return d.registry.index('websocket');
-}
-
-async function bound(d: TestDaemon, uid: string, n = 1): Promise<void> {
-  await until(() => index(d).targets(uid).length === n, `${uid} to have ${n} session(s)`, WAIT_MS);
-}
-
-/** A ws round trip: every frame sent before has been handled by the server once the pong is back. */
-async function roundTrip(ws: WebSocket): Promise<void> {
-  const pong = once(ws, 'pong');
-  ws.ping();
-  await within(pong, WAIT_MS, 'pong');
 }
 
 /** Publishes through the HTTP API; the parsed JSON report. */
@@ -64,45 +46,6 @@ async function send(d: TestDaemon, body: Record<string, unknown>, headers: Recor
     body: JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
-
-/** `notify_limit_refusals_total{limit="X"}` now (0 when the series does not exist yet). */
-async function refusals(d: TestDaemon, limit: string): Promise<number> {
-  const text = await d.metrics.text();
-  const m = new RegExp(`^notify_limit_refusals_total\\{limit="${limit}"\\} (\\S+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : 0;
-}
-
-/** A fake Io for the in-process CLI. */
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = {
-    out: (s) => void out.push(s),
-    err: (s) => void err.push(s),
-    onStopSignal: () => () => {},
-  };
-  const code = await main(argv, io);
-  return { code, out: out.join(''), err: err.join('') };
-}
-
-function writeTemp(t: TestContext, name: string, text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'notify-auth-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, name);
-  writeFileSync(file, text);
-  return file;
-}
-
-/** The ConfigError that parsing `text` throws. */
-function configError(text: string, source = 'cfg.yaml'): ConfigError {
-  try {
-    parseConfig(text, source, tmpdir());
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail(`expected ${JSON.stringify(text)} to be refused`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,16 +616,7 @@ interface LanPeer {
 async function lanText(t: TestContext, ip: string, port: number, halfOpen = false): Promise<LanPeer> {
   const socket = connect({ host: ip, port, localAddress: ip, allowHalfOpen: halfOpen });
   const lines: string[] = [];
-  let rest = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    rest += chunk;
-    let nl: number;
-    while ((nl = rest.indexOf('\n')) !== -1) {
-      lines.push(rest.slice(0, nl));
-      rest = rest.slice(nl + 1);
-    }
-  });
+  collectLines(socket, lines);
   socket.on('error', () => {});
   const ended = new Promise<void>((resolve) => socket.on('end', () => resolve()));
   const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
@@ -744,8 +678,7 @@ test('text.allow: with text.allow [<ip>/32] the same non-loopback peer is served
  */
 test('text.allow: a refused peer that sent a line and closed normally leaves nothing open: the daemon stops promptly on SIGTERM', { skip: NO_LAN }, async (t) => {
   const ip = LAN_IP as string;
-  const dir = mkdtempSync(join(tmpdir(), 'notify-auth-child-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'notify-auth-child-');
   const file = join(dir, 'notify.yaml');
   writeFileSync(
     file,

@@ -1,84 +1,17 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
-import { EXIT, type Io, main } from '../src/cli.js';
+import { test } from 'node:test';
+import { EXIT } from '../src/cli.js';
 import type { DeliveryReport } from '../src/types.js';
-import { type ApnsWorld, apnsWorld, deviceToken } from './helpers/apns.js';
+import { apnsWorld, deviceToken, writeWorldConfig } from './helpers/apns.js';
+import { cli, lines, oneErrLine, runNotify } from './helpers/cli.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = fileURLToPath(new URL('../../bin/notify', import.meta.url));
 /** Child processes on a busy 2-core machine. */
 const PROC_MS = 20_000;
 
 // The CLI falls back to $NOTIFY_TOKEN; keep the caller's environment out of these tests.
 delete process.env.NOTIFY_TOKEN;
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** Runs the CLI in this process with a fake Io that records what it writes. */
-async function cli(argv: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = {
-    out: (s) => void out.push(s),
-    err: (s) => void err.push(s),
-    onStopSignal: () => () => {},
-  };
-  const code = await main(argv, io);
-  return { code, out: out.join(''), err: err.join('') };
-}
-
-function lines(text: string): string[] {
-  return text.replace(/\n$/, '').split('\n');
-}
-
-/** Asserts exactly one stderr line, starting with "notify: ", and returns it. */
-function oneErrLine(r: Run, what: string): string {
-  assert.ok(r.err.endsWith('\n'), `${what}: stderr ends with a newline: ${JSON.stringify(r.err)}`);
-  const ls = lines(r.err);
-  assert.equal(ls.length, 1, `${what}: one line on stderr, got ${JSON.stringify(r.err)}`);
-  assert.match(ls[0] as string, /^notify: \S/, what);
-  return ls[0] as string;
-}
-
-/** Writes the world's config to a YAML file in its folder (relative paths in it resolve there). */
-function writeWorldConfig(w: ApnsWorld, name = 'notify.yaml'): string {
-  const file = join(w.dir, name);
-  writeFileSync(file, stringify(w.raw));
-  return file;
-}
-
-/** Runs `bin/notify args` as a child process to completion (killed after PROC_MS). */
-async function runNotify(t: TestContext, args: string[]): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.NOTIFY_TOKEN;
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), PROC_MS)));
-  const r = await Promise.race([exited, timeout]);
-  clearTimeout(timer);
-  if (r === 'timeout') {
-    child.kill('SIGKILL');
-    assert.fail(`notify ${args.join(' ')} did not exit within ${PROC_MS} ms; stderr: ${err}`);
-  }
-  return { code: r ?? -1, out, err };
-}
 
 // ---------------------------------------------------------------------------------------------
 // devices add | remove | list, against a daemon
@@ -280,7 +213,7 @@ test('cli process: send --direct as a real child process delivers and exits 0', 
   const token = deviceToken();
   const w = await apnsWorld(t, { devices: { uid1: [token] } });
   const file = writeWorldConfig(w);
-  const r = await runNotify(t, ['send', '--direct', '--uid', 'uid1', '--msg', 'from a process', '--config', file]);
+  const r = await runNotify(t, ['send', '--direct', '--uid', 'uid1', '--msg', 'from a process', '--config', file], PROC_MS);
   assert.equal(r.code, EXIT.delivered, r.err);
   assert.equal(r.out, 'delivered to 1 target (apns: 1)\n');
   assert.equal(r.err, '');

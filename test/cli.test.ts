@@ -1,18 +1,13 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { EXIT, type Io, main } from '../src/cli.js';
-import { type TestDaemon, startDaemon } from './helpers/daemon.js';
-import { type WsClient, textClient, until, wsClient } from './helpers/clients.js';
+import { EXIT, main } from '../src/cli.js';
+import { startDaemon, tempDir, writeTemp } from './helpers/daemon.js';
+import { session, textClient, until, wsClient } from './helpers/clients.js';
+import { cli, exitCode, fakeIo, lines, oneErrLine, runNotify, spawnNotify } from './helpers/cli.js';
+import { deadPort } from './helpers/net.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = fileURLToPath(new URL('../../bin/notify', import.meta.url));
 const EXAMPLE = fileURLToPath(new URL('../../config.example.yaml', import.meta.url));
 const TOKEN = 't'.repeat(24);
 /** Child processes on a busy 2-core machine. */
@@ -20,149 +15,9 @@ const PROC_MS = 5000;
 
 // The CLI falls back to $NOTIFY_TOKEN; keep the caller's environment out of these tests.
 delete process.env.NOTIFY_TOKEN;
-const childEnv: NodeJS.ProcessEnv = { ...process.env };
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-/** A fake Io that records what the CLI writes and lets the test deliver a stop signal. */
-function fakeIo() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const handlers = new Set<(signal: string) => void>();
-  const io: Io = {
-    out: (s) => void out.push(s),
-    err: (s) => void err.push(s),
-    onStopSignal(handler) {
-      handlers.add(handler);
-      return () => void handlers.delete(handler);
-    },
-  };
-  return {
-    io,
-    out: () => out.join(''),
-    err: () => err.join(''),
-    /** Parsed JSON log lines written to err so far. */
-    logs: () => parseLogs(err.join('')),
-    signal: (name: string) => {
-      for (const h of handlers) h(name);
-    },
-    get listening() {
-      return handlers.size;
-    },
-  };
-}
-
-async function cli(argv: string[]): Promise<Run> {
-  const f = fakeIo();
-  const code = await main(argv, f.io);
-  return { code, out: f.out(), err: f.err() };
-}
-
-/** The lines of `text`, without the final newline. */
-function lines(text: string): string[] {
-  return text.replace(/\n$/, '').split('\n');
-}
-
-/** Asserts exactly one stderr line, starting with "notify: ", and returns it. */
-function oneErrLine(r: Run, what: string): string {
-  assert.ok(r.err.endsWith('\n'), `${what}: stderr ends with a newline: ${JSON.stringify(r.err)}`);
-  const ls = lines(r.err);
-  assert.equal(ls.length, 1, `${what}: one line on stderr, got ${JSON.stringify(r.err)}`);
-  assert.match(ls[0] as string, /^notify: \S/, what);
-  return ls[0] as string;
-}
-
-function parseLogs(text: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // a partial line: the rest is still coming
-    }
-  }
-  return out;
-}
-
-function tempDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'notify-cli-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function writeTemp(t: TestContext, name: string, text: string): string {
-  const file = join(tempDir(t), name);
-  writeFileSync(file, text);
-  return file;
-}
-
-/** A port nothing listens on: bound, then closed. */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function session(t: TestContext, d: TestDaemon, uid: string): Promise<WsClient> {
-  const before = d.registry.index('websocket').targets(uid).length;
-  const c = await wsClient(t, d.wsUrl, { bind: uid });
-  await until(() => d.registry.index('websocket').targets(uid).length > before, `${uid} to bind`);
-  return c;
-}
-
-/** A `bin/notify` child process. */
-interface Proc {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  logs(): Record<string, unknown>[];
-  /** Resolves with the exit code (null when killed by a signal). */
-  exited: Promise<number | null>;
-}
-
-function spawnNotify(t: TestContext, args: string[]): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout?.setEncoding('utf8').on('data', (s: string) => (out += s));
-  child.stderr?.setEncoding('utf8').on('data', (s: string) => (err += s));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return { child, stdout: () => out, stderr: () => err, logs: () => parseLogs(err), exited };
-}
-
-/** Waits for the exit code of `p`, failing (and killing it) after `ms`. */
-async function exitCode(p: Proc, what: string, ms = PROC_MS): Promise<number | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
-  const r = await Promise.race([p.exited, timeout]);
-  clearTimeout(timer);
-  if (r === 'timeout') {
-    p.child.kill('SIGKILL');
-    assert.fail(`${what} did not exit within ${ms} ms; stderr: ${p.stderr()}`);
-  }
-  return r;
-}
-
-/** Runs `bin/notify args` to completion. */
-async function runNotify(t: TestContext, args: string[]): Promise<Run> {
-  const p = spawnNotify(t, args);
-  const code = await exitCode(p, `notify ${args.join(' ')}`);
-  return { code: code ?? -1, out: p.stdout(), err: p.stderr() };
-}
 
 const PORT0_CONFIG = 'ws:\n  listen: 127.0.0.1:0\ntext:\n  listen: 127.0.0.1:0\nhttp:\n  listen: 127.0.0.1:0\n';
 
@@ -523,7 +378,7 @@ test('cli process: serve, send from another process, then SIGTERM closes session
 
   const page = await wsClient(t, `ws://${a.ws}/`, { bind: 'uid1' });
   await boundUids(a.http, 1);
-  const r = await runNotify(t, ['send', '--server', `http://${a.http}`, '--uid', 'uid1', '--msg', 'hi']);
+  const r = await runNotify(t, ['send', '--server', `http://${a.http}`, '--uid', 'uid1', '--msg', 'hi'], PROC_MS);
   assert.equal(r.code, EXIT.delivered, r.err);
   assert.equal(r.out, 'delivered to 1 target (websocket: 1)\n');
   assert.equal(r.err, '');
@@ -532,7 +387,7 @@ test('cli process: serve, send from another process, then SIGTERM closes session
   assert.equal(serve.child.kill('SIGTERM'), true);
   const [closeCode] = await page.closed;
   assert.equal(closeCode, 1001);
-  assert.equal(await exitCode(serve, 'notify serve after SIGTERM'), 0);
+  assert.equal(await exitCode(serve, 'notify serve after SIGTERM', PROC_MS), 0);
   const logs = serve.logs();
   assert.ok(logs.some((l) => l.level === 'info' && /SIGTERM: shutting down/.test(String(l.msg))), serve.stderr());
   assert.equal(logs.at(-1)?.msg, 'stopped');
@@ -542,15 +397,15 @@ test('cli process: serve, send from another process, then SIGTERM closes session
 test('cli process: exit codes are 0 delivered, 1 delivered to none, 2 usage or connection error', async (t) => {
   const d = await startDaemon(t);
   const page = await session(t, d, 'uid1');
-  const ok = await runNotify(t, ['send', '--server', d.httpUrl, '--uid', 'uid1', '--msg', 'proc']);
+  const ok = await runNotify(t, ['send', '--server', d.httpUrl, '--uid', 'uid1', '--msg', 'proc'], PROC_MS);
   assert.equal(ok.code, 0, ok.err);
   assert.equal(await page.frame(1), 'proc');
-  const none = await runNotify(t, ['send', '--server', d.httpUrl, '--uid', 'nobody', '--msg', 'proc']);
+  const none = await runNotify(t, ['send', '--server', d.httpUrl, '--uid', 'nobody', '--msg', 'proc'], PROC_MS);
   assert.equal(none.code, 1, none.err);
-  const usage = await runNotify(t, ['send', '--msg', 'no uid']);
+  const usage = await runNotify(t, ['send', '--msg', 'no uid'], PROC_MS);
   assert.equal(usage.code, 2);
   assert.equal(lines(usage.err).length, 1, usage.err);
-  const conn = await runNotify(t, ['broadcast', '--server', `http://127.0.0.1:${await deadPort()}`, '--msg', 'x']);
+  const conn = await runNotify(t, ['broadcast', '--server', `http://127.0.0.1:${await deadPort()}`, '--msg', 'x'], PROC_MS);
   assert.equal(conn.code, 2);
   assert.match(conn.err, /^notify: cannot reach the notify daemon .*\n$/);
 });
@@ -582,7 +437,7 @@ test('cli process: on SIGTERM, every line of a pipelined burst the daemon took i
   assert.equal(closedInTime, true, 'the daemon closed the Text connection');
   const [closeCode] = await page.closed;
   assert.equal(closeCode, 1001);
-  assert.equal(await exitCode(serve, 'notify serve after SIGTERM'), 0);
+  assert.equal(await exitCode(serve, 'notify serve after SIGTERM', PROC_MS), 0);
 
   t.diagnostic(`${backend.lines.length} of ${N} pipelined lines were taken and answered`);
   assert.equal(socketError, undefined, 'the connection was closed, not reset');
@@ -607,7 +462,7 @@ test('cli process: a second serve on a port in use exits 2 with one line naming 
   const a = await listeners(first.logs, 'first notify serve');
 
   const clash = writeTemp(t, 'clash.yaml', `ws:\n  listen: "${a.ws}"\ntext:\n  listen: 127.0.0.1:0\nhttp:\n  listen: 127.0.0.1:0\n`);
-  const second = await runNotify(t, ['serve', '--config', clash]);
+  const second = await runNotify(t, ['serve', '--config', clash], PROC_MS);
   assert.equal(second.code, EXIT.error, second.err);
   assert.equal(second.out, '');
   const ls = lines(second.err);
@@ -621,5 +476,5 @@ test('cli process: a second serve on a port in use exits 2 with one line naming 
   const health = await fetch(`http://${a.http}/healthz`);
   assert.equal(health.status, 200);
   first.child.kill('SIGTERM');
-  assert.equal(await exitCode(first, 'first notify serve'), 0);
+  assert.equal(await exitCode(first, 'first notify serve', PROC_MS), 0);
 });

@@ -1,24 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { type Config, ConfigError, DEFAULTS, defaultConfig, loadConfig, parseConfig, redact } from '../src/config.js';
+import { configError } from './helpers/config.js';
+import { tempDir } from './helpers/daemon.js';
 
 const EXAMPLE = new URL('../../config.example.yaml', import.meta.url);
-
-/** The ConfigError that parsing `text` as `source` throws. */
-function configError(text: string, source = 'cfg.yaml'): ConfigError {
-  try {
-    parseConfig(text, source);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail(`expected ${JSON.stringify(text)} to be refused`);
-}
 
 /** The single problem of `text`, checked to start with `source:line:col: `. */
 function oneProblem(text: string, line: number, col: number, source = 'cfg.yaml'): string {
@@ -29,12 +19,6 @@ function oneProblem(text: string, line: number, col: number, source = 'cfg.yaml'
   assert.equal(err.code, 'NOTIFY_ERR_CONFIG');
   assert.equal(err.message, p, 'with one problem the message is that problem');
   return p;
-}
-
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'notify-config-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 test('config: the defaults', () => {

@@ -2,41 +2,14 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, parseConfig } from '../src/config.js';
-import type { DeliveryReport } from '../src/types.js';
+import { parseConfig } from '../src/config.js';
+import { type Answer, api, send } from './helpers/api.js';
 import { apnsWorld, deviceToken } from './helpers/apns.js';
+import { configError } from './helpers/config.js';
 import { tempDir } from './helpers/daemon.js';
 import { makeApnsKey } from './helpers/fake-apns.js';
 
 const BEARER = 'b'.repeat(24);
-
-interface Answer {
-  status: number;
-  body: unknown;
-}
-
-/** Calls the daemon's HTTP API; a string body is sent as is, anything else as JSON. */
-async function api(
-  url: string,
-  method: 'GET' | 'POST' | 'DELETE',
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<Answer> {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...headers },
-    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: JSON.parse(text) as unknown };
-}
-
-async function send(url: string, body: Record<string, unknown>): Promise<DeliveryReport> {
-  const a = await api(url, 'POST', '/v1/send', body);
-  assert.equal(a.status, 200, JSON.stringify(a.body));
-  return a.body as DeliveryReport;
-}
 
 /** The tokens the fake APNs received requests for, in order. */
 const seen = (w: { fake: { requests: { token: string }[] } }): string[] => w.fake.requests.map((r) => r.token);
@@ -403,13 +376,7 @@ function yamlWithDevices(dir: string, devices: string): string {
 }
 
 function configProblems(text: string, dir: string): readonly string[] {
-  try {
-    parseConfig(text, 'cfg.yaml', dir);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.problems;
-  }
-  assert.fail('expected a ConfigError');
+  return configError(text, 'cfg.yaml', dir).problems;
 }
 
 test('devices config: a YAML device token that is not hex is an error naming devices.uid1.apns[0] at its line:column', (t) => {

@@ -4,7 +4,8 @@ import { request } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import { type ClientOptions, WebSocket } from 'ws';
 import { type TestDaemon, startDaemon } from './helpers/daemon.js';
-import { type WsClient, textClient, until, wsClient } from './helpers/clients.js';
+import { type WsClient, bound, textClient, within, wsClient } from './helpers/clients.js';
+import { refusals } from './helpers/metrics.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -12,28 +13,8 @@ import { type WsClient, textClient, until, wsClient } from './helpers/clients.js
 /** Generous: a noisy 2-core machine. */
 const WAIT_MS = 4000;
 
-/** Rejects after `ms` with `what`; for promises that have no timeout of their own. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** `notify_limit_refusals_total{limit="X"}` now (0 when the series does not exist yet). */
-async function refusals(d: TestDaemon, limit: string): Promise<number> {
-  const text = await d.metrics.text();
-  const m = new RegExp(`^notify_limit_refusals_total\\{limit="${limit}"\\} (\\S+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : 0;
-}
-
 function index(d: TestDaemon) {
   return d.registry.index('websocket');
-}
-
-async function bound(d: TestDaemon, uid: string, n = 1): Promise<void> {
-  await until(() => index(d).targets(uid).length === n, `${uid} to have ${n} session(s)`, WAIT_MS);
 }
 
 /** The websocket transport's connection count, from /healthz. */

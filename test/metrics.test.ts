@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { type Io, main } from '../src/cli.js';
 import { createLogger } from '../src/log.js';
 import type { DeliveryReport } from '../src/types.js';
-import { type WsClient, textClient, until, wsClient } from './helpers/clients.js';
+import { cli } from './helpers/cli.js';
+import { type WsClient, session, textClient, until, wsClient } from './helpers/clients.js';
 import { type TestDaemon, startDaemon } from './helpers/daemon.js';
 import { startFakeHttp } from './helpers/fake-http.js';
+import { sample } from './helpers/metrics.js';
+import { deadPort } from './helpers/net.js';
 
 // The CLI falls back to $NOTIFY_TOKEN; keep the caller's environment out of these tests.
 delete process.env.NOTIFY_TOKEN;
@@ -19,23 +19,6 @@ const PKG = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-/**
- * The value of one sample of the Prometheus text `text`: metric `name` with exactly `labels`
- * (undefined when there is no such sample).
- */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got: Record<string, string> = {};
-    for (const lm of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) got[lm[1] as string] = lm[2] as string;
-    const want = Object.entries(labels);
-    if (want.length === Object.keys(got).length && want.every(([k, v]) => got[k] === v)) return Number(m[3]);
-  }
-  return undefined;
-}
 
 async function scrape(d: TestDaemon, headers: Record<string, string> = {}): Promise<string> {
   const res = await fetch(`${d.httpUrl}/metrics`, { headers });
@@ -50,41 +33,6 @@ async function send(d: TestDaemon, body: Record<string, unknown>, headers: Recor
   const text = await res.text();
   assert.equal(res.status, 200, text);
   return JSON.parse(text) as DeliveryReport;
-}
-
-async function session(t: TestContext, d: TestDaemon, uid: string): Promise<WsClient> {
-  const before = d.registry.index('websocket').targets(uid).length;
-  const c = await wsClient(t, d.wsUrl, { bind: uid });
-  await until(() => d.registry.index('websocket').targets(uid).length > before, `${uid} to bind`, 5000);
-  return c;
-}
-
-/** A fake Io that records what the CLI writes. */
-function fakeIo() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = {
-    out: (s) => void out.push(s),
-    err: (s) => void err.push(s),
-    onStopSignal: () => () => {},
-  };
-  return { io, out: () => out.join(''), err: () => err.join('') };
-}
-
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const f = fakeIo();
-  const code = await main(argv, f.io);
-  return { code, out: f.out(), err: f.err() };
-}
-
-/** A port nothing listens on: bound, then closed. */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function getJson(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -104,9 +52,9 @@ test('metrics: sessions and uids online follow bound WS sessions; messages in by
   assert.equal(sample(empty, 'notify_store_messages'), 0);
   assert.equal(sample(empty, 'notify_delivery_seconds_count'), 0);
 
-  const a1 = await session(t, d, 'alice');
-  const a2 = await session(t, d, 'alice');
-  const b1 = await session(t, d, 'bob');
+  const a1 = await session(t, d, 'alice', 5000);
+  const a2 = await session(t, d, 'alice', 5000);
+  const b1 = await session(t, d, 'bob', 5000);
   // An unbound connection is not a session.
   await wsClient(t, d.wsUrl);
 
@@ -225,7 +173,7 @@ test('metrics: with http.token, /metrics and /v1/status need the bearer; /health
 async function busyDaemon(t: TestContext): Promise<{ d: TestDaemon; clients: WsClient[] }> {
   const fake = await startFakeHttp(t);
   const d = await startDaemon(t, { http: { token: TOKEN }, transports: { hook: { type: 'http', url: `${fake.url}/{{uid}}` } } }, 'warn');
-  const clients = [await session(t, d, 'alice'), await session(t, d, 'alice'), await session(t, d, 'bob')];
+  const clients = [await session(t, d, 'alice', 5000), await session(t, d, 'alice', 5000), await session(t, d, 'bob', 5000)];
   await send(d, { uids: ['alice', 'bob', 'carol'], msg: 'one' }, AUTH);
   await send(d, { uid: 'bob', msg: 'two' }, AUTH);
   return { d, clients };
@@ -368,7 +316,7 @@ test('logs: one JSON object per line with time, level, msg; the level filters an
 
 test('logs: the daemon writes JSON lines with time, level and msg, and never the http.token', { timeout: 60_000 }, async (t) => {
   const d = await startDaemon(t, { http: { token: TOKEN } }, 'debug');
-  await session(t, d, 'alice');
+  await session(t, d, 'alice', 5000);
   await send(d, { uid: 'alice', msg: 'hi' }, AUTH);
   const bad = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', headers: { authorization: 'Bearer nope' }, body: '{}' });
   assert.equal(bad.status, 401);

@@ -5,10 +5,10 @@ import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import { stringify } from 'yaml';
 import type { Config } from '../src/config.js';
-import type { PublishReport } from '../src/types.js';
+import { api, send } from './helpers/api.js';
 import { apnsWorld, deviceToken } from './helpers/apns.js';
 import { type Child, startChild } from './helpers/child.js';
-import { type WsClient, until, wsClient } from './helpers/clients.js';
+import { session, until, within, wsClient } from './helpers/clients.js';
 import { type Overrides, type TestDaemon, startDaemon, tempDir, testConfig } from './helpers/daemon.js';
 import { type FakeHttp, startFakeHttp } from './helpers/fake-http.js';
 
@@ -17,27 +17,6 @@ const PROC_MS = 15_000;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-interface Answer {
-  status: number;
-  body: unknown;
-}
-
-async function api(base: string, method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<Answer> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json' },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, body: JSON.parse(text) as unknown };
-}
-
-async function send(base: string, body: Record<string, unknown>): Promise<PublishReport> {
-  const a = await api(base, 'POST', '/v1/send', body);
-  assert.equal(a.status, 200, JSON.stringify(a.body));
-  return a.body as PublishReport;
-}
 
 /**
  * A daemon and a way to build its next config: both share one state folder (so a reload sees
@@ -49,28 +28,10 @@ async function reloadable(t: TestContext, overrides: Overrides): Promise<{ d: Te
   return { d, next: (o) => testConfig({ ...o, state: { dir } }, t) };
 }
 
-async function session(t: TestContext, d: TestDaemon, uid: string): Promise<WsClient> {
-  const before = d.registry.index('websocket').targets(uid).length;
-  const c = await wsClient(t, d.wsUrl, { bind: uid });
-  await until(() => d.registry.index('websocket').targets(uid).length > before, `${uid} to bind`, 5000);
-  return c;
-}
-
 async function health(base: string): Promise<Record<string, Record<string, unknown>>> {
   const a = await api(base, 'GET', '/healthz');
   assert.equal(a.status, 200);
   return (a.body as { transports: Record<string, Record<string, unknown>> }).transports;
-}
-
-/** `p`, or a failure naming `what` after `ms`. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)));
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 const pathsSince = (fake: FakeHttp, from: number): string[] => fake.requests.slice(from).map((r) => r.path).sort();
@@ -145,7 +106,7 @@ test('reload: a transport added, one changed (new URL), one unchanged: added/cha
 test('reload: WebSocket sessions bound before a reload are all kept and still receive pushes', { timeout: 60_000 }, async (t) => {
   const fake = await startFakeHttp(t);
   const { d, next } = await reloadable(t, { transports: { hookA: { type: 'http', url: `${fake.url}/a/{{uid}}` } } });
-  const clients = [await session(t, d, 'alice'), await session(t, d, 'alice'), await session(t, d, 'bob')];
+  const clients = [await session(t, d, 'alice', 5000), await session(t, d, 'alice', 5000), await session(t, d, 'bob', 5000)];
   const index = d.registry.index('websocket');
   const before = { count: index.targetCount, alice: index.targets('alice').slice().sort(), bob: index.targets('bob').slice() };
   assert.equal(before.count, 3);
@@ -221,7 +182,7 @@ test('reload: lowered limits.uidsPerMessage and sessionsPerUid, and dispatch.rou
     limits: { uidsPerMessage: 3, sessionsPerUid: 3 },
     dispatch: { route: 'all' },
   });
-  const alice = await session(t, d, 'alice');
+  const alice = await session(t, d, 'alice', 5000);
   const three = await send(d.httpUrl, { uids: ['a', 'b', 'c'], msg: 'x' });
   assert.equal(three.sent, 3);
   let from = fake.requests.length;
@@ -276,7 +237,7 @@ test('reload: a change to ws.listen or history.size is reported in restartNeeded
   assert.deepEqual([r.added, r.changed, r.removed], [[], [], []]);
 
   assert.equal(d.addresses().ws, ws, 'still listening where it was');
-  const c = await session(t, d, 'u');
+  const c = await session(t, d, 'u', 5000);
   await send(d.httpUrl, { uid: 'u', msg: 'm4' });
   assert.equal(await c.frame(1, 5000), 'm4');
   const kept = d.history?.replay('u', undefined).messages.map((m) => m.frame);

@@ -3,10 +3,11 @@ import { once } from 'node:events';
 import { test, type TestContext } from 'node:test';
 import { runInNewContext } from 'node:vm';
 import { WebSocket } from 'ws';
-import { type Io, main } from '../src/cli.js';
+import { main } from '../src/cli.js';
 import { createDaemon, type Daemon } from '../src/daemon.js';
 import type { PublishReport } from '../src/types.js';
-import { type TextClient, type WsClient, textClient, until, wsClient } from './helpers/clients.js';
+import { type TextClient, type WsClient, session, textClient, until, wsClient } from './helpers/clients.js';
+import { fakeIo } from './helpers/cli.js';
 import { type TestDaemon, startDaemon, testConfig } from './helpers/daemon.js';
 import { type FakeHttp, startFakeHttp } from './helpers/fake-http.js';
 
@@ -33,14 +34,6 @@ interface Envelope {
 
 function sessions(d: Daemon, uid: string): number {
   return d.registry.index('websocket').targets(uid).length;
-}
-
-/** A session of the original protocol: binds with the uid as its first frame. */
-async function plain(t: TestContext, d: Daemon & { wsUrl: string }, uid: string): Promise<WsClient> {
-  const before = sessions(d, uid);
-  const c = await wsClient(t, d.wsUrl, { bind: uid });
-  await until(() => sessions(d, uid) > before, `${uid} to bind (plain)`, WAIT);
-  return c;
 }
 
 interface Resuming extends WsClient {
@@ -105,13 +98,6 @@ function assertIncreasing(ids: readonly string[], what: string): void {
   for (let i = 1; i < ids.length; i++) assert.ok((ids[i - 1] as string) < (ids[i] as string), `${what}: ${ids[i]} after ${ids[i - 1]}`);
 }
 
-function fakeIo() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { out: (s) => void out.push(s), err: (s) => void err.push(s), onStopSignal: () => () => {} };
-  return { io, out: () => out.join(''), err: () => err.join('') };
-}
-
 /** `notify send ... --json` in-process, against a daemon's HTTP API. */
 async function cliSend(d: { httpUrl: string }, args: string[]): Promise<{ code: number; report: PublishReport; err: string }> {
   const f = fakeIo();
@@ -162,7 +148,7 @@ test('resume: messages stored while nobody was online are replayed on bind as {"
   assertIncreasing(replay.map((e) => e.id), 'replayed ids');
 
   // Live: envelopes too, for the resuming session; a plain session of the same uid gets the bare frame.
-  const classic = await plain(t, d, 'u1');
+  const classic = await session(t, d, 'u1', WAIT);
   const line2 = JSON.stringify({ uid: 'u1', n: 2 });
   assert.equal(await say(backend, line2), 'ok');
   const live = (await page.next(5)) as Envelope;
@@ -385,7 +371,7 @@ test('live-first per publish: a plain session or an acking resuming session take
   const { d, pushed, fake } = await withFallback(t, { ackTimeout: '300ms' });
 
   // (a) A plain session counts as delivered when written.
-  const pa = await plain(t, d, 'pa');
+  const pa = await session(t, d, 'pa', WAIT);
   const ra = await send(d.httpUrl, { uid: 'pa', msg: 'a', route: 'live-first' });
   assert.equal(ra.route, 'live-first');
   assert.deepEqual(ra.paths, { pa: 'live' });
@@ -451,7 +437,7 @@ test('live-first as the config default: nobody online goes straight to the push 
   assert.deepEqual(pushed('pd'), [{ uid: 'pd', frame: 'd' }]);
 
   // A plain session: live, nothing pushed.
-  const pp = await plain(t, d, 'pp');
+  const pp = await session(t, d, 'pp', WAIT);
   const rp = await send(d.httpUrl, { uid: 'pp', msg: 'p' });
   assert.deepEqual(rp.paths, { pp: 'live' });
   assert.deepEqual(pushed('pp'), []);
@@ -495,7 +481,7 @@ test('live-first as the config default: nobody online goes straight to the push 
 
 test('ids: every report (HTTP, Text "reply":"json", CLI --json) has a ULID id and stored: true; ids increase', async (t) => {
   const d = await startDaemon(t);
-  const page = await plain(t, d, 'iu');
+  const page = await session(t, d, 'iu', WAIT);
   const r1 = await send(d.httpUrl, { uid: 'iu', msg: 'one' });
   const backend = await textClient(t, d.textPort);
   const r2 = JSON.parse(await say(backend, JSON.stringify({ uid: 'iu', n: 2, reply: 'json' }))) as PublishReport;
@@ -517,7 +503,7 @@ test('ids: every report (HTTP, Text "reply":"json", CLI --json) has a ULID id an
 test('ids: a publisher id is the message id; a repeat (HTTP, Text, CLI) is not delivered again and gets the first answer with duplicate: true', async (t) => {
   const d = await startDaemon(t);
   const page = await resuming(t, d, 'du');
-  const classic = await plain(t, d, 'du');
+  const classic = await session(t, d, 'du', WAIT);
 
   const first = await send(d.httpUrl, { uid: 'du', msg: 'order shipped', id: 'order-42' });
   assert.equal(first.id, 'order-42');
@@ -594,7 +580,7 @@ test('ids: after a restart on the same state dir, a repeat still gets the first 
   assert.deepEqual(againText, { ...firstText, duplicate: true });
   assert.equal(await say(t2, JSON.stringify({ uid: 'rs', id: 'keep-1' })), 'fail', 'the first answer: it was only stored');
 
-  const classic = await plain(t, d2, 'rs');
+  const classic = await session(t, d2, 'rs', WAIT);
   await marker(d2, classic, 'rs', 'end');
   await until(() => page.frames.length >= 3, 'the marker at the resuming page', WAIT);
   assert.deepEqual(
@@ -637,7 +623,7 @@ test('ids: with history off, reports say stored: false, and a bind with since ge
 
 test('text: "reply":"json" answers with the report line; bad reply, route, ttl and id are error: lines saying what is wrong; the next line still works', async (t) => {
   const d = await startDaemon(t);
-  const page = await plain(t, d, 'tj');
+  const page = await session(t, d, 'tj', WAIT);
   const backend = await textClient(t, d.textPort);
   const good1 = JSON.stringify({ uid: 'tj', msg: 'hi', reply: 'json' });
   const good2 = JSON.stringify({ uid: 'tj', n: 2 });

@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
 import { textClient, until, wsClient, type WsClient } from '../helpers/clients.js';
+import { wsFrame } from '../helpers/ws-frame.js';
 
 /**
  * Abuse tests (issue 6, item 6). One daemon, in this process (an uncaught exception anywhere in
@@ -344,28 +345,6 @@ function parseServerFrames(buf: Buffer): { frames: WsFrame[]; problem?: string }
     off = p + len;
   }
   return { frames };
-}
-
-/** One client frame. `mask: false`, `rsv` and `fin: false` let a test break the rules on purpose. */
-function wsFrame(opcode: number, payload: Buffer, opts: { mask?: boolean; rsv?: number; fin?: boolean } = {}): Buffer {
-  const mask = opts.mask ?? true;
-  const b0 = ((opts.fin ?? true) ? 0x80 : 0) | ((opts.rsv ?? 0) << 4) | opcode;
-  let lenBytes: Buffer;
-  if (payload.length < 126) lenBytes = Buffer.from([(mask ? 0x80 : 0) | payload.length]);
-  else if (payload.length < 65536) {
-    lenBytes = Buffer.alloc(3);
-    lenBytes[0] = (mask ? 0x80 : 0) | 126;
-    lenBytes.writeUInt16BE(payload.length, 1);
-  } else {
-    lenBytes = Buffer.alloc(9);
-    lenBytes[0] = (mask ? 0x80 : 0) | 127;
-    lenBytes.writeBigUInt64BE(BigInt(payload.length), 1);
-  }
-  if (!mask) return Buffer.concat([Buffer.from([b0]), lenBytes, payload]);
-  const key = randomBytes(4);
-  const masked = Buffer.from(payload);
-  for (let i = 0; i < masked.length; i++) masked[i] = (masked[i] as number) ^ (key[i % 4] as number);
-  return Buffer.concat([Buffer.from([b0]), lenBytes, key, masked]);
 }
 
 function closePayload(code: number, reason: Buffer = Buffer.alloc(0)): Buffer {

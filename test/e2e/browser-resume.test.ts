@@ -1,28 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { createDaemon, type Daemon } from '../../src/daemon.js';
+import { SKIP, SLOW_MS, openPage } from '../helpers/browser.js';
 import { textClient, until } from '../helpers/clients.js';
 import { tempDir, testConfig } from '../helpers/daemon.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-// CI installs Chromium, so there a missing binary is a failure, not a skip.
-const SKIP = existsSync(CHROMIUM) || process.env.CI ? false : `${CHROMIUM} not installed (.ci/run installs it)`;
-// A noisy 2-core machine: generous bounds for launch, load and connect; normally it takes a few seconds.
-const SLOW_MS = 20_000;
-
-/** A port that was free a moment ago: bound on 127.0.0.1 port 0, then closed. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { deadPort } from '../helpers/net.js';
 
 // The demo page (GET / on the WebSocket port) uses /notify-client.js: when its socket drops, it
 // reconnects with backoff and binds with the last id it saw, so pushes sent while it was away
@@ -33,7 +15,7 @@ test('browser: the demo page resumes after a daemon restart: pushes sent while i
   // to that same host:port (as a real page does when its daemon restarts), so the new daemon
   // must listen there. A port bound to 0 and released a moment ago is free in practice; the
   // other listeners stay on port 0.
-  const port = await freePort();
+  const port = await deadPort();
   const stateDir = tempDir(t, 'notify-browser-resume-');
   const config = testConfig({ ws: { listen: `127.0.0.1:${port}` }, state: { dir: stateDir } }, t);
 
@@ -48,23 +30,7 @@ test('browser: the demo page resumes after a daemon restart: pushes sent while i
   const d1 = await startDaemon();
   assert.equal(d1.addresses().ws, `127.0.0.1:${port}`);
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    timeout: SLOW_MS,
-  });
-  // Registered before anything else can fail, so the browser is closed whatever happens next.
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  page.setDefaultTimeout(SLOW_MS);
-
-  const pageErrors: string[] = [];
-  const foreign: string[] = [];
-  page.on('pageerror', (err) => pageErrors.push(String(err)));
-  const checkHost = (url: string): void => {
-    if (new URL(url).hostname !== '127.0.0.1') foreign.push(url);
-  };
-  page.on('request', (req) => checkHost(req.url()));
+  const { page, pageErrors, foreign, checkHost } = await openPage(t);
   // Every WebSocket the page opens: whether it failed to connect, and the frames both ways.
   interface Socket {
     failed: boolean;

@@ -1,38 +1,15 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
+import { SKIP, SLOW_MS, openPage } from '../helpers/browser.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { textClient, until } from '../helpers/clients.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-// CI installs Chromium, so there a missing binary is a failure, not a skip.
-const SKIP = existsSync(CHROMIUM) || process.env.CI ? false : `${CHROMIUM} not installed (.ci/run installs it)`;
-// A noisy 2-core machine: generous bounds for launch, load and connect; normally it takes a few seconds.
-const SLOW_MS = 20_000;
 
 // The demo page served at GET / on the WebSocket port, in a real browser: it binds the uid from
 // its URL, and every push through the Text ingress appears in its list as literal text.
 test('browser: the demo page binds its uid and lists Text-ingress pushes as literal text', { skip: SKIP }, async (t) => {
   const d = await startDaemon(t);
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    timeout: SLOW_MS,
-  });
-  // Registered before anything else can fail, so the browser is closed whatever happens next;
-  // t.after hooks run in reverse order, so this runs before the daemon stops.
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  page.setDefaultTimeout(SLOW_MS);
-
-  const pageErrors: string[] = [];
-  const foreign: string[] = [];
-  page.on('pageerror', (err) => pageErrors.push(String(err)));
-  const checkHost = (url: string): void => {
-    if (new URL(url).hostname !== '127.0.0.1') foreign.push(url);
-  };
-  page.on('request', (req) => checkHost(req.url()));
+  // The browser is closed when the test ends, before the daemon stops.
+  const { page, pageErrors, foreign, checkHost } = await openPage(t);
   page.on('websocket', (ws) => checkHost(ws.url()));
 
   const origin = `http://${d.addresses().ws}`;

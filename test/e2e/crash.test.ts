@@ -1,16 +1,11 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
-import { stringify } from 'yaml';
-import { deviceToken } from '../helpers/apns.js';
+import { apnsWorld, deviceToken, writeWorldConfig } from '../helpers/apns.js';
 import { startChild } from '../helpers/child.js';
-import { until } from '../helpers/clients.js';
-import { tempDir } from '../helpers/daemon.js';
-import { makeApnsKey, startFakeApns } from '../helpers/fake-apns.js';
+import { collectLines, until } from '../helpers/clients.js';
 
 /**
  * A resuming client as /notify-client.js is one, minus its dedupe: it binds with the last id it
@@ -48,41 +43,18 @@ class ResumingClient {
 test('crash safety: after SIGKILL mid-stream and a restart, the resuming client has every message answered ok exactly once, and pending APNs retries complete', async (t) => {
   // Fake APNs: every token's first attempt is 503 with Retry-After 3 s, so the deliveries are
   // waiting for their retry (held in the store) when the daemon is killed.
-  const key = makeApnsKey();
   const tokens = [deviceToken(), deviceToken(), deviceToken()];
-  const fake = await startFakeApns({
-    key,
-    respond: (req) => (req.attempt === 1 ? { status: 503, reason: 'ServiceUnavailable', headers: { 'retry-after': '3' } } : undefined),
+  const w = await apnsWorld(t, {
+    devices: { ios1: tokens },
+    fake: {
+      respond: (req) => (req.attempt === 1 ? { status: 503, reason: 'ServiceUnavailable', headers: { 'retry-after': '3' } } : undefined),
+    },
+    dispatch: { deliverTimeoutMs: 1000 },
+    apns: { retry: { limit: 3, baseDelayMs: 50, maxDelayMs: 10_000 } },
   });
-  t.after(() => fake.close());
-
-  const dir = tempDir(t, 'notify-crash-');
-  writeFileSync(join(dir, 'AuthKey.p8'), key.pem);
-  writeFileSync(join(dir, 'ca.pem'), fake.ca);
-  const config = join(dir, 'notify.yaml');
-  writeFileSync(
-    config,
-    stringify({
-      ws: { listen: '127.0.0.1:0' },
-      text: { listen: '127.0.0.1:0' },
-      http: { listen: '127.0.0.1:0' },
-      state: { dir: './state' },
-      log: { level: 'debug' },
-      history: { size: 10_000 },
-      dispatch: { deliverTimeoutMs: 1000 },
-      transports: {
-        apns: {
-          topic: 'com.example.app',
-          token: { key: './AuthKey.p8', keyId: key.keyId, teamId: key.teamId },
-          address: 'localhost',
-          port: fake.port,
-          ca: './ca.pem',
-          retry: { limit: 3, baseDelayMs: 50, maxDelayMs: 10_000 },
-        },
-      },
-      devices: { ios1: { apns: tokens } },
-    }),
-  );
+  Object.assign(w.raw, { log: { level: 'debug' }, history: { size: 10_000 } });
+  const { fake } = w;
+  const config = writeWorldConfig(w);
 
   const first = await startChild(t, config);
 
@@ -107,16 +79,7 @@ test('crash safety: after SIGKILL mid-stream and a restart, the resuming client 
   await once(backend, 'connect');
   backend.on('error', () => {});
   const replies: string[] = [];
-  let rest = '';
-  backend.setEncoding('utf8');
-  backend.on('data', (chunk: string) => {
-    rest += chunk;
-    let nl: number;
-    while ((nl = rest.indexOf('\n')) !== -1) {
-      replies.push(rest.slice(0, nl));
-      rest = rest.slice(nl + 1);
-    }
-  });
+  collectLines(backend, replies);
   let sent = 0;
   const writer = setInterval(() => {
     let batch = '';

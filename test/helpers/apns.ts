@@ -82,3 +82,10 @@ export async function apnsWorld(
   };
   return world;
 }
+
+/** Writes the world's config to a YAML file in its folder (relative paths in it resolve there). */
+export function writeWorldConfig(w: ApnsWorld, name = 'notify.yaml'): string {
+  const file = join(w.dir, name);
+  writeFileSync(file, stringify(w.raw));
+  return file;
+}

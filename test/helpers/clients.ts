@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { WebSocket } from 'ws';
+import type { Daemon } from '../../src/daemon.js';
 
 /** A ws client that records every frame it receives, as text. */
 export interface WsClient {
@@ -44,6 +45,24 @@ export async function wsClient(t: TestContext, url: string, opts: { bind?: strin
   };
 }
 
+/**
+ * Reads `socket` as UTF-8 and pushes every complete line it receives, without its line ending,
+ * to `lines`; `onChunk` runs after each chunk.
+ */
+export function collectLines(socket: Socket, lines: string[], onChunk?: () => void): void {
+  let rest = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    rest += chunk;
+    let nl: number;
+    while ((nl = rest.indexOf('\n')) !== -1) {
+      lines.push(rest.slice(0, nl));
+      rest = rest.slice(nl + 1);
+    }
+    onChunk?.();
+  });
+}
+
 /** A raw TCP client for the Text ingress that collects reply lines. */
 export interface TextClient {
   socket: Socket;
@@ -59,16 +78,8 @@ export interface TextClient {
 export async function textClient(t: TestContext, port: number): Promise<TextClient> {
   const socket = connect({ host: '127.0.0.1', port });
   const lines: string[] = [];
-  let rest = '';
   const waiters: (() => void)[] = [];
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    rest += chunk;
-    let nl: number;
-    while ((nl = rest.indexOf('\n')) !== -1) {
-      lines.push(rest.slice(0, nl));
-      rest = rest.slice(nl + 1);
-    }
+  collectLines(socket, lines, () => {
     for (const w of waiters.splice(0)) w();
   });
   socket.on('error', () => {});
@@ -101,4 +112,43 @@ export async function until(check: () => boolean, what: string, timeoutMs = 2000
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** Rejects after `ms` with `what`; for promises that have no timeout of their own. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A client->server->client round trip. The server handles a connection's frames in order, so
+ * once the pong is back every frame sent before the ping has been processed.
+ */
+export async function roundTrip(ws: WebSocket, timeoutMs = 4000): Promise<void> {
+  const pong = once(ws, 'pong');
+  ws.ping();
+  await within(pong, timeoutMs, 'pong');
+}
+
+/** A daemon with a WebSocket listener, as the session helpers need it. */
+type WsDaemon = Pick<Daemon, 'registry'> & { wsUrl: string };
+
+/**
+ * A WebSocket session bound to `uid` (the uid as its first frame), once the daemon's registry
+ * has one more session for the uid than before.
+ */
+export async function session(t: TestContext, d: WsDaemon, uid: string, timeoutMs = 2000): Promise<WsClient> {
+  const before = d.registry.index('websocket').targets(uid).length;
+  const c = await wsClient(t, d.wsUrl, { bind: uid });
+  await until(() => d.registry.index('websocket').targets(uid).length > before, `${uid} to bind`, timeoutMs);
+  return c;
+}
+
+/** Waits until `uid` has exactly `n` WebSocket sessions bound (0: the uid is gone). */
+export async function bound(d: Pick<Daemon, 'registry'>, uid: string, n = 1, timeoutMs = 4000): Promise<void> {
+  const index = () => d.registry.index('websocket');
+  await until(() => index().targets(uid).length === n && index().has(uid) === n > 0, `${JSON.stringify(uid.slice(0, 40))} to have ${n} session(s)`, timeoutMs);
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -15,6 +15,13 @@ export function tempDir(t: TestContext, prefix = 'notify-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** A file `name` holding `text`, in a fresh temporary folder (removed when the test ends). */
+export function writeTemp(t: TestContext, name: string, text: string, prefix?: string): string {
+  const file = join(tempDir(t, prefix), name);
+  writeFileSync(file, text);
+  return file;
 }
 
 /**

@@ -4,18 +4,8 @@ import type { TargetIndex } from '../../src/registry.js';
 
 export type Behaviour = 'send' | 'reject' | 'throw' | 'hang' | 'hang-ignoring-signal';
 
-/**
- * A Transport for dispatcher tests (centrifuge's TestBroker): it reaches the uids its index
- * holds, records every call and behaves as told per uid.
- */
-export class RecordingTransport implements Transport {
-  readonly calls: { uid: Uid; msg: Message; signal: AbortSignal }[] = [];
-  readonly behaviour = new Map<Uid, Behaviour>();
-  /** Results to return for a uid instead of one `sent` per target. */
-  readonly canned = new Map<Uid, DeliveryResult[]>();
-  /** Called at the start of every deliver(), before the behaviour applies. */
-  onDeliver: ((uid: Uid) => Promise<void> | void) | undefined;
-
+/** A test Transport that reaches the uids its index holds; subclasses say how they deliver. */
+export abstract class IndexedTransport implements Transport {
   constructor(
     readonly name: string,
     readonly index: TargetIndex,
@@ -28,7 +18,22 @@ export class RecordingTransport implements Transport {
     return this.index.has(uid);
   }
 
-  deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
+  abstract deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]>;
+}
+
+/**
+ * A Transport for dispatcher tests (centrifuge's TestBroker): it reaches the uids its index
+ * holds, records every call and behaves as told per uid.
+ */
+export class RecordingTransport extends IndexedTransport {
+  readonly calls: { uid: Uid; msg: Message; signal: AbortSignal }[] = [];
+  readonly behaviour = new Map<Uid, Behaviour>();
+  /** Results to return for a uid instead of one `sent` per target. */
+  readonly canned = new Map<Uid, DeliveryResult[]>();
+  /** Called at the start of every deliver(), before the behaviour applies. */
+  onDeliver: ((uid: Uid) => Promise<void> | void) | undefined;
+
+  override deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
     this.calls.push({ uid, msg, signal });
     const b = this.behaviour.get(uid) ?? 'send';
     if (b === 'throw') throw new Error(`${this.name} exploded`);

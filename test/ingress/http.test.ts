@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
-import { type WsClient, until, wsClient } from '../helpers/clients.js';
+import { session } from '../helpers/clients.js';
 
 const TOKEN = 'x'.repeat(20);
 
@@ -20,14 +20,6 @@ async function post(d: TestDaemon, body: unknown, headers: Record<string, string
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) as unknown };
-}
-
-/** A ws session bound to `uid`, once the daemon has it registered. */
-async function session(t: TestContext, d: TestDaemon, uid: string): Promise<WsClient> {
-  const before = d.registry.index('websocket').targets(uid).length;
-  const c = await wsClient(t, d.wsUrl, { bind: uid });
-  await until(() => d.registry.index('websocket').targets(uid).length > before, `${uid} to bind`);
-  return c;
 }
 
 /** Asserts an error answer: the status, `{code, error}` JSON and nothing else. */

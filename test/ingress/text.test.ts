@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { TargetIndex } from '../../src/registry.js';
 import { TRANSPORT_TYPES, type TransportType } from '../../src/transports/index.js';
-import type { Transport } from '../../src/transports/transport.js';
 import type { DeliveryResult, Message, Uid } from '../../src/types.js';
-import { type TextClient, textClient, until, type WsClient, wsClient } from '../helpers/clients.js';
-import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
+import { session, type TextClient, textClient, until, wsClient } from '../helpers/clients.js';
+import { startDaemon } from '../helpers/daemon.js';
+import { IndexedTransport } from '../helpers/recording-transport.js';
 
 // Generous waits: the CI box is a noisy 2-core machine. Tests wait on conditions, so they
 // normally finish long before these.
@@ -20,13 +19,6 @@ const NOT_OBJECT = 'error: expected a JSON object, e.g. {"uid":"uid1","msg":"hi"
 const NOT_UTF8 = 'error: line is not valid UTF-8';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** A WebSocket session bound to `uid`, waiting until the registry has `sessions` targets for it. */
-async function online(t: TestContext, d: TestDaemon, uid: string, sessions = 1): Promise<WsClient> {
-  const page = await wsClient(t, d.wsUrl, { bind: uid });
-  await until(() => d.registry.index('websocket').targets(uid).length >= sessions, `${uid} to bind`, WAIT);
-  return page;
-}
 
 /** Resolves true if the connection closed within `ms`, false if it is still open. */
 async function closedWithin(c: TextClient, ms: number): Promise<boolean> {
@@ -52,7 +44,7 @@ function lineOfBytes(bytes: number, uid = 'uid1'): string {
 
 test('text: \\n and \\r\\n line endings; the WS frame is the line without its ending, byte for byte', async (t) => {
   const d = await startDaemon(t);
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
   let raw = '';
   c.socket.on('data', (chunk: string) => (raw += chunk));
@@ -85,7 +77,7 @@ test('text: \\n and \\r\\n line endings; the WS frame is the line without its en
 
 test('text: a CR that is not the last byte of the line stays in it', async (t) => {
   const d = await startDaemon(t);
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
   // "\r" between JSON tokens is whitespace, so this line is valid JSON; only a trailing CR is stripped.
   const line = '{"uid":"uid1",\r"msg":"cr inside"}';
@@ -99,7 +91,7 @@ test('text: a CR that is not the last byte of the line stays in it', async (t) =
 
 test('text: 200 pipelined lines in one write are answered in request order (ok / fail / error mixed)', async (t) => {
   const d = await startDaemon(t);
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
   let raw = '';
   c.socket.on('data', (chunk: string) => (raw += chunk));
@@ -131,7 +123,7 @@ test('text: 200 pipelined lines in one write are answered in request order (ok /
 
 test('text: a line written byte by byte, with delays, is one request', async (t) => {
   const d = await startDaemon(t);
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
   c.socket.setNoDelay(true);
 
@@ -162,7 +154,7 @@ test('text: a line written byte by byte, with delays, is one request', async (t)
 
 test('text: multi-byte UTF-8 characters split between writes arrive intact', async (t) => {
   const d = await startDaemon(t);
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
   c.socket.setNoDelay(true);
 
@@ -192,7 +184,7 @@ test('text: multi-byte UTF-8 characters split between writes arrive intact', asy
 
 test('text: the connection stays open and keeps serving after replies and after errors', async (t) => {
   const d = await startDaemon(t);
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
 
   const rounds: [string, string][] = [
@@ -221,9 +213,9 @@ test('text: the connection stays open and keeps serving after replies and after 
 
 test('text: uid as an array reaches every listed uid; ok if any is online, fail if none', async (t) => {
   const d = await startDaemon(t);
-  const one = await online(t, d, 'uid1');
-  const two = await online(t, d, 'uid2');
-  const three = await online(t, d, 'uid3');
+  const one = await session(t, d, 'uid1', WAIT);
+  const two = await session(t, d, 'uid2', WAIT);
+  const three = await session(t, d, 'uid3', WAIT);
   const c = await textClient(t, d.textPort);
 
   const both = '{"uid":["uid1","uid2","nobody"],"msg":"to two"}';
@@ -255,9 +247,9 @@ test('text: "broadcast": true reaches every bound session of every uid', async (
   c.write('{"broadcast":true,"msg":"nobody home"}\n');
   assert.deepEqual(await c.replies(1, WAIT), ['fail']);
 
-  const a1 = await online(t, d, 'uidA', 1);
-  const a2 = await online(t, d, 'uidA', 2);
-  const b = await online(t, d, 'uidB');
+  const a1 = await session(t, d, 'uidA', WAIT);
+  const a2 = await session(t, d, 'uidA', WAIT);
+  const b = await session(t, d, 'uidB', WAIT);
   const unbound = await wsClient(t, d.wsUrl);
 
   const line = '{"broadcast":true,"msg":"to all"}';
@@ -319,7 +311,7 @@ const BAD_INPUTS: { name: string; line: string | Buffer; reply: string; exact: b
 for (const bad of BAD_INPUTS) {
   test(`text: bad input (${bad.name}) gets one error line and the next line is served`, async (t) => {
     const d = await startDaemon(t);
-    const page = await online(t, d, 'uid1');
+    const page = await session(t, d, 'uid1', WAIT);
     const c = await textClient(t, d.textPort);
     // Bad line and a good one in the same write, then another good one on its own.
     c.write(Buffer.concat([Buffer.from(bad.line), Buffer.from(`\n${PROBE}\n`)]));
@@ -357,7 +349,7 @@ test('text: "not JSON" says why the JSON is bad', async (t) => {
 
 test('text: a 5000-byte line over maxLineBytes gets exactly one error, and the next line is served', async (t) => {
   const d = await startDaemon(t, { text: { maxLineBytes: 1024 } });
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
   const big = lineOfBytes(5000);
 
@@ -397,7 +389,7 @@ test('text: a 5000-byte line over maxLineBytes gets exactly one error, and the n
 
 test('text: maxLineBytes is exact, not counting the line ending, in one write or byte by byte', async (t) => {
   const d = await startDaemon(t, { text: { maxLineBytes: 1024 } });
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
   const fits = lineOfBytes(1024);
   const over = lineOfBytes(1025);
@@ -436,7 +428,7 @@ test('text: an endless over-limit line gets one error, is not buffered, and the 
   };
 
   const d = await startDaemon(t, { text: { maxLineBytes: 1024 } }, 'warn');
-  await online(t, d, 'uid1');
+  await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
 
   const before = retained();
@@ -470,7 +462,7 @@ test('text: an endless over-limit line gets one error, is not buffered, and the 
 
 test('text: with maxPipelinedLines 4, 100 lines written at once all get their replies, in order', async (t) => {
   const d = await startDaemon(t, { text: { maxPipelinedLines: 4 } });
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
 
   const requests: string[] = [];
@@ -531,7 +523,7 @@ test('text: a client that does not read its replies for a while still gets them 
 
 test('text: a client that half-closes right after writing still gets every reply, then the server closes', async (t) => {
   const d = await startDaemon(t);
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
   c.write('{"uid":"uid1","msg":"one"}\n{"uid":"nobody"}\nhello\n{"uid":"uid1","msg":"two"}\n');
   c.socket.end();
@@ -547,7 +539,7 @@ test('text: a client that half-closes right after writing still gets every reply
 
 test('text: a half-close while lines are held back by maxPipelinedLines still gets every reply', async (t) => {
   const d = await startDaemon(t, { text: { maxPipelinedLines: 2 } });
-  await online(t, d, 'uid1');
+  await session(t, d, 'uid1', WAIT);
   const c = await textClient(t, d.textPort);
   const lines = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ uid: i % 3 ? 'nobody' : 'uid1', seq: i, pad: 'q'.repeat(30) }));
   c.socket.end(`${lines.join('\n')}\n`);
@@ -557,7 +549,7 @@ test('text: a half-close while lines are held back by maxPipelinedLines still ge
 
 test('text: the daemon keeps serving other connections while one client misbehaves', async (t) => {
   const d = await startDaemon(t, { text: { maxLineBytes: 1024 } });
-  const page = await online(t, d, 'uid1');
+  const page = await session(t, d, 'uid1', WAIT);
 
   const bad = await textClient(t, d.textPort);
   bad.write(Buffer.from([0xff, 0xfe, 0x0a]));
@@ -585,23 +577,11 @@ test('text: the daemon keeps serving other connections while one client misbehav
 });
 
 /** A transport whose deliveries wait until `open()` is called: lines stay "in delivery" meanwhile. */
-class GateTransport implements Transport {
+class GateTransport extends IndexedTransport {
   readonly pending: (() => void)[] = [];
   #opened = false;
 
-  constructor(
-    readonly name: string,
-    readonly index: TargetIndex,
-  ) {}
-
-  async start(): Promise<void> {}
-  async stop(): Promise<void> {}
-
-  canReach(uid: Uid): boolean {
-    return this.index.has(uid);
-  }
-
-  deliver(uid: Uid, _msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
+  override deliver(uid: Uid, _msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
     const sent = this.index.targets(uid).map((target): DeliveryResult => ({ transport: this.name, target, status: 'sent' }));
     if (this.#opened) return Promise.resolve(sent);
     return new Promise((resolve) => {

@@ -5,8 +5,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { EXIT, type Io, main } from '../../src/cli.js';
-import { ConfigError, parseConfig } from '../../src/config.js';
+import { EXIT } from '../../src/cli.js';
+import { parseConfig } from '../../src/config.js';
+import { cli } from '../helpers/cli.js';
+import { configError } from '../helpers/config.js';
 import { tempDir } from '../helpers/daemon.js';
 import { makeApnsKey } from '../helpers/fake-apns.js';
 
@@ -40,15 +42,11 @@ function tokenYaml(extra = '', o: { key?: string; keyId?: string; teamId?: strin
   ].join('\n');
 }
 
+/** The problems parsing `text` finds, each checked to start with cfg.yaml:LINE:COL. */
 function problemsOf(text: string, dir: string): readonly string[] {
-  try {
-    parseConfig(text, 'cfg.yaml', dir);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    for (const p of err.problems) assert.match(p, /^cfg\.yaml:\d+:\d+: \S/, `every problem has cfg.yaml:LINE:COL: ${p}`);
-    return err.problems;
-  }
-  assert.fail(`expected a ConfigError for:\n${text}`);
+  const { problems } = configError(text, 'cfg.yaml', dir);
+  for (const p of problems) assert.match(p, /^cfg\.yaml:\d+:\d+: \S/, `every problem has cfg.yaml:LINE:COL: ${p}`);
+  return problems;
 }
 
 /** Asserts exactly one problem, at line:col, and returns its text after the position. */
@@ -70,14 +68,6 @@ async function opensslCert(dir: string): Promise<{ cert: string; key: string }> 
     '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=com.example.app',
   ]);
   return { cert, key };
-}
-
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { out: (s) => void out.push(s), err: (s) => void err.push(s), onStopSignal: () => () => {} };
-  const code = await main(argv, io);
-  return { code, out: out.join(''), err: err.join('') };
 }
 
 // ---------------------------------------------------------------------------------------------

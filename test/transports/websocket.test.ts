@@ -6,7 +6,8 @@ import { test, type TestContext } from 'node:test';
 import { WebSocket, type ClientOptions } from 'ws';
 import type { DeliveryReport, ReportEntry } from '../../src/types.js';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
-import { type WsClient, textClient, until, wsClient } from '../helpers/clients.js';
+import { type WsClient, bound, roundTrip, textClient, until, within, wsClient } from '../helpers/clients.js';
+import { wsFrame } from '../helpers/ws-frame.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers local to this file
@@ -18,32 +19,8 @@ function index(d: TestDaemon) {
   return d.registry.index('websocket');
 }
 
-/** Waits until `uid` has exactly `n` sessions bound (0: the uid is gone). */
-async function bound(d: TestDaemon, uid: string, n = 1): Promise<void> {
-  await until(() => index(d).targets(uid).length === n && index(d).has(uid) === n > 0, `${JSON.stringify(uid.slice(0, 40))} to have ${n} session(s)`, WAIT_MS);
-}
-
 function push(d: TestDaemon, uid: string, frame: string): Promise<DeliveryReport> {
   return d.dispatcher.dispatch({ uids: [uid] }, { id: `m-${frame.length}`, frame, json: false });
-}
-
-/** Rejects after `ms` with `what`; for promises that have no timeout of their own. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-/**
- * A client->server->client round trip. The server handles a connection's frames in order, so
- * once the pong is back every frame sent before the ping has been processed.
- */
-async function roundTrip(ws: WebSocket): Promise<void> {
-  const pong = once(ws, 'pong');
-  ws.ping();
-  await within(pong, WAIT_MS, 'pong');
 }
 
 /** A ws client with options (the helper takes none); closed resolves with [code, reason]. */
@@ -179,34 +156,6 @@ function findCloseFrame(buf: Buffer): [number, string] | undefined {
     off = p + len;
   }
   return undefined;
-}
-
-/** One client frame. `mask: false` breaks RFC 6455 section 5.1 on purpose. */
-function wsFrame(opcode: number, payload: Buffer, opts: { mask?: boolean; rsv?: number } = {}): Buffer {
-  const mask = opts.mask ?? true;
-  const parts: Buffer[] = [];
-  const b0 = 0x80 | ((opts.rsv ?? 0) << 4) | opcode;
-  let lenBytes: Buffer;
-  if (payload.length < 126) lenBytes = Buffer.from([(mask ? 0x80 : 0) | payload.length]);
-  else if (payload.length < 65536) {
-    lenBytes = Buffer.alloc(3);
-    lenBytes[0] = (mask ? 0x80 : 0) | 126;
-    lenBytes.writeUInt16BE(payload.length, 1);
-  } else {
-    lenBytes = Buffer.alloc(9);
-    lenBytes[0] = (mask ? 0x80 : 0) | 127;
-    lenBytes.writeBigUInt64BE(BigInt(payload.length), 1);
-  }
-  parts.push(Buffer.from([b0]), lenBytes);
-  if (mask) {
-    const key = randomBytes(4);
-    const masked = Buffer.from(payload);
-    for (let i = 0; i < masked.length; i++) masked[i] = (masked[i] as number) ^ (key[i % 4] as number);
-    parts.push(key, masked);
-  } else {
-    parts.push(payload);
-  }
-  return Buffer.concat(parts);
 }
 
 // ---------------------------------------------------------------------------------------------

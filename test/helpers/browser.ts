@@ -1,0 +1,45 @@
+import { existsSync } from 'node:fs';
+import type { TestContext } from 'node:test';
+import { type Page, chromium } from 'playwright-core';
+
+export const CHROMIUM = '/usr/bin/chromium';
+// CI installs Chromium, so there a missing binary is a failure, not a skip.
+export const SKIP = existsSync(CHROMIUM) || process.env.CI ? false : `${CHROMIUM} not installed (.ci/run installs it)`;
+// A noisy 2-core machine: generous bounds for launch, load and connect; normally it takes a few seconds.
+export const SLOW_MS = 20_000;
+
+export interface BrowserPage {
+  page: Page;
+  /** Uncaught errors in the page. */
+  pageErrors: string[];
+  /** Every URL the page requested (or opened a WebSocket to, via checkHost) on a host but 127.0.0.1. */
+  foreign: string[];
+  /** Records `url` in `foreign` unless its host is 127.0.0.1. */
+  checkHost(url: string): void;
+}
+
+/**
+ * A page in headless Chromium, with SLOW_MS as its default timeout, recording uncaught errors and
+ * requests to any host but 127.0.0.1 (a test that wants WebSocket URLs checked too passes them to
+ * checkHost). The browser is closed when the test ends: registered before anything else can fail,
+ * and since t.after hooks run in reverse order, before whatever the test started earlier stops.
+ */
+export async function openPage(t: TestContext): Promise<BrowserPage> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    timeout: SLOW_MS,
+  });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  page.setDefaultTimeout(SLOW_MS);
+
+  const pageErrors: string[] = [];
+  const foreign: string[] = [];
+  page.on('pageerror', (err) => pageErrors.push(String(err)));
+  const checkHost = (url: string): void => {
+    if (new URL(url).hostname !== '127.0.0.1') foreign.push(url);
+  };
+  page.on('request', (req) => checkHost(req.url()));
+  return { page, pageErrors, foreign, checkHost };
+}
