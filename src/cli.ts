@@ -213,12 +213,13 @@ async function devicesList(io: Io, o: DevicesOptions): Promise<number> {
   if (o.transport !== undefined) q.set('transport', o.transport);
   const { devices } = (await callApi(o, 'GET', `/v1/devices${q.size ? `?${q}` : ''}`)) as { devices: DeviceEntry[] };
   if (o.json) io.out(`${JSON.stringify(devices)}\n`);
+  else if (devices.length === 0) io.err('no device tokens (configure a push transport under transports:, then devices: or notify devices add)\n');
   else for (const d of devices) io.out(`${d.uid}\t${d.transport}\t${d.token}\t${d.source}\n`);
   return EXIT.delivered;
 }
 
-/** One line for a human: how many targets, by transport, and who was not reached. */
-export function summarize(r: DeliveryReport): string {
+/** One line for a human: how many targets, by transport, who was not reached, and whether it is kept. */
+export function summarize(r: DeliveryReport & { stored?: boolean }): string {
   const byTransport = new Map<string, number>();
   for (const e of r.results) if (e.status === 'sent') byTransport.set(e.transport, (byTransport.get(e.transport) ?? 0) + 1);
   const parts = [...byTransport].map(([t, n]) => `${t}: ${n}`).join(', ');
@@ -230,6 +231,7 @@ export function summarize(r: DeliveryReport): string {
   }
   if (r.unreached.length > 0) line += `; not reachable: ${r.unreached.join(', ')}`;
   if (!r.delivered && r.results.length === 0 && r.unreached.length === 0) line += '; nobody is connected';
+  if (!r.delivered && r.stored) line += '; stored for sessions that resume';
   return line;
 }
 

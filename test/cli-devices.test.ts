@@ -168,7 +168,7 @@ test('cli send --direct: a uid with no devices exits 1', async (t) => {
   const file = writeWorldConfig(w);
   const r = await cli(['send', '--direct', '--uid', 'nobody', '--msg', 'hi', '--config', file]);
   assert.equal(r.code, EXIT.none, r.err);
-  assert.match(r.out, /^not delivered; not reachable: nobody\n$/);
+  assert.match(r.out, /^not delivered; not reachable: nobody; stored for sessions that resume\n$/);
   assert.equal(w.fake.requests.length, 0);
 });
 

@@ -237,7 +237,7 @@ test('cli: send to an offline uid exits 1 and says who was not reachable', async
   const r = await cli(['send', '--server', d.httpUrl, '--uid', 'nobody', '--msg', 'hi']);
   assert.equal(r.code, EXIT.none, r.err);
   assert.equal(r.err, '');
-  assert.match(r.out, /^not delivered; not reachable: nobody\n$/);
+  assert.match(r.out, /^not delivered; not reachable: nobody; stored for sessions that resume\n$/);
   const j = await cli(['send', '--server', d.httpUrl, '--uid', 'nobody', '--msg', 'hi', '--json']);
   assert.equal(j.code, EXIT.none);
   assert.deepEqual((JSON.parse(j.out) as { unreached: string[] }).unreached, ['nobody']);
