@@ -1,6 +1,7 @@
 import type { AddressInfo, Server } from 'node:net';
 import { formatListen, parseListen } from './config-schema.js';
 import { NotifyError } from './errors.js';
+import { isLoopbackAddress } from './net-allow.js';
 
 const WHY: Record<string, string> = {
   EADDRINUSE: 'address already in use (is another notify running?)',
@@ -39,6 +40,5 @@ export function closeServer(server: Server): Promise<void> {
 
 /** True for a listen address on the loopback interface. */
 export function isLoopback(address: string): boolean {
-  const { host } = parseListen(address);
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  return isLoopbackAddress(parseListen(address).host);
 }

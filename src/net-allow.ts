@@ -13,6 +13,12 @@ export function parseCidr(text: string): { address: string; prefix: number; fami
   return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
 }
 
+/** True for a loopback address (127.0.0.0/8, ::1, also IPv4-mapped), or the name localhost. */
+export function isLoopbackAddress(address: string): boolean {
+  const a = unmapped(address);
+  return a === 'localhost' || a === '::1' || /^127\./.test(a);
+}
+
 /** An IPv4 address mapped into IPv6 ("::ffff:10.1.2.3") as the IPv4 address it is. */
 export function unmapped(address: string): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;

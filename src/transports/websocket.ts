@@ -11,7 +11,7 @@ import { AUTH_CLOSE, checkToken } from '../auth.js';
 import type { Limits } from '../config.js';
 import type { StoredMessage } from '../history.js';
 import { type LimitName, type Telemetry, noTelemetry } from '../metrics.js';
-import { unmapped } from '../net-allow.js';
+import { isLoopbackAddress, unmapped } from '../net-allow.js';
 import { DEMO_PAGE } from './demo-page.js';
 import { NOTIFY_CLIENT_JS } from './notify-client.js';
 import type { Transport, TransportHealth } from './transport.js';
@@ -337,7 +337,7 @@ export class WebSocketTransport implements Transport {
   /** The client's address for the per-address limits (behind a local proxy: from X-Forwarded-For). */
   #clientAddress(req: IncomingMessage): string {
     const peer = unmapped(req.socket.remoteAddress ?? '');
-    if (!this.#opts.behindProxy || !(peer === '::1' || peer.startsWith('127.'))) return peer;
+    if (!this.#opts.behindProxy || !isLoopbackAddress(peer)) return peer;
     const forwarded = req.headers['x-forwarded-for'];
     const last = (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? '')).split(',').pop()?.trim();
     return last ? unmapped(last) : peer;
