@@ -1,4 +1,5 @@
 import type { AddressInfo, Server } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { formatListen, parseListen } from './config-schema.js';
 import { NotifyError } from './errors.js';
 import { isLoopbackAddress } from './net-allow.js';
@@ -41,4 +42,25 @@ export function closeServer(server: Server): Promise<void> {
 /** True for a listen address on the loopback interface. */
 export function isLoopback(address: string): boolean {
   return isLoopbackAddress(parseListen(address).host);
+}
+
+/**
+ * Answers a request the HTTP parser refused (malformed, headers too large, too slow) with a
+ * status and a one-line reason, as JSON for the API or text for the WebSocket port, then closes.
+ * A connection that is already gone is just destroyed.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, format: 'json' | 'text'): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, why] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? ['408 Request Timeout', 'NOTIFY_ERR_TIMEOUT', 'the request took too long to arrive']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? ['431 Request Header Fields Too Large', 'NOTIFY_ERR_BAD_REQUEST', 'request headers too large']
+        : ['400 Bad Request', 'NOTIFY_ERR_BAD_REQUEST', 'malformed HTTP request'];
+  const body = format === 'json' ? JSON.stringify({ code, error: why }) : `${why}\n`;
+  const type = format === 'json' ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8';
+  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }

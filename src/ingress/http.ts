@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { DeviceStore } from '../devices.js';
 import type { Publisher } from '../publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
-import { closeServer, listen } from '../listen.js';
+import { answerClientError, closeServer, listen } from '../listen.js';
 import type { Logger } from '../log.js';
 import { type Telemetry, noTelemetry } from '../metrics.js';
 import { PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions } from '../message.js';
@@ -36,6 +36,34 @@ interface Route {
   path: string;
   auth: boolean;
   handle: Handler;
+}
+
+/**
+ * Reads and drops what is left of a request body before an error is answered (at most
+ * `maxBytes` more, for at most a second): closing a connection with unread input makes the
+ * kernel reset it, and the client could lose the answer (nginx's "lingering close").
+ */
+async function lingerOnBody(req: IncomingMessage, maxBytes: number): Promise<void> {
+  if (req.complete || req.destroyed) return;
+  await new Promise<void>((resolve) => {
+    let read = 0;
+    const done = () => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', done);
+      req.off('error', done);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      read += chunk.length;
+      if (read > maxBytes) done();
+    };
+    const timer = setTimeout(done, 1000);
+    req.on('data', onData);
+    req.once('end', done);
+    req.once('error', done);
+    req.resume();
+  });
 }
 
 function sha256(s: string): Buffer {
@@ -72,9 +100,12 @@ export class HttpIngress {
       { method: 'GET', path: '/v1/status', auth: true, handle: async () => this.#opts.status() },
     ];
     this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 }, (req, res) => {
-      this.#serve(req, res).catch((err: unknown) => this.#fail(res, err));
+      this.#serve(req, res).catch(async (err: unknown) => {
+        await lingerOnBody(req, this.#opts.maxBodyBytes);
+        this.#fail(res, err);
+      });
     });
-    this.#server.on('clientError', (_err, socket) => socket.destroy());
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
   }
 
   async start(): Promise<void> {
@@ -153,17 +184,24 @@ export class HttpIngress {
       this.#opts.telemetry.refused('bodySize');
       throw tooLarge();
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > max) {
+    // Listeners, not `for await`: leaving that loop early destroys the request, and with it the
+    // socket the 413 has to go out on.
+    const text = await new Promise<string>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const onData = (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= max) return void chunks.push(chunk);
+        req.off('data', onData);
+        req.off('end', onEnd);
         this.#opts.telemetry.refused('bodySize');
-        throw tooLarge();
-      }
-      chunks.push(chunk);
-    }
-    const text = Buffer.concat(chunks).toString('utf8');
+        reject(tooLarge());
+      };
+      const onEnd = () => resolve(Buffer.concat(chunks).toString('utf8'));
+      req.on('data', onData);
+      req.once('end', onEnd);
+      req.once('error', reject);
+    });
     if (text.trim() === '' && optional) return undefined;
     if (text.trim() === '') throw new NotifyError('NOTIFY_ERR_INVALID_JSON', 'request body is empty; send a JSON object', { status: 400 });
     try {

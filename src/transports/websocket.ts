@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { NotifyError } from '../errors.js';
-import { closeServer, listen } from '../listen.js';
+import { answerClientError, closeServer, listen } from '../listen.js';
 import type { Logger } from '../log.js';
 import { MAX_UID_BYTES } from '../message.js';
 import type { TargetIndex } from '../registry.js';
@@ -147,7 +147,7 @@ export class WebSocketTransport implements Transport {
       this.#serveHttp(req, res),
     );
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
-    this.#server.on('clientError', (_err, socket) => socket.destroy());
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'text'));
 
     const transport = this;
     this.#onMessage = function (data, isBinary) {
