@@ -486,24 +486,18 @@ export class WebSocketTransport implements Transport {
   #serveHttp(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0];
     const get = req.method === 'GET' || req.method === 'HEAD';
+    const serve = (type: string, body: string, headers: Record<string, string>) => {
+      res.writeHead(200, { 'content-type': type, 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache', ...headers });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
     if (get && (path === '/' || path === '/index.html')) {
-      res.writeHead(200, {
-        'content-type': 'text/html; charset=utf-8',
+      serve('text/html; charset=utf-8', DEMO_PAGE, {
         'content-security-policy': "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
-        'x-content-type-options': 'nosniff',
-        'cache-control': 'no-cache',
       });
-      res.end(req.method === 'HEAD' ? undefined : DEMO_PAGE);
       return;
     }
     if (get && path === '/notify-client.js') {
-      res.writeHead(200, {
-        'content-type': 'text/javascript; charset=utf-8',
-        'x-content-type-options': 'nosniff',
-        'cache-control': 'no-cache',
-        'access-control-allow-origin': '*',
-      });
-      res.end(req.method === 'HEAD' ? undefined : NOTIFY_CLIENT_JS);
+      serve('text/javascript; charset=utf-8', NOTIFY_CLIENT_JS, { 'access-control-allow-origin': '*' });
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
