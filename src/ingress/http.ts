@@ -1,11 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { DeviceStore } from '../devices.js';
-import type { Publisher } from '../publisher.js';
+import type { DeviceStore } from '../store/devices.js';
+import type { Publisher } from '../delivery/publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
-import { answerClientError, closeServer, listen } from '../listen.js';
-import type { Logger } from '../log.js';
-import { type Telemetry, noTelemetry } from '../metrics.js';
+import { answerClientError, closeServer, listen } from '../net/listen.js';
+import type { Logger } from '../obs/log.js';
+import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions } from '../message.js';
 
 export interface HttpIngressOptions {

@@ -1,11 +1,11 @@
 import { isUtf8 } from 'node:buffer';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Publisher } from '../publisher.js';
+import type { Publisher } from '../delivery/publisher.js';
 import { errorMessage } from '../errors.js';
-import { closeServer, listen } from '../listen.js';
-import type { Logger } from '../log.js';
-import { type Telemetry, noTelemetry } from '../metrics.js';
-import { AllowList, unmapped } from '../net-allow.js';
+import { closeServer, listen } from '../net/listen.js';
+import type { Logger } from '../obs/log.js';
+import { type Telemetry, noTelemetry } from '../obs/metrics.js';
+import { AllowList, unmapped } from '../net/allow.js';
 import { messageFromLine, parseAudience, parsePublishOptions } from '../message.js';
 
 export interface TextIngressOptions {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createDaemon, type Daemon } from '../../src/daemon.js';
+import { createDaemon, type Daemon } from '../../src/node/daemon.js';
 import { SKIP, SLOW_MS, openPage } from '../helpers/browser.js';
 import { textClient, until } from '../helpers/clients.js';
 import { tempDir, testConfig } from '../helpers/daemon.js';

@@ -5,9 +5,9 @@ import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, cr
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { ConfigError, parseConfig } from '../../src/config.js';
-import { createDaemon } from '../../src/daemon.js';
-import { createLogger } from '../../src/log.js';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { createDaemon } from '../../src/node/daemon.js';
+import { createLogger } from '../../src/obs/log.js';
 import type { DeliveryReport, ReportEntry } from '../../src/types.js';
 import { tempDir } from '../helpers/daemon.js';
 

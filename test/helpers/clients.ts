@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { WebSocket } from 'ws';
-import type { Daemon } from '../../src/daemon.js';
+import type { Daemon } from '../../src/node/daemon.js';
 
 /** A ws client that records every frame it receives, as text. */
 export interface WsClient {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { ConfigError, parseConfig } from '../../src/config.js';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
 
 /** The ConfigError that parsing `text` as `source` throws (relative paths resolved against `dir`). */
 export function configError(text: string, source = 'cfg.yaml', dir?: string): ConfigError {

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
-import { type Config, parseConfig } from '../../src/config.js';
-import { type Daemon, createDaemon } from '../../src/daemon.js';
-import { type LogLevel, type Logger, createLogger } from '../../src/log.js';
+import { type Config, parseConfig } from '../../src/config/load.js';
+import { type Daemon, createDaemon } from '../../src/node/daemon.js';
+import { type LogLevel, type Logger, createLogger } from '../../src/obs/log.js';
 
 /** Config overrides by section, e.g. `{ ws: { heartbeatIntervalMs: 50 } }` or a `transports` entry. */
 export type Overrides = { [S in keyof Config]?: Partial<Config[S]> | Record<string, unknown> };

@@ -1,4 +1,4 @@
-import type { Daemon } from '../../src/daemon.js';
+import type { Daemon } from '../../src/node/daemon.js';
 
 /**
  * The value of one sample of the Prometheus text `text`: metric `name` with exactly `labels`

@@ -1,6 +1,6 @@
-import type { Transport } from '../../src/transports/transport.js';
+import type { Transport } from '../../src/push/transport.js';
 import type { DeliveryResult, Message, Uid } from '../../src/types.js';
-import type { TargetIndex } from '../../src/registry.js';
+import type { TargetIndex } from '../../src/store/registry.js';
 
 export type Behaviour = 'send' | 'reject' | 'throw' | 'hang' | 'hang-ignoring-signal';
 

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { TRANSPORT_TYPES, type TransportType } from '../../src/transports/index.js';
+import { TRANSPORT_TYPES, type TransportType } from '../../src/push/kinds.js';
 import type { DeliveryResult, Message, Uid } from '../../src/types.js';
 import { session, type TextClient, textClient, until, wsClient } from '../helpers/clients.js';
 import { startDaemon } from '../helpers/daemon.js';

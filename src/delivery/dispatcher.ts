@@ -1,0 +1,197 @@
+import { Deadlines } from './deadlines.js';
+import { NotifyError, errorMessage } from '../errors.js';
+import type { Logger } from '../obs/log.js';
+import { type Telemetry, noTelemetry } from '../obs/metrics.js';
+import type { Registry } from '../store/registry.js';
+import type { Transport } from '../push/transport.js';
+import type { Audience, DeliveryReport, DeliveryResult, Message, ReportEntry, Uid } from '../types.js';
+
+export interface DispatcherOptions {
+  transports: readonly Transport[];
+  registry: Registry;
+  /** How long one transport may take for one uid before it counts as failed. */
+  deliverTimeoutMs: number;
+  log: Logger;
+  /**
+   * Called for each target a transport reports with `prune`, after the registry has let it go:
+   * where the daemon records the retirement so no later process uses the target.
+   */
+  onPrune?: (transport: string, target: string, reason: string | undefined) => void;
+  /** Counts each target's outcome. */
+  telemetry?: Telemetry;
+}
+
+interface Call {
+  uid: Uid;
+  transport: Transport;
+}
+
+/**
+ * Fans one message out to every transport that can reach each addressed uid, concurrently,
+ * and answers with a delivery report.
+ *
+ * Isolation: each (transport, uid) delivery runs on its own; one that throws, rejects or does
+ * not settle by the deadline becomes a `failed` entry with target '*', and never delays or
+ * breaks the others beyond `deliverTimeoutMs`. Targets a transport reports with `prune` are
+ * unregistered before the report is returned.
+ */
+export class Dispatcher {
+  #transports: readonly Transport[];
+  readonly #registry: Registry;
+  #timeoutMs: number;
+  #deadlines: Deadlines;
+  readonly #log: Logger;
+  readonly #onPrune: DispatcherOptions['onPrune'];
+  readonly #telemetry: Telemetry;
+  #state: 'running' | 'closing' | 'closed' = 'running';
+  #inflight = 0;
+  readonly #idleWaiters: (() => void)[] = [];
+
+  constructor(opts: DispatcherOptions) {
+    if (!Number.isInteger(opts.deliverTimeoutMs) || opts.deliverTimeoutMs <= 0) {
+      throw new RangeError('deliverTimeoutMs must be a positive integer');
+    }
+    const names = new Set<string>();
+    for (const t of opts.transports) {
+      if (names.has(t.name)) throw new TypeError(`two transports are named "${t.name}"`);
+      names.add(t.name);
+    }
+    this.#transports = opts.transports;
+    this.#registry = opts.registry;
+    this.#timeoutMs = opts.deliverTimeoutMs;
+    this.#deadlines = new Deadlines(opts.deliverTimeoutMs);
+    this.#log = opts.log;
+    this.#onPrune = opts.onPrune;
+    this.#telemetry = opts.telemetry ?? noTelemetry;
+  }
+
+  /** A new delivery deadline (a reload), for dispatches from now on. */
+  setDeliverTimeout(ms: number): void {
+    if (!Number.isInteger(ms) || ms <= 0) throw new RangeError('deliverTimeoutMs must be a positive integer');
+    this.#timeoutMs = ms;
+    this.#deadlines = new Deadlines(ms);
+  }
+
+  /** Replaces the transports (a reload); dispatches from now on use the new list. */
+  setTransports(transports: readonly Transport[]): void {
+    const names = new Set(transports.map((t) => t.name));
+    if (names.size !== transports.length) throw new TypeError('two transports have the same name');
+    this.#transports = transports;
+  }
+
+  /** Messages being delivered now. */
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /**
+   * Delivers `msg` to `audience` through every transport (or those `only` accepts). Rejects only
+   * when the dispatcher is closed.
+   */
+  dispatch(audience: Audience, msg: Message, only?: (t: Transport) => boolean): Promise<DeliveryReport> {
+    if (this.#state !== 'running') {
+      return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
+    }
+    const uids = 'broadcast' in audience ? [...this.#registry.uids()] : unique(audience.uids);
+    const calls: Call[] = [];
+    const promises: Promise<DeliveryResult[]>[] = [];
+    const unreached: Uid[] = [];
+    const window = this.#deadlines.current();
+    for (const uid of uids) {
+      const before = calls.length;
+      for (const transport of this.#transports) {
+        if ((only && !only(transport)) || !reachable(transport, uid)) continue;
+        calls.push({ uid, transport });
+        promises.push(invoke(transport, uid, msg, window.signal));
+      }
+      if (calls.length === before) unreached.push(uid);
+    }
+    if (calls.length === 0) {
+      return Promise.resolve({ delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached });
+    }
+    this.#inflight++;
+    return new Promise((resolve) => {
+      const settled: (DeliveryResult[] | undefined)[] = new Array(calls.length);
+      let remaining = calls.length;
+      let done = false;
+      const finish = () => {
+        done = true;
+        window.delete(waiter);
+        resolve(this.#report(calls, settled, unreached));
+        if (--this.#inflight === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+      };
+      const waiter = { expire: () => done || finish() };
+      window.add(waiter);
+      promises.forEach((p, i) =>
+        p.then((results) => {
+          if (done) return;
+          settled[i] = results;
+          if (--remaining === 0) finish();
+        }),
+      );
+    });
+  }
+
+  #report(calls: Call[], settled: (DeliveryResult[] | undefined)[], unreached: Uid[]): DeliveryReport {
+    const report: DeliveryReport = { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached };
+    for (let i = 0; i < calls.length; i++) {
+      const { uid, transport } = calls[i] as Call;
+      const results = settled[i] ?? [
+        { transport: transport.name, target: '*', status: 'failed', reason: `timeout after ${this.#timeoutMs} ms` },
+      ];
+      for (const r of results) {
+        const entry: ReportEntry = { uid, transport: r.transport, target: r.target, status: r.status };
+        if (r.reason !== undefined) entry.reason = r.reason;
+        if (r.id !== undefined) entry.id = r.id;
+        if (r.ack !== undefined) entry.ack = r.ack;
+        report.results.push(entry);
+        report[r.status]++;
+        this.#telemetry.delivered(r.transport, r.status);
+        if (r.prune) this.#prune(transport, r);
+      }
+    }
+    report.delivered = report.sent > 0;
+    return report;
+  }
+
+  #prune(transport: Transport, r: DeliveryResult): void {
+    const uid = this.#registry.index(transport.name).remove(r.target);
+    if (uid !== undefined) this.#log.debug('target unregistered', { transport: transport.name, uid, target: r.target, reason: r.reason });
+    try {
+      this.#onPrune?.(transport.name, r.target, r.reason);
+    } catch (err) {
+      this.#log.error('recording a retired target failed', { transport: transport.name, target: r.target, error: errorMessage(err) });
+    }
+  }
+
+  /** Refuses new messages and waits until those in flight have their reports. */
+  async close(): Promise<void> {
+    if (this.#state === 'running') this.#state = 'closing';
+    while (this.#inflight > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    this.#state = 'closed';
+  }
+}
+
+function unique(uids: readonly Uid[]): readonly Uid[] {
+  return uids.length < 2 ? uids : [...new Set(uids)];
+}
+
+function reachable(transport: Transport, uid: Uid): boolean {
+  try {
+    return transport.canReach(uid);
+  } catch {
+    return false;
+  }
+}
+
+/** Calls deliver() so that a throw or a rejection becomes one `failed` result, never an exception. */
+function invoke(transport: Transport, uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
+  const failed = (err: unknown): DeliveryResult[] => [
+    { transport: transport.name, target: '*', status: 'failed', reason: errorMessage(err) },
+  ];
+  try {
+    return transport.deliver(uid, msg, signal).then(undefined, failed);
+  } catch (err) {
+    return Promise.resolve(failed(err));
+  }
+}

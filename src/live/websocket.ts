@@ -1,0 +1,510 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { NotifyError } from '../errors.js';
+import { answerClientError, closeServer, listen } from '../net/listen.js';
+import type { Logger } from '../obs/log.js';
+import { MAX_UID_BYTES } from '../message.js';
+import type { TargetIndex } from '../store/registry.js';
+import type { DeliveryResult, Message, Uid } from '../types.js';
+import { AUTH_CLOSE, checkToken } from '../auth.js';
+import type { Limits } from '../config/load.js';
+import type { StoredMessage } from '../store/history-sqlite.js';
+import { type LimitName, type Telemetry, noTelemetry } from '../obs/metrics.js';
+import { isLoopbackAddress, unmapped } from '../net/allow.js';
+import { DEMO_PAGE } from './assets/demo-page.js';
+import { NOTIFY_CLIENT_JS } from './assets/notify-client.js';
+import type { Transport, TransportHealth } from '../push/transport.js';
+
+export interface WebSocketTransportOptions {
+  /** "host:port" to listen on. @default '127.0.0.1:1234' */
+  listen: string;
+  /** Largest frame a client may send; a larger one closes that session with 1009. */
+  maxPayloadBytes: number;
+  /** Unsent bytes a session may hold; past it, the session is a slow consumer and is dropped. */
+  maxBufferedBytes: number;
+  /** Ping interval; a session that missed the previous pong is terminated. */
+  heartbeatIntervalMs: number;
+  /** Where sessions are bound: the registry's `websocket` index. */
+  index: TargetIndex;
+  log: Logger;
+  /** How long stop() waits for close handshakes before it terminates the rest. @default 2000 */
+  closeTimeoutMs?: number;
+  /**
+   * The stored messages of a uid after a message id, for sessions that resume (the history);
+   * without it, a resuming session gets live messages only.
+   */
+  replay?: ((uid: Uid, since: string | undefined) => { messages: StoredMessage[]; gap: boolean; upTo: number }) | undefined;
+  /** `token`: a bind must carry a token from `notify token` signed with `secret`. @default none */
+  auth?: { mode: 'none' | 'token'; secret: string | null };
+  /** An unbound connection is closed (4408) after this long. @default 10000 */
+  bindTimeoutMs?: number;
+  /** Loopback peers are a reverse proxy: their client is the last X-Forwarded-For address. @default false */
+  behindProxy?: boolean;
+  /** Connection and session caps. @default no caps */
+  limits?: Pick<Limits, 'connections' | 'connectionsPerIp' | 'connectRatePerIp' | 'sessionsPerUid'>;
+  telemetry?: Telemetry;
+}
+
+const NO_LIMITS = { connections: Infinity, connectionsPerIp: Infinity, connectRatePerIp: Infinity, sessionsPerUid: Infinity };
+
+/** Close codes this transport sends (RFC 6455 section 7.4.1). */
+export const CLOSE = {
+  goingAway: 1001,
+  unsupportedData: 1003,
+  policyViolation: 1008,
+} as const;
+
+/**
+ * A connection. Fields live on the socket object itself, and the event handlers are shared by
+ * all sessions (ws calls them with `this` = the socket), so a session costs no closures.
+ */
+class Session extends WebSocket {
+  sid = '';
+  uid: Uid | undefined = undefined;
+  alive = true;
+  /** Bound with the resume protocol: gets `{"id","data"}` envelopes and may ack them. */
+  envelope = false;
+  /** The newest store seq its replay covered: messages up to it came in the replay. */
+  replayedTo = 0;
+  /** The peer's address, for the per-IP limits. */
+  ip = '';
+  /** When it connected (ms), for ws.bindTimeout. */
+  born = 0;
+  /** A token given in the URL, used when it binds. */
+  urlToken: string | undefined = undefined;
+}
+
+/** A message as one envelope of the resume protocol: `{"id":"…","data":…}`. */
+export function envelopeOf(id: string, frame: string, json: boolean): string {
+  return `{"id":${JSON.stringify(id)},"data":${json ? frame : JSON.stringify(frame)}}`;
+}
+
+interface AckWait {
+  uids: ReadonlySet<Uid>;
+  acked: Set<Uid>;
+  done: () => void;
+}
+
+/**
+ * Live WebSocket sessions (ws, noServer mode).
+ *
+ * - Plain sessions (the original protocol) bind a uid with their first text frame or `?uid=`
+ *   and receive every push for it as one text frame carrying the message's frame unchanged.
+ * - Resuming sessions bind with `{"type":"bind","uid","since"}` and receive `{"id","data"}`
+ *   envelopes: the stored ones after `since`, then live ones; they may ack.
+ * - With auth `token`, a bind needs a token for the uid (URL or bind frame); refusals close
+ *   with the 44xx codes of AUTH_CLOSE. Unbound connections are closed after bindTimeoutMs.
+ * - Limits: connections in all and per address, new connections per second per address (at
+ *   the upgrade, HTTP 503/429), sessions per uid (4429).
+ * A uid may have any number of sessions; each is its own target, keyed by session id. The same
+ * port serves the demo page at `GET /` and the browser client at `/notify-client.js`.
+ */
+export class WebSocketTransport implements Transport {
+  readonly name = 'websocket';
+  readonly live = true;
+  readonly #opts: Required<Omit<WebSocketTransportOptions, 'replay' | 'limits'>> & Pick<WebSocketTransportOptions, 'replay'>;
+  #limits: NonNullable<WebSocketTransportOptions['limits']>;
+  /** Connections per peer address. */
+  readonly #perIp = new Map<string, number>();
+  /** New-connection token buckets per peer address. */
+  readonly #rate = new Map<string, { tokens: number; at: number }>();
+  #sweeper: NodeJS.Timeout | undefined;
+  readonly #server: Server;
+  readonly #wss: WebSocketServer;
+  /** Every connection, bound or not, by session id. */
+  readonly #conns = new Map<string, Session>();
+  #nextSid = 0;
+  #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+  #address = '';
+  #heartbeat: NodeJS.Timeout | undefined;
+  #stopping: Promise<void> | undefined;
+  /** Publishes waiting for acks, by message id. */
+  readonly #ackWaits = new Map<string, AckWait>();
+  /** The envelope of the message being delivered: built once, sent to every resuming session. */
+  #envelopeFor: { msg: Message; text: string } | undefined;
+  readonly #onMessage: (this: WebSocket, data: RawData, isBinary: boolean) => void;
+  readonly #onClose: (this: WebSocket) => void;
+  readonly #onError: (this: WebSocket, err: Error) => void;
+
+  constructor(opts: WebSocketTransportOptions) {
+    for (const key of ['maxPayloadBytes', 'maxBufferedBytes', 'heartbeatIntervalMs'] as const) {
+      if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`${key} must be a positive integer`);
+    }
+    this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, ...opts };
+    if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
+    this.#limits = opts.limits ?? NO_LIMITS;
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      maxPayload: opts.maxPayloadBytes,
+      WebSocket: Session,
+    });
+    // A client that trickles its request headers (slowloris) is cut off: 10 s for the headers
+    // (the upgrade request included), checked every 2 s.
+    this.#server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 2000 }, (req, res) =>
+      this.#serveHttp(req, res),
+    );
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'text'));
+
+    const transport = this;
+    this.#onMessage = function (data, isBinary) {
+      const s = this as Session;
+      s.alive = true;
+      if (s.uid === undefined) transport.#bindByFrame(s, data, isBinary);
+      else if (s.envelope && !isBinary) transport.#control(s, data.toString());
+      // Frames after a plain bind are ignored, as in the original protocol.
+    };
+    this.#onClose = function () {
+      const s = this as Session;
+      transport.#conns.delete(s.sid);
+      if (s.uid !== undefined) transport.#opts.index.remove(s.sid);
+      transport.#releaseIp(s.ip);
+    };
+    this.#onError = function (err) {
+      // ws has already sent the matching close code (1002, 1007, 1009); this session ends, nothing else does.
+      const s = this as Session;
+      if ((err as { code?: string }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') transport.#opts.telemetry.refused('frameSize');
+      transport.#opts.log.debug('websocket session error', { sid: s.sid, uid: s.uid, error: err.message });
+    };
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'new') return;
+    this.#state = 'running';
+    this.#address = await listen(this.#server, this.#opts.listen, 'ws.listen');
+    this.#heartbeat = setInterval(() => this.#beat(), this.#opts.heartbeatIntervalMs);
+    this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, this.#opts.bindTimeoutMs / 2)));
+  }
+
+  addresses(): Record<string, string> {
+    return this.#address ? { ws: this.#address } : {};
+  }
+
+  canReach(uid: Uid): boolean {
+    return this.#opts.index.has(uid);
+  }
+
+  deliver(uid: Uid, msg: Message, _signal: AbortSignal): Promise<DeliveryResult[]> {
+    if (this.#state === 'closed') {
+      return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'websocket transport is closed'));
+    }
+    const results: DeliveryResult[] = [];
+    for (const sid of this.#opts.index.targets(uid)) {
+      const s = this.#conns.get(sid);
+      if (s === undefined || s.readyState !== WebSocket.OPEN) {
+        results.push({ transport: this.name, target: sid, status: 'failed', reason: 'session closing' });
+      } else if (s.bufferedAmount > this.#opts.maxBufferedBytes) {
+        const unsent = s.bufferedAmount;
+        s.terminate();
+        this.#opts.log.warn('slow consumer dropped', { sid, uid, unsentBytes: unsent });
+        results.push({ transport: this.name, target: sid, status: 'failed', reason: `slow consumer (${unsent} bytes unsent)` });
+      } else if (s.envelope) {
+        // Stored before this session bound, so it was in its replay already.
+        if (msg.seq === undefined || msg.seq > s.replayedTo) s.send(this.#envelope(msg));
+        results.push({ transport: this.name, target: sid, status: 'sent', ack: 'pending' });
+      } else {
+        s.send(msg.frame);
+        results.push({ transport: this.name, target: sid, status: 'sent' });
+      }
+    }
+    return Promise.resolve(results);
+  }
+
+  health(): TransportHealth {
+    const state = this.#state === 'new' ? 'starting' : this.#state;
+    return { state, connections: this.#conns.size, sessions: this.#opts.index.targetCount, uids: this.#opts.index.uidCount };
+  }
+
+  /** Stops accepting, closes every session with 1001 and waits for them (terminating laggards). */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    if (this.#state === 'new') {
+      this.#state = 'closed';
+      return;
+    }
+    this.#state = 'closing';
+    clearInterval(this.#heartbeat);
+    clearInterval(this.#sweeper);
+    const closed = closeServer(this.#server);
+    const pending = [...this.#conns.values()].map(
+      (s) => new Promise<void>((resolve) => {
+        if (s.readyState === WebSocket.CLOSED) return resolve();
+        s.once('close', () => resolve());
+        s.close(CLOSE.goingAway, 'server shutting down');
+      }),
+    );
+    const timer = setTimeout(() => {
+      for (const s of this.#conns.values()) s.terminate();
+    }, this.#opts.closeTimeoutMs);
+    await Promise.all(pending);
+    clearTimeout(timer);
+    // Plain HTTP connections (the demo page, a preconnect that never sent a request) would hold
+    // server.close() open forever; the sessions are gone, so these go too.
+    this.#server.closeAllConnections();
+    await closed;
+    this.#wss.close();
+    this.#state = 'closed';
+  }
+
+  /** Applies new limits (a reload); they hold for connections and binds from now on. */
+  setLimits(limits: NonNullable<WebSocketTransportOptions['limits']>): void {
+    this.#limits = limits;
+  }
+
+  /** Refuses an upgrade with an HTTP status and a one-line reason, counting it. */
+  #refuse(socket: Duplex, status: string, limit: LimitName, why: string): void {
+    this.#opts.telemetry.refused(limit);
+    const body = `${why}\n`;
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  }
+
+  /** One new connection from `ip` against limits.connectRatePerIp: a token bucket per address. */
+  #rateAllows(ip: string, now: number): boolean {
+    const rate = this.#limits.connectRatePerIp;
+    if (!Number.isFinite(rate)) return true;
+    const b = this.#rate.get(ip) ?? { tokens: rate, at: now };
+    b.tokens = Math.min(rate, b.tokens + ((now - b.at) / 1000) * rate);
+    b.at = now;
+    this.#rate.set(ip, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.#state !== 'running') {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    const ip = this.#clientAddress(req);
+    const now = Date.now();
+    if (this.#conns.size >= this.#limits.connections) {
+      this.#refuse(socket, '503 Service Unavailable', 'connections', `too many connections (limits.connections: ${this.#limits.connections})`);
+      return;
+    }
+    if ((this.#perIp.get(ip) ?? 0) >= this.#limits.connectionsPerIp) {
+      this.#refuse(socket, '503 Service Unavailable', 'connectionsPerIp', `too many connections from ${ip} (limits.connectionsPerIp: ${this.#limits.connectionsPerIp})`);
+      return;
+    }
+    if (!this.#rateAllows(ip, now)) {
+      this.#refuse(socket, '429 Too Many Requests', 'connectRatePerIp', `too many new connections from ${ip} (limits.connectRatePerIp: ${this.#limits.connectRatePerIp}/s)`);
+      return;
+    }
+    // Read what the session needs from the request now: the callback below must not keep `req`
+    // (and its headers) alive for as long as the connection lives.
+    const q = req.url?.indexOf('?') ?? -1;
+    const params = q < 0 ? undefined : new URLSearchParams(req.url?.slice(q + 1));
+    const uid = params?.get('uid') ?? null;
+    const token = params?.get('token') ?? null;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws as Session, ip, now, uid, token));
+  }
+
+  /** A completed handshake: the connection becomes a session (bound now when the URL named a uid). */
+  #open(s: Session, ip: string, now: number, uid: string | null, token: string | null): void {
+    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+    s.sid = `s${(++this.#nextSid).toString(36)}`;
+    s.ip = ip;
+    s.born = now;
+    this.#conns.set(s.sid, s);
+    s.on('message', this.#onMessage);
+    s.on('pong', markAlive);
+    s.on('close', this.#onClose);
+    s.on('error', this.#onError);
+    if (token !== null) s.urlToken = token;
+    if (uid !== null) this.#bind(s, uid);
+  }
+
+  /** Closes connections that have not bound a uid within ws.bindTimeout; forgets idle rate buckets. */
+  #sweep(): void {
+    const now = Date.now();
+    const limit = now - this.#opts.bindTimeoutMs;
+    for (const s of this.#conns.values()) {
+      if (s.uid === undefined && s.born <= limit && s.readyState === WebSocket.OPEN) {
+        this.#opts.telemetry.refused('bindTimeout');
+        s.close(AUTH_CLOSE.bindTimeout, `no uid bound within ${this.#opts.bindTimeoutMs} ms`);
+      }
+    }
+    for (const [ip, b] of this.#rate) if (now - b.at > 10_000) this.#rate.delete(ip);
+  }
+
+  /** The client's address for the per-address limits (behind a local proxy: from X-Forwarded-For). */
+  #clientAddress(req: IncomingMessage): string {
+    const peer = unmapped(req.socket.remoteAddress ?? '');
+    if (!this.#opts.behindProxy || !isLoopbackAddress(peer)) return peer;
+    const forwarded = req.headers['x-forwarded-for'];
+    const last = (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? '')).split(',').pop()?.trim();
+    return last ? unmapped(last) : peer;
+  }
+
+  #releaseIp(ip: string): void {
+    const n = (this.#perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.#perIp.delete(ip);
+    else this.#perIp.set(ip, n);
+  }
+
+  #envelope(msg: Message): string {
+    const cached = this.#envelopeFor;
+    if (cached !== undefined && cached.msg === msg) return cached.text;
+    const text = envelopeOf(msg.id, msg.frame, msg.json);
+    this.#envelopeFor = { msg, text };
+    return text;
+  }
+
+  /**
+   * The first frame: the uid itself (the original protocol), or a resume-protocol bind
+   * `{"type":"bind","uid":"…","since":"<last id seen>"}`.
+   */
+  #bindByFrame(s: Session, data: RawData, isBinary: boolean): void {
+    if (isBinary) {
+      s.close(CLOSE.unsupportedData, 'send the uid as a text frame');
+      return;
+    }
+    const text = data.toString();
+    if (text.charCodeAt(0) === 0x7b) {
+      let bind: unknown;
+      try {
+        bind = JSON.parse(text);
+      } catch {
+        bind = undefined;
+      }
+      if (bind !== null && typeof bind === 'object' && (bind as { type?: unknown }).type === 'bind') {
+        this.#bindResume(s, bind as { uid?: unknown; since?: unknown });
+        return;
+      }
+    }
+    this.#bind(s, text);
+  }
+
+  #bind(s: Session, uid: string, token: string | undefined = s.urlToken): boolean {
+    if (uid.length === 0) {
+      s.close(CLOSE.policyViolation, 'empty uid');
+      return false;
+    }
+    if (Buffer.byteLength(uid) > MAX_UID_BYTES) {
+      s.close(CLOSE.policyViolation, `uid longer than ${MAX_UID_BYTES} bytes`);
+      return false;
+    }
+    const auth = this.#opts.auth;
+    if (auth.mode === 'token') {
+      const check = checkToken(auth.secret as string, token, uid);
+      if (!check.ok) {
+        this.#opts.telemetry.refused('auth');
+        s.close(check.code, check.reason);
+        return false;
+      }
+    }
+    if (this.#opts.index.targets(uid).length >= this.#limits.sessionsPerUid) {
+      this.#opts.telemetry.refused('sessionsPerUid');
+      s.close(AUTH_CLOSE.tooManySessions, `too many sessions for this uid (limits.sessionsPerUid: ${this.#limits.sessionsPerUid})`);
+      return false;
+    }
+    s.uid = uid;
+    s.urlToken = undefined;
+    this.#opts.index.add(uid, s.sid);
+    return true;
+  }
+
+  /**
+   * A resume-protocol bind: every stored message after `since`, in order, then live ones. The
+   * replay, the sending and the registration happen in one synchronous step (the history
+   * commits what it has queued first), so no message falls between the replay and the live
+   * stream; a message stored before the bind but delivered after it (its seq is at most
+   * `replayedTo`) is not sent again.
+   */
+  #bindResume(s: Session, bind: { uid?: unknown; since?: unknown; token?: unknown }): void {
+    if (typeof bind.uid !== 'string') {
+      s.close(CLOSE.policyViolation, 'bind needs "uid" (a string)');
+      return;
+    }
+    if (bind.since !== undefined && bind.since !== null && typeof bind.since !== 'string') {
+      s.close(CLOSE.policyViolation, '"since" must be a message id (a string)');
+      return;
+    }
+    const since = typeof bind.since === 'string' && bind.since !== '' ? bind.since : undefined;
+    const token = typeof bind.token === 'string' ? bind.token : s.urlToken;
+    // The checks (uid, token, limits) first; then the replay, the sending and the registration,
+    // in this one synchronous step.
+    if (!this.#bind(s, bind.uid, token)) return;
+    const uid = bind.uid;
+    s.envelope = true;
+    const replay = this.#opts.replay?.(uid, since) ?? { messages: [], gap: since !== undefined, upTo: 0 };
+    s.replayedTo = replay.upTo;
+    if (replay.gap) s.send(JSON.stringify({ type: 'gap', since: since ?? null }));
+    for (const m of replay.messages) s.send(envelopeOf(m.id, m.frame, m.json));
+  }
+
+  /** A frame from a resuming session after its bind: acks; anything else is ignored. */
+  #control(s: Session, text: string): void {
+    let frame: unknown;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const f = frame as { type?: unknown; id?: unknown } | null;
+    if (f === null || typeof f !== 'object' || f.type !== 'ack' || typeof f.id !== 'string') return;
+    const wait = this.#ackWaits.get(f.id);
+    if (wait === undefined || s.uid === undefined || !wait.uids.has(s.uid)) return;
+    wait.acked.add(s.uid);
+    if (wait.acked.size === wait.uids.size) wait.done();
+  }
+
+  /** Resolves with those of `uids` whose sessions acked message `id` within `timeoutMs`. */
+  waitForAcks(id: string, uids: ReadonlySet<Uid>, timeoutMs: number): Promise<Set<Uid>> {
+    return new Promise((resolve) => {
+      const acked = new Set<Uid>();
+      const done = () => {
+        clearTimeout(timer);
+        if (this.#ackWaits.get(id) === wait) this.#ackWaits.delete(id);
+        resolve(acked);
+      };
+      const wait: AckWait = { uids, acked, done };
+      const timer = setTimeout(done, timeoutMs);
+      this.#ackWaits.set(id, wait);
+    });
+  }
+
+  #beat(): void {
+    for (const s of this.#conns.values()) {
+      if (!s.alive) {
+        this.#opts.log.debug('websocket heartbeat missed, terminating', { sid: s.sid, uid: s.uid });
+        s.terminate();
+        continue;
+      }
+      s.alive = false;
+      s.ping();
+    }
+  }
+
+  #serveHttp(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    const get = req.method === 'GET' || req.method === 'HEAD';
+    const serve = (type: string, body: string, headers: Record<string, string>) => {
+      res.writeHead(200, { 'content-type': type, 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache', ...headers });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    if (get && (path === '/' || path === '/index.html')) {
+      serve('text/html; charset=utf-8', DEMO_PAGE, {
+        'content-security-policy': "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+      });
+      return;
+    }
+    if (get && path === '/notify-client.js') {
+      serve('text/javascript; charset=utf-8', NOTIFY_CLIENT_JS, { 'access-control-allow-origin': '*' });
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end('not found: WebSocket clients connect to any path; the demo page is at /, the browser client at /notify-client.js\n');
+  }
+}
+
+function markAlive(this: WebSocket): void {
+  (this as Session).alive = true;
+}

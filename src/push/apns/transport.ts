@@ -1,0 +1,460 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+import type * as Apn from '@parse/node-apn';
+import { type Spec, type Validation, validate } from '../../config/schema.js';
+import { NotifyError, errorMessage } from '../../errors.js';
+import type { Logger } from '../../obs/log.js';
+import type { Telemetry } from '../../obs/metrics.js';
+import type { TargetIndex } from '../../store/registry.js';
+import type { DeliveryResult, Message, Uid } from '../../types.js';
+import { type ApnResult, classifyApnsResult, toApnsNotification } from './payload.js';
+import type { TransportContext, TransportType } from '../kinds.js';
+import { type RetryLedger, RetryTicket } from '../../store/retry-queue-sqlite.js';
+import { type RetryPolicy, backoffMs, parseRetryAfter, resumeWhenDue, retrySpec, settleBy, sleep } from '../retry.js';
+import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
+
+// node-apn is CommonJS and pulls in node-forge and jsonwebtoken: load it only when an APNs
+// transport is built, so CLI commands that never use it start fast.
+const require = createRequire(import.meta.url);
+const loadApn = (): typeof Apn => require('@parse/node-apn') as typeof Apn;
+
+/** Settings of a `type: apns` transport, as validated (paths absolute). */
+export interface ApnsSettings {
+  /** The app's bundle id: `apns-topic`. */
+  topic: string;
+  /** Apple's production environment; false = sandbox. @default false */
+  production: boolean;
+  /** Token auth: the .p8 key file, its 10-character Key ID, and the Team ID. */
+  token?: { key: string; keyId: string; teamId: string };
+  /** Certificate auth: PEM certificate and key files, or a .p12 file and its passphrase. */
+  cert?: string;
+  key?: string;
+  pfx?: string;
+  passphrase?: string;
+  /** Another APNs endpoint (a private relay, a test server): host name, port, and a CA file to trust. */
+  address?: string;
+  port?: number;
+  ca?: string;
+  /** Requests in flight on the connection at most (also bounded by the server's SETTINGS). @default 500 */
+  maxConcurrentStreams: number;
+  /** How long one request may take. @default 3000 */
+  requestTimeoutMs: number;
+  retry: RetryPolicy;
+}
+
+const ID10 = /^[A-Z0-9]{10}$/i;
+
+const tokenSpec: Spec = {
+  type: 'section',
+  keys: {
+    key: { type: 'string', required: true },
+    keyId: { type: 'string', required: true, check: (v) => (ID10.test(v) ? undefined : 'must be the 10-character Key ID from Apple') },
+    teamId: { type: 'string', required: true, check: (v) => (ID10.test(v) ? undefined : 'must be the 10-character Team ID from Apple') },
+  },
+};
+
+const settingsSection: Spec = {
+  type: 'section',
+  keys: {
+    topic: { type: 'string', required: true },
+    production: { type: 'boolean', default: false },
+    token: { type: 'custom', validate: (v, path, ctx) => (v === undefined || v === null ? undefined : validate(tokenSpec, v, path, ctx)) },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    pfx: { type: 'string' },
+    passphrase: { type: 'string' },
+    address: { type: 'string', check: (v) => (/^[A-Za-z0-9.-]+$/.test(v) ? undefined : 'must be a host name only (no scheme or port; the port goes in "port")') },
+    port: { type: 'integer', min: 1, max: 65535 },
+    ca: { type: 'string' },
+    maxConcurrentStreams: { type: 'integer', min: 1, max: 10_000, default: 500 },
+    requestTimeoutMs: { type: 'integer', min: 1, default: 3000 },
+    retry: retrySpec,
+  },
+};
+
+function readable(ctx: Validation, path: string[], file: string): Buffer | undefined {
+  const abs = resolve(ctx.baseDir, file);
+  try {
+    return readFileSync(abs);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : errorMessage(err);
+    ctx.fail(path, `${path.join('.')}: cannot read ${abs}: ${why}`);
+    return undefined;
+  }
+}
+
+/** Validates the settings of one APNs transport: keys, auth (exactly one kind), readable files of the right kind. */
+function validateSettings(value: unknown, path: string[], ctx: Validation): ApnsSettings {
+  const s = validate(settingsSection, value, path, ctx) as ApnsSettings;
+  const name = path.join('.');
+  const certAuth = s.cert !== undefined || s.key !== undefined || s.pfx !== undefined;
+  if (s.token && certAuth) {
+    ctx.fail(path, `${name}: give token auth (token: {key, keyId, teamId}) or certificate auth (cert + key, or pfx), not both`);
+  } else if (!s.token && !certAuth) {
+    ctx.fail(path, `${name}: needs token auth (token: {key: AuthKey.p8, keyId, teamId}) or certificate auth (cert + key, or pfx + passphrase)`);
+  }
+  const at = (k: string) => [...path, k];
+  const abs = (f: string) => resolve(ctx.baseDir, f);
+  if (s.token?.key !== undefined) {
+    const pem = readable(ctx, [...path, 'token', 'key'], s.token.key);
+    if (pem) {
+      try {
+        const k = createPrivateKey(pem);
+        const curve = k.asymmetricKeyDetails?.namedCurve;
+        if (k.asymmetricKeyType !== 'ec' || curve !== 'prime256v1') {
+          ctx.fail([...path, 'token', 'key'], `${name}.token.key: ${abs(s.token.key)} is not an EC P-256 private key (it is ${k.asymmetricKeyType ?? 'unknown'}${curve ? ` ${curve}` : ''}); use the .p8 file from Apple`);
+        }
+      } catch {
+        ctx.fail([...path, 'token', 'key'], `${name}.token.key: ${abs(s.token.key)} is not a PEM private key; use the .p8 file from Apple`);
+      }
+      s.token = { ...s.token, key: abs(s.token.key) };
+    }
+  }
+  if (!s.token && certAuth) {
+    if (s.pfx !== undefined) {
+      if (s.cert !== undefined || s.key !== undefined) ctx.fail(path, `${name}: give cert + key, or pfx, not both`);
+      if (readable(ctx, at('pfx'), s.pfx)) s.pfx = abs(s.pfx);
+    } else if (s.cert === undefined || s.key === undefined) {
+      ctx.fail(path, `${name}: certificate auth needs both cert and key (PEM files), or pfx`);
+    } else {
+      const cert = readable(ctx, at('cert'), s.cert);
+      const key = readable(ctx, at('key'), s.key);
+      if (cert) {
+        try {
+          new X509Certificate(cert);
+        } catch {
+          ctx.fail(at('cert'), `${name}.cert: ${abs(s.cert)} is not a PEM certificate`);
+        }
+        s.cert = abs(s.cert);
+      }
+      if (key) {
+        try {
+          createPrivateKey({ key, ...(s.passphrase ? { passphrase: s.passphrase } : {}) });
+        } catch {
+          ctx.fail(at('key'), `${name}.key: ${abs(s.key)} is not a PEM private key (or the passphrase is wrong)`);
+        }
+        s.key = abs(s.key);
+      }
+    }
+  }
+  if (s.ca !== undefined && readable(ctx, at('ca'), s.ca)) s.ca = abs(s.ca);
+  return s;
+}
+
+/** APNs device tokens: hex, 64 characters today (Apple says not to assume a fixed length). */
+export function checkApnsToken(token: string): string | undefined {
+  if (/^[0-9a-fA-F]+$/.test(token) && token.length >= 64 && token.length <= 200 && token.length % 2 === 0) return undefined;
+  const shown = token.length > 24 ? `${token.slice(0, 24)}…` : token;
+  return `an APNs device token is hex, 64 characters or more (an even number); got ${JSON.stringify(shown)} (${token.length} characters)`;
+}
+
+export const apnsType: TransportType = {
+  settings: { type: 'custom', validate: validateSettings },
+  checkTarget: checkApnsToken,
+  normalizeTarget: (t) => t.toLowerCase(),
+  create: (settings, ctx) => new ApnsTransport(settings as unknown as ApnsSettings, ctx),
+};
+
+/** The parts of node-apn's Client that the transport steers (lib/client.js, 8.1.0). */
+interface ApnClient {
+  session?: ClientHttp2Session | null;
+  connect(): Promise<void>;
+}
+
+interface Job {
+  token: string;
+  note: Apn.Notification;
+  signal: AbortSignal;
+  resolve(r: ApnResult | undefined): void;
+}
+
+/**
+ * iOS delivery through `@parse/node-apn` (stage 1 of a push: our provider to APNs).
+ *
+ * The library is wrapped so its known pitfalls never reach users
+ * (see the README's APNs section and the reference's node-apn notes):
+ * - Concurrency: node-apn opens one stream per token at once. Here requests go through a queue:
+ *   one at a time on a fresh connection (APNs allows a single stream until a request with a
+ *   valid JWT succeeds), then up to min(maxConcurrentStreams, the server's SETTINGS).
+ * - Retries: node-apn's own are turned off (they are immediate and ignore Retry-After, whose
+ *   header it reads in the wrong case). This transport retries 429, 5xx and connection-level
+ *   failures (refused streams, GOAWAY) with exponential backoff and jitter, honouring
+ *   Retry-After (read from the response headers on the session), a bounded number of times.
+ * - ExpiredProviderToken: node-apn makes a fresh JWT; the request is retried once.
+ * - Dead tokens (410 Unregistered, BadDeviceToken, DeviceTokenNotForTopic) are retired.
+ * - Shutdown: waits for requests in flight, then shuts node-apn down with a time limit
+ *   (its callback never fires after some TLS errors).
+ */
+export class ApnsTransport implements Transport {
+  readonly name: string;
+  readonly #settings: ApnsSettings;
+  readonly #index: TargetIndex;
+  readonly #log: Logger;
+  readonly #retire: (target: string, reason: string) => void;
+  readonly #provider: Apn.Provider;
+  readonly #client: ApnClient;
+  /** Waiting requests; `#head` is the next one (a deque without O(n) shifts). */
+  #queue: (Job | undefined)[] = [];
+  #head = 0;
+  #active = 0;
+  /** The session we have tapped for response headers, and whether a request on it succeeded. */
+  #session: ClientHttp2Session | undefined;
+  #warm = false;
+  /** Retry-After of the latest answer per token, read off the session. */
+  readonly #retryAfter = new Map<string, number>();
+  readonly #stopping = new AbortController();
+  readonly #retries: RetryLedger | undefined;
+  readonly #telemetry: Telemetry;
+  #state: 'running' | 'closing' | 'closed' = 'running';
+  #sent = 0;
+  #failed = 0;
+
+  constructor(settings: ApnsSettings, ctx: TransportContext) {
+    this.name = ctx.name;
+    this.#settings = settings;
+    this.#index = ctx.registry.index(ctx.name);
+    this.#log = ctx.log;
+    this.#retire = ctx.retire;
+    this.#retries = ctx.retries;
+    this.#telemetry = ctx.telemetry;
+    const apn = loadApn();
+    const s = settings;
+    const options: Apn.ProviderOptions = {
+      production: s.production,
+      connectionRetryLimit: 0,
+      requestTimeout: s.requestTimeoutMs,
+      ...(s.token ? { token: { key: readFileSync(s.token.key), keyId: s.token.keyId, teamId: s.token.teamId } } : {}),
+      ...(s.cert !== undefined ? { cert: readFileSync(s.cert) } : {}),
+      ...(s.key !== undefined ? { key: readFileSync(s.key) } : {}),
+      ...(s.pfx !== undefined ? { pfx: readFileSync(s.pfx) } : {}),
+      ...(s.passphrase !== undefined ? { passphrase: s.passphrase } : {}),
+      ...(s.address !== undefined ? { address: s.address } : {}),
+      ...(s.port !== undefined ? { port: s.port } : {}),
+      ...(s.ca !== undefined ? { ca: [readFileSync(s.ca)] } : {}),
+    } as Apn.ProviderOptions;
+    try {
+      this.#provider = new apn.Provider(options);
+    } catch (err) {
+      throw new NotifyError('NOTIFY_ERR_CONFIG', `transports.${ctx.name}: APNs credentials rejected: ${errorMessage(err)}`, { cause: err });
+    }
+    this.#client = (this.#provider as unknown as { client: ApnClient }).client;
+  }
+
+  async start(): Promise<void> {}
+
+  canReach(uid: Uid): boolean {
+    return this.#index.has(uid);
+  }
+
+  health(): TransportHealth {
+    return {
+      state: this.#state,
+      connection: this.#session && !this.#session.destroyed ? (this.#warm ? 'ready' : 'warming up') : 'idle',
+      inflight: this.#active,
+      queued: this.#queue.length - this.#head,
+      sent: this.#sent,
+      failed: this.#failed,
+      devices: this.#index.targetCount,
+      uids: this.#index.uidCount,
+    };
+  }
+
+  async deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
+    if (this.#state !== 'running') throw new NotifyError('NOTIFY_ERR_CLOSED', `${this.name}: APNs transport is stopped`);
+    const tokens = this.#index.targets(uid);
+    const note = this.#notification(msg);
+    if (typeof note === 'string') return tokens.map((target) => ({ transport: this.name, target, status: 'rejected', reason: note }));
+
+    // A pool of workers, at most maxConcurrentStreams, pulls tokens in order: memory stays
+    // proportional to the requests in flight, not to the uid's number of devices. The pool
+    // finishes the message even after the report is due (only a stop ends it early).
+    const results: (DeliveryResult | undefined)[] = new Array(tokens.length);
+    const lastReason: (string | undefined)[] = new Array(tokens.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < tokens.length && this.#state === 'running') {
+        const i = next++;
+        results[i] = await this.#deliverToken(uid, tokens[i] as string, msg, note, undefined, (r) => (lastReason[i] = r));
+      }
+    };
+    const workers = Math.min(tokens.length, this.#settings.maxConcurrentStreams);
+    await settleBy([Promise.all(Array.from({ length: workers }, worker))], signal);
+    return tokens.map((target, i) => {
+      const r = results[i];
+      if (r !== undefined) return r;
+      const last = lastReason[i];
+      return { transport: this.name, target, status: 'failed', reason: `not delivered by the deadline; still trying${last ? ` (last: ${last})` : ''}` };
+    });
+  }
+
+  /** The message as a node-apn Notification, or why it cannot be one. One per message: node-apn caches the JSON (reference B.2). */
+  #notification(msg: Message): Apn.Notification | string {
+    const pkg = toApnsNotification(msg);
+    if ('error' in pkg) return pkg.error;
+    const note = new (loadApn().Notification)();
+    note.rawPayload = pkg.payload;
+    note.topic = this.#settings.topic;
+    note.pushType = pkg.pushType;
+    note.priority = pkg.priority;
+    return note;
+  }
+
+  /**
+   * Sends to one token, retrying as classifyApnsResult says, until it is sent or given up, or
+   * notify stops. Waiting for a retry, the delivery is held in the retry ledger (a stop leaves it
+   * there for the next start).
+   */
+  async #deliverToken(
+    uid: Uid,
+    token: string,
+    msg: Message,
+    note: Apn.Notification,
+    resumed: PendingRetry | undefined,
+    noteReason: (r: string) => void,
+  ): Promise<DeliveryResult> {
+    const ticket = new RetryTicket(this.#retries, this.name, { uid, target: token, msg }, resumed?.key);
+    const result = (status: DeliveryResult['status'], reason?: string, extra: Partial<DeliveryResult> = {}): DeliveryResult => {
+      if (status === 'sent') this.#sent++;
+      else this.#failed++;
+      ticket.done();
+      return { transport: this.name, target: token, status, ...(reason !== undefined ? { reason } : {}), ...extra };
+    };
+    const stopped = (reason: string): DeliveryResult => ({
+      transport: this.name,
+      target: token,
+      status: 'failed',
+      reason: `${reason}; notify is shutting down, the retry is kept for its next start`,
+    });
+    const policy = this.#settings.retry;
+    const stop = this.#stopping.signal;
+    let attempts = resumed?.attempts ?? 0;
+    let freshJwtUsed = false;
+    for (;;) {
+      const r = await this.#enqueue(token, note, stop);
+      if (r === undefined) return resumed || attempts > 0 ? stopped('not sent') : { transport: this.name, target: token, status: 'failed', reason: 'not sent: notify is shutting down' };
+      attempts++;
+      const o = classifyApnsResult(r);
+      if (o.kind === 'sent') return result('sent', undefined, o.apnsId ? { id: o.apnsId } : {});
+      if (o.kind === 'failed') return result('failed', o.reason);
+      if (o.kind === 'rejected') {
+        if (o.prune) this.#retire(token, o.reason);
+        return result('rejected', o.reason, o.prune ? { prune: true } : {});
+      }
+      noteReason(o.reason);
+      if (o.freshToken) {
+        if (freshJwtUsed) return result('failed', `${o.reason} (again with a fresh provider token: check the key, keyId, teamId and this machine's clock)`);
+        freshJwtUsed = true;
+        attempts--;
+        continue;
+      }
+      if (attempts > policy.limit) return result('failed', `${o.reason} (gave up after ${attempts} attempts)`);
+      const retryAfter = this.#retryAfter.get(token);
+      this.#retryAfter.delete(token);
+      if (retryAfter !== undefined && retryAfter > policy.maxDelayMs) {
+        return result('failed', `${o.reason}; APNs asked to retry after ${Math.ceil(retryAfter / 1000)} s, longer than retry.maxDelayMs`);
+      }
+      const delay = backoffMs(attempts, policy, retryAfter);
+      ticket.waiting(attempts, Date.now() + delay, o.reason);
+      this.#telemetry.retried(this.name);
+      this.#log.debug('apns retry', { transport: this.name, target: token, reason: o.reason, attempt: attempts + 1, delayMs: delay });
+      if (!(await sleep(delay, stop))) return stopped(o.reason);
+    }
+  }
+
+  resume(p: PendingRetry): void {
+    const note = this.#notification(p.msg);
+    if (typeof note === 'string') {
+      this.#retries?.release(p.key);
+      return;
+    }
+    void resumeWhenDue(p, this.name, this.#stopping.signal, this.#log, () => this.#deliverToken(p.uid, p.target, p.msg, note, p, () => {}));
+  }
+
+  /** Queues one request; resolves with node-apn's result, or undefined if aborted before it was sent. */
+  #enqueue(token: string, note: Apn.Notification, signal: AbortSignal): Promise<ApnResult | undefined> {
+    return new Promise((resolve) => {
+      this.#queue.push({ token, note, signal, resolve });
+      this.#pump();
+    });
+  }
+
+  /** How many requests may be in flight now. */
+  #limit(): number {
+    const s = this.#client.session;
+    if (!this.#warm || !s || s !== this.#session || s.closed || s.destroyed) return 1;
+    const remote = s.remoteSettings?.maxConcurrentStreams;
+    return Math.max(1, Math.min(this.#settings.maxConcurrentStreams, remote ?? this.#settings.maxConcurrentStreams));
+  }
+
+  #pump(): void {
+    while (this.#head < this.#queue.length && this.#active < this.#limit()) {
+      const job = this.#queue[this.#head] as Job;
+      this.#queue[this.#head++] = undefined;
+      if (job.signal.aborted) {
+        job.resolve(undefined);
+        continue;
+      }
+      this.#active++;
+      this.#send(job).then(job.resolve, (err: unknown) => job.resolve({ device: job.token, error: err instanceof Error ? err : new Error(String(err)) })).finally(() => {
+        this.#active--;
+        this.#pump();
+      });
+    }
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    }
+  }
+
+  async #send(job: Job): Promise<ApnResult> {
+    const s = this.#client.session;
+    if (!s || s.closed || s.destroyed || s !== this.#session) {
+      await this.#client.connect();
+      this.#tap();
+    }
+    const session = this.#session;
+    const res = await this.#provider.send(job.note, job.token);
+    const r = (res.sent[0] ?? res.failed[0] ?? { device: job.token, error: new Error('node-apn returned no result') }) as ApnResult;
+    // A request that APNs answered (other than an auth failure) proves the connection: open it up.
+    const status = r.status === undefined ? (r.error ? undefined : 200) : Number(r.status);
+    if (status !== undefined && status !== 403 && session === this.#client.session) this.#warm = true;
+    return r;
+  }
+
+  /** Watches a new session's responses for Retry-After, which node-apn drops. */
+  #tap(): void {
+    const s = this.#client.session;
+    if (!s || s === this.#session) return;
+    this.#session = s;
+    this.#warm = false;
+    const request = s.request.bind(s);
+    const retryAfter = this.#retryAfter;
+    s.request = ((headers: Record<string, unknown>, options?: unknown) => {
+      const stream = (request as (h: unknown, o?: unknown) => ClientHttp2Stream)(headers, options);
+      const token = String(headers[':path'] ?? '').replace('/3/device/', '');
+      stream.once('response', (h) => {
+        const ms = parseRetryAfter(h['retry-after']);
+        if (ms !== undefined) retryAfter.set(token, ms);
+      });
+      return stream;
+    }) as typeof s.request;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#state !== 'running') return;
+    this.#state = 'closing';
+    this.#stopping.abort();
+    for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i]?.resolve(undefined);
+    this.#queue = [];
+    this.#head = 0;
+    const deadline = Date.now() + this.#settings.requestTimeoutMs + 1000;
+    while (this.#active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    // node-apn's shutdown callback never fires after some TLS errors (reference B.4): bound it.
+    await Promise.race([new Promise<void>((r) => this.#provider.shutdown(() => r())), new Promise((r) => setTimeout(r, 1000))]);
+    this.#state = 'closed';
+  }
+}

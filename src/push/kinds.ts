@@ -1,0 +1,48 @@
+import type { Spec } from '../config/schema.js';
+import type { Logger } from '../obs/log.js';
+import type { Registry } from '../store/registry.js';
+import type { Telemetry } from '../obs/metrics.js';
+import type { RetryLedger } from '../store/retry-queue-sqlite.js';
+import { apnsType } from './apns/transport.js';
+import { httpType } from './http/transport.js';
+import { jpushType } from './jpush/transport.js';
+import type { Transport } from './transport.js';
+
+/** What a configured transport (one entry under `transports:`) is built from. */
+export interface TransportContext {
+  /** The entry's name, e.g. `apns` or `apns-enterprise`. */
+  name: string;
+  registry: Registry;
+  log: Logger;
+  /**
+   * Takes a target out of service for good (token gone, wrong app): unregisters it and records it
+   * so that no later process uses it. For results that arrive after the report; results within
+   * it carry `prune` and the dispatcher does the same.
+   */
+  retire(target: string, reason: string): void;
+  /** Where deliveries waiting for a retry are kept across restarts (undefined: in memory only). */
+  retries: RetryLedger | undefined;
+  /** Counters (retries) for /metrics. */
+  telemetry: Telemetry;
+}
+
+/** A kind of transport that can be configured under `transports.NAME` with `type: KIND`. */
+export interface TransportType {
+  /** The settings besides `type`, validated at load time. */
+  settings: Spec;
+  /** Checks one device token or registration id given for this transport; a problem or undefined. */
+  checkTarget?(target: string): string | undefined;
+  /** The canonical spelling of a valid target (e.g. lowercase hex), so one device is one target. */
+  normalizeTarget?(target: string): string;
+  create(settings: Record<string, unknown>, ctx: TransportContext): Transport;
+}
+
+/**
+ * Every configurable transport type, by `type:` value. Adding one is a file under transports/
+ * plus a line here; the daemon and the config loader need no other change.
+ */
+export const TRANSPORT_TYPES: Readonly<Record<string, TransportType>> = {
+  apns: apnsType,
+  http: httpType,
+  jpush: jpushType,
+};
