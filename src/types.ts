@@ -1,3 +1,5 @@
+import type { Publication } from './store/stream.js';
+
 /** A user id, task id or any other name a client binds to. Opaque to notify. */
 export type Uid = string;
 
@@ -32,8 +34,8 @@ export interface Message extends MessageBody {
   readonly id: string;
   /** How long it is kept for sessions that resume (at most history.ttl). */
   readonly ttlMs?: number;
-  /** Its position in the store (the last of its rows); undefined when history is off. */
-  readonly seq?: number;
+  /** Where the store put it: one publication per stream it went to; undefined when history is off. */
+  readonly stored?: readonly Publication[];
 }
 
 /** How a message travels: every transport at once, or live sessions first. */
@@ -66,8 +68,6 @@ export interface DeliveryResult {
   reason?: string;
   /** The provider's id for this delivery, when it gives one (APNs `apns-id`, JPush `msg_id`). */
   id?: string;
-  /** A live session that confirms receipt (the resume protocol's acks) has not confirmed yet. */
-  ack?: 'pending';
   /** The target is gone for good: the dispatcher unregisters it. */
   prune?: boolean;
 }

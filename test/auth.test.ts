@@ -645,7 +645,7 @@ test('text.allow: a non-loopback peer not in text.allow gets one error line and 
   assert.equal(await refusals(d, 'textAllow'), 1);
   await roundTrip(c.ws);
   assert.deepEqual(c.frames, [], 'nothing delivered');
-  assert.equal(d.history?.rows ?? 0, 0, 'nothing stored');
+  assert.equal(d.streams?.size ?? 0, 0, 'nothing stored');
   assert.doesNotMatch(await d.metrics.text(), /^notify_messages_in_total\{via="text"\} /m, 'nothing published');
   assert.ok(d.logs.some((l) => l.level === 'warn' && /not allowed/.test(String(l.msg)) && l.remote === ip), 'a warn line naming the peer');
   // The daemon still serves: the HTTP API publishes to the ws session.

@@ -2,9 +2,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { stringify } from 'yaml';
 import { type Config, ConfigError, defaultConfig, loadConfig, parseListen, redact } from '../config/load.js';
 import { makeToken } from '../auth.js';
-import { buildCore } from '../node/node.js';
+import { buildNode } from '../node/node.js';
 import { createDaemon } from '../node/daemon.js';
-import type { DeviceEntry } from '../store/devices.js';
+import type { DeviceEntry } from '../push/devices.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import { createLogger } from '../obs/log.js';
 import { parseDuration } from '../duration.js';
@@ -174,14 +174,12 @@ async function publishDirect(io: Io, body: Record<string, unknown>, o: PublishOp
   const audience = parseAudience(body);
   const message = messageFromFields(body);
   const options = parsePublishOptions(body);
-  const core = buildCore(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
+  const node = buildNode(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
   try {
-    for (const t of core.transports) await t.start();
-    return printReport(io, await core.publisher.publish(audience, message, options, 'cli'), o.json);
+    await node.start();
+    return printReport(io, await node.publisher.publish(audience, message, options, 'cli'), o.json);
   } finally {
-    await core.dispatcher.close();
-    for (const t of core.transports) await t.stop();
-    core.close();
+    await node.stop();
   }
 }
 

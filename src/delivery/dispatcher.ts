@@ -2,13 +2,16 @@ import { Deadlines } from './deadlines.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
-import type { Registry } from '../store/registry.js';
+import type { Registry } from '../store/target-index.js';
 import type { Transport } from '../push/transport.js';
 import type { Audience, DeliveryReport, DeliveryResult, Message, ReportEntry, Uid } from '../types.js';
 
 export interface DispatcherOptions {
   transports: readonly Transport[];
+  /** The transports' device indexes, for pruning. */
   registry: Registry;
+  /** Every uid some transport can reach: the audience of a broadcast. */
+  everyone: () => readonly Uid[] | Promise<readonly Uid[]>;
   /** How long one transport may take for one uid before it counts as failed. */
   deliverTimeoutMs: number;
   log: Logger;
@@ -26,6 +29,12 @@ interface Call {
   transport: Transport;
 }
 
+/** Who gets a message through which transport, and who no transport reaches. */
+interface Plan {
+  calls: Call[];
+  unreached: Uid[];
+}
+
 /**
  * Fans one message out to every transport that can reach each addressed uid, concurrently,
  * and answers with a delivery report.
@@ -38,6 +47,7 @@ interface Call {
 export class Dispatcher {
   #transports: readonly Transport[];
   readonly #registry: Registry;
+  readonly #everyone: DispatcherOptions['everyone'];
   #timeoutMs: number;
   #deadlines: Deadlines;
   readonly #log: Logger;
@@ -58,6 +68,7 @@ export class Dispatcher {
     }
     this.#transports = opts.transports;
     this.#registry = opts.registry;
+    this.#everyone = opts.everyone;
     this.#timeoutMs = opts.deliverTimeoutMs;
     this.#deadlines = new Deadlines(opts.deliverTimeoutMs);
     this.#log = opts.log;
@@ -79,33 +90,74 @@ export class Dispatcher {
     this.#transports = transports;
   }
 
+  /** The transports dispatches use now. */
+  get transports(): readonly Transport[] {
+    return this.#transports;
+  }
+
   /** Messages being delivered now. */
   get inflight(): number {
     return this.#inflight;
   }
 
+  /** The uids an audience names: a broadcast is every uid some transport can reach now. The one place it is decided. */
+  resolve(audience: Audience): readonly Uid[] | Promise<readonly Uid[]> {
+    return 'broadcast' in audience ? this.#everyone() : unique(audience.uids);
+  }
+
   /**
    * Delivers `msg` to `audience` through every transport (or those `only` accepts). Rejects only
-   * when the dispatcher is closed.
+   * when the dispatcher is closed. For a broadcast, `unreached` is empty.
    */
   dispatch(audience: Audience, msg: Message, only?: (t: Transport) => boolean): Promise<DeliveryReport> {
     if (this.#state !== 'running') {
       return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
     }
-    const uids = 'broadcast' in audience ? [...this.#registry.uids()] : unique(audience.uids);
-    const calls: Call[] = [];
-    const promises: Promise<DeliveryResult[]>[] = [];
-    const unreached: Uid[] = [];
-    const window = this.#deadlines.current();
+    const broadcast = 'broadcast' in audience;
+    const run = (p: Plan) => this.#run(p.calls, broadcast ? [] : p.unreached, msg);
+    const go = (uids: readonly Uid[]): Promise<DeliveryReport> => {
+      const p = this.#plan(uids, only);
+      return p instanceof Promise ? p.then(run) : run(p);
+    };
+    const uids = this.resolve(audience);
+    return uids instanceof Promise ? uids.then(go) : go(uids);
+  }
+
+  /**
+   * Which transport reaches which uid: synchronously when every transport answers at once, else
+   * once the lookups have settled.
+   */
+  #plan(uids: readonly Uid[], only: ((t: Transport) => boolean) | undefined): Plan | Promise<Plan> {
+    const transports = only ? this.#transports.filter(only) : this.#transports;
+    const answers: (boolean | Promise<boolean>)[] = [];
+    let pending = false;
     for (const uid of uids) {
-      const before = calls.length;
-      for (const transport of this.#transports) {
-        if ((only && !only(transport)) || !reachable(transport, uid)) continue;
-        calls.push({ uid, transport });
-        promises.push(invoke(transport, uid, msg, window.signal));
+      for (const transport of transports) {
+        const a = reachable(transport, uid);
+        if (a instanceof Promise) pending = true;
+        answers.push(a);
       }
-      if (calls.length === before) unreached.push(uid);
     }
+    const build = (known: readonly boolean[]): Plan => {
+      const calls: Call[] = [];
+      const unreached: Uid[] = [];
+      let k = 0;
+      for (const uid of uids) {
+        const before = calls.length;
+        for (const transport of transports) if (known[k++]) calls.push({ uid, transport });
+        if (calls.length === before) unreached.push(uid);
+      }
+      return { calls, unreached };
+    };
+    return pending ? Promise.all(answers).then(build) : build(answers as boolean[]);
+  }
+
+  #run(calls: Call[], unreached: Uid[], msg: Message): Promise<DeliveryReport> {
+    if (this.#state !== 'running') {
+      return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
+    }
+    const window = this.#deadlines.current();
+    const promises = calls.map((c) => invoke(c.transport, c.uid, msg, window.signal));
     if (calls.length === 0) {
       return Promise.resolve({ delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached });
     }
@@ -143,7 +195,6 @@ export class Dispatcher {
         const entry: ReportEntry = { uid, transport: r.transport, target: r.target, status: r.status };
         if (r.reason !== undefined) entry.reason = r.reason;
         if (r.id !== undefined) entry.id = r.id;
-        if (r.ack !== undefined) entry.ack = r.ack;
         report.results.push(entry);
         report[r.status]++;
         this.#telemetry.delivered(r.transport, r.status);
@@ -176,9 +227,10 @@ function unique(uids: readonly Uid[]): readonly Uid[] {
   return uids.length < 2 ? uids : [...new Set(uids)];
 }
 
-function reachable(transport: Transport, uid: Uid): boolean {
+function reachable(transport: Transport, uid: Uid): boolean | Promise<boolean> {
   try {
-    return transport.canReach(uid);
+    const r = transport.canReach(uid);
+    return r instanceof Promise ? r.catch(() => false) : r;
   } catch {
     return false;
   }

@@ -1,25 +1,23 @@
-import type { Dispatcher } from './dispatcher.js';
 import { NotifyError } from '../errors.js';
-import { BROADCAST_UID, type History } from '../store/history-sqlite.js';
 import { UlidGenerator } from '../ids.js';
+import { after } from '../maybe.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
-import type { Registry } from '../store/registry.js';
-import type { Transport } from '../push/transport.js';
+import { isLive, type LiveSessions, type Transport } from '../push/transport.js';
+import type { AckRelay } from '../store/acks.js';
+import type { Claim, Dedupe } from '../store/dedupe.js';
+import { BROADCAST_STREAM, type MessageStreams, streamOf } from '../store/stream.js';
 import type { Audience, DeliveryReport, Message, MessageBody, PublishOptions, PublishReport, Route, Uid } from '../types.js';
-
-/** Where acks of the resume protocol come from (the WebSocket transport). */
-export interface AckSource {
-  /** Resolves with those of `uids` whose sessions acked message `id` within `timeoutMs`. */
-  waitForAcks(id: string, uids: ReadonlySet<Uid>, timeoutMs: number): Promise<Set<Uid>>;
-}
+import type { Dispatcher } from './dispatcher.js';
 
 export interface PublisherOptions {
   dispatcher: Dispatcher;
-  registry: Registry;
-  /** The message store; undefined when history is off. */
-  history: History | undefined;
-  acks: AckSource | undefined;
+  /** The message streams; undefined when history is off. */
+  streams: MessageStreams | undefined;
+  /** Publisher-id dedupe. */
+  dedupe: Dedupe;
+  /** Where acks of the resume protocol arrive. */
+  acks: AckRelay;
   /** The route of a message that names none. */
   route: Route;
   ackTimeoutMs: number;
@@ -30,8 +28,7 @@ export interface PublisherOptions {
   log: Logger;
 }
 
-const isLive = (t: Transport) => t.live === true;
-const isPush = (t: Transport) => t.live !== true;
+const isPush = (t: Transport) => !isLive(t);
 
 function emptyReport(): DeliveryReport {
   return { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached: [] };
@@ -40,14 +37,15 @@ function emptyReport(): DeliveryReport {
 /**
  * Every ingress publishes through here: the message gets its id, goes into the store, is
  * delivered along its route, and the answer comes back once the store has committed it (a
- * message answered `ok` survives a crash). A publisher's own id seen again within the dedupe
- * window is not delivered again; the repeat gets the first answer.
+ * message answered `ok` survives a crash; a session never sees a message the store could lose).
+ * A publisher's own id seen again within the dedupe window is not delivered again; the repeat
+ * gets the first answer.
  */
 export class Publisher {
   readonly #o: PublisherOptions;
   readonly #ids = new UlidGenerator();
-  /** Publisher-given ids of this process, in arrival order, with their answers. */
-  readonly #recent = new Map<string, { at: number; answer: Promise<PublishReport> }>();
+  /** Publishes with a publisher-given id that are under way here: a repeat waits for the same answer. */
+  readonly #underway = new Map<string, Promise<PublishReport>>();
 
   #uidsPerMessage: number;
   #route: Route;
@@ -69,7 +67,8 @@ export class Publisher {
 
   /**
    * Publishes one message; `via` names the ingress (text, http, cli) for the metrics. Rejects
-   * (NOTIFY_ERR_INVALID_MESSAGE) when the audience is over limits.uidsPerMessage.
+   * (NOTIFY_ERR_INVALID_MESSAGE) when the audience is over limits.uidsPerMessage, and
+   * (NOTIFY_ERR_STORE) when the store cannot take it: then nothing was delivered.
    */
   publish(audience: Audience, body: MessageBody, opts: PublishOptions = {}, via = 'api'): Promise<PublishReport> {
     const telemetry = this.#o.telemetry ?? noTelemetry;
@@ -82,55 +81,58 @@ export class Publisher {
     }
     telemetry.published(via);
     const started = performance.now();
-    if (opts.id !== undefined) {
-      const earlier = this.#earlier(opts.id);
-      if (earlier) return earlier.then((r) => ({ ...r, duplicate: true }));
+    const pid = opts.id;
+    if (pid === undefined) return this.#publish(audience, body, opts, this.#ids.next(), started);
+    let claim: Claim | Promise<Claim>;
+    try {
+      claim = this.#o.dedupe.claim(pid, this.#o.dedupeWindowMs);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    const id = opts.id ?? this.#ids.next();
+    const answer = after(claim, (c) => (c.first ? this.#publish(audience, body, opts, pid, started) : this.#earlier(pid, c.answer, opts)));
+    return answer instanceof Promise ? answer : Promise.resolve(answer);
+  }
+
+  /** The answer to a repeated publisher id: the first publish's (awaited if it is under way here). */
+  #earlier(id: string, answer: string | undefined, opts: PublishOptions): Promise<PublishReport> {
+    const mine = this.#underway.get(id);
+    if (mine) return mine.then((r) => ({ ...r, duplicate: true }));
+    if (answer !== undefined) return Promise.resolve({ ...(JSON.parse(answer) as PublishReport), duplicate: true });
+    // Claimed by a publish that has no answer yet (on another node, or cut short by a crash):
+    // stored, so sessions that resume get it; nothing is sent again.
+    return Promise.resolve({ id, stored: this.#o.streams !== undefined, route: opts.route ?? this.#route, ...emptyReport(), duplicate: true });
+  }
+
+  #publish(audience: Audience, body: MessageBody, opts: PublishOptions, id: string, started: number): Promise<PublishReport> {
     const route = opts.route ?? this.#route;
-    const history = this.#o.history;
-    let msg: Message = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
-    if (history) {
-      const uids = 'broadcast' in audience ? [BROADCAST_UID] : audience.uids.length === 1 ? audience.uids : [...new Set(audience.uids)];
-      msg = { ...msg, seq: history.append(id, uids, msg.frame, msg.json, msg.ttlMs) };
+    const streams = this.#o.streams;
+    const msg: Message = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
+    const deliver = (m: Message) => this.#deliver(audience, m, route, opts.id, started);
+    let answer: Promise<PublishReport>;
+    if (streams === undefined) {
+      answer = deliver(msg);
+    } else {
+      const keys = 'broadcast' in audience ? [BROADCAST_STREAM] : audience.uids.length === 1 ? [streamOf(audience.uids[0] as Uid)] : [...new Set(audience.uids)].map(streamOf);
+      // Committed before anyone has it: the last id a session saw is always one it can resume from.
+      answer = streams.publish(keys, msg).then((stored) => deliver({ ...msg, stored }));
     }
-    const answer = (async (): Promise<PublishReport> => {
-      // Committed before anyone has it: a session never sees a message the store could lose,
-      // so the last id it saw is always one it can resume from.
-      if (history) await history.committed();
-      const delivery = route === 'live-first' ? await this.#liveFirst(audience, msg) : await this.#o.dispatcher.dispatch(audience, msg);
-      // `ack: pending` only steers live-first; the report says what happened (paths).
-      for (const e of delivery.results) delete e.ack;
-      const report: PublishReport = { id, stored: history !== undefined, route, ...delivery };
-      if (history && opts.id !== undefined) {
-        history.recordAnswer(opts.id, JSON.stringify(report));
-        await history.committed();
-      }
-      telemetry.reported((performance.now() - started) / 1000);
-      return report;
-    })();
-    if (opts.id !== undefined) this.#remember(opts.id, answer);
+    if (opts.id !== undefined) {
+      const pid = opts.id;
+      this.#underway.set(pid, answer);
+      const forget = () => {
+        if (this.#underway.get(pid) === answer) this.#underway.delete(pid);
+      };
+      answer.then(forget, forget);
+    }
     return answer;
   }
 
-  /** The answer to an earlier publish with this id, from this process or (after a restart) the store. */
-  #earlier(id: string): Promise<PublishReport> | undefined {
-    const now = Date.now();
-    const mine = this.#recent.get(id);
-    if (mine && now - mine.at < this.#o.dedupeWindowMs) return mine.answer;
-    const stored = this.#o.history?.findAnswer(id);
-    return stored === undefined ? undefined : Promise.resolve(JSON.parse(stored) as PublishReport);
-  }
-
-  #remember(id: string, answer: Promise<PublishReport>): void {
-    const now = Date.now();
-    this.#recent.delete(id);
-    this.#recent.set(id, { at: now, answer });
-    // Entries are in arrival order: drop the expired ones from the front.
-    for (const [key, e] of this.#recent) {
-      if (now - e.at < this.#o.dedupeWindowMs) break;
-      this.#recent.delete(key);
-    }
+  async #deliver(audience: Audience, msg: Message, route: Route, pid: string | undefined, started: number): Promise<PublishReport> {
+    const delivery = route === 'live-first' ? await this.#liveFirst(audience, msg) : await this.#o.dispatcher.dispatch(audience, msg);
+    const report: PublishReport = { id: msg.id, stored: this.#o.streams !== undefined, route, ...delivery };
+    if (pid !== undefined) await this.#o.dedupe.record(pid, JSON.stringify(report));
+    (this.#o.telemetry ?? noTelemetry).reported((performance.now() - started) / 1000);
+    return report;
   }
 
   /**
@@ -139,20 +141,23 @@ export class Publisher {
    * ackTimeout.
    */
   async #liveFirst(audience: Audience, msg: Message): Promise<DeliveryReport & { paths: Record<Uid, 'live' | 'fallback' | 'none'> }> {
-    const { dispatcher, registry, acks } = this.#o;
-    const live = await dispatcher.dispatch(audience, msg, isLive);
+    const { dispatcher, acks } = this.#o;
+    const everyone = [...(await dispatcher.resolve(audience))];
+    const live = await dispatcher.dispatch({ uids: everyone }, msg, isLive);
+    const sessions = dispatcher.transports.filter(isLive);
+    const confirms = (transport: string, target: string) =>
+      sessions.some((t: Transport & LiveSessions) => t.name === transport && t.confirmsByAck(target));
     const delivered = new Set<Uid>();
     const awaiting = new Set<Uid>();
     for (const e of live.results) {
       if (e.status !== 'sent') continue;
-      if (e.ack === 'pending') awaiting.add(e.uid);
+      if (confirms(e.transport, e.target)) awaiting.add(e.uid);
       else delivered.add(e.uid);
     }
     for (const uid of delivered) awaiting.delete(uid);
-    if (awaiting.size > 0 && acks) {
-      for (const uid of await acks.waitForAcks(msg.id, awaiting, this.#ackTimeoutMs)) delivered.add(uid);
+    if (awaiting.size > 0) {
+      for (const uid of await acks.wait(msg.id, awaiting, this.#ackTimeoutMs)) delivered.add(uid);
     }
-    const everyone = 'broadcast' in audience ? [...registry.uids()] : [...new Set(audience.uids)];
     const rest = everyone.filter((u) => !delivered.has(u));
     const push = rest.length > 0 ? await dispatcher.dispatch({ uids: rest }, msg, isPush) : emptyReport();
     const fallback = new Set(push.results.filter((e) => e.status === 'sent').map((e) => e.uid));

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { DeviceStore } from '../store/devices.js';
+import type { DeviceService } from '../push/devices.js';
 import type { Publisher } from '../delivery/publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
@@ -16,7 +16,7 @@ export interface HttpIngressOptions {
   maxBodyBytes: number;
   publisher: Publisher;
   /** Device tokens of the push transports: /v1/devices. */
-  devices: DeviceStore;
+  devices: DeviceService;
   /** What GET /healthz reports, besides its status. */
   health: () => Record<string, unknown>;
   /** What GET /v1/status reports. */
@@ -238,13 +238,13 @@ export class HttpIngress {
     return op === 'add' ? devices.register(uid, transport, token) : devices.unregister(uid, transport, token);
   }
 
-  #listDevices(q: URLSearchParams): unknown {
+  async #listDevices(q: URLSearchParams): Promise<unknown> {
     const filter: { uid?: string; transport?: string } = {};
     const uid = q.get('uid');
     const transport = q.get('transport');
     if (uid !== null) filter.uid = uid;
     if (transport !== null) filter.transport = transport;
-    return { devices: this.#opts.devices.list(filter) };
+    return { devices: await this.#opts.devices.list(filter) };
   }
 
   #health(): Record<string, unknown> {

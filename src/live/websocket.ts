@@ -5,16 +5,19 @@ import { NotifyError } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
 import type { Logger } from '../obs/log.js';
 import { MAX_UID_BYTES } from '../message.js';
-import type { TargetIndex } from '../store/registry.js';
+import type { TargetIndex } from '../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
 import { AUTH_CLOSE, checkToken } from '../auth.js';
 import type { Limits } from '../config/load.js';
-import type { StoredMessage } from '../store/history-sqlite.js';
+import type { AckRelay } from '../store/acks.js';
+import type { Presence } from '../store/presence.js';
+import { BROADCAST_STREAM, type HistoryPage, type MessageStreams, type Publication, type StreamPosition, streamOf } from '../store/stream.js';
+import { after } from '../maybe.js';
 import { type LimitName, type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { isLoopbackAddress, unmapped } from '../net/allow.js';
 import { DEMO_PAGE } from './assets/demo-page.js';
 import { NOTIFY_CLIENT_JS } from './assets/notify-client.js';
-import type { Transport, TransportHealth } from '../push/transport.js';
+import type { LiveSessions, Transport, TransportHealth } from '../push/transport.js';
 
 export interface WebSocketTransportOptions {
   /** "host:port" to listen on. @default '127.0.0.1:1234' */
@@ -25,16 +28,21 @@ export interface WebSocketTransportOptions {
   maxBufferedBytes: number;
   /** Ping interval; a session that missed the previous pong is terminated. */
   heartbeatIntervalMs: number;
-  /** Where sessions are bound: the registry's `websocket` index. */
+  /** This node's sessions by uid (the live hub's index). */
   index: TargetIndex;
+  /** Which uids have sessions on which node (on one node: a view of `index`). */
+  presence: Presence;
+  /** This node's name, for presence. */
+  node: string;
+  /** Where acks of the resume protocol go. */
+  acks: AckRelay;
   log: Logger;
   /** How long stop() waits for close handshakes before it terminates the rest. @default 2000 */
   closeTimeoutMs?: number;
-  /**
-   * The stored messages of a uid after a message id, for sessions that resume (the history);
-   * without it, a resuming session gets live messages only.
-   */
-  replay?: ((uid: Uid, since: string | undefined) => { messages: StoredMessage[]; gap: boolean; upTo: number }) | undefined;
+  /** The message streams, for sessions that resume; without them, a resuming session gets live messages only. */
+  streams?: MessageStreams | undefined;
+  /** Publications replayed per stream at most (history.size). @default 100 */
+  replayLimit?: number;
   /** `token`: a bind must carry a token from `notify token` signed with `secret`. @default none */
   auth?: { mode: 'none' | 'token'; secret: string | null };
   /** An unbound connection is closed (4408) after this long. @default 10000 */
@@ -65,8 +73,13 @@ class Session extends WebSocket {
   alive = true;
   /** Bound with the resume protocol: gets `{"id","data"}` envelopes and may ack them. */
   envelope = false;
-  /** The newest store seq its replay covered: messages up to it came in the replay. */
-  replayedTo = 0;
+  /** Resume protocol: the offsets of the newest publications it has, in its uid's stream and in the broadcast stream. */
+  uPos = 0;
+  bPos = 0;
+  /** The epoch those offsets are of. */
+  epoch = '';
+  /** While its replay is being read: live publications held back, merged in by offset after it. */
+  held: Message[] | undefined = undefined;
   /** The peer's address, for the per-IP limits. */
   ip = '';
   /** When it connected (ms), for ws.bindTimeout. */
@@ -80,10 +93,22 @@ export function envelopeOf(id: string, frame: string, json: boolean): string {
   return `{"id":${JSON.stringify(id)},"data":${json ? frame : JSON.stringify(frame)}}`;
 }
 
-interface AckWait {
-  uids: ReadonlySet<Uid>;
-  acked: Set<Uid>;
-  done: () => void;
+/** Where a message sits in the stream a session of `uid` follows it by (undefined: not stored). */
+function positionFor(msg: Message, uid: Uid): Publication | undefined {
+  const stored = msg.stored;
+  if (stored === undefined) return undefined;
+  if (stored.length === 1) return stored[0];
+  const key = streamOf(uid);
+  return stored.find((p) => p.stream === key || p.stream === BROADCAST_STREAM);
+}
+
+/** What a resuming session is sent before it goes live. */
+interface Replay {
+  publications: Publication[];
+  /** `since` named no stored message: messages may have been missed. */
+  gap: boolean;
+  u: StreamPosition;
+  b: StreamPosition;
 }
 
 /**
@@ -100,10 +125,9 @@ interface AckWait {
  * A uid may have any number of sessions; each is its own target, keyed by session id. The same
  * port serves the demo page at `GET /` and the browser client at `/notify-client.js`.
  */
-export class WebSocketTransport implements Transport {
+export class WebSocketTransport implements Transport, LiveSessions {
   readonly name = 'websocket';
-  readonly live = true;
-  readonly #opts: Required<Omit<WebSocketTransportOptions, 'replay' | 'limits'>> & Pick<WebSocketTransportOptions, 'replay'>;
+  readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits'>> & Pick<WebSocketTransportOptions, 'streams'>;
   #limits: NonNullable<WebSocketTransportOptions['limits']>;
   /** Connections per peer address. */
   readonly #perIp = new Map<string, number>();
@@ -119,8 +143,6 @@ export class WebSocketTransport implements Transport {
   #address = '';
   #heartbeat: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
-  /** Publishes waiting for acks, by message id. */
-  readonly #ackWaits = new Map<string, AckWait>();
   /** The envelope of the message being delivered: built once, sent to every resuming session. */
   #envelopeFor: { msg: Message; text: string } | undefined;
   readonly #onMessage: (this: WebSocket, data: RawData, isBinary: boolean) => void;
@@ -131,7 +153,7 @@ export class WebSocketTransport implements Transport {
     for (const key of ['maxPayloadBytes', 'maxBufferedBytes', 'heartbeatIntervalMs'] as const) {
       if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`${key} must be a positive integer`);
     }
-    this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, ...opts };
+    this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, replayLimit: 100, ...opts };
     if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
     this.#limits = opts.limits ?? NO_LIMITS;
     this.#wss = new WebSocketServer({
@@ -160,7 +182,7 @@ export class WebSocketTransport implements Transport {
     this.#onClose = function () {
       const s = this as Session;
       transport.#conns.delete(s.sid);
-      if (s.uid !== undefined) transport.#opts.index.remove(s.sid);
+      if (s.uid !== undefined) transport.#unbind(s);
       transport.#releaseIp(s.ip);
     };
     this.#onError = function (err) {
@@ -179,12 +201,17 @@ export class WebSocketTransport implements Transport {
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, this.#opts.bindTimeoutMs / 2)));
   }
 
-  addresses(): Record<string, string> {
-    return this.#address ? { ws: this.#address } : {};
+  /** The bound address, "host:port" ('' before start). */
+  get address(): string {
+    return this.#address;
   }
 
-  canReach(uid: Uid): boolean {
-    return this.#opts.index.has(uid);
+  canReach(uid: Uid): boolean | Promise<boolean> {
+    return this.#opts.presence.has(uid);
+  }
+
+  confirmsByAck(target: string): boolean {
+    return this.#conns.get(target)?.envelope === true;
   }
 
   deliver(uid: Uid, msg: Message, _signal: AbortSignal): Promise<DeliveryResult[]> {
@@ -202,9 +229,8 @@ export class WebSocketTransport implements Transport {
         this.#opts.log.warn('slow consumer dropped', { sid, uid, unsentBytes: unsent });
         results.push({ transport: this.name, target: sid, status: 'failed', reason: `slow consumer (${unsent} bytes unsent)` });
       } else if (s.envelope) {
-        // Stored before this session bound, so it was in its replay already.
-        if (msg.seq === undefined || msg.seq > s.replayedTo) s.send(this.#envelope(msg));
-        results.push({ transport: this.name, target: sid, status: 'sent', ack: 'pending' });
+        this.#live(s, msg);
+        results.push({ transport: this.name, target: sid, status: 'sent' });
       } else {
         s.send(msg.frame);
         results.push({ transport: this.name, target: sid, status: 'sent' });
@@ -400,7 +426,7 @@ export class WebSocketTransport implements Transport {
         return false;
       }
     }
-    if (this.#opts.index.targets(uid).length >= this.#limits.sessionsPerUid) {
+    if (this.#opts.index.count(uid) >= this.#limits.sessionsPerUid) {
       this.#opts.telemetry.refused('sessionsPerUid');
       s.close(AUTH_CLOSE.tooManySessions, `too many sessions for this uid (limits.sessionsPerUid: ${this.#limits.sessionsPerUid})`);
       return false;
@@ -408,15 +434,30 @@ export class WebSocketTransport implements Transport {
     s.uid = uid;
     s.urlToken = undefined;
     this.#opts.index.add(uid, s.sid);
+    this.#presence(this.#opts.presence.add(uid, s.sid, this.#opts.node), s);
     return true;
   }
 
+  #unbind(s: Session): void {
+    this.#opts.index.remove(s.sid);
+    this.#presence(this.#opts.presence.remove(s.uid as Uid, s.sid), s);
+  }
+
+  /** A presence write that failed: the session cannot be found by other nodes, so it ends (they would miss it). */
+  #presence(result: void | Promise<void>, s: Session): void {
+    if (result instanceof Promise) {
+      result.catch((err: unknown) => {
+        this.#opts.log.warn('presence unavailable; closing the session', { sid: s.sid, uid: s.uid, error: err instanceof Error ? err.message : String(err) });
+        if (s.readyState === WebSocket.OPEN) s.close(1011, 'presence unavailable; reconnect');
+      });
+    }
+  }
+
   /**
-   * A resume-protocol bind: every stored message after `since`, in order, then live ones. The
-   * replay, the sending and the registration happen in one synchronous step (the history
-   * commits what it has queued first), so no message falls between the replay and the live
-   * stream; a message stored before the bind but delivered after it (its seq is at most
-   * `replayedTo`) is not sent again.
+   * A resume-protocol bind: every stored message after `since`, in order, then live ones, none
+   * twice (centrifuge's recovery): the session is registered first, so live publications reach
+   * it from then on, but they are held back while the stored ones are read; then the two are
+   * merged by offset (duplicates dropped), and it goes live.
    */
   #bindResume(s: Session, bind: { uid?: unknown; since?: unknown; token?: unknown }): void {
     if (typeof bind.uid !== 'string') {
@@ -429,15 +470,91 @@ export class WebSocketTransport implements Transport {
     }
     const since = typeof bind.since === 'string' && bind.since !== '' ? bind.since : undefined;
     const token = typeof bind.token === 'string' ? bind.token : s.urlToken;
-    // The checks (uid, token, limits) first; then the replay, the sending and the registration,
-    // in this one synchronous step.
-    if (!this.#bind(s, bind.uid, token)) return;
-    const uid = bind.uid;
     s.envelope = true;
-    const replay = this.#opts.replay?.(uid, since) ?? { messages: [], gap: since !== undefined, upTo: 0 };
-    s.replayedTo = replay.upTo;
-    if (replay.gap) s.send(JSON.stringify({ type: 'gap', since: since ?? null }));
-    for (const m of replay.messages) s.send(envelopeOf(m.id, m.frame, m.json));
+    s.held = [];
+    if (!this.#bind(s, bind.uid, token)) return;
+    const streams = this.#opts.streams;
+    if (streams === undefined) {
+      s.held = undefined;
+      if (since !== undefined) s.send(JSON.stringify({ type: 'gap', since }));
+      return;
+    }
+    this.#recover(s, this.#readSince(streams, bind.uid, since), since ?? null);
+  }
+
+  /** What the session is owed: every stored message after `since` (its uid's and broadcasts, in publish order). */
+  #readSince(streams: MessageStreams, uid: Uid, since: string | undefined): Replay | Promise<Replay> {
+    const u = streamOf(uid);
+    const limit = this.#opts.replayLimit;
+    const located = since === undefined ? undefined : after(streams.locate(u, since), (p) => p ?? streams.locate(BROADCAST_STREAM, since));
+    return after(located, (at) => {
+      const afterAt = at?.at;
+      const q = afterAt === undefined ? { limit } : { afterAt, limit };
+      return after(streams.history(u, q), (hu) =>
+        after(streams.history(BROADCAST_STREAM, q), (hb) => merged(hu, hb, since !== undefined && at === undefined)),
+      );
+    });
+  }
+
+  /** Sends a replay, then what was held back meanwhile (by offset, none twice), and goes live. */
+  #recover(s: Session, replay: Replay | Promise<Replay>, since: string | null): void {
+    const done = (r: Replay): void => {
+      if (s.readyState !== WebSocket.OPEN) return;
+      if (r.gap) s.send(JSON.stringify({ type: 'gap', since }));
+      for (const p of r.publications) s.send(envelopeOf(p.id, p.frame, p.json));
+      s.epoch = r.u.epoch;
+      s.uPos = r.u.offset;
+      s.bPos = r.b.offset;
+      const held = s.held ?? [];
+      s.held = undefined;
+      for (const m of held) this.#live(s, m, false);
+    };
+    if (!(replay instanceof Promise)) return done(replay);
+    replay.then(done, (err: unknown) => {
+      this.#opts.log.warn('resume failed: the store is unavailable', { sid: s.sid, uid: s.uid, error: err instanceof Error ? err.message : String(err) });
+      if (s.readyState === WebSocket.OPEN) s.close(1011, 'store unavailable; reconnect');
+    });
+  }
+
+  /**
+   * A live message to a resuming session: sent unless its replay had it already; a message
+   * past a hole in the offsets (a backend that dropped a publication on its way here) makes
+   * the session catch up from the store first.
+   */
+  #live(s: Session, msg: Message, mayRecover = true): void {
+    if (s.held !== undefined) {
+      s.held.push(msg);
+      return;
+    }
+    const p = positionFor(msg, s.uid as Uid);
+    if (p === undefined) {
+      s.send(this.#envelope(msg));
+      return;
+    }
+    const broadcast = p.stream === BROADCAST_STREAM;
+    const cur = broadcast ? s.bPos : s.uPos;
+    if (p.epoch === s.epoch && p.offset <= cur) return;
+    if (mayRecover && (p.epoch !== s.epoch || p.offset !== cur + 1)) {
+      const streams = this.#opts.streams;
+      if (streams !== undefined) {
+        s.held = [msg];
+        this.#recover(s, this.#readAfter(streams, s), null);
+        return;
+      }
+    }
+    if (broadcast) s.bPos = p.offset;
+    else s.uPos = p.offset;
+    s.send(this.#envelope(msg));
+  }
+
+  /** What a live session missed: everything after its positions. */
+  #readAfter(streams: MessageStreams, s: Session): Replay | Promise<Replay> {
+    const limit = this.#opts.replayLimit;
+    return after(streams.history(streamOf(s.uid as Uid), { after: { offset: s.uPos, epoch: s.epoch }, limit }), (hu) =>
+      after(streams.history(BROADCAST_STREAM, { after: { offset: s.bPos, epoch: s.epoch }, limit }), (hb) =>
+        merged(hu, hb, hu.top.epoch !== s.epoch || (hu.publications[0]?.offset ?? s.uPos + 1) !== s.uPos + 1 || (hb.publications[0]?.offset ?? s.bPos + 1) !== s.bPos + 1),
+      ),
+    );
   }
 
   /** A frame from a resuming session after its bind: acks; anything else is ignored. */
@@ -449,26 +566,9 @@ export class WebSocketTransport implements Transport {
       return;
     }
     const f = frame as { type?: unknown; id?: unknown } | null;
-    if (f === null || typeof f !== 'object' || f.type !== 'ack' || typeof f.id !== 'string') return;
-    const wait = this.#ackWaits.get(f.id);
-    if (wait === undefined || s.uid === undefined || !wait.uids.has(s.uid)) return;
-    wait.acked.add(s.uid);
-    if (wait.acked.size === wait.uids.size) wait.done();
-  }
-
-  /** Resolves with those of `uids` whose sessions acked message `id` within `timeoutMs`. */
-  waitForAcks(id: string, uids: ReadonlySet<Uid>, timeoutMs: number): Promise<Set<Uid>> {
-    return new Promise((resolve) => {
-      const acked = new Set<Uid>();
-      const done = () => {
-        clearTimeout(timer);
-        if (this.#ackWaits.get(id) === wait) this.#ackWaits.delete(id);
-        resolve(acked);
-      };
-      const wait: AckWait = { uids, acked, done };
-      const timer = setTimeout(done, timeoutMs);
-      this.#ackWaits.set(id, wait);
-    });
+    if (f === null || typeof f !== 'object' || f.type !== 'ack' || typeof f.id !== 'string' || s.uid === undefined) return;
+    const r = this.#opts.acks.ack(f.id, s.uid);
+    if (r instanceof Promise) r.catch(() => {});
   }
 
   #beat(): void {
@@ -503,6 +603,12 @@ export class WebSocketTransport implements Transport {
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
     res.end('not found: WebSocket clients connect to any path; the demo page is at /, the browser client at /notify-client.js\n');
   }
+}
+
+/** A replay: both streams' publications in publish order. */
+function merged(u: HistoryPage, b: HistoryPage, gap: boolean): Replay {
+  const publications = b.publications.length === 0 ? u.publications : [...u.publications, ...b.publications].sort((x, y) => x.at - y.at);
+  return { publications, gap, u: u.top, b: b.top };
 }
 
 function markAlive(this: WebSocket): void {

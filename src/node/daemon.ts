@@ -1,17 +1,19 @@
 import type { Config } from '../config/load.js';
-import { buildCore } from './node.js';
-import type { DeviceStore } from '../store/devices.js';
 import type { Dispatcher } from '../delivery/dispatcher.js';
-import type { History } from '../store/history-sqlite.js';
+import type { Publisher } from '../delivery/publisher.js';
 import { HttpIngress } from '../ingress/http.js';
 import { TextIngress } from '../ingress/text.js';
+import type { WebSocketTransport } from '../live/websocket.js';
 import { isLoopback } from '../net/listen.js';
 import { type Logger, silentLogger } from '../obs/log.js';
 import { Metrics } from '../obs/metrics.js';
-import type { Publisher } from '../delivery/publisher.js';
-import type { Registry } from '../store/registry.js';
-import type { WebSocketTransport } from '../live/websocket.js';
+import type { DeviceService } from '../push/devices.js';
+import type { MessageStreams } from '../store/stream.js';
+import type { Registry } from '../store/target-index.js';
 import { VERSION } from '../version.js';
+import { type NodeOptions, type NotifyNode, type ReloadResult, buildNode } from './node.js';
+
+export type { ReloadResult };
 
 export interface Addresses {
   /** WebSocket sessions and the demo page, "host:port". */
@@ -22,18 +24,8 @@ export interface Addresses {
   http: string;
 }
 
-/** What a reload did. */
-export interface ReloadResult {
-  /** Push transports built anew, by what happened to them. */
-  added: string[];
-  changed: string[];
-  removed: string[];
-  /** Settings that changed but take a restart to apply (listeners, the store, ...). */
-  restartNeeded: string[];
-}
-
 export interface Daemon {
-  /** Starts transports, then ingresses. Rejects (having stopped what started) when a listener fails. */
+  /** Starts the node (transports), then the ingresses. Rejects (having stopped what started) when a listener fails. */
   start(): Promise<void>;
   /**
    * Stops accepting, answers what was accepted, then closes sessions with 1001 and stops the
@@ -41,18 +33,20 @@ export interface Daemon {
    */
   stop(): Promise<void>;
   /**
-   * Applies a new config without dropping a session: push transports and devices, routes,
-   * limits. Settings that need a restart are listed, not applied.
+   * Applies a new config without dropping a session (the node's reload). Settings that need a
+   * restart are listed, not applied.
    */
   reload(next: Config): Promise<ReloadResult>;
   /** The bound addresses (real ports when 0 was configured). */
   addresses(): Addresses;
+  readonly node: NotifyNode;
   readonly dispatcher: Dispatcher;
   readonly publisher: Publisher;
+  /** This node's local indexes: its sessions (`websocket`) and each push transport's devices. */
   readonly registry: Registry;
-  readonly devices: DeviceStore;
-  /** The message store (undefined when history is off). */
-  readonly history: History | undefined;
+  readonly devices: DeviceService;
+  /** The message streams (undefined when history is off). */
+  readonly streams: MessageStreams | undefined;
   readonly metrics: Metrics;
 }
 
@@ -61,26 +55,22 @@ interface Startable {
   stop(): Promise<void>;
 }
 
-/** The sections whose changes a running daemon cannot apply. */
-const RESTART_SECTIONS = ['ws', 'text', 'http', 'state', 'history', 'shutdown'] as const;
-
-/** The composition root: builds every part from the config and owns their lifecycle. */
-export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemon {
+/** A node with its listeners: the WebSocket port (the node's live transport), the Text ingress and the HTTP API. */
+export function createDaemon(config: Config, opts: { log?: Logger; backends?: NodeOptions['backends'] } = {}): Daemon {
   const log = opts.log ?? silentLogger;
   const gauges = {
-    sessions: () => core.registry.index('websocket').targetCount,
-    uids: () => core.registry.index('websocket').uidCount,
-    storeRows: () => core.history?.rows ?? 0,
+    sessions: () => node.backends.sessions.targetCount,
+    uids: () => node.backends.sessions.uidCount,
+    storeRows: () => node.backends.streams?.size ?? 0,
   };
   const metrics = new Metrics(gauges);
-  const core = buildCore(config, { log, live: true, telemetry: metrics });
-  const { registry, devices, transports, websocket, dispatcher, publisher } = core;
-  const ws = websocket as WebSocketTransport;
+  const node = buildNode(config, { log, live: true, telemetry: metrics, ...(opts.backends ? { backends: opts.backends } : {}) });
+  const { transports, dispatcher, publisher } = node;
+  const ws = node.websocket as WebSocketTransport;
   const closeTimeoutMs = config.shutdown.timeoutMs;
   const telemetry = metrics;
   const text = new TextIngress({ ...config.text, publisher, telemetry, log, closeTimeoutMs });
   const startedAt = Date.now();
-  let current = config;
   const health = () => ({
     transports: Object.fromEntries(transports.map((t) => [t.name, t.health?.() ?? { state: 'running' }])),
   });
@@ -92,10 +82,10 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
     sessions: gauges.sessions(),
     uids: gauges.uids(),
     connections: (ws.health().connections as number) ?? 0,
-    history: core.history ? { rows: core.history.rows } : { enabled: false },
+    history: node.backends.streams ? { rows: node.backends.streams.size } : { enabled: false },
     ...health(),
   });
-  const http = new HttpIngress({ ...config.http, publisher, devices, health, status, metrics, telemetry, log, closeTimeoutMs });
+  const http = new HttpIngress({ ...config.http, publisher, devices: node.devices, health, status, metrics, telemetry, log, closeTimeoutMs });
   const ingresses: Startable[] = [text, http];
 
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -104,12 +94,9 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
 
   async function stopAll(): Promise<void> {
     state = 'stopping';
-    const ins = started.filter((s) => ingresses.includes(s));
-    const outs = transports.filter((t) => started.includes(t)).reverse();
     const work = (async () => {
-      await Promise.all(ins.map((s) => s.stop()));
-      await dispatcher.close();
-      for (const t of outs) await t.stop();
+      await Promise.all(started.map((s) => s.stop()));
+      await node.stop();
     })();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((resolve) => {
@@ -119,22 +106,23 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
       log.warn('shutdown timed out; closing anyway', { timeoutMs: closeTimeoutMs });
     }
     clearTimeout(timer);
-    core.close();
     state = 'stopped';
   }
 
   const daemon: Daemon = {
+    node,
     dispatcher,
     publisher,
-    registry,
-    devices,
-    history: core.history,
+    registry: node.registry,
+    devices: node.devices,
+    streams: node.backends.streams,
     metrics,
     async start() {
       if (state !== 'new') return;
       state = 'starting';
       try {
-        for (const part of [...transports, ...ingresses]) {
+        await node.start();
+        for (const part of ingresses) {
           await part.start();
           started.push(part);
         }
@@ -153,27 +141,19 @@ export function createDaemon(config: Config, opts: { log?: Logger } = {}): Daemo
         });
       }
       for (const t of transports) {
-        if (t !== ws) log.info(`transport ${t.name} ready`, { transport: t.name, devices: registry.index(t.name).targetCount });
+        if (t !== ws) log.info(`transport ${t.name} ready`, { transport: t.name, devices: node.registry.index(t.name).targetCount });
       }
-      core.resumePending();
     },
     async reload(next) {
       if (state !== 'running') throw new Error('notify is not running');
-      const restartNeeded = RESTART_SECTIONS.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k])).map(String);
-      const result = await core.reload(next);
-      // Transports built by the reload are part of what a stop stops.
-      for (const t of transports) if (!started.includes(t)) started.push(t);
-      ws.setLimits(next.limits);
-      // What runs: the new applied settings, and the old values of what needs a restart.
-      current = { ...next, ws: current.ws, text: current.text, http: current.http, state: current.state, history: current.history, shutdown: current.shutdown };
-      return { ...result, restartNeeded };
+      return node.reload(next);
     },
     stop() {
-      stopping ??= state === 'new' ? (core.close(), Promise.resolve()) : stopAll();
+      stopping ??= state === 'new' ? node.stop() : stopAll();
       return stopping;
     },
     addresses() {
-      return { ws: ws.addresses().ws ?? '', text: text.addresses().text ?? '', http: http.addresses().http ?? '' };
+      return { ws: ws.address, text: text.addresses().text ?? '', http: http.addresses().http ?? '' };
     },
   };
   return daemon;

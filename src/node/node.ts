@@ -1,176 +1,256 @@
+import { hostname } from 'node:os';
 import type { Config, TransportSettings } from '../config/load.js';
-import { DeviceStore } from '../store/devices.js';
 import { Dispatcher } from '../delivery/dispatcher.js';
-import { History } from '../store/history-sqlite.js';
+import { Publisher } from '../delivery/publisher.js';
+import { WebSocketTransport } from '../live/websocket.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
-import { Publisher } from '../delivery/publisher.js';
-import { MemoryRegistry, type Registry } from '../store/registry.js';
-import { RetryLedger } from '../store/retry-queue-sqlite.js';
-import { type StateDb, openState } from '../store/sqlite.js';
+import { DeviceService } from '../push/devices.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
 import type { Transport } from '../push/transport.js';
-import { WebSocketTransport } from '../live/websocket.js';
+import { type Backends, embeddedBackends } from '../store/embedded.js';
+import type { Registry, TargetIndex } from '../store/target-index.js';
+import type { Uid } from '../types.js';
 
-/** What both the daemon and `notify send --direct` deliver with. */
-export interface Core {
-  registry: Registry;
-  devices: DeviceStore;
-  /** The WebSocket transport first (when live), then the configured ones in config order. */
-  transports: Transport[];
-  websocket: WebSocketTransport | undefined;
-  dispatcher: Dispatcher;
-  /** The message store, unless history.enabled is false. */
-  history: History | undefined;
-  retries: RetryLedger;
-  publisher: Publisher;
-  db: StateDb;
-  /**
-   * Hands deliveries left waiting for a retry (by the previous process, or by a transport that a
-   * reload replaced) back to their transports; only those of `names` when given.
-   */
-  resumePending(names?: readonly string[]): number;
-  /**
-   * Applies a reloaded config's push transports (new, changed, removed; unchanged ones keep
-   * running), devices, routes and limits. Live sessions are untouched. Rejects, changing
-   * nothing, when a new transport cannot be built.
-   */
-  reload(next: Config): Promise<{ added: string[]; changed: string[]; removed: string[] }>;
-  /** Closes the store (after the transports have stopped). */
-  close(): void;
+/** The config sections a running node cannot apply: a reload lists their changes as needing a restart. */
+export const RESTART_SECTIONS = ['ws', 'text', 'http', 'state', 'history', 'shutdown'] as const;
+
+/** What a reload did. */
+export interface ReloadResult {
+  /** Push transports built anew, by what happened to them. */
+  added: string[];
+  changed: string[];
+  removed: string[];
+  /** Settings that changed but take a restart to apply (listeners, the store, ...). */
+  restartNeeded: string[];
+}
+
+export interface NodeOptions {
+  log: Logger;
+  /** With live sessions (the WebSocket transport and its listener); false for `notify send --direct`. */
+  live: boolean;
+  telemetry?: Telemetry;
+  /** The state backends; the embedded set (SQLite in state.dir, memory) when absent. */
+  backends?: (config: Config, opts: { node: string; log: Logger }) => Backends;
+  /** This node's name. @default hostname-pid */
+  name?: string;
 }
 
 /**
- * Builds the registry, the state database, the device store, the message store, the
- * transports, the dispatcher and the publisher from a config. `live: false` leaves out the
- * WebSocket transport (no listener): for delivering in-process through the push providers alone.
+ * One notify node: the state backends, the transports, the dispatcher and the publisher, built
+ * from a config. The composition root: the daemon adds listeners on top, `notify send --direct`
+ * uses it as it is. The config it runs is `config`; reload is applied here and nowhere else.
  */
-export function buildCore(config: Config, opts: { log: Logger; live: boolean; telemetry?: Telemetry }): Core {
+export interface NotifyNode {
+  readonly name: string;
+  /** The config in force (a reload's applied settings; restart-only sections as started). */
+  readonly config: Config;
+  readonly backends: Backends;
+  readonly devices: DeviceService;
+  /** The WebSocket transport first (when live), then the configured ones in config order. */
+  readonly transports: readonly Transport[];
+  readonly websocket: WebSocketTransport | undefined;
+  readonly dispatcher: Dispatcher;
+  readonly publisher: Publisher;
+  /** This node's local indexes: its sessions (`websocket`) and each push transport's devices. */
+  readonly registry: Registry;
+  /** Seeds the device directory, starts the transports, then takes up deliveries left waiting for a retry. */
+  start(): Promise<void>;
+  /**
+   * Applies a new config without dropping a session: push transports (new, changed, removed;
+   * unchanged ones keep running), devices, routes, limits, the delivery timeout. Rejects,
+   * changing nothing, when a new transport cannot be built.
+   */
+  reload(next: Config): Promise<ReloadResult>;
+  /** Refuses new messages, lets those in flight finish, stops the transports, closes the store. */
+  stop(): Promise<void>;
+}
+
+export function defaultNodeName(): string {
+  return `${hostname()}-${process.pid}`;
+}
+
+/** Builds a node (nothing runs until `start()`). Throws NOTIFY_ERR_CONFIG when the store cannot be opened or a transport built. */
+export function buildNode(config: Config, opts: NodeOptions): NotifyNode {
   const { log } = opts;
   const telemetry = opts.telemetry ?? noTelemetry;
-  const registry = new MemoryRegistry();
-  const db = openState(config.state.dir);
+  const name = opts.name ?? defaultNodeName();
+  const backends = (opts.backends ?? embeddedBackends)(config, { node: name, log });
   try {
-    const devices = new DeviceStore({ db, registry, config, log });
-    devices.load();
-    const h = config.history;
-    const history = h.enabled ? new History(db, { size: h.size, ttlMs: h.ttl, maxMessages: h.maxMessages, dedupeWindowMs: h.dedupeWindow, log }) : undefined;
-    const retries = new RetryLedger(db);
-    const ws = config.ws;
-    const websocket = opts.live
-      ? new WebSocketTransport({
-          listen: ws.listen,
-          maxPayloadBytes: ws.maxPayloadBytes,
-          maxBufferedBytes: ws.maxBufferedBytes,
-          heartbeatIntervalMs: ws.heartbeatIntervalMs,
-          auth: { mode: ws.auth, secret: ws.secret },
-          bindTimeoutMs: ws.bindTimeout,
-          behindProxy: ws.behindProxy,
-          limits: config.limits,
-          telemetry,
-          index: registry.index('websocket'),
-          log,
-          replay: history ? (uid, since) => history.replay(uid, since) : undefined,
-        })
-      : undefined;
-    const make = (name: string, settings: TransportSettings): Transport => {
-      const kind = TRANSPORT_TYPES[settings.type];
-      if (!kind) throw new TypeError(`transports.${name}: unknown type ${settings.type}`);
-      const retire = (target: string, reason: string) => devices.retire(name, target, reason);
-      return kind.create(settings, { name, registry, log, retire, retries, telemetry });
-    };
-    const transports: Transport[] = websocket ? [websocket] : [];
-    for (const [name, settings] of Object.entries(config.transports)) transports.push(make(name, settings));
-    let current = config;
-    const dispatcher = new Dispatcher({
-      transports,
-      registry,
-      deliverTimeoutMs: config.dispatch.deliverTimeoutMs,
-      log,
-      onPrune: (transport, target, reason) => devices.retire(transport, target, reason ?? 'pruned'),
-      telemetry,
-    });
-    const publisher = new Publisher({
-      dispatcher,
-      registry,
-      history,
-      acks: websocket,
-      route: config.dispatch.route,
-      ackTimeoutMs: config.dispatch.ackTimeout,
-      dedupeWindowMs: h.dedupeWindow,
-      uidsPerMessage: config.limits.uidsPerMessage,
-      telemetry,
-      log,
-    });
-    return {
-      registry,
-      devices,
-      transports,
-      websocket,
-      dispatcher,
-      history,
-      retries,
-      publisher,
-      db,
-      resumePending(names) {
-        let n = 0;
-        for (const [name, pending] of retries.pending()) {
-          if (names && !names.includes(name)) continue;
-          const t = transports.find((x) => x.name === name);
-          if (!t?.resume) {
-            log.warn('deliveries waiting for a retry belong to a transport that is no longer configured; kept', { transport: name, count: pending.length });
-            continue;
-          }
-          for (const p of pending) t.resume(p);
-          n += pending.length;
-        }
-        if (n > 0) log.info('resuming deliveries that were waiting for a retry', { count: n });
-        return n;
-      },
-      async reload(next) {
-        const was = new Map(transports.filter((t) => t !== websocket).map((t) => [t.name, t]));
-        const list: Transport[] = websocket ? [websocket] : [];
-        const fresh: Transport[] = [];
-        const added: string[] = [];
-        const changed: string[] = [];
-        try {
-          for (const [name, settings] of Object.entries(next.transports)) {
-            const old = was.get(name);
-            if (old && JSON.stringify(current.transports[name]) === JSON.stringify(settings)) {
-              list.push(old);
-              was.delete(name);
-              continue;
-            }
-            const t = make(name, settings);
-            fresh.push(t);
-            list.push(t);
-            (old ? changed : added).push(name);
-          }
-          for (const t of fresh) await t.start();
-        } catch (err) {
-          for (const t of fresh) await t.stop();
-          throw err;
-        }
-        const removed = [...was.keys()].filter((n) => !(n in next.transports));
-        dispatcher.setTransports(list);
-        dispatcher.setDeliverTimeout(next.dispatch.deliverTimeoutMs);
-        transports.splice(0, transports.length, ...list);
-        devices.reload(next);
-        publisher.configure({ route: next.dispatch.route, ackTimeoutMs: next.dispatch.ackTimeout, uidsPerMessage: next.limits.uidsPerMessage });
-        current = next;
-        // Replaced and removed transports finish what they have in flight, then stop; what the
-        // replaced ones left waiting for a retry goes on in their successors.
-        for (const t of was.values()) await t.stop();
-        this.resumePending(changed);
-        return { added, changed, removed };
-      },
-      close() {
-        history?.close();
-        db.close();
-      },
-    };
+    const devices = new DeviceService({ directory: backends.devices, config, log });
+    return assemble(config, opts, name, telemetry, backends, devices);
   } catch (err) {
-    db.close();
+    backends.close();
     throw err;
   }
+}
+
+function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Telemetry, backends: Backends, devices: DeviceService): NotifyNode {
+  const { log } = opts;
+  const ws = config.ws;
+  const websocket = opts.live
+    ? new WebSocketTransport({
+        listen: ws.listen,
+        maxPayloadBytes: ws.maxPayloadBytes,
+        maxBufferedBytes: ws.maxBufferedBytes,
+        heartbeatIntervalMs: ws.heartbeatIntervalMs,
+        auth: { mode: ws.auth, secret: ws.secret },
+        bindTimeoutMs: ws.bindTimeout,
+        behindProxy: ws.behindProxy,
+        limits: config.limits,
+        telemetry,
+        index: backends.sessions,
+        presence: backends.presence,
+        node: name,
+        acks: backends.acks,
+        log,
+        streams: backends.streams,
+        replayLimit: config.history.size,
+      })
+    : undefined;
+  const registry: Registry = {
+    index: (t: string): TargetIndex => (t === 'websocket' ? backends.sessions : backends.deviceIndexes.index(t)),
+    where: (uid) => ({ ...(backends.sessions.has(uid) ? { websocket: backends.sessions.targets(uid) } : {}), ...backends.deviceIndexes.where(uid) }),
+    uids: () => new Set([...backends.sessions.uids(), ...backends.deviceIndexes.uids()]),
+  };
+  const make = (tname: string, settings: TransportSettings): Transport => {
+    const kind = TRANSPORT_TYPES[settings.type];
+    if (!kind) throw new TypeError(`transports.${tname}: unknown type ${settings.type}`);
+    const retire = (target: string, reason: string) => void devices.retire(tname, target, reason);
+    return kind.create(settings, { name: tname, registry: backends.deviceIndexes, log, retire, retries: backends.retries, telemetry });
+  };
+  const transports: Transport[] = websocket ? [websocket] : [];
+  for (const [tname, settings] of Object.entries(config.transports)) transports.push(make(tname, settings));
+
+  /** Every uid some transport can reach: presence, plus each push transport's devices. */
+  const everyone = (): readonly Uid[] | Promise<readonly Uid[]> => {
+    const all = new Set<Uid>(backends.deviceIndexes.uids());
+    if (!websocket) return [...all];
+    const online = backends.presence.uids();
+    if (online instanceof Promise) return online.then((u) => [...new Set([...u, ...all])]);
+    for (const u of online) all.add(u);
+    return [...all];
+  };
+  const dispatcher = new Dispatcher({
+    transports,
+    registry: backends.deviceIndexes,
+    everyone,
+    deliverTimeoutMs: config.dispatch.deliverTimeoutMs,
+    log,
+    onPrune: (transport, target, reason) => void devices.retire(transport, target, reason ?? 'pruned'),
+    telemetry,
+  });
+  const publisher = new Publisher({
+    dispatcher,
+    streams: backends.streams,
+    dedupe: backends.dedupe,
+    acks: backends.acks,
+    route: config.dispatch.route,
+    ackTimeoutMs: config.dispatch.ackTimeout,
+    dedupeWindowMs: config.history.dedupeWindow,
+    uidsPerMessage: config.limits.uidsPerMessage,
+    telemetry,
+    log,
+  });
+
+  let current = config;
+  const started = new Set<Transport>();
+  let stopping: Promise<void> | undefined;
+
+  /** Hands deliveries left waiting for a retry back to their transports (only those of `names` when given). */
+  const resumePending = (names?: readonly string[]): number => {
+    let n = 0;
+    for (const [tname, pending] of backends.retries.pending()) {
+      if (names && !names.includes(tname)) continue;
+      const t = transports.find((x) => x.name === tname);
+      if (!t?.resume) {
+        log.warn('deliveries waiting for a retry belong to a transport that is no longer configured; kept', { transport: tname, count: pending.length });
+        continue;
+      }
+      for (const p of pending) t.resume(p);
+      n += pending.length;
+    }
+    if (n > 0) log.info('resuming deliveries that were waiting for a retry', { count: n });
+    return n;
+  };
+
+  const node: NotifyNode = {
+    name,
+    get config() {
+      return current;
+    },
+    backends,
+    devices,
+    transports,
+    websocket,
+    dispatcher,
+    publisher,
+    registry,
+    async start() {
+      await devices.load();
+      for (const t of transports) {
+        await t.start();
+        started.add(t);
+      }
+      resumePending();
+    },
+    async reload(next) {
+      const restartNeeded = RESTART_SECTIONS.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k])).map(String);
+      const was = new Map(transports.filter((t) => t !== websocket).map((t) => [t.name, t]));
+      const list: Transport[] = websocket ? [websocket] : [];
+      const fresh: Transport[] = [];
+      const added: string[] = [];
+      const changed: string[] = [];
+      try {
+        for (const [tname, settings] of Object.entries(next.transports)) {
+          const old = was.get(tname);
+          if (old && JSON.stringify(current.transports[tname]) === JSON.stringify(settings)) {
+            list.push(old);
+            was.delete(tname);
+            continue;
+          }
+          const t = make(tname, settings);
+          fresh.push(t);
+          list.push(t);
+          (old ? changed : added).push(tname);
+        }
+        for (const t of fresh) {
+          await t.start();
+          started.add(t);
+        }
+      } catch (err) {
+        for (const t of fresh) {
+          await t.stop();
+          started.delete(t);
+        }
+        throw err;
+      }
+      const removed = [...was.keys()].filter((n) => !(n in next.transports));
+      dispatcher.setTransports(list);
+      dispatcher.setDeliverTimeout(next.dispatch.deliverTimeoutMs);
+      transports.splice(0, transports.length, ...list);
+      await devices.load(next);
+      publisher.configure({ route: next.dispatch.route, ackTimeoutMs: next.dispatch.ackTimeout, uidsPerMessage: next.limits.uidsPerMessage });
+      websocket?.setLimits(next.limits);
+      // What runs: the new applied settings, and the old values of what needs a restart.
+      current = { ...next, ws: current.ws, text: current.text, http: current.http, state: current.state, history: current.history, shutdown: current.shutdown };
+      // Replaced and removed transports finish what they have in flight, then stop; what the
+      // replaced ones left waiting for a retry goes on in their successors.
+      for (const t of was.values()) {
+        await t.stop();
+        started.delete(t);
+      }
+      resumePending(changed);
+      return { added, changed, removed, restartNeeded };
+    },
+    stop() {
+      stopping ??= (async () => {
+        await dispatcher.close();
+        for (const t of [...transports].reverse()) if (started.has(t)) await t.stop();
+        backends.close();
+      })();
+      return stopping;
+    },
+  };
+  return node;
 }

@@ -1,6 +1,6 @@
 import type { Spec } from '../config/schema.js';
 import type { Logger } from '../obs/log.js';
-import type { Registry } from '../store/registry.js';
+import type { Registry } from '../store/target-index.js';
 import type { Telemetry } from '../obs/metrics.js';
 import type { RetryLedger } from '../store/retry-queue-sqlite.js';
 import { apnsType } from './apns/transport.js';

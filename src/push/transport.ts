@@ -8,8 +8,9 @@ export type { DeliveryResult };
  * Contract:
  * - `start()` and `stop()` are idempotent. `stop()` waits for deliveries in flight to settle;
  *   after it, `deliver()` rejects with NOTIFY_ERR_CLOSED.
- * - `canReach(uid)` is a synchronous registry lookup with no I/O. The dispatcher calls
- *   `deliver()` only for uids it said yes to.
+ * - `canReach(uid)` looks the uid up in the transport's directory: synchronous where the
+ *   backend answers at once (the embedded store), a promise where it does I/O. The dispatcher
+ *   calls `deliver()` only for uids it said yes to.
  * - `deliver()` resolves with one result per target of the uid, failures included, in any
  *   order. It rejects only on misuse or after `stop()`. It must honour `signal`: when it aborts
  *   (the dispatcher's deadline), give up and resolve or reject promptly.
@@ -21,16 +22,12 @@ export type { DeliveryResult };
  */
 export interface Transport {
   readonly name: string;
-  /** Live sessions (the WebSocket transport): what the live-first route tries first. */
-  readonly live?: boolean;
   start(): Promise<void>;
   stop(): Promise<void>;
-  canReach(uid: Uid): boolean;
+  canReach(uid: Uid): boolean | Promise<boolean>;
   deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]>;
   /** Optional: a short state for /healthz, e.g. `{state: 'running', sessions: 3}`. */
   health?(): TransportHealth;
-  /** Optional: the addresses this transport listens on, by name (the WebSocket port). */
-  addresses?(): Record<string, string>;
   /**
    * Optional: takes up a delivery that was waiting for a retry when the previous process
    * stopped (read back from the store), and carries it to its end in the background.
@@ -55,4 +52,17 @@ export interface PendingRetry {
 export interface TransportHealth {
   state: 'starting' | 'running' | 'closing' | 'closed' | 'degraded';
   [key: string]: unknown;
+}
+
+/**
+ * An optional capability, probed rather than declared on Transport (centrifuge's `Closer`):
+ * the transport's targets are live sessions, what the live-first route tries first.
+ */
+export interface LiveSessions {
+  /** The session confirms receipt with acks (the resume protocol): it has a message once it acks. */
+  confirmsByAck(target: string): boolean;
+}
+
+export function isLive(t: Transport): t is Transport & LiveSessions {
+  return typeof (t as Partial<LiveSessions>).confirmsByAck === 'function';
 }

@@ -51,6 +51,26 @@ const MIGRATIONS: readonly string[] = [
      due_at    INTEGER NOT NULL,
      reason    TEXT NOT NULL
    );`,
+  // Message streams: one per uid ('u:<uid>') plus the broadcast stream ('b:*'), each with its own
+  // offsets (pos, from 1). The log keeps its order (seq); which rows belong to a stream is still
+  // kept in memory. The database's epoch marks every position it hands out: a new database
+  // (state.dir deleted) is a new epoch, so an old position is never reused silently.
+  `CREATE TABLE publications (
+     seq        INTEGER PRIMARY KEY,
+     stream     TEXT NOT NULL,
+     pos        INTEGER NOT NULL,
+     id         TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     frame      TEXT NOT NULL,
+     json       INTEGER NOT NULL
+   );
+   INSERT INTO publications (seq, stream, pos, id, expires_at, frame, json)
+     SELECT seq, CASE uid WHEN '*' THEN 'b:*' ELSE 'u:' || uid END,
+            row_number() OVER (PARTITION BY uid ORDER BY seq), id, expires_at, frame, json
+     FROM messages;
+   DROP TABLE messages;
+   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+   INSERT INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(8))));`,
 ];
 
 /**
@@ -80,4 +100,76 @@ export function openState(dir: string): StateDb {
     })();
   }
   return db;
+}
+
+/** The error a store failure becomes: a publish is answered with it, never with `ok`. */
+export function storeError(err: unknown): NotifyError {
+  return new NotifyError('NOTIFY_ERR_STORE', `store unavailable (${errorMessage(err)})`, { status: 503, cause: err });
+}
+
+/**
+ * Group commit for one SQLite database: writes queued during one run of synchronous work go in
+ * one transaction at the end of it (a microtask), and `committed()` settles once they are
+ * durable (WAL: they survive the process being killed) or rejects (NOTIFY_ERR_STORE) when the
+ * transaction failed, in which case none of them happened.
+ */
+export class GroupCommit {
+  readonly #db: StateDb;
+  #writes: (() => void)[] = [];
+  #onFail: (() => void)[] = [];
+  #scheduled = false;
+  #waiter: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
+  readonly #flushNow = () => this.flush();
+
+  constructor(db: StateDb) {
+    this.#db = db;
+  }
+
+  /** Queues `write` for the next transaction; `undo` runs if that transaction fails. */
+  queue(write: () => void, undo?: () => void): void {
+    this.#writes.push(write);
+    if (undo) this.#onFail.push(undo);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    // A microtask runs once the current piece of synchronous work is done: everything a Text
+    // ingress read in one chunk goes in one transaction, and no reply waits an extra turn.
+    queueMicrotask(this.#flushNow);
+  }
+
+  /** Settles when everything queued so far is committed (or failed). */
+  committed(): Promise<void> {
+    if (this.#writes.length === 0) return Promise.resolve();
+    if (this.#waiter === undefined) {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      this.#waiter = { promise, resolve, reject };
+    }
+    return this.#waiter.promise;
+  }
+
+  /** Commits every queued write now, in one transaction. */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#writes.length === 0) return;
+    const writes = this.#writes;
+    const undo = this.#onFail;
+    const waiter = this.#waiter;
+    this.#writes = [];
+    this.#onFail = [];
+    this.#waiter = undefined;
+    try {
+      this.#db.transaction(() => {
+        for (const w of writes) w();
+      })();
+    } catch (err) {
+      for (const u of undo) u();
+      waiter?.reject(storeError(err));
+      return;
+    }
+    waiter?.resolve();
+  }
 }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Dispatcher } from '../../src/delivery/dispatcher.js';
 import { NotifyError } from '../../src/errors.js';
 import { silentLogger } from '../../src/obs/log.js';
-import { MemoryRegistry } from '../../src/store/registry.js';
+import { MemoryRegistry } from '../../src/store/target-index.js';
 import type { Message } from '../../src/types.js';
 import { RecordingTransport } from '../helpers/recording-transport.js';
 
@@ -13,7 +13,7 @@ function setup(deliverTimeoutMs = 2000) {
   const registry = new MemoryRegistry();
   const a = new RecordingTransport('a', registry.index('a'));
   const b = new RecordingTransport('b', registry.index('b'));
-  const dispatcher = new Dispatcher({ transports: [a, b], registry, deliverTimeoutMs, log: silentLogger });
+  const dispatcher = new Dispatcher({ transports: [a, b], registry, everyone: () => [...registry.uids()], deliverTimeoutMs, log: silentLogger });
   return { registry, a, b, dispatcher };
 }
 
@@ -160,6 +160,6 @@ test('close() waits for deliveries in flight, then dispatch rejects with NOTIFY_
 test('options are validated up front', () => {
   const registry = new MemoryRegistry();
   const a = new RecordingTransport('a', registry.index('a'));
-  assert.throws(() => new Dispatcher({ transports: [a], registry, deliverTimeoutMs: 0, log: silentLogger }), /deliverTimeoutMs/);
-  assert.throws(() => new Dispatcher({ transports: [a, a], registry, deliverTimeoutMs: 10, log: silentLogger }), /two transports are named "a"/);
+  assert.throws(() => new Dispatcher({ transports: [a], registry, everyone: () => [...registry.uids()], deliverTimeoutMs: 0, log: silentLogger }), /deliverTimeoutMs/);
+  assert.throws(() => new Dispatcher({ transports: [a, a], registry, everyone: () => [...registry.uids()], deliverTimeoutMs: 10, log: silentLogger }), /two transports are named "a"/);
 });

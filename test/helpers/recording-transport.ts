@@ -1,6 +1,6 @@
 import type { Transport } from '../../src/push/transport.js';
 import type { DeliveryResult, Message, Uid } from '../../src/types.js';
-import type { TargetIndex } from '../../src/store/registry.js';
+import type { TargetIndex } from '../../src/store/target-index.js';
 
 export type Behaviour = 'send' | 'reject' | 'throw' | 'hang' | 'hang-ignoring-signal';
 

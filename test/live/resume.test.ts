@@ -592,7 +592,7 @@ test('ids: after a restart on the same state dir, a repeat still gets the first 
 
 test('ids: with history off, reports say stored: false, and a bind with since gets a gap and only live messages', async (t) => {
   const d = await startDaemon(t, { history: { enabled: false } });
-  assert.equal(d.history, undefined);
+  assert.equal(d.streams, undefined);
   const before = await send(d.httpUrl, { uid: 'ho', msg: 'before anyone' });
   assert.equal(before.stored, false);
   assert.match(before.id, ULID);

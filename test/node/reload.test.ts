@@ -1,3 +1,4 @@
+import { streamOf } from '../../src/store/stream.js';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -240,7 +241,7 @@ test('reload: a change to ws.listen or history.size is reported in restartNeeded
   const c = await session(t, d, 'u', 5000);
   await send(d.httpUrl, { uid: 'u', msg: 'm4' });
   assert.equal(await c.frame(1, 5000), 'm4');
-  const kept = d.history?.replay('u', undefined).messages.map((m) => m.frame);
+  const kept = (await d.streams?.history(streamOf('u'), { limit: 100 }))?.publications.map((m) => m.frame);
   assert.deepEqual(kept, ['m2', 'm3', 'm4'], 'the store still keeps 3 per uid');
   const over = await api(d.httpUrl, 'POST', '/v1/send', { uids: ['u', 'v'], msg: 'x' });
   assert.equal(over.status, 400, 'limits from the same reload did apply');

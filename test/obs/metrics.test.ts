@@ -81,7 +81,7 @@ test('metrics: sessions and uids online follow bound WS sessions; messages in by
   assert.equal(sample(m, 'notify_deliveries_total', { transport: 'websocket', result: 'sent' }), 2 * 2 + 1 + 3, 'one per target');
   assert.equal(sample(m, 'notify_deliveries_total', { transport: 'websocket', result: 'failed' }), undefined);
   assert.equal(sample(m, 'notify_store_messages'), 2 + 1 + 2, 'one row per uid of each publish');
-  assert.equal(sample(m, 'notify_store_messages'), d.history?.rows);
+  assert.equal(sample(m, 'notify_store_messages'), d.streams?.size);
   assert.equal(sample(m, 'notify_delivery_seconds_count'), 4, 'one observation per publish');
   const sum = sample(m, 'notify_delivery_seconds_sum');
   assert.ok(sum !== undefined && sum > 0 && sum < 60, `delivery_seconds_sum ${sum}`);

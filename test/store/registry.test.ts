@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MemoryRegistry, MemoryTargetIndex } from '../../src/store/registry.js';
+import { MemoryRegistry, MemoryTargetIndex } from '../../src/store/target-index.js';
 
 test('MemoryTargetIndex: add returns true only when the pair is new', () => {
   const idx = new MemoryTargetIndex();

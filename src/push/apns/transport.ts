@@ -8,7 +8,7 @@ import { type Spec, type Validation, validate } from '../../config/schema.js';
 import { NotifyError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../obs/log.js';
 import type { Telemetry } from '../../obs/metrics.js';
-import type { TargetIndex } from '../../store/registry.js';
+import type { TargetIndex } from '../../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import { type ApnResult, classifyApnsResult, toApnsNotification } from './payload.js';
 import type { TransportContext, TransportType } from '../kinds.js';

@@ -1,6 +1,6 @@
 import { type Spec, type Validation, formatPath, validate } from '../../config/schema.js';
 import { NotifyError } from '../../errors.js';
-import type { TargetIndex } from '../../store/registry.js';
+import type { TargetIndex } from '../../store/target-index.js';
 import type { DeliveryResult, Message, MessageBody, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
 import { type RetryLedger, RetryTicket } from '../../store/retry-queue-sqlite.js';

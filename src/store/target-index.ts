@@ -16,6 +16,8 @@ export interface TargetIndex {
   /** A snapshot of the uid's targets, safe to iterate while targets come and go. */
   targets(uid: Uid): string[];
   has(uid: Uid): boolean;
+  /** How many targets the uid has. */
+  count(uid: Uid): number;
   uids(): IterableIterator<Uid>;
   /** Drops every target (before the index is filled anew). */
   clear(): void;
@@ -23,7 +25,7 @@ export interface TargetIndex {
   readonly uidCount: number;
 }
 
-/** Who is online, and where: one TargetIndex per transport name. */
+/** The push targets of each transport, one TargetIndex per transport name (the device directory's in-memory side). */
 export interface Registry {
   /** The index of one transport, created on first use. */
   index(transport: string): TargetIndex;
@@ -81,6 +83,11 @@ export class MemoryTargetIndex implements TargetIndex {
     return this.#byUid.has(uid);
   }
 
+  count(uid: Uid): number {
+    const cur = this.#byUid.get(uid);
+    return cur === undefined ? 0 : typeof cur === 'string' ? 1 : cur.size;
+  }
+
   uids(): IterableIterator<Uid> {
     return this.#byUid.keys();
   }
@@ -99,7 +106,7 @@ export class MemoryTargetIndex implements TargetIndex {
   }
 }
 
-/** In-memory Registry for one daemon. A shared store for several daemons would implement the same interface. */
+/** In-memory Registry: one MemoryTargetIndex per transport name. */
 export class MemoryRegistry implements Registry {
   readonly #indexes = new Map<string, TargetIndex>();
 

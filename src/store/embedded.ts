@@ -1,0 +1,67 @@
+import type { Config } from '../config/load.js';
+import type { Logger } from '../obs/log.js';
+import type { AckRelay } from './acks.js';
+import { MemoryAckRelay } from './acks-memory.js';
+import type { Dedupe } from './dedupe.js';
+import { SqliteDedupe } from './dedupe-sqlite.js';
+import type { DeviceDirectory } from './devices.js';
+import { SqliteDevices } from './devices-sqlite.js';
+import type { Presence } from './presence.js';
+import { MemoryPresence } from './presence-memory.js';
+import { RetryLedger } from './retry-queue-sqlite.js';
+import { GroupCommit, openState } from './sqlite.js';
+import type { MessageStreams } from './stream.js';
+import { SqliteStreams } from './stream-sqlite.js';
+import { MemoryTargetIndex, type Registry, type TargetIndex } from './target-index.js';
+
+/**
+ * The state a node keeps, each piece behind its interface. The embedded set (one process, the
+ * SQLite file in state.dir plus memory) is the default; the cluster's Redis set will be a
+ * sibling of it, chosen by the composition root from the config.
+ */
+export interface Backends {
+  /** Undefined when history is off. */
+  streams: MessageStreams | undefined;
+  presence: Presence;
+  /** This node's own sessions by uid (the live hub's index; process-local, synchronous). */
+  sessions: TargetIndex;
+  dedupe: Dedupe;
+  devices: DeviceDirectory;
+  /** The push transports' in-memory device indexes (what they read on the hot path). */
+  deviceIndexes: Registry;
+  retries: RetryLedger;
+  acks: AckRelay;
+  close(): void;
+}
+
+/** The embedded backends: SQLite in `config.state.dir`, and this process's memory. */
+export function embeddedBackends(config: Config, opts: { node: string; log: Logger }): Backends {
+  const db = openState(config.state.dir);
+  try {
+    const commit = new GroupCommit(db);
+    const h = config.history;
+    const streams = h.enabled ? new SqliteStreams(db, commit, { size: h.size, ttlMs: h.ttl, maxMessages: h.maxMessages, log: opts.log }) : undefined;
+    const sessions = new MemoryTargetIndex();
+    const dedupe = new SqliteDedupe(db, commit, { windowMs: h.dedupeWindow });
+    const devices = new SqliteDevices(db);
+    return {
+      streams,
+      presence: new MemoryPresence(sessions, opts.node),
+      sessions,
+      dedupe,
+      devices,
+      deviceIndexes: devices.registry,
+      retries: new RetryLedger(db),
+      acks: new MemoryAckRelay(),
+      close() {
+        streams?.close();
+        dedupe.close();
+        commit.flush();
+        db.close();
+      },
+    };
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}

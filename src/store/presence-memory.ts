@@ -1,0 +1,43 @@
+import type { Uid } from '../types.js';
+import type { Presence, SessionEntry } from './presence.js';
+import type { TargetIndex } from './target-index.js';
+
+/**
+ * Presence for a single process: its own sessions are everyone's, so this is a view of the
+ * node's session index (shared with the live hub, so a session costs one entry, not two).
+ */
+export class MemoryPresence implements Presence {
+  readonly #sessions: TargetIndex;
+  readonly #node: string;
+
+  constructor(sessions: TargetIndex, node: string) {
+    this.#sessions = sessions;
+    this.#node = node;
+  }
+
+  add(uid: Uid, sid: string): void {
+    this.#sessions.add(uid, sid);
+  }
+
+  remove(_uid: Uid, sid: string): void {
+    this.#sessions.remove(sid);
+  }
+
+  touch(): void {}
+
+  count(uid: Uid): number {
+    return this.#sessions.count(uid);
+  }
+
+  has(uid: Uid): boolean {
+    return this.#sessions.has(uid);
+  }
+
+  sessions(uid: Uid): SessionEntry[] {
+    return this.#sessions.targets(uid).map((sid) => ({ sid, node: this.#node }));
+  }
+
+  uids(): Uid[] {
+    return [...this.#sessions.uids()];
+  }
+}

@@ -1,0 +1,39 @@
+import type { Uid } from '../types.js';
+
+/** One live session somewhere in the service. */
+export interface SessionEntry {
+  sid: string;
+  /** The node (process) that holds the session's socket. */
+  node: string;
+}
+
+/**
+ * Presence: which uids have live sessions, and on which node.
+ *
+ * Contract:
+ * - `add` and `remove` are idempotent and keyed by session id, so closing an old session never
+ *   removes a newer one of the same uid. A session belongs to one uid.
+ * - Entries are kept alive by `touch` (the node's heartbeat); a backend shared by several nodes
+ *   drops the sessions of a node that stopped touching them within its ttl (a node killed with
+ *   SIGKILL leaves no ghosts for longer than that). A single-process backend's entries are the
+ *   process's own sessions and need no expiry.
+ * - Reads (`count`, `sessions`, `has`, `uids`) are a snapshot; they may be stale by the time the
+ *   caller acts, so delivery must tolerate a session that just left.
+ * - A failing backend rejects; callers refuse the bind (or report the publish failed), never
+ *   guess.
+ *
+ * The embedded backend answers synchronously from the node's own session index. A Redis one
+ * keeps a ZSET per uid (member `node:sid`, score = expiry) pruned when read, plus a node
+ * heartbeat key (the cluster issue).
+ */
+export interface Presence {
+  add(uid: Uid, sid: string, node: string): void | Promise<void>;
+  remove(uid: Uid, sid: string): void | Promise<void>;
+  /** The heartbeat: the node's sessions are still there. */
+  touch(node: string, sids: readonly string[]): void | Promise<void>;
+  count(uid: Uid): number | Promise<number>;
+  has(uid: Uid): boolean | Promise<boolean>;
+  sessions(uid: Uid): SessionEntry[] | Promise<SessionEntry[]>;
+  /** Every uid with at least one session. */
+  uids(): Uid[] | Promise<Uid[]>;
+}
