@@ -29,6 +29,9 @@ interface Call {
   transport: Transport;
 }
 
+/** Deliveries of one message running at once, at most. */
+const MAX_CALLS_IN_FLIGHT = 1024;
+
 /** Who gets a message through which transport, and who no transport reaches. */
 interface Plan {
   calls: Call[];
@@ -156,15 +159,15 @@ export class Dispatcher {
     if (this.#state !== 'running') {
       return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
     }
-    const window = this.#deadlines.current();
-    const promises = calls.map((c) => invoke(c.transport, c.uid, msg, window.signal));
     if (calls.length === 0) {
       return Promise.resolve({ delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached });
     }
+    const window = this.#deadlines.current();
     this.#inflight++;
     return new Promise((resolve) => {
       const settled: (DeliveryResult[] | undefined)[] = new Array(calls.length);
       let remaining = calls.length;
+      let next = 0;
       let done = false;
       const finish = () => {
         done = true;
@@ -174,13 +177,20 @@ export class Dispatcher {
       };
       const waiter = { expire: () => done || finish() };
       window.add(waiter);
-      promises.forEach((p, i) =>
-        p.then((results) => {
+      // At most MAX_CALLS_IN_FLIGHT deliveries of one message run at once (a broadcast to every
+      // uid does not start one per uid and transport); each that settles starts the next.
+      const start = (): void => {
+        if (done || next >= calls.length) return;
+        const i = next++;
+        const c = calls[i] as Call;
+        invoke(c.transport, c.uid, msg, window.signal).then((results) => {
           if (done) return;
           settled[i] = results;
           if (--remaining === 0) finish();
-        }),
-      );
+          else start();
+        });
+      };
+      for (let k = 0; k < MAX_CALLS_IN_FLIGHT && k < calls.length; k++) start();
     });
   }
 

@@ -13,8 +13,8 @@ import type { AckRelay } from '../store/acks.js';
 import type { Presence } from '../store/presence.js';
 import { BROADCAST_STREAM, type HistoryPage, type MessageStreams, type Publication, type StreamPosition, streamOf } from '../store/stream.js';
 import { after } from '../maybe.js';
-import { type LimitName, type Telemetry, noTelemetry } from '../obs/metrics.js';
-import { isLoopbackAddress, unmapped } from '../net/allow.js';
+import { type Telemetry, noTelemetry } from '../obs/metrics.js';
+import { Admission, NO_LIMITS } from './admission.js';
 import { DEMO_PAGE } from './assets/demo-page.js';
 import { NOTIFY_CLIENT_JS } from './assets/notify-client.js';
 import type { LiveSessions, Transport, TransportHealth } from '../push/transport.js';
@@ -54,7 +54,6 @@ export interface WebSocketTransportOptions {
   telemetry?: Telemetry;
 }
 
-const NO_LIMITS = { connections: Infinity, connectionsPerIp: Infinity, connectRatePerIp: Infinity, sessionsPerUid: Infinity };
 
 /** Close codes this transport sends (RFC 6455 section 7.4.1). */
 export const CLOSE = {
@@ -128,11 +127,7 @@ interface Replay {
 export class WebSocketTransport implements Transport, LiveSessions {
   readonly name = 'websocket';
   readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits'>> & Pick<WebSocketTransportOptions, 'streams'>;
-  #limits: NonNullable<WebSocketTransportOptions['limits']>;
-  /** Connections per peer address. */
-  readonly #perIp = new Map<string, number>();
-  /** New-connection token buckets per peer address. */
-  readonly #rate = new Map<string, { tokens: number; at: number }>();
+  readonly #admission: Admission;
   #sweeper: NodeJS.Timeout | undefined;
   readonly #server: Server;
   readonly #wss: WebSocketServer;
@@ -155,7 +150,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     }
     this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, replayLimit: 100, ...opts };
     if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
-    this.#limits = opts.limits ?? NO_LIMITS;
+    this.#admission = new Admission({ limits: opts.limits ?? NO_LIMITS, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -183,7 +178,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
       const s = this as Session;
       transport.#conns.delete(s.sid);
       if (s.uid !== undefined) transport.#unbind(s);
-      transport.#releaseIp(s.ip);
+      transport.#admission.closed(s.ip);
     };
     this.#onError = function (err) {
       // ws has already sent the matching close code (1002, 1007, 1009); this session ends, nothing else does.
@@ -281,27 +276,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
 
   /** Applies new limits (a reload); they hold for connections and binds from now on. */
   setLimits(limits: NonNullable<WebSocketTransportOptions['limits']>): void {
-    this.#limits = limits;
-  }
-
-  /** Refuses an upgrade with an HTTP status and a one-line reason, counting it. */
-  #refuse(socket: Duplex, status: string, limit: LimitName, why: string): void {
-    this.#opts.telemetry.refused(limit);
-    const body = `${why}\n`;
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  }
-
-  /** One new connection from `ip` against limits.connectRatePerIp: a token bucket per address. */
-  #rateAllows(ip: string, now: number): boolean {
-    const rate = this.#limits.connectRatePerIp;
-    if (!Number.isFinite(rate)) return true;
-    const b = this.#rate.get(ip) ?? { tokens: rate, at: now };
-    b.tokens = Math.min(rate, b.tokens + ((now - b.at) / 1000) * rate);
-    b.at = now;
-    this.#rate.set(ip, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
+    this.#admission.setLimits(limits);
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -309,20 +284,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    const ip = this.#clientAddress(req);
     const now = Date.now();
-    if (this.#conns.size >= this.#limits.connections) {
-      this.#refuse(socket, '503 Service Unavailable', 'connections', `too many connections (limits.connections: ${this.#limits.connections})`);
-      return;
-    }
-    if ((this.#perIp.get(ip) ?? 0) >= this.#limits.connectionsPerIp) {
-      this.#refuse(socket, '503 Service Unavailable', 'connectionsPerIp', `too many connections from ${ip} (limits.connectionsPerIp: ${this.#limits.connectionsPerIp})`);
-      return;
-    }
-    if (!this.#rateAllows(ip, now)) {
-      this.#refuse(socket, '429 Too Many Requests', 'connectRatePerIp', `too many new connections from ${ip} (limits.connectRatePerIp: ${this.#limits.connectRatePerIp}/s)`);
-      return;
-    }
+    const ip = this.#admission.admit(req, socket, this.#conns.size, now);
+    if (ip === undefined) return;
     // Read what the session needs from the request now: the callback below must not keep `req`
     // (and its headers) alive for as long as the connection lives.
     const q = req.url?.indexOf('?') ?? -1;
@@ -334,7 +298,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
 
   /** A completed handshake: the connection becomes a session (bound now when the URL named a uid). */
   #open(s: Session, ip: string, now: number, uid: string | null, token: string | null): void {
-    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+    this.#admission.opened(ip);
     s.sid = `s${(++this.#nextSid).toString(36)}`;
     s.ip = ip;
     s.born = now;
@@ -357,22 +321,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
         s.close(AUTH_CLOSE.bindTimeout, `no uid bound within ${this.#opts.bindTimeoutMs} ms`);
       }
     }
-    for (const [ip, b] of this.#rate) if (now - b.at > 10_000) this.#rate.delete(ip);
-  }
-
-  /** The client's address for the per-address limits (behind a local proxy: from X-Forwarded-For). */
-  #clientAddress(req: IncomingMessage): string {
-    const peer = unmapped(req.socket.remoteAddress ?? '');
-    if (!this.#opts.behindProxy || !isLoopbackAddress(peer)) return peer;
-    const forwarded = req.headers['x-forwarded-for'];
-    const last = (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? '')).split(',').pop()?.trim();
-    return last ? unmapped(last) : peer;
-  }
-
-  #releaseIp(ip: string): void {
-    const n = (this.#perIp.get(ip) ?? 1) - 1;
-    if (n <= 0) this.#perIp.delete(ip);
-    else this.#perIp.set(ip, n);
+    this.#admission.sweep(now);
   }
 
   #envelope(msg: Message): string {
@@ -426,9 +375,10 @@ export class WebSocketTransport implements Transport, LiveSessions {
         return false;
       }
     }
-    if (this.#opts.index.count(uid) >= this.#limits.sessionsPerUid) {
+    const perUid = this.#admission.limits.sessionsPerUid;
+    if (this.#opts.index.count(uid) >= perUid) {
       this.#opts.telemetry.refused('sessionsPerUid');
-      s.close(AUTH_CLOSE.tooManySessions, `too many sessions for this uid (limits.sessionsPerUid: ${this.#limits.sessionsPerUid})`);
+      s.close(AUTH_CLOSE.tooManySessions, `too many sessions for this uid (limits.sessionsPerUid: ${perUid})`);
       return false;
     }
     s.uid = uid;

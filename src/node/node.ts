@@ -8,7 +8,7 @@ import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { DeviceService } from '../push/devices.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
 import type { Transport } from '../push/transport.js';
-import { type Backends, embeddedBackends } from '../store/embedded.js';
+import { type Backends, type BackendFactory, backendsFor } from '../store/backends.js';
 import type { Registry, TargetIndex } from '../store/target-index.js';
 import type { Uid } from '../types.js';
 
@@ -30,8 +30,8 @@ export interface NodeOptions {
   /** With live sessions (the WebSocket transport and its listener); false for `notify send --direct`. */
   live: boolean;
   telemetry?: Telemetry;
-  /** The state backends; the embedded set (SQLite in state.dir, memory) when absent. */
-  backends?: (config: Config, opts: { node: string; log: Logger }) => Backends;
+  /** The state backends; the set the config asks for (store/backends.ts) when absent. */
+  backends?: BackendFactory;
   /** This node's name. @default hostname-pid */
   name?: string;
 }
@@ -75,7 +75,7 @@ export function buildNode(config: Config, opts: NodeOptions): NotifyNode {
   const { log } = opts;
   const telemetry = opts.telemetry ?? noTelemetry;
   const name = opts.name ?? defaultNodeName();
-  const backends = (opts.backends ?? embeddedBackends)(config, { node: name, log });
+  const backends = (opts.backends ?? backendsFor(config))(config, { node: name, log });
   try {
     const devices = new DeviceService({ directory: backends.devices, config, log });
     return assemble(config, opts, name, telemetry, backends, devices);

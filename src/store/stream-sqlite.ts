@@ -43,7 +43,6 @@ interface Row {
  * history.maxMessages in all). A single process owns the database: `follow` is a no-op.
  */
 export class SqliteStreams implements MessageStreams {
-  readonly #db: StateDb;
   readonly #commit: GroupCommit;
   readonly #o: Required<SqliteStreamsOptions>;
   readonly #epoch: string;
@@ -57,7 +56,6 @@ export class SqliteStreams implements MessageStreams {
   #closed = false;
 
   constructor(db: StateDb, commit: GroupCommit, opts: SqliteStreamsOptions) {
-    this.#db = db;
     this.#commit = commit;
     this.#o = { now: Date.now, ...opts };
     this.#stmt = {
