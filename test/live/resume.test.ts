@@ -773,3 +773,27 @@ test('/notify-client.js: serves JavaScript that defines NotifyClient, which resu
     ['five', m5.id],
   ]);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Isolation between uids
+
+test('resume: a message to the uid "*" is that uid\'s alone; a resuming session of another uid never replays it, while a broadcast reaches everyone', async (t) => {
+  const d = await startDaemon(t);
+  const star = await send(d.httpUrl, { uid: '*', msg: 'for the uid named star' });
+  assert.equal(star.stored, true);
+  const everyone = await send(d.httpUrl, { broadcast: true, msg: 'for everyone' });
+  const alice = await resuming(t, d, 'alice');
+  const starUid = await resuming(t, d, '*');
+  await marker(d, alice, 'alice', 'alice marker');
+  await marker(d, starUid, '*', 'star marker');
+  assert.deepEqual(
+    alice.envelopes().map((e) => e.data),
+    ['for everyone', 'alice marker'],
+    'alice replays the broadcast, not the message to the uid "*"',
+  );
+  assert.deepEqual(
+    starUid.envelopes().map((e) => e.id),
+    [star.id, everyone.id, starUid.envelopes()[2]?.id],
+    'the uid "*" replays its own message and the broadcast, in publish order',
+  );
+});
