@@ -70,6 +70,14 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** A handler's answer with a status other than 200. */
+class Answer {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {}
+}
+
 /**
  * The publisher HTTP API:
  * - `POST /v1/send` `{uid | uids | broadcast, msg?, title?, badge?, sound?, data?, id?, route?, ttl?}` -> the report;
@@ -158,7 +166,9 @@ export class HttpIngress {
     }
     if (route.auth) this.#authorize(req);
     const body = route.method === 'GET' ? undefined : await this.#readJson(req, route.method === 'DELETE');
-    this.#reply(res, 200, await route.handle(req, body, url.searchParams));
+    const answer = await route.handle(req, body, url.searchParams);
+    if (answer instanceof Answer) this.#reply(res, answer.status, answer.body);
+    else this.#reply(res, 200, answer);
   }
 
   #authorize(req: IncomingMessage): void {
@@ -247,8 +257,12 @@ export class HttpIngress {
     return { devices: await this.#opts.devices.list(filter) };
   }
 
-  #health(): Record<string, unknown> {
-    return { status: this.#state === 'running' ? 'ok' : 'closing', ...this.#opts.health() };
+  /** 200 while this node can take publishes; 503 (with what is wrong) while closing or while its store fails. */
+  #health(): Answer {
+    const h = this.#opts.health();
+    const storeDown = (h.store as { state?: string } | undefined)?.state === 'unavailable';
+    const status = this.#state !== 'running' ? 'closing' : storeDown ? 'store unavailable' : 'ok';
+    return new Answer(status === 'ok' ? 200 : 503, { status, ...h });
   }
 
   #reply(res: ServerResponse, status: number, body: unknown): void {

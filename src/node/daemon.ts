@@ -72,6 +72,7 @@ export function createDaemon(config: Config, opts: { log?: Logger; backends?: No
   const text = new TextIngress({ ...config.text, publisher, telemetry, log, closeTimeoutMs });
   const startedAt = Date.now();
   const health = () => ({
+    store: node.backends.health(),
     transports: Object.fromEntries(transports.map((t) => [t.name, t.health?.() ?? { state: 'running' }])),
   });
   const status = () => ({

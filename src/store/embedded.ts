@@ -9,7 +9,7 @@ import { SqliteDevices } from './devices-sqlite.js';
 import type { Presence } from './presence.js';
 import { MemoryPresence } from './presence-memory.js';
 import { RetryLedger } from './retry-queue-sqlite.js';
-import { GroupCommit, openState } from './sqlite.js';
+import { GroupCommit, StoreHealth, openState } from './sqlite.js';
 import type { MessageStreams } from './stream.js';
 import { SqliteStreams } from './stream-sqlite.js';
 import { MemoryTargetIndex, type Registry, type TargetIndex } from './target-index.js';
@@ -31,6 +31,8 @@ export interface Backends {
   deviceIndexes: Registry;
   retries: RetryLedger;
   acks: AckRelay;
+  /** Whether the backends work now, for /healthz. */
+  health(): { state: 'ok' } | { state: 'unavailable'; [key: string]: unknown };
   close(): void;
 }
 
@@ -38,7 +40,8 @@ export interface Backends {
 export function embeddedBackends(config: Config, opts: { node: string; log: Logger }): Backends {
   const db = openState(config.state.dir);
   try {
-    const commit = new GroupCommit(db);
+    const storeHealth = new StoreHealth(opts.log);
+    const commit = new GroupCommit(db, storeHealth);
     const h = config.history;
     const streams = h.enabled ? new SqliteStreams(db, commit, { size: h.size, ttlMs: h.ttl, maxMessages: h.maxMessages, log: opts.log }) : undefined;
     const sessions = new MemoryTargetIndex();
@@ -53,6 +56,7 @@ export function embeddedBackends(config: Config, opts: { node: string; log: Logg
       deviceIndexes: devices.registry,
       retries: new RetryLedger(db),
       acks: new MemoryAckRelay(),
+      health: () => storeHealth.report(),
       close() {
         streams?.close();
         dedupe.close();

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { NotifyError, errorMessage } from '../errors.js';
+import type { Logger } from '../obs/log.js';
 
 export type StateDb = Database.Database;
 
@@ -87,7 +88,9 @@ export function openState(dir: string): StateDb {
   }
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
+  // Short: a write lock held elsewhere fails a commit fast (the publish is answered with an
+  // error) instead of freezing the event loop, and every session with it, for seconds.
+  db.pragma('busy_timeout = 100');
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version > MIGRATIONS.length) {
     db.close();
@@ -107,6 +110,40 @@ export function storeError(err: unknown): NotifyError {
   return new NotifyError('NOTIFY_ERR_STORE', `store unavailable (${errorMessage(err)})`, { status: 503, cause: err });
 }
 
+/** Whether the store's writes work: shown in /healthz; a failure is logged once per burst. */
+export class StoreHealth {
+  #failing: { since: number; error: string; count: number } | undefined;
+  readonly #log: Logger;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  failed(err: unknown): void {
+    const error = errorMessage(err);
+    if (this.#failing === undefined) {
+      this.#failing = { since: Date.now(), error, count: 1 };
+      this.#log.error('store unavailable: writes fail; publishes are answered with an error until it recovers', { error });
+    } else {
+      this.#failing.count++;
+      this.#failing.error = error;
+    }
+  }
+
+  ok(): void {
+    const f = this.#failing;
+    if (f === undefined) return;
+    this.#failing = undefined;
+    this.#log.info('store recovered', { failedWrites: f.count, downMs: Date.now() - f.since });
+  }
+
+  /** `{state: 'ok'}`, or since when and why it fails. */
+  report(): { state: 'ok' } | { state: 'unavailable'; since: string; error: string; failedWrites: number } {
+    const f = this.#failing;
+    return f === undefined ? { state: 'ok' } : { state: 'unavailable', since: new Date(f.since).toISOString(), error: f.error, failedWrites: f.count };
+  }
+}
+
 /**
  * Group commit for one SQLite database: writes queued during one run of synchronous work go in
  * one transaction at the end of it (a microtask), and `committed()` settles once they are
@@ -120,9 +157,11 @@ export class GroupCommit {
   #scheduled = false;
   #waiter: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
   readonly #flushNow = () => this.flush();
+  readonly #health: StoreHealth | undefined;
 
-  constructor(db: StateDb) {
+  constructor(db: StateDb, health?: StoreHealth) {
     this.#db = db;
+    this.#health = health;
   }
 
   /** Queues `write` for the next transaction; `undo` runs if that transaction fails. */
@@ -167,9 +206,11 @@ export class GroupCommit {
       })();
     } catch (err) {
       for (const u of undo) u();
+      this.#health?.failed(err);
       waiter?.reject(storeError(err));
       return;
     }
+    this.#health?.ok();
     waiter?.resolve();
   }
 }
