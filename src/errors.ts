@@ -14,6 +14,7 @@ export type NotifyErrorCode =
   | 'NOTIFY_ERR_USAGE'
   | 'NOTIFY_ERR_INVALID_DEVICE'
   | 'NOTIFY_ERR_BAD_REQUEST'
+  | 'NOTIFY_ERR_STORE'
   | 'NOTIFY_ERR_INTERNAL';
 
 /** An error with a stable `code`, and the HTTP status to answer it with where one applies. */

@@ -68,12 +68,10 @@ export interface DeliveryResult {
   id?: string;
   /** A live session that confirms receipt (the resume protocol's acks) has not confirmed yet. */
   ack?: 'pending';
-  /** The target is gone for good: the dispatcher unregisters it. */
-  prune?: boolean;
 }
 
 /** A DeliveryResult within a report, tagged with the uid it was for. */
-export interface ReportEntry extends Omit<DeliveryResult, 'prune'> {
+export interface ReportEntry extends DeliveryResult {
   uid: Uid;
 }
 

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Config, TransportSettings } from '../config/load.js';
 import { DeviceStore } from '../store/devices.js';
 import { Dispatcher } from '../delivery/dispatcher.js';
@@ -6,11 +7,15 @@ import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { Publisher } from '../delivery/publisher.js';
 import { MemoryRegistry, type Registry } from '../store/registry.js';
-import { RetryLedger } from '../store/retry-queue-sqlite.js';
+import { SqliteRetryQueue } from '../store/retry-queue-sqlite.js';
 import { type StateDb, openState } from '../store/sqlite.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
+import { RETRY_LEASE_MS } from '../push/retry.js';
 import type { Transport } from '../push/transport.js';
 import { WebSocketTransport } from '../live/websocket.js';
+
+/** How `resumePending` claims waiting retries: in batches of `limit`, each leased past its due time. */
+const RESUME_CLAIM = { limit: 500, leaseMs: RETRY_LEASE_MS };
 
 /** What both the daemon and `notify send --direct` deliver with. */
 export interface Core {
@@ -22,12 +27,14 @@ export interface Core {
   dispatcher: Dispatcher;
   /** The message store, unless history.enabled is false. */
   history: History | undefined;
-  retries: RetryLedger;
+  retries: SqliteRetryQueue;
+  /** This node's name (`HOST-PID`): the owner of the retries its transports hold. */
+  node: string;
   publisher: Publisher;
   db: StateDb;
   /**
-   * Hands deliveries left waiting for a retry (by the previous process, or by a transport that a
-   * reload replaced) back to their transports; only those of `names` when given.
+   * Claims deliveries left waiting for a retry (by the previous process, or by a transport that a
+   * reload replaced) and hands them to their transports; only those of `names` when given.
    */
   resumePending(names?: readonly string[]): number;
   /**
@@ -55,7 +62,9 @@ export function buildCore(config: Config, opts: { log: Logger; live: boolean; te
     devices.load();
     const h = config.history;
     const history = h.enabled ? new History(db, { size: h.size, ttlMs: h.ttl, maxMessages: h.maxMessages, dedupeWindowMs: h.dedupeWindow, log }) : undefined;
-    const retries = new RetryLedger(db);
+    const node = `${hostname()}-${process.pid}`;
+    // The daemon (live) owns the state directory: retries of another owner are a dead process's.
+    const retries = new SqliteRetryQueue(db, { exclusive: opts.live });
     const ws = config.ws;
     const websocket = opts.live
       ? new WebSocketTransport({
@@ -77,7 +86,7 @@ export function buildCore(config: Config, opts: { log: Logger; live: boolean; te
       const kind = TRANSPORT_TYPES[settings.type];
       if (!kind) throw new TypeError(`transports.${name}: unknown type ${settings.type}`);
       const retire = (target: string, reason: string) => devices.retire(name, target, reason);
-      return kind.create(settings, { name, registry, log, retire, retries, telemetry });
+      return kind.create(settings, { name, node, registry, log, retire, retries, telemetry });
     };
     const transports: Transport[] = websocket ? [websocket] : [];
     for (const [name, settings] of Object.entries(config.transports)) transports.push(make(name, settings));
@@ -87,7 +96,6 @@ export function buildCore(config: Config, opts: { log: Logger; live: boolean; te
       registry,
       deliverTimeoutMs: config.dispatch.deliverTimeoutMs,
       log,
-      onPrune: (transport, target, reason) => devices.retire(transport, target, reason ?? 'pruned'),
       telemetry,
     });
     const publisher = new Publisher({
@@ -110,19 +118,28 @@ export function buildCore(config: Config, opts: { log: Logger; live: boolean; te
       dispatcher,
       history,
       retries,
+      node,
       publisher,
       db,
       resumePending(names) {
         let n = 0;
-        for (const [name, pending] of retries.pending()) {
-          if (names && !names.includes(name)) continue;
-          const t = transports.find((x) => x.name === name);
-          if (!t?.resume) {
-            log.warn('deliveries waiting for a retry belong to a transport that is no longer configured; kept', { transport: name, count: pending.length });
-            continue;
+        const kept = new Map<string, number>();
+        // Claimed entries of other transports stay leased to this node: the transports carrying
+        // them in memory go on, and those of a transport no longer configured are kept.
+        for (let batch = retries.claim(node, RESUME_CLAIM); batch.length > 0; batch = retries.claim(node, RESUME_CLAIM)) {
+          for (const p of batch) {
+            if (names && !names.includes(p.transport)) continue;
+            const t = transports.find((x) => x.name === p.transport);
+            if (!t?.resume) {
+              kept.set(p.transport, (kept.get(p.transport) ?? 0) + 1);
+              continue;
+            }
+            t.resume(p);
+            n++;
           }
-          for (const p of pending) t.resume(p);
-          n += pending.length;
+        }
+        for (const [transport, count] of kept) {
+          log.warn('deliveries waiting for a retry belong to a transport that is no longer configured; kept', { transport, count });
         }
         if (n > 0) log.info('resuming deliveries that were waiting for a retry', { count: n });
         return n;
@@ -161,10 +178,12 @@ export function buildCore(config: Config, opts: { log: Logger; live: boolean; te
         // Replaced and removed transports finish what they have in flight, then stop; what the
         // replaced ones left waiting for a retry goes on in their successors.
         for (const t of was.values()) await t.stop();
+        retries.handBack(node);
         this.resumePending(changed);
         return { added, changed, removed };
       },
       close() {
+        retries.handBack(node);
         history?.close();
         db.close();
       },

@@ -51,6 +51,11 @@ const MIGRATIONS: readonly string[] = [
      due_at    INTEGER NOT NULL,
      reason    TEXT NOT NULL
    );`,
+  // Leases on retries (store/retry-queue.ts): the node that carries each entry, and until when.
+  // Rows from before are unowned and their lease has run out: the next claim takes them.
+  `ALTER TABLE retries ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+   ALTER TABLE retries ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX retries_lease_until ON retries (lease_until);`,
 ];
 
 /**

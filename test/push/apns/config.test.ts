@@ -84,6 +84,7 @@ test('apns config: a valid token-auth transport parses with defaults filled and 
       token: { key: join(dir, 'AuthKey.p8'), keyId: KEY_ID, teamId: TEAM_ID },
       maxConcurrentStreams: 500,
       requestTimeoutMs: 3000,
+      maxQueued: 10000,
       retry: { limit: 3, baseDelayMs: 200, maxDelayMs: 10000 },
     },
   });
@@ -215,6 +216,7 @@ test('apns config: certificate auth with an openssl cert and key parses, paths m
     key: join(dir, 'key.pem'),
     maxConcurrentStreams: 500,
     requestTimeoutMs: 3000,
+    maxQueued: 10000,
     retry: { limit: 3, baseDelayMs: 200, maxDelayMs: 10000 },
   });
 });
