@@ -68,12 +68,10 @@ export interface DeliveryResult {
   reason?: string;
   /** The provider's id for this delivery, when it gives one (APNs `apns-id`, JPush `msg_id`). */
   id?: string;
-  /** The target is gone for good: the dispatcher unregisters it. */
-  prune?: boolean;
 }
 
 /** A DeliveryResult within a report, tagged with the uid it was for. */
-export interface ReportEntry extends Omit<DeliveryResult, 'prune'> {
+export interface ReportEntry extends DeliveryResult {
   uid: Uid;
 }
 

@@ -2,24 +2,16 @@ import { Deadlines } from './deadlines.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
-import type { Registry } from '../store/target-index.js';
 import type { Transport } from '../push/transport.js';
 import type { Audience, DeliveryReport, DeliveryResult, Message, ReportEntry, Uid } from '../types.js';
 
 export interface DispatcherOptions {
   transports: readonly Transport[];
-  /** The transports' device indexes, for pruning. */
-  registry: Registry;
   /** Every uid some transport can reach: the audience of a broadcast. */
   everyone: () => readonly Uid[] | Promise<readonly Uid[]>;
   /** How long one transport may take for one uid before it counts as failed. */
   deliverTimeoutMs: number;
   log: Logger;
-  /**
-   * Called for each target a transport reports with `prune`, after the registry has let it go:
-   * where the daemon records the retirement so no later process uses the target.
-   */
-  onPrune?: (transport: string, target: string, reason: string | undefined) => void;
   /** Counts each target's outcome. */
   telemetry?: Telemetry;
 }
@@ -44,17 +36,14 @@ interface Plan {
  *
  * Isolation: each (transport, uid) delivery runs on its own; one that throws, rejects or does
  * not settle by the deadline becomes a `failed` entry with target '*', and never delays or
- * breaks the others beyond `deliverTimeoutMs`. Targets a transport reports with `prune` are
- * unregistered before the report is returned.
+ * breaks the others beyond `deliverTimeoutMs`. Dead targets are the transports' business
+ * (they retire them); the report only shows them rejected.
  */
 export class Dispatcher {
   #transports: readonly Transport[];
-  readonly #registry: Registry;
   readonly #everyone: DispatcherOptions['everyone'];
   #timeoutMs: number;
   #deadlines: Deadlines;
-  readonly #log: Logger;
-  readonly #onPrune: DispatcherOptions['onPrune'];
   readonly #telemetry: Telemetry;
   #state: 'running' | 'closing' | 'closed' = 'running';
   #inflight = 0;
@@ -70,12 +59,9 @@ export class Dispatcher {
       names.add(t.name);
     }
     this.#transports = opts.transports;
-    this.#registry = opts.registry;
     this.#everyone = opts.everyone;
     this.#timeoutMs = opts.deliverTimeoutMs;
     this.#deadlines = new Deadlines(opts.deliverTimeoutMs);
-    this.#log = opts.log;
-    this.#onPrune = opts.onPrune;
     this.#telemetry = opts.telemetry ?? noTelemetry;
   }
 
@@ -208,21 +194,10 @@ export class Dispatcher {
         report.results.push(entry);
         report[r.status]++;
         this.#telemetry.delivered(r.transport, r.status);
-        if (r.prune) this.#prune(transport, r);
       }
     }
     report.delivered = report.sent > 0;
     return report;
-  }
-
-  #prune(transport: Transport, r: DeliveryResult): void {
-    const uid = this.#registry.index(transport.name).remove(r.target);
-    if (uid !== undefined) this.#log.debug('target unregistered', { transport: transport.name, uid, target: r.target, reason: r.reason });
-    try {
-      this.#onPrune?.(transport.name, r.target, r.reason);
-    } catch (err) {
-      this.#log.error('recording a retired target failed', { transport: transport.name, target: r.target, error: errorMessage(err) });
-    }
   }
 
   /** Refuses new messages and waits until those in flight have their reports. */

@@ -7,10 +7,14 @@ import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { DeviceService } from '../push/devices.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
+import { RETRY_LEASE_MS } from '../push/retry.js';
 import type { Transport } from '../push/transport.js';
 import { type Backends, type BackendFactory, backendsFor } from '../store/backends.js';
 import type { Registry, TargetIndex } from '../store/target-index.js';
 import type { Uid } from '../types.js';
+
+/** How `resumePending` claims waiting retries: in batches of `limit`, each leased past its due time. */
+const RESUME_CLAIM = { limit: 500, leaseMs: RETRY_LEASE_MS };
 
 /** The config sections a running node cannot apply: a reload lists their changes as needing a restart. */
 export const RESTART_SECTIONS = ['ws', 'text', 'http', 'state', 'history', 'shutdown'] as const;
@@ -75,7 +79,7 @@ export function buildNode(config: Config, opts: NodeOptions): NotifyNode {
   const { log } = opts;
   const telemetry = opts.telemetry ?? noTelemetry;
   const name = opts.name ?? defaultNodeName();
-  const backends = (opts.backends ?? backendsFor(config))(config, { node: name, log });
+  const backends = (opts.backends ?? backendsFor(config))(config, { node: name, log, exclusive: opts.live });
   try {
     const devices = new DeviceService({ directory: backends.devices, config, log });
     return assemble(config, opts, name, telemetry, backends, devices);
@@ -117,7 +121,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     const kind = TRANSPORT_TYPES[settings.type];
     if (!kind) throw new TypeError(`transports.${tname}: unknown type ${settings.type}`);
     const retire = (target: string, reason: string) => void devices.retire(tname, target, reason);
-    return kind.create(settings, { name: tname, registry: backends.deviceIndexes, log, retire, retries: backends.retries, telemetry });
+    return kind.create(settings, { name: tname, node: name, registry: backends.deviceIndexes, log, retire, retries: backends.retries, telemetry });
   };
   const transports: Transport[] = websocket ? [websocket] : [];
   for (const [tname, settings] of Object.entries(config.transports)) transports.push(make(tname, settings));
@@ -133,11 +137,9 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
   };
   const dispatcher = new Dispatcher({
     transports,
-    registry: backends.deviceIndexes,
     everyone,
     deliverTimeoutMs: config.dispatch.deliverTimeoutMs,
     log,
-    onPrune: (transport, target, reason) => void devices.retire(transport, target, reason ?? 'pruned'),
     telemetry,
   });
   const publisher = new Publisher({
@@ -157,18 +159,30 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
   const started = new Set<Transport>();
   let stopping: Promise<void> | undefined;
 
-  /** Hands deliveries left waiting for a retry back to their transports (only those of `names` when given). */
-  const resumePending = (names?: readonly string[]): number => {
+  /**
+   * Claims deliveries left waiting for a retry (by the previous process, or by a transport that a
+   * reload replaced) and hands them to their transports; only those of `names` when given.
+   */
+  const resumePending = async (names?: readonly string[]): Promise<number> => {
+    const retries = backends.retries;
     let n = 0;
-    for (const [tname, pending] of backends.retries.pending()) {
-      if (names && !names.includes(tname)) continue;
-      const t = transports.find((x) => x.name === tname);
-      if (!t?.resume) {
-        log.warn('deliveries waiting for a retry belong to a transport that is no longer configured; kept', { transport: tname, count: pending.length });
-        continue;
+    const kept = new Map<string, number>();
+    // Claimed entries of other transports stay leased to this node: the transports carrying
+    // them in memory go on, and those of a transport no longer configured are kept.
+    for (let batch = await retries.claim(name, RESUME_CLAIM); batch.length > 0; batch = await retries.claim(name, RESUME_CLAIM)) {
+      for (const p of batch) {
+        if (names && !names.includes(p.transport)) continue;
+        const t = transports.find((x) => x.name === p.transport);
+        if (!t?.resume) {
+          kept.set(p.transport, (kept.get(p.transport) ?? 0) + 1);
+          continue;
+        }
+        t.resume(p);
+        n++;
       }
-      for (const p of pending) t.resume(p);
-      n += pending.length;
+    }
+    for (const [transport, count] of kept) {
+      log.warn('deliveries waiting for a retry belong to a transport that is no longer configured; kept', { transport, count });
     }
     if (n > 0) log.info('resuming deliveries that were waiting for a retry', { count: n });
     return n;
@@ -192,7 +206,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         await t.start();
         started.add(t);
       }
-      resumePending();
+      await resumePending();
     },
     async reload(next) {
       const restartNeeded = RESTART_SECTIONS.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k])).map(String);
@@ -240,13 +254,15 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         await t.stop();
         started.delete(t);
       }
-      resumePending(changed);
+      await backends.retries.handBack(name);
+      await resumePending(changed);
       return { added, changed, removed, restartNeeded };
     },
     stop() {
       stopping ??= (async () => {
         await dispatcher.close();
         for (const t of [...transports].reverse()) if (started.has(t)) await t.stop();
+        await backends.retries.handBack(name);
         backends.close();
       })();
       return stopping;

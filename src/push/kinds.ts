@@ -2,7 +2,7 @@ import type { Spec } from '../config/schema.js';
 import type { Logger } from '../obs/log.js';
 import type { Registry } from '../store/target-index.js';
 import type { Telemetry } from '../obs/metrics.js';
-import type { RetryLedger } from '../store/retry-queue-sqlite.js';
+import type { RetryQueue } from '../store/retry-queue.js';
 import { apnsType } from './apns/transport.js';
 import { httpType } from './http/transport.js';
 import { jpushType } from './jpush/transport.js';
@@ -12,16 +12,18 @@ import type { Transport } from './transport.js';
 export interface TransportContext {
   /** The entry's name, e.g. `apns` or `apns-enterprise`. */
   name: string;
+  /** The node this runs in (`HOST-PID`): the owner of the retries it holds. */
+  node: string;
   registry: Registry;
   log: Logger;
   /**
    * Takes a target out of service for good (token gone, wrong app): unregisters it and records it
-   * so that no later process uses it. For results that arrive after the report; results within
-   * it carry `prune` and the dispatcher does the same.
+   * so that no later process uses it. The retry loop (`runWithRetries`) calls it for a rejection
+   * with `prune`; nothing else does.
    */
   retire(target: string, reason: string): void;
   /** Where deliveries waiting for a retry are kept across restarts (undefined: in memory only). */
-  retries: RetryLedger | undefined;
+  retries: RetryQueue | undefined;
   /** Counters (retries) for /metrics. */
   telemetry: Telemetry;
 }

@@ -1,7 +1,8 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
-import type { RetryTicket } from '../store/retry-queue-sqlite.js';
-import { type RetryPolicy, backoffMs, parseRetryAfter, sleep } from './retry.js';
+import { InFlight, type RetryPolicy, type RetryTicket, type Verdict, parseRetryAfter, runWithRetries, sleep } from './retry.js';
+
+export type { Verdict };
 
 /** One HTTP request to a push provider. */
 export interface ProviderRequest {
@@ -18,14 +19,6 @@ export interface ProviderResponse {
   body: string;
 }
 
-/** A provider's answer, judged by the transport. */
-export type Verdict =
-  | { kind: 'sent'; id?: string }
-  /** Permanent: do not retry. */
-  | { kind: 'rejected'; reason: string }
-  /** Transient: retry, no sooner than `retryAfterMs` when given. */
-  | { kind: 'retry'; reason: string; retryAfterMs?: number };
-
 export interface SendOutcome {
   status: 'sent' | 'rejected' | 'failed';
   reason?: string;
@@ -37,10 +30,14 @@ export interface ProviderClientOptions {
   name: string;
   requestTimeoutMs: number;
   maxConcurrentRequests: number;
+  /** Requests waiting for one of the maxConcurrentRequests at most; beyond, a delivery fails at once. */
+  maxQueued: number;
   retry: RetryPolicy;
   /** Credentials and other values that must never appear in reports, errors or logs. */
   secrets: readonly string[];
   log: Logger;
+  /** Takes a target out of service for good (a verdict with `prune`). */
+  retire?: (target: string, reason: string) => void;
   /**
    * Reads rate-limit headers of any response: milliseconds the provider wants no requests for
    * (the whole transport pauses), or undefined.
@@ -51,6 +48,8 @@ export interface ProviderClientOptions {
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** How long stop() waits for deliveries to wind up once their requests are aborted. */
+const STOP_SETTLE_MS = 1000;
 const EXCERPT_CHARS = 200;
 
 /** A short, single-line excerpt of a response body for a report. */
@@ -74,8 +73,9 @@ export function httpVerdict(res: ProviderResponse, isSuccess: (status: number) =
   return { kind: 'rejected', reason };
 }
 
-/** How one delivery goes through `send`: its ledger ticket and where it stands. */
+/** How one delivery goes through `send`: its target, its retry-queue ticket and where it stands. */
 export interface Delivery {
+  target: string;
   ticket: RetryTicket;
   /** Attempts made before this call (a delivery resumed after a restart). @default 0 */
   attempts?: number;
@@ -89,8 +89,9 @@ export interface Delivery {
  * (no sooner than Retry-After), a bounded number of times; a rate-limit pause holds every
  * request of the transport. Every reason it returns is scrubbed of the configured secrets.
  *
- * A delivery is carried to its end whatever the caller's deadline: waiting for a retry, it is
- * held in the retry ledger, so a stop (or a crash) leaves it for the next start.
+ * A delivery is carried to its end whatever the caller's deadline (`runWithRetries`): waiting
+ * for a retry, it is held in the retry queue, so a stop (or a crash) leaves it for the next start.
+ * At most `maxQueued` requests wait for a free slot; one more fails at once.
  */
 export class ProviderClient {
   readonly #o: ProviderClientOptions;
@@ -102,8 +103,10 @@ export class ProviderClient {
   readonly #stopWaits = new AbortController();
   /** Aborts requests in flight, after a grace period at stop. */
   readonly #stopRequests = new AbortController();
-  #inflight = 0;
-  #requests = 0;
+  /** Deliveries under way (sending or waiting to retry). */
+  readonly #inflight = new InFlight();
+  /** Requests on the wire. */
+  readonly #requests = new InFlight();
 
   constructor(opts: ProviderClientOptions) {
     this.#o = opts;
@@ -120,7 +123,7 @@ export class ProviderClient {
 
   /** Deliveries under way (sending or waiting to retry). */
   get inflight(): number {
-    return this.#inflight;
+    return this.#inflight.count;
   }
 
   /** Milliseconds until the rate-limit pause ends (0 when not paused). */
@@ -130,41 +133,30 @@ export class ProviderClient {
 
   /** Sends `req` until the verdict is final or retries run out (or notify stops). */
   async send(req: ProviderRequest, judge: (res: ProviderResponse) => Verdict, d: Delivery): Promise<SendOutcome> {
-    const policy = this.#o.retry;
-    const stop = this.#stopWaits.signal;
-    const stopped = (reason?: string): SendOutcome => ({
-      status: 'failed',
-      reason: reason ? `${reason}; notify is shutting down, the retry is kept for its next start` : 'notify is shutting down',
-    });
-    this.#inflight++;
+    this.#inflight.begin();
     try {
-      for (let attempts = d.attempts ?? 0; ; ) {
-        const verdict = await this.#attempt(req, judge);
-        attempts++;
-        if (verdict === undefined) return stopped();
-        if (verdict.kind === 'sent') {
-          d.ticket.done();
-          return { status: 'sent', ...(verdict.id !== undefined ? { id: verdict.id } : {}) };
-        }
-        const reason = this.scrub(verdict.reason);
-        const end = (outcome: SendOutcome): SendOutcome => {
-          d.ticket.done();
-          return outcome;
-        };
-        if (verdict.kind === 'rejected') return end({ status: 'rejected', reason });
-        if (attempts > policy.limit) return end({ status: 'failed', reason: `${reason} (gave up after ${attempts} attempts)` });
-        if (verdict.retryAfterMs !== undefined && verdict.retryAfterMs > policy.maxDelayMs) {
-          return end({ status: 'failed', reason: `${reason}; the provider asked to retry after ${Math.ceil(verdict.retryAfterMs / 1000)} s, longer than retry.maxDelayMs` });
-        }
-        const delay = backoffMs(attempts, policy, verdict.retryAfterMs);
-        d.onRetry?.(reason);
-        this.#o.onRetry?.();
-        d.ticket.waiting(attempts, Date.now() + delay, reason);
-        this.#o.log.debug('provider retry', { transport: this.#o.name, reason, attempt: attempts + 1, delayMs: delay });
-        if (!(await sleep(delay, stop))) return stopped(reason);
-      }
+      const out = await runWithRetries(
+        async () => {
+          const v = await this.#attempt(req, judge);
+          return v === undefined || v.kind === 'sent' ? v : { ...v, reason: this.scrub(v.reason) };
+        },
+        {
+          transport: this.#o.name,
+          target: d.target,
+          policy: this.#o.retry,
+          ticket: d.ticket,
+          ...(d.attempts !== undefined ? { attempts: d.attempts } : {}),
+          stop: this.#stopWaits.signal,
+          log: this.#o.log,
+          provider: 'the provider',
+          retire: this.#o.retire,
+          ...(d.onRetry ? { onRetry: d.onRetry } : {}),
+          ...(this.#o.onRetry ? { retried: this.#o.onRetry } : {}),
+        },
+      );
+      return { status: out.status, ...(out.reason !== undefined ? { reason: out.reason } : {}), ...(out.id !== undefined ? { id: out.id } : {}) };
     } finally {
-      this.#inflight--;
+      this.#inflight.end();
     }
   }
 
@@ -173,8 +165,12 @@ export class ProviderClient {
     const stop = this.#stopWaits.signal;
     const paused = this.#pausedUntil - Date.now();
     if (paused > 0 && !(await sleep(paused, stop))) return undefined;
-    if (!(await this.#acquire(stop))) return undefined;
-    this.#requests++;
+    const slot = await this.#acquire(stop);
+    if (slot === 'full') {
+      return { kind: 'failed', reason: `queue full (${this.#waiting.length} waiting; transports.${this.#o.name}.maxQueued)` };
+    }
+    if (!slot) return undefined;
+    this.#requests.begin();
     const hardStop = this.#stopRequests.signal;
     try {
       const timeout = AbortSignal.timeout(this.#o.requestTimeoutMs);
@@ -214,17 +210,19 @@ export class ProviderClient {
       }
       return verdict;
     } finally {
-      this.#requests--;
+      this.#requests.end();
       this.#release();
     }
   }
 
-  #acquire(stop: AbortSignal): Promise<boolean> {
+  /** A request slot: true when granted, false when notify stopped first, 'full' when too many wait. */
+  #acquire(stop: AbortSignal): Promise<boolean | 'full'> {
     if (stop.aborted) return Promise.resolve(false);
     if (this.#active < this.#o.maxConcurrentRequests) {
       this.#active++;
       return Promise.resolve(true);
     }
+    if (this.#waiting.length >= this.#o.maxQueued) return Promise.resolve('full');
     return new Promise((resolve) => {
       const onAbort = () => {
         const i = this.#waiting.indexOf(grant);
@@ -247,16 +245,15 @@ export class ProviderClient {
   }
 
   /**
-   * Stops: waits are cut short at once (deliveries waiting for a retry stay in the ledger);
-   * requests in flight get up to requestTimeoutMs to finish, then are aborted.
+   * Stops: waits are cut short at once (deliveries waiting for a retry stay in the queue);
+   * requests in flight get up to requestTimeoutMs to finish, then are aborted; then it waits (at
+   * most a second) for the deliveries to wind up.
    */
   async stop(): Promise<void> {
     this.#stopWaits.abort();
-    const grace = Date.now() + this.#o.requestTimeoutMs;
-    while (this.#requests > 0 && Date.now() < grace) await new Promise((r) => setTimeout(r, 5));
+    await this.#requests.idle(this.#o.requestTimeoutMs);
     this.#stopRequests.abort();
-    const deadline = Date.now() + 1000;
-    while (this.#inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await this.#inflight.idle(STOP_SETTLE_MS);
   }
 }
 

@@ -1,6 +1,8 @@
 import type { Spec } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
-import type { PendingRetry } from './transport.js';
+import type { PendingRetry, RetryQueue } from '../store/retry-queue.js';
+import type { Message, Uid } from '../types.js';
 
 /** How a transport retries transient failures (429, 5xx, connection resets). */
 export interface RetryPolicy {
@@ -24,6 +26,12 @@ export const retrySpec: Spec = {
   },
 };
 
+/** Default bound of a provider transport's waiting requests (`maxQueued`). */
+export const MAX_QUEUED_DEFAULT = 10_000;
+
+/** The `maxQueued` setting of a provider transport: requests waiting to be sent, at most. */
+export const maxQueuedSpec: Spec = { type: 'integer', min: 1, max: 1_000_000, default: MAX_QUEUED_DEFAULT };
+
 /**
  * Delay before retry number `retry` (1-based): exponential, capped at maxDelayMs, with "equal
  * jitter" (half fixed, half random) so that a burst of failures does not come back in lockstep.
@@ -34,6 +42,195 @@ export function backoffMs(retry: number, policy: RetryPolicy, retryAfterMs?: num
   if (retryAfterMs !== undefined) return Math.max(0, retryAfterMs);
   const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (retry - 1));
   return Math.round(exp / 2 + random() * (exp / 2));
+}
+
+/**
+ * How long past its due time a delivery waiting for a retry stays leased to the node that holds
+ * it: time for the attempt itself (queueing, requestTimeoutMs) with a wide margin. After it, and
+ * at once after a graceful stop, another node may claim it.
+ */
+export const RETRY_LEASE_MS = 60_000;
+
+/** A provider's answer to one attempt, as a transport judges it. */
+export type Verdict =
+  | { kind: 'sent'; id?: string }
+  /** Permanent: do not retry. `prune`: the target is gone for good; it is retired. */
+  | { kind: 'rejected'; reason: string; prune?: boolean }
+  /**
+   * Transient: retry, no sooner than `retryAfterMs` when given. With `freshRetry`, the attempt
+   * renewed what failed (APNs ExpiredProviderToken: node-apn made a new JWT): retry at once, once,
+   * not counted against retry.limit; if it fails the same way again, `freshRetry` explains why.
+   */
+  | { kind: 'retry'; reason: string; retryAfterMs?: number; freshRetry?: string }
+  /** Failed, and retrying cannot help now (the client is shut down, the queue is full). */
+  | { kind: 'failed'; reason: string };
+
+/** How a delivery ended. */
+export interface RetryOutcome {
+  status: 'sent' | 'rejected' | 'failed';
+  reason?: string;
+  id?: string;
+  /** Notify stopped first: the delivery did not end (when it waits for a retry, the queue keeps it). */
+  stopped?: true;
+}
+
+/** What a delivery is, as the retry queue keeps it. */
+export type RetrySubject = { transport: string; uid: Uid; target: string; msg: Message };
+
+/**
+ * A delivery's place in the retry queue: held while it waits for a retry, released when it ends.
+ * Without a queue (undefined) it does nothing.
+ */
+export class RetryTicket {
+  #key: string | undefined;
+
+  constructor(
+    private readonly queue: RetryQueue | undefined,
+    private readonly owner: string,
+    private readonly subject: RetrySubject,
+    key?: string,
+    private readonly leaseMs = RETRY_LEASE_MS,
+  ) {
+    this.#key = key;
+  }
+
+  /** Records (or updates) that the next attempt, after `attempts` so far, is due at `dueAt`. Throws NOTIFY_ERR_STORE when the queue is full. */
+  async waiting(attempts: number, dueAt: number, reason: string): Promise<void> {
+    if (!this.queue) return;
+    if (this.#key === undefined) this.#key = await this.queue.hold({ ...this.subject, attempts, dueAt, reason }, this.owner, this.leaseMs);
+    else await this.queue.update(this.#key, attempts, dueAt, reason, this.leaseMs);
+  }
+
+  /** The delivery has ended: nothing left to retry. */
+  async done(): Promise<void> {
+    const key = this.#key;
+    this.#key = undefined;
+    if (this.queue && key !== undefined) await this.queue.release(key);
+  }
+}
+
+/** One delivery through `runWithRetries`. */
+export interface RetryRun {
+  /** The transport's name and the target, for logs and retirement. */
+  transport: string;
+  target: string;
+  policy: RetryPolicy;
+  ticket: RetryTicket;
+  /** Attempts made before (a delivery resumed after a restart). @default 0 */
+  attempts?: number;
+  /** Ends the waits between attempts (notify stops); the ticket then stays held. */
+  stop: AbortSignal;
+  log: Logger;
+  /** Who asks for a Retry-After, in reasons: `APNs`, `the provider`. */
+  provider: string;
+  /** Takes a target out of service for good: called for a verdict with `prune`. */
+  retire: ((target: string, reason: string) => void) | undefined;
+  /** Told each transient failure that will be retried, for a report that is due before the delivery ends. */
+  onRetry?: (reason: string) => void;
+  /** Told each retry after a backoff (for /metrics). */
+  retried?: () => void;
+}
+
+/**
+ * The one retry loop of the provider transports: runs `attempt` (undefined: notify stopped
+ * before an answer) until its verdict is final, retrying transient failures with exponential
+ * backoff and jitter (no sooner than Retry-After) at most retry.limit times; a Retry-After longer
+ * than retry.maxDelayMs gives up. While it waits, the delivery is held in the retry queue (a
+ * stop leaves it there for the next start); when it ends, it is released. A rejection with
+ * `prune` retires the target, here and nowhere else.
+ */
+export async function runWithRetries(attempt: () => Promise<Verdict | undefined>, run: RetryRun): Promise<RetryOutcome> {
+  const { policy, ticket, log } = run;
+  let attempts = run.attempts ?? 0;
+  let freshUsed = false;
+  const end = async (out: RetryOutcome): Promise<RetryOutcome> => {
+    try {
+      await ticket.done();
+    } catch (err) {
+      log.error('releasing a retry failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
+    }
+    return out;
+  };
+  const failed = (reason: string) => end({ status: 'failed', reason });
+  const stopped = (last?: string): RetryOutcome => ({
+    status: 'failed',
+    reason: attempts > 0 ? `${last ?? 'not sent'}; notify is shutting down, the retry is kept for its next start` : 'not sent: notify is shutting down',
+    stopped: true,
+  });
+  for (;;) {
+    const v = await attempt();
+    if (v === undefined) return stopped();
+    attempts++;
+    if (v.kind === 'sent') return end({ status: 'sent', ...(v.id !== undefined ? { id: v.id } : {}) });
+    if (v.kind === 'failed') return failed(v.reason);
+    if (v.kind === 'rejected') {
+      if (v.prune) retireOnce(run, v.reason);
+      return end({ status: 'rejected', reason: v.reason });
+    }
+    run.onRetry?.(v.reason);
+    if (v.freshRetry !== undefined) {
+      if (freshUsed) return failed(`${v.reason} (${v.freshRetry})`);
+      freshUsed = true;
+      attempts--;
+      continue;
+    }
+    if (attempts > policy.limit) return failed(`${v.reason} (gave up after ${attempts} attempts)`);
+    if (v.retryAfterMs !== undefined && v.retryAfterMs > policy.maxDelayMs) {
+      return failed(`${v.reason}; ${run.provider} asked to retry after ${Math.ceil(v.retryAfterMs / 1000)} s, longer than retry.maxDelayMs`);
+    }
+    const delay = backoffMs(attempts, policy, v.retryAfterMs);
+    try {
+      await ticket.waiting(attempts, Date.now() + delay, v.reason);
+    } catch (err) {
+      log.warn('retry not kept', { transport: run.transport, target: run.target, reason: v.reason, error: errorMessage(err) });
+      return failed(`${v.reason}; not retried: ${errorMessage(err)}`);
+    }
+    run.retried?.();
+    log.debug('provider retry', { transport: run.transport, target: run.target, reason: v.reason, attempt: attempts + 1, delayMs: delay });
+    if (!(await sleep(delay, run.stop))) return stopped(v.reason);
+  }
+}
+
+function retireOnce(run: RetryRun, reason: string): void {
+  try {
+    run.retire?.(run.target, reason);
+  } catch (err) {
+    run.log.error('recording a retired target failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
+  }
+}
+
+/** A count of things under way, and a promise for when none is. */
+export class InFlight {
+  #count = 0;
+  readonly #idle = new Set<() => void>();
+
+  get count(): number {
+    return this.#count;
+  }
+
+  begin(): void {
+    this.#count++;
+  }
+
+  end(): void {
+    if (--this.#count > 0) return;
+    for (const wake of [...this.#idle]) wake();
+  }
+
+  /** Resolves true as soon as none is under way, or false after `graceMs` if some still are. */
+  idle(graceMs: number): Promise<boolean> {
+    if (this.#count === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const settle = (ok: boolean) => {
+        clearTimeout(timer);
+        this.#idle.delete(wake);
+        resolve(ok);
+      };
+      const wake = () => settle(true);
+      const timer = setTimeout(() => settle(false), graceMs);
+      this.#idle.add(wake);
+    });
+  }
 }
 
 /** Parses a Retry-After header value (delta seconds or an HTTP date) into milliseconds. */

@@ -1,6 +1,7 @@
+import type { PendingRetry } from '../store/retry-queue.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
 
-export type { DeliveryResult };
+export type { DeliveryResult, PendingRetry };
 
 /**
  * A way to reach a uid: live WebSocket sessions, APNs device tokens, an HTTP push service.
@@ -14,8 +15,9 @@ export type { DeliveryResult };
  * - `deliver()` resolves with one result per target of the uid, failures included, in any
  *   order. It rejects only on misuse or after `stop()`. It must honour `signal`: when it aborts
  *   (the dispatcher's deadline), give up and resolve or reject promptly.
- * - `rejected` is permanent for that target (set `prune` when the target is gone for good, and
- *   the dispatcher unregisters it); `failed` is transient and may be retried by the transport.
+ * - `rejected` is permanent for that target; `failed` is transient and may be retried by the
+ *   transport. A target gone for good is retired by the transport itself (its retry loop calls
+ *   `TransportContext.retire`), never by the dispatcher.
  *
  * Adding a transport is one file implementing this interface plus its registration in
  * `transports/index.ts`.
@@ -33,20 +35,6 @@ export interface Transport {
    * stopped (read back from the store), and carries it to its end in the background.
    */
   resume?(pending: PendingRetry): void;
-}
-
-/** A provider delivery waiting for a retry, as the store keeps it across restarts. */
-export interface PendingRetry {
-  /** The store's key for it. */
-  key: number;
-  uid: Uid;
-  target: string;
-  msg: Message;
-  /** Attempts made so far. */
-  attempts: number;
-  /** When the next attempt is due (ms since the epoch). */
-  dueAt: number;
-  reason: string;
 }
 
 export interface TransportHealth {

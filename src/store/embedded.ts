@@ -8,7 +8,8 @@ import type { DeviceDirectory } from './devices.js';
 import { SqliteDevices } from './devices-sqlite.js';
 import type { Presence } from './presence.js';
 import { MemoryPresence } from './presence-memory.js';
-import { RetryLedger } from './retry-queue-sqlite.js';
+import type { RetryQueue } from './retry-queue.js';
+import { SqliteRetryQueue } from './retry-queue-sqlite.js';
 import { GroupCommit, StoreHealth, openState } from './sqlite.js';
 import type { MessageStreams } from './stream.js';
 import { SqliteStreams } from './stream-sqlite.js';
@@ -29,7 +30,7 @@ export interface Backends {
   devices: DeviceDirectory;
   /** The push transports' in-memory device indexes (what they read on the hot path). */
   deviceIndexes: Registry;
-  retries: RetryLedger;
+  retries: RetryQueue;
   acks: AckRelay;
   /** Whether the backends work now, for /healthz. */
   health(): { state: 'ok' } | { state: 'unavailable'; [key: string]: unknown };
@@ -37,7 +38,7 @@ export interface Backends {
 }
 
 /** The embedded backends: SQLite in `config.state.dir`, and this process's memory. */
-export function embeddedBackends(config: Config, opts: { node: string; log: Logger }): Backends {
+export function embeddedBackends(config: Config, opts: { node: string; log: Logger; exclusive: boolean }): Backends {
   const db = openState(config.state.dir);
   try {
     const storeHealth = new StoreHealth(opts.log);
@@ -54,7 +55,8 @@ export function embeddedBackends(config: Config, opts: { node: string; log: Logg
       dedupe,
       devices,
       deviceIndexes: devices.registry,
-      retries: new RetryLedger(db),
+      // The daemon owns the state directory: retries of another owner are a dead process's.
+      retries: new SqliteRetryQueue(db, { exclusive: opts.exclusive }),
       acks: new MemoryAckRelay(),
       health: () => storeHealth.report(),
       close() {

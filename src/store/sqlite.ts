@@ -72,6 +72,11 @@ const MIGRATIONS: readonly string[] = [
    DROP TABLE messages;
    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
    INSERT INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(8))));`,
+  // Leases on retries (store/retry-queue.ts): the node that carries each entry, and until when.
+  // Rows from before are unowned and their lease has run out: the next claim takes them.
+  `ALTER TABLE retries ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+   ALTER TABLE retries ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+   CREATE INDEX retries_lease_until ON retries (lease_until);`,
 ];
 
 /**

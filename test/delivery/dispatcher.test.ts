@@ -13,7 +13,7 @@ function setup(deliverTimeoutMs = 2000) {
   const registry = new MemoryRegistry();
   const a = new RecordingTransport('a', registry.index('a'));
   const b = new RecordingTransport('b', registry.index('b'));
-  const dispatcher = new Dispatcher({ transports: [a, b], registry, everyone: () => [...registry.uids()], deliverTimeoutMs, log: silentLogger });
+  const dispatcher = new Dispatcher({ transports: [a, b], everyone: () => [...registry.uids()], deliverTimeoutMs, log: silentLogger });
   return { registry, a, b, dispatcher };
 }
 
@@ -123,20 +123,20 @@ test('canReach that throws counts as unreachable', async () => {
   assert.deepEqual(report.unreached, ['uid1']);
 });
 
-test('results marked prune unregister their target; rejected and failed are counted', async () => {
+test('rejected and failed are counted; a rejected target stays registered: retiring dead targets is the transport\'s (push/retry.ts), not the dispatcher\'s', async () => {
   const { registry, a, dispatcher } = setup();
   registry.index('a').add('uid1', 'gone');
   registry.index('a').add('uid1', 'busy');
   registry.index('a').add('uid1', 'fine');
   a.canned.set('uid1', [
-    { transport: 'a', target: 'gone', status: 'rejected', reason: 'Unregistered', prune: true },
+    { transport: 'a', target: 'gone', status: 'rejected', reason: 'Unregistered' },
     { transport: 'a', target: 'busy', status: 'failed', reason: 'ServiceUnavailable' },
     { transport: 'a', target: 'fine', status: 'sent' },
   ]);
   const report = await dispatcher.dispatch({ uids: ['uid1'] }, msg);
   assert.deepEqual([report.sent, report.failed, report.rejected], [1, 1, 1]);
-  assert.deepEqual(registry.index('a').targets('uid1').sort(), ['busy', 'fine']);
-  assert.equal('prune' in (report.results[0] as object), false, 'prune is internal, not part of the report');
+  assert.deepEqual(report.results[0], { uid: 'uid1', transport: 'a', target: 'gone', status: 'rejected', reason: 'Unregistered' });
+  assert.deepEqual(registry.index('a').targets('uid1').sort(), ['busy', 'fine', 'gone']);
 });
 
 test('close() waits for deliveries in flight, then dispatch rejects with NOTIFY_ERR_CLOSED', async () => {
@@ -160,6 +160,6 @@ test('close() waits for deliveries in flight, then dispatch rejects with NOTIFY_
 test('options are validated up front', () => {
   const registry = new MemoryRegistry();
   const a = new RecordingTransport('a', registry.index('a'));
-  assert.throws(() => new Dispatcher({ transports: [a], registry, everyone: () => [...registry.uids()], deliverTimeoutMs: 0, log: silentLogger }), /deliverTimeoutMs/);
-  assert.throws(() => new Dispatcher({ transports: [a, a], registry, everyone: () => [...registry.uids()], deliverTimeoutMs: 10, log: silentLogger }), /two transports are named "a"/);
+  assert.throws(() => new Dispatcher({ transports: [a], everyone: () => [...registry.uids()], deliverTimeoutMs: 0, log: silentLogger }), /deliverTimeoutMs/);
+  assert.throws(() => new Dispatcher({ transports: [a, a], everyone: () => [...registry.uids()], deliverTimeoutMs: 10, log: silentLogger }), /two transports are named "a"/);
 });

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RETRY_DEFAULTS, backoffMs, parseRetryAfter, sleep } from '../../src/push/retry.js';
+import { NotifyError } from '../../src/errors.js';
+import { messageFromFields } from '../../src/message.js';
+import { silentLogger } from '../../src/obs/log.js';
+import { InFlight, RETRY_DEFAULTS, RetryTicket, type Verdict, backoffMs, parseRetryAfter, runWithRetries, sleep } from '../../src/push/retry.js';
+import type { PendingRetry, RetryQueue } from '../../src/store/retry-queue.js';
 
 test('backoff: exponential with equal jitter, capped at maxDelayMs', () => {
   const p = { limit: 5, baseDelayMs: 100, maxDelayMs: 1000 };
@@ -36,4 +40,104 @@ test('sleep: resolves true after the delay, false as soon as the signal aborts',
   assert.equal(await sleep(10_000, c.signal), false);
   assert.ok(Date.now() - started < 2000);
   assert.equal(await sleep(10, AbortSignal.abort()), false);
+});
+
+// ---------------------------------------------------------------------------------------------
+// runWithRetries: the one retry loop of the provider transports
+
+const policy = { limit: 2, baseDelayMs: 1, maxDelayMs: 1000 };
+const msg = { ...messageFromFields({ msg: 'hi' }), id: 'm1' };
+
+/** A queue in memory that records what is done to it. */
+class RecordingQueue implements RetryQueue {
+  readonly calls: string[] = [];
+  full = false;
+  hold(): string {
+    if (this.full) throw new NotifyError('NOTIFY_ERR_STORE', 'the retry queue is full');
+    this.calls.push('hold');
+    return 'k1';
+  }
+  update(key: string): void {
+    this.calls.push(`update ${key}`);
+  }
+  release(key: string): void {
+    this.calls.push(`release ${key}`);
+  }
+  claim(): PendingRetry[] {
+    return [];
+  }
+  handBack(): void {}
+  readonly size = undefined;
+}
+
+function loop(queue: RetryQueue, retired: string[][]) {
+  return {
+    transport: 'hook',
+    target: 'tok1',
+    policy,
+    ticket: new RetryTicket(queue, 'node-1', { transport: 'hook', uid: 'u1', target: 'tok1', msg }),
+    stop: new AbortController().signal,
+    log: silentLogger,
+    provider: 'the provider',
+    retire: (target: string, reason: string) => void retired.push([target, reason]),
+  };
+}
+
+test('runWithRetries: a rejection with prune retires the target, once, in the loop; it is reported rejected with its reason and released', async () => {
+  const queue = new RecordingQueue();
+  const retired: string[][] = [];
+  const verdicts: Verdict[] = [{ kind: 'retry', reason: '503' }, { kind: 'rejected', reason: '410 Unregistered', prune: true }];
+  const out = await runWithRetries(async () => verdicts.shift(), loop(queue, retired));
+  assert.deepEqual(out, { status: 'rejected', reason: '410 Unregistered' });
+  assert.deepEqual(retired, [['tok1', '410 Unregistered']]);
+  assert.deepEqual(queue.calls, ['hold', 'release k1'], 'held while it waited, released at the end');
+});
+
+test('runWithRetries: a rejection without prune retires nothing; a fresh retry is immediate, once, and not counted', async () => {
+  const retired: string[][] = [];
+  const rejected = await runWithRetries(async () => ({ kind: 'rejected', reason: '400 BadTopic' }), loop(new RecordingQueue(), retired));
+  assert.deepEqual(rejected, { status: 'rejected', reason: '400 BadTopic' });
+  assert.deepEqual(retired, []);
+  let n = 0;
+  const queue = new RecordingQueue();
+  const fresh = await runWithRetries(async () => (++n, { kind: 'retry', reason: '403 ExpiredProviderToken', freshRetry: 'again with a fresh token' }), loop(queue, retired));
+  assert.deepEqual(fresh, { status: 'failed', reason: '403 ExpiredProviderToken (again with a fresh token)' });
+  assert.equal(n, 2);
+  assert.deepEqual(queue.calls, [], 'no wait, so nothing held');
+});
+
+test('runWithRetries: when the retry queue is full the delivery fails at once with the store\'s reason, and nothing is kept', async () => {
+  const queue = new RecordingQueue();
+  queue.full = true;
+  let n = 0;
+  const out = await runWithRetries(async () => (++n, { kind: 'retry', reason: '503' }), loop(queue, []));
+  assert.deepEqual(out, { status: 'failed', reason: '503; not retried: the retry queue is full' });
+  assert.equal(n, 1);
+});
+
+test('runWithRetries: a stop during the wait leaves the entry held and says so', async () => {
+  const queue = new RecordingQueue();
+  const stop = new AbortController();
+  const out = await runWithRetries(
+    async () => {
+      setImmediate(() => stop.abort());
+      return { kind: 'retry', reason: '503', retryAfterMs: 500 };
+    },
+    { ...loop(queue, []), stop: stop.signal },
+  );
+  assert.deepEqual(out, { status: 'failed', reason: '503; notify is shutting down, the retry is kept for its next start', stopped: true });
+  assert.deepEqual(queue.calls, ['hold']);
+});
+
+test('InFlight.idle: resolves true when the last one ends, false after the grace if one is still under way', async () => {
+  const f = new InFlight();
+  assert.equal(await f.idle(1000), true);
+  f.begin();
+  f.begin();
+  const idle = f.idle(60_000);
+  f.end();
+  setImmediate(() => f.end());
+  assert.equal(await idle, true);
+  f.begin();
+  assert.equal(await f.idle(5), false);
 });

@@ -1,6 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import type * as Apn from '@parse/node-apn';
@@ -12,9 +11,22 @@ import type { TargetIndex } from '../../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import { type ApnResult, classifyApnsResult, toApnsNotification } from './payload.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { type RetryLedger, RetryTicket } from '../../store/retry-queue-sqlite.js';
-import { type RetryPolicy, backoffMs, parseRetryAfter, resumeWhenDue, retrySpec, settleBy, sleep } from '../retry.js';
+import type { RetryQueue } from '../../store/retry-queue.js';
+import {
+  InFlight,
+  MAX_QUEUED_DEFAULT,
+  type RetryPolicy,
+  RetryTicket,
+  type Verdict,
+  maxQueuedSpec,
+  parseRetryAfter,
+  resumeWhenDue,
+  retrySpec,
+  runWithRetries,
+  settleBy,
+} from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
+import { ApnSession } from './node-apn-session.js';
 
 // node-apn is CommonJS and pulls in node-forge and jsonwebtoken: load it only when an APNs
 // transport is built, so CLI commands that never use it start fast.
@@ -42,6 +54,8 @@ export interface ApnsSettings {
   maxConcurrentStreams: number;
   /** How long one request may take. @default 3000 */
   requestTimeoutMs: number;
+  /** Requests waiting for a stream at most; one more fails at once ("queue full"). @default 10000 */
+  maxQueued: number;
   retry: RetryPolicy;
 }
 
@@ -71,6 +85,7 @@ const settingsSection: Spec = {
     ca: { type: 'string' },
     maxConcurrentStreams: { type: 'integer', min: 1, max: 10_000, default: 500 },
     requestTimeoutMs: { type: 'integer', min: 1, default: 3000 },
+    maxQueued: maxQueuedSpec,
     retry: retrySpec,
   },
 };
@@ -159,12 +174,6 @@ export const apnsType: TransportType = {
   create: (settings, ctx) => new ApnsTransport(settings as unknown as ApnsSettings, ctx),
 };
 
-/** The parts of node-apn's Client that the transport steers (lib/client.js, 8.1.0). */
-interface ApnClient {
-  session?: ClientHttp2Session | null;
-  connect(): Promise<void>;
-}
-
 interface Job {
   token: string;
   note: Apn.Notification;
@@ -172,18 +181,23 @@ interface Job {
   resolve(r: ApnResult | undefined): void;
 }
 
+/** How long stop() gives node-apn's shutdown (its callback never fires after some TLS errors, reference B.4). */
+const SHUTDOWN_GRACE_MS = 1000;
+
 /**
  * iOS delivery through `@parse/node-apn` (stage 1 of a push: our provider to APNs).
  *
  * The library is wrapped so its known pitfalls never reach users
  * (see the README's APNs section and the reference's node-apn notes):
- * - Concurrency: node-apn opens one stream per token at once. Here requests go through a queue:
- *   one at a time on a fresh connection (APNs allows a single stream until a request with a
- *   valid JWT succeeds), then up to min(maxConcurrentStreams, the server's SETTINGS).
+ * - Concurrency: node-apn opens one stream per token at once. Here requests go through a queue
+ *   (at most `maxQueued` waiting): one at a time on a fresh connection (APNs allows a single
+ *   stream until a request with a valid JWT succeeds), then up to min(maxConcurrentStreams, the
+ *   server's SETTINGS).
  * - Retries: node-apn's own are turned off (they are immediate and ignore Retry-After, whose
- *   header it reads in the wrong case). This transport retries 429, 5xx and connection-level
- *   failures (refused streams, GOAWAY) with exponential backoff and jitter, honouring
- *   Retry-After (read from the response headers on the session), a bounded number of times.
+ *   header it reads in the wrong case). The shared retry loop (`runWithRetries`) retries 429,
+ *   5xx and connection-level failures (refused streams, GOAWAY) with exponential backoff and
+ *   jitter, honouring Retry-After (read from the response headers on the session), a bounded
+ *   number of times.
  * - ExpiredProviderToken: node-apn makes a fresh JWT; the request is retried once.
  * - Dead tokens (410 Unregistered, BadDeviceToken, DeviceTokenNotForTopic) are retired.
  * - Shutdown: waits for requests in flight, then shuts node-apn down with a time limit
@@ -196,18 +210,19 @@ export class ApnsTransport implements Transport {
   readonly #log: Logger;
   readonly #retire: (target: string, reason: string) => void;
   readonly #provider: Apn.Provider;
-  readonly #client: ApnClient;
+  readonly #session: ApnSession;
   /** Waiting requests; `#head` is the next one (a deque without O(n) shifts). */
   #queue: (Job | undefined)[] = [];
   #head = 0;
-  #active = 0;
-  /** The session we have tapped for response headers, and whether a request on it succeeded. */
-  #session: ClientHttp2Session | undefined;
+  readonly #active = new InFlight();
+  /** Whether a request succeeded on the current session. */
   #warm = false;
   /** Retry-After of the latest answer per token, read off the session. */
   readonly #retryAfter = new Map<string, number>();
   readonly #stopping = new AbortController();
-  readonly #retries: RetryLedger | undefined;
+  readonly #retries: RetryQueue | undefined;
+  readonly #node: string;
+  readonly #maxQueued: number;
   readonly #telemetry: Telemetry;
   #state: 'running' | 'closing' | 'closed' = 'running';
   #sent = 0;
@@ -220,6 +235,8 @@ export class ApnsTransport implements Transport {
     this.#log = ctx.log;
     this.#retire = ctx.retire;
     this.#retries = ctx.retries;
+    this.#node = ctx.node;
+    this.#maxQueued = settings.maxQueued ?? MAX_QUEUED_DEFAULT;
     this.#telemetry = ctx.telemetry;
     const apn = loadApn();
     const s = settings;
@@ -241,7 +258,10 @@ export class ApnsTransport implements Transport {
     } catch (err) {
       throw new NotifyError('NOTIFY_ERR_CONFIG', `transports.${ctx.name}: APNs credentials rejected: ${errorMessage(err)}`, { cause: err });
     }
-    this.#client = (this.#provider as unknown as { client: ApnClient }).client;
+    this.#session = new ApnSession(this.#provider, (path, headers) => {
+      const ms = parseRetryAfter(headers['retry-after']);
+      if (ms !== undefined) this.#retryAfter.set(path.replace('/3/device/', ''), ms);
+    });
   }
 
   async start(): Promise<void> {}
@@ -251,11 +271,12 @@ export class ApnsTransport implements Transport {
   }
 
   health(): TransportHealth {
+    const session = this.#session.current();
     return {
       state: this.#state,
-      connection: this.#session && !this.#session.destroyed ? (this.#warm ? 'ready' : 'warming up') : 'idle',
-      inflight: this.#active,
-      queued: this.#queue.length - this.#head,
+      connection: session ? (this.#warm ? 'ready' : 'warming up') : 'idle',
+      inflight: this.#active.count,
+      queued: this.#queued,
       sent: this.#sent,
       failed: this.#failed,
       devices: this.#index.targetCount,
@@ -303,11 +324,7 @@ export class ApnsTransport implements Transport {
     return note;
   }
 
-  /**
-   * Sends to one token, retrying as classifyApnsResult says, until it is sent or given up, or
-   * notify stops. Waiting for a retry, the delivery is held in the retry ledger (a stop leaves it
-   * there for the next start).
-   */
+  /** Sends to one token through the shared retry loop, until it is sent or given up, or notify stops. */
   async #deliverToken(
     uid: Uid,
     token: string,
@@ -316,62 +333,72 @@ export class ApnsTransport implements Transport {
     resumed: PendingRetry | undefined,
     noteReason: (r: string) => void,
   ): Promise<DeliveryResult> {
-    const ticket = new RetryTicket(this.#retries, this.name, { uid, target: token, msg }, resumed?.key);
-    const result = (status: DeliveryResult['status'], reason?: string, extra: Partial<DeliveryResult> = {}): DeliveryResult => {
-      if (status === 'sent') this.#sent++;
-      else this.#failed++;
-      ticket.done();
-      return { transport: this.name, target: token, status, ...(reason !== undefined ? { reason } : {}), ...extra };
-    };
-    const stopped = (reason: string): DeliveryResult => ({
+    const stop = this.#stopping.signal;
+    const out = await runWithRetries(() => this.#attempt(token, note, stop), {
       transport: this.name,
       target: token,
-      status: 'failed',
-      reason: `${reason}; notify is shutting down, the retry is kept for its next start`,
+      policy: this.#settings.retry,
+      ticket: new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target: token, msg }, resumed?.key),
+      ...(resumed ? { attempts: resumed.attempts } : {}),
+      stop,
+      log: this.#log,
+      provider: 'APNs',
+      retire: this.#retire,
+      onRetry: noteReason,
+      retried: () => this.#telemetry.retried(this.name),
     });
-    const policy = this.#settings.retry;
-    const stop = this.#stopping.signal;
-    let attempts = resumed?.attempts ?? 0;
-    let freshJwtUsed = false;
-    for (;;) {
-      const r = await this.#enqueue(token, note, stop);
-      if (r === undefined) return resumed || attempts > 0 ? stopped('not sent') : { transport: this.name, target: token, status: 'failed', reason: 'not sent: notify is shutting down' };
-      attempts++;
-      const o = classifyApnsResult(r);
-      if (o.kind === 'sent') return result('sent', undefined, o.apnsId ? { id: o.apnsId } : {});
-      if (o.kind === 'failed') return result('failed', o.reason);
-      if (o.kind === 'rejected') {
-        if (o.prune) this.#retire(token, o.reason);
-        return result('rejected', o.reason, o.prune ? { prune: true } : {});
-      }
-      noteReason(o.reason);
-      if (o.freshToken) {
-        if (freshJwtUsed) return result('failed', `${o.reason} (again with a fresh provider token: check the key, keyId, teamId and this machine's clock)`);
-        freshJwtUsed = true;
-        attempts--;
-        continue;
-      }
-      if (attempts > policy.limit) return result('failed', `${o.reason} (gave up after ${attempts} attempts)`);
-      const retryAfter = this.#retryAfter.get(token);
-      this.#retryAfter.delete(token);
-      if (retryAfter !== undefined && retryAfter > policy.maxDelayMs) {
-        return result('failed', `${o.reason}; APNs asked to retry after ${Math.ceil(retryAfter / 1000)} s, longer than retry.maxDelayMs`);
-      }
-      const delay = backoffMs(attempts, policy, retryAfter);
-      ticket.waiting(attempts, Date.now() + delay, o.reason);
-      this.#telemetry.retried(this.name);
-      this.#log.debug('apns retry', { transport: this.name, target: token, reason: o.reason, attempt: attempts + 1, delayMs: delay });
-      if (!(await sleep(delay, stop))) return stopped(o.reason);
+    if (!out.stopped) {
+      if (out.status === 'sent') this.#sent++;
+      else this.#failed++;
+    }
+    return {
+      transport: this.name,
+      target: token,
+      status: out.status,
+      ...(out.reason !== undefined ? { reason: out.reason } : {}),
+      ...(out.id !== undefined ? { id: out.id } : {}),
+    };
+  }
+
+  /** One request for `token`, judged; undefined when notify stopped before an answer. */
+  async #attempt(token: string, note: Apn.Notification, stop: AbortSignal): Promise<Verdict | undefined> {
+    if (this.#queued >= this.#maxQueued) {
+      return { kind: 'failed', reason: `queue full (${this.#queued} waiting; transports.${this.name}.maxQueued)` };
+    }
+    const r = await this.#enqueue(token, note, stop);
+    if (r === undefined) return undefined;
+    const retryAfterMs = this.#retryAfter.get(token);
+    this.#retryAfter.delete(token);
+    const o = classifyApnsResult(r);
+    switch (o.kind) {
+      case 'sent':
+        return { kind: 'sent', ...(o.apnsId ? { id: o.apnsId } : {}) };
+      case 'rejected':
+        return { kind: 'rejected', reason: o.reason, ...(o.prune ? { prune: true } : {}) };
+      case 'failed':
+        return { kind: 'failed', reason: o.reason };
+      case 'retry':
+        return {
+          kind: 'retry',
+          reason: o.reason,
+          ...(o.freshToken ? { freshRetry: "again with a fresh provider token: check the key, keyId, teamId and this machine's clock" } : {}),
+          ...(retryAfterMs !== undefined && !o.freshToken ? { retryAfterMs } : {}),
+        };
     }
   }
 
   resume(p: PendingRetry): void {
     const note = this.#notification(p.msg);
     if (typeof note === 'string') {
-      this.#retries?.release(p.key);
+      void this.#retries?.release(p.key);
       return;
     }
     void resumeWhenDue(p, this.name, this.#stopping.signal, this.#log, () => this.#deliverToken(p.uid, p.target, p.msg, note, p, () => {}));
+  }
+
+  /** Requests waiting in the queue. */
+  get #queued(): number {
+    return this.#queue.length - this.#head;
   }
 
   /** Queues one request; resolves with node-apn's result, or undefined if aborted before it was sent. */
@@ -384,23 +411,23 @@ export class ApnsTransport implements Transport {
 
   /** How many requests may be in flight now. */
   #limit(): number {
-    const s = this.#client.session;
-    if (!this.#warm || !s || s !== this.#session || s.closed || s.destroyed) return 1;
+    const s = this.#session.current();
+    if (!this.#warm || !s || !this.#session.isWatched(s)) return 1;
     const remote = s.remoteSettings?.maxConcurrentStreams;
     return Math.max(1, Math.min(this.#settings.maxConcurrentStreams, remote ?? this.#settings.maxConcurrentStreams));
   }
 
   #pump(): void {
-    while (this.#head < this.#queue.length && this.#active < this.#limit()) {
+    while (this.#head < this.#queue.length && this.#active.count < this.#limit()) {
       const job = this.#queue[this.#head] as Job;
       this.#queue[this.#head++] = undefined;
       if (job.signal.aborted) {
         job.resolve(undefined);
         continue;
       }
-      this.#active++;
+      this.#active.begin();
       this.#send(job).then(job.resolve, (err: unknown) => job.resolve({ device: job.token, error: err instanceof Error ? err : new Error(String(err)) })).finally(() => {
-        this.#active--;
+        this.#active.end();
         this.#pump();
       });
     }
@@ -411,37 +438,14 @@ export class ApnsTransport implements Transport {
   }
 
   async #send(job: Job): Promise<ApnResult> {
-    const s = this.#client.session;
-    if (!s || s.closed || s.destroyed || s !== this.#session) {
-      await this.#client.connect();
-      this.#tap();
-    }
-    const session = this.#session;
+    const { session, fresh } = await this.#session.open();
+    if (fresh) this.#warm = false;
     const res = await this.#provider.send(job.note, job.token);
     const r = (res.sent[0] ?? res.failed[0] ?? { device: job.token, error: new Error('node-apn returned no result') }) as ApnResult;
     // A request that APNs answered (other than an auth failure) proves the connection: open it up.
     const status = r.status === undefined ? (r.error ? undefined : 200) : Number(r.status);
-    if (status !== undefined && status !== 403 && session === this.#client.session) this.#warm = true;
+    if (status !== undefined && status !== 403 && session !== undefined && session === this.#session.current()) this.#warm = true;
     return r;
-  }
-
-  /** Watches a new session's responses for Retry-After, which node-apn drops. */
-  #tap(): void {
-    const s = this.#client.session;
-    if (!s || s === this.#session) return;
-    this.#session = s;
-    this.#warm = false;
-    const request = s.request.bind(s);
-    const retryAfter = this.#retryAfter;
-    s.request = ((headers: Record<string, unknown>, options?: unknown) => {
-      const stream = (request as (h: unknown, o?: unknown) => ClientHttp2Stream)(headers, options);
-      const token = String(headers[':path'] ?? '').replace('/3/device/', '');
-      stream.once('response', (h) => {
-        const ms = parseRetryAfter(h['retry-after']);
-        if (ms !== undefined) retryAfter.set(token, ms);
-      });
-      return stream;
-    }) as typeof s.request;
   }
 
   async stop(): Promise<void> {
@@ -451,10 +455,14 @@ export class ApnsTransport implements Transport {
     for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i]?.resolve(undefined);
     this.#queue = [];
     this.#head = 0;
-    const deadline = Date.now() + this.#settings.requestTimeoutMs + 1000;
-    while (this.#active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await this.#active.idle(this.#settings.requestTimeoutMs + 1000);
     // node-apn's shutdown callback never fires after some TLS errors (reference B.4): bound it.
-    await Promise.race([new Promise<void>((r) => this.#provider.shutdown(() => r())), new Promise((r) => setTimeout(r, 1000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((r) => this.#provider.shutdown(() => r())),
+      new Promise<void>((r) => (timer = setTimeout(r, SHUTDOWN_GRACE_MS))),
+    ]);
+    clearTimeout(timer);
     this.#state = 'closed';
   }
 }

@@ -3,10 +3,10 @@ import { NotifyError } from '../../errors.js';
 import type { TargetIndex } from '../../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
-import { type RetryLedger, RetryTicket } from '../../store/retry-queue-sqlite.js';
+import type { RetryQueue } from '../../store/retry-queue.js';
 import { type ProviderRequest, ProviderClient, type SendOutcome, httpVerdict } from '../provider-client.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { type RetryPolicy, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
+import { MAX_QUEUED_DEFAULT, type RetryPolicy, RetryTicket, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
 import {
   type Parts,
   type Placeholder,
@@ -42,6 +42,8 @@ export interface HttpSettings {
   successStatus?: number[];
   requestTimeoutMs: number;
   maxConcurrentRequests: number;
+  /** Requests waiting for a free slot at most; one more fails at once ("queue full"). @default 10000 */
+  maxQueued: number;
   retry: RetryPolicy;
 }
 
@@ -101,6 +103,7 @@ const settingsSection: Spec = {
     },
     requestTimeoutMs: { type: 'integer', min: 1, default: 5000 },
     maxConcurrentRequests: { type: 'integer', min: 1, max: 1000, default: 16 },
+    maxQueued: maxQueuedSpec,
     retry: retrySpec,
   },
 };
@@ -254,7 +257,8 @@ export class HttpTransport implements Transport {
   readonly #index: TargetIndex;
   readonly #client: ProviderClient;
   readonly #isSuccess: (status: number) => boolean;
-  readonly #retries: RetryLedger | undefined;
+  readonly #retries: RetryQueue | undefined;
+  readonly #node: string;
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
@@ -265,6 +269,7 @@ export class HttpTransport implements Transport {
     this.#compiled = compileHttp(settings);
     this.#index = ctx.registry.index(ctx.name);
     this.#retries = ctx.retries;
+    this.#node = ctx.node;
     this.#log = ctx.log;
     const ok = settings.successStatus;
     this.#isSuccess = ok ? (st) => ok.includes(st) : (st) => st >= 200 && st < 300;
@@ -272,7 +277,9 @@ export class HttpTransport implements Transport {
       name: ctx.name,
       requestTimeoutMs: settings.requestTimeoutMs,
       maxConcurrentRequests: settings.maxConcurrentRequests,
+      maxQueued: settings.maxQueued ?? MAX_QUEUED_DEFAULT,
       retry: settings.retry,
+      retire: ctx.retire,
       secrets: httpSecrets(settings),
       log: ctx.log,
       onRetry: () => ctx.telemetry.retried(ctx.name),
@@ -309,8 +316,10 @@ export class HttpTransport implements Transport {
   /** One request, carried to its end (retries included). */
   #send(uid: Uid, msg: Message, token: string | undefined, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
     const req = toPushRequest(this.#compiled, this.#s.auth, templateValues(uid, msg, token));
-    const ticket = new RetryTicket(this.#retries, this.name, { uid, target: token ?? uid, msg }, resumed?.key);
+    const target = token ?? uid;
+    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key);
     return this.#client.send(req, (res) => httpVerdict(res, this.#isSuccess), {
+      target,
       ticket,
       ...(resumed ? { attempts: resumed.attempts } : {}),
       ...(onRetry ? { onRetry } : {}),

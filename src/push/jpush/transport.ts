@@ -3,13 +3,13 @@ import { NotifyError } from '../../errors.js';
 import type { TargetIndex } from '../../store/target-index.js';
 import type { DeliveryResult, Message, MessageBody, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
-import { type RetryLedger, RetryTicket } from '../../store/retry-queue-sqlite.js';
+import type { RetryQueue } from '../../store/retry-queue.js';
 import { type ProviderResponse, ProviderClient, type SendOutcome, type Verdict, excerpt, httpVerdict } from '../provider-client.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { type RetryPolicy, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
+import { MAX_QUEUED_DEFAULT, type RetryPolicy, RetryTicket, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 
-/** How a request's target is written in the retry ledger. */
+/** How a request's target is written in the retry queue. */
 const ALIAS = 'alias:';
 const RIDS = 'registration_id:';
 
@@ -35,6 +35,8 @@ export interface JPushSettings {
   timeToLiveS?: number;
   requestTimeoutMs: number;
   maxConcurrentRequests: number;
+  /** Requests waiting for a free slot at most; one more fails at once ("queue full"). @default 10000 */
+  maxQueued: number;
   retry: RetryPolicy;
 }
 
@@ -60,6 +62,7 @@ const settingsSection: Spec = {
     timeToLiveS: { type: 'integer', min: 0, max: 864_000 },
     requestTimeoutMs: { type: 'integer', min: 1, default: 5000 },
     maxConcurrentRequests: { type: 'integer', min: 1, max: 100, default: 8 },
+    maxQueued: maxQueuedSpec,
     retry: retrySpec,
   },
 };
@@ -177,7 +180,8 @@ export class JPushTransport implements Transport {
   readonly #index: TargetIndex;
   readonly #client: ProviderClient;
   readonly #authorization: string;
-  readonly #retries: RetryLedger | undefined;
+  readonly #retries: RetryQueue | undefined;
+  readonly #node: string;
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
@@ -187,6 +191,7 @@ export class JPushTransport implements Transport {
     this.#s = settings;
     this.#index = ctx.registry.index(ctx.name);
     this.#retries = ctx.retries;
+    this.#node = ctx.node;
     this.#log = ctx.log;
     const basic = Buffer.from(`${settings.appKey}:${settings.masterSecret}`).toString('base64');
     this.#authorization = `Basic ${basic}`;
@@ -194,7 +199,9 @@ export class JPushTransport implements Transport {
       name: ctx.name,
       requestTimeoutMs: settings.requestTimeoutMs,
       maxConcurrentRequests: settings.maxConcurrentRequests,
+      maxQueued: settings.maxQueued ?? MAX_QUEUED_DEFAULT,
       retry: settings.retry,
+      retire: ctx.retire,
       secrets: [settings.masterSecret, basic],
       log: ctx.log,
       onRetry: () => ctx.telemetry.retried(ctx.name),
@@ -242,11 +249,11 @@ export class JPushTransport implements Transport {
   #send(uid: Uid, msg: Message, target: string, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
     const audience = target.startsWith(RIDS) ? { registration_id: target.slice(RIDS.length).split(',') } : { alias: [uid] };
     const body = toJPushRequest(msg, audience, this.#s);
-    const ticket = new RetryTicket(this.#retries, this.name, { uid, target, msg }, resumed?.key);
+    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key);
     return this.#client.send(
       { method: 'POST', url: this.#s.url, headers: { 'content-type': 'application/json', authorization: this.#authorization }, body: JSON.stringify(body) },
       judgeJPush,
-      { ticket, ...(resumed ? { attempts: resumed.attempts } : {}), ...(onRetry ? { onRetry } : {}) },
+      { target, ticket, ...(resumed ? { attempts: resumed.attempts } : {}), ...(onRetry ? { onRetry } : {}) },
     );
   }
 

@@ -84,6 +84,7 @@ test('apns config: a valid token-auth transport parses with defaults filled and 
       token: { key: join(dir, 'AuthKey.p8'), keyId: KEY_ID, teamId: TEAM_ID },
       maxConcurrentStreams: 500,
       requestTimeoutMs: 3000,
+      maxQueued: 10000,
       retry: { limit: 3, baseDelayMs: 200, maxDelayMs: 10000 },
     },
   });
@@ -215,6 +216,7 @@ test('apns config: certificate auth with an openssl cert and key parses, paths m
     key: join(dir, 'key.pem'),
     maxConcurrentStreams: 500,
     requestTimeoutMs: 3000,
+    maxQueued: 10000,
     retry: { limit: 3, baseDelayMs: 200, maxDelayMs: 10000 },
   });
 });
@@ -285,6 +287,7 @@ test('apns config: retry.limit (0-20), maxConcurrentStreams and requestTimeoutMs
   assert.match(oneProblem(tokenYaml('    retry:\n      baseDelayMs: 0\n'), dir, 9, 20), /^transports\.apns\.retry\.baseDelayMs must be at least 1/);
   assert.match(oneProblem(tokenYaml('    maxConcurrentStreams: 0\n'), dir, 8, 27), /^transports\.apns\.maxConcurrentStreams must be between 1 and 10000/);
   assert.match(oneProblem(tokenYaml('    requestTimeoutMs: 0\n'), dir, 8, 23), /^transports\.apns\.requestTimeoutMs must be at least 1/);
+  assert.match(oneProblem(tokenYaml('    maxQueued: 0\n'), dir, 8, 16), /^transports\.apns\.maxQueued must be between 1 and 1000000/);
   assert.match(oneProblem(tokenYaml('    production: "yes"\n'), dir, 8, 17), /^transports\.apns\.production must be true or false/);
   assert.match(oneProblem(tokenYaml('    ca: ./missing-ca.pem\n'), dir, 8, 9), /^transports\.apns\.ca: cannot read .*missing-ca\.pem: no such file/);
 });

@@ -287,3 +287,32 @@ test('apns: a provider that never answers costs its uid a timeout entry; the dae
   assert.equal(live.delivered, true);
   assert.equal(await page.frame(1), 'y');
 });
+
+test('apns: maxQueued bounds the request queue: with an APNs that does not answer, the extra tokens fail at once with "queue full", and the daemon keeps serving', async (t) => {
+  const tokens = Array.from({ length: 6 }, deviceToken);
+  const w = await apnsWorld(t, {
+    devices: { uid1: tokens },
+    dispatch: { deliverTimeoutMs: 800 },
+    apns: { maxQueued: 2, requestTimeoutMs: 10_000 },
+    fake: { respond: () => ({ hang: true }) },
+  });
+  const d = await w.daemon();
+  const page = await wsClient(t, d.wsUrl, { bind: 'uid2' });
+  await until(() => d.registry.index('websocket').has('uid2'), 'uid2 to bind');
+
+  const report = await send(d.httpUrl, { uid: 'uid1', msg: 'x' });
+  const entries = apnsEntries(report);
+  assert.equal(entries.length, 6);
+  // A fresh connection takes one request at a time: one in flight, two waiting, three refused.
+  const full = entries.filter((e) => e.reason === 'queue full (2 waiting; transports.apns.maxQueued)');
+  assert.equal(full.length, 3, JSON.stringify(entries));
+  for (const e of full) assert.equal(e.status, 'failed');
+  assert.equal(entries.filter((e) => /^not delivered by the deadline; still trying/.test(e.reason ?? '')).length, 3);
+  assert.equal(w.fake.requests.length, 1);
+  const health = (await (await fetch(`${d.httpUrl}/healthz`)).json()) as { transports: Record<string, { queued: number }> };
+  assert.equal(health.transports.apns?.queued, 2, 'no more than maxQueued kept');
+
+  const live = await send(d.httpUrl, { uid: 'uid2', msg: 'y' });
+  assert.equal(live.delivered, true);
+  assert.equal(await page.frame(1), 'y');
+});

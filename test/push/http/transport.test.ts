@@ -425,6 +425,34 @@ test('http: a connection destroyed mid-request is retried and then sent; destroy
   assert.equal(fake.requests.filter((r) => r.path === '/x/always').length, 2);
 });
 
+test('http: maxQueued bounds the requests waiting for a slot: with a provider that does not answer, the extra ones fail at once with "queue full", and the daemon keeps serving', async (t) => {
+  const tokens = ['t1', 't2', 't3', 't4', 't5'];
+  const { fake, d } = await world(
+    t,
+    (url) => ({ url: `${url}/q/{{token}}`, body: '{{msg}}', perDevice: true, maxConcurrentRequests: 1, maxQueued: 2, requestTimeoutMs: 10_000 }),
+    { respond: () => ({ hang: true }), devices: { stuck: { hook: tokens } }, dispatch: { deliverTimeoutMs: 800 } },
+  );
+  const page = await wsClient(t, d.wsUrl, { bind: 'fine' });
+  await until(() => d.registry.index('websocket').has('fine'), 'fine bound');
+
+  const report = await send(d, { uid: 'stuck', msg: 'x' });
+  const entries = entriesOf(report);
+  assert.equal(entries.length, 5);
+  const full = entries.filter((e) => e.reason === 'queue full (2 waiting; transports.hook.maxQueued)');
+  assert.equal(full.length, 2, JSON.stringify(entries));
+  for (const e of full) assert.equal(e.status, 'failed');
+  const waiting = entries.filter((e) => e !== full[0] && e !== full[1]);
+  for (const e of waiting) assert.match(e.reason ?? '', /^not delivered by the deadline; still trying/);
+  assert.equal(fake.requests.length, 1, 'one request in flight; two waiting; the rest were not kept');
+
+  const more = await send(d, { uid: 'stuck', msg: 'y' });
+  assert.equal(entriesOf(more).filter((e) => /^queue full \(2 waiting; transports\.hook\.maxQueued\)$/.test(e.reason ?? '')).length, 5, 'still full: every new one fails at once');
+
+  const served = await send(d, { uid: 'fine', msg: 'still here' });
+  assert.equal(only(entriesOf(served, 'websocket')).status, 'sent');
+  assert.equal(await page.frame(1), 'still here');
+});
+
 test('http: the daemon keeps serving WS and Text while a provider hangs; the hanging uid is reported at the deadline', async (t) => {
   const { fake, d } = await world(t, (url) => ({ url: `${url}/u/{{uid}}`, body: '{{msg}}', requestTimeoutMs: 2000 }), {
     respond: (req) => (req.path === '/u/slow' ? { hang: true } : undefined),

@@ -512,3 +512,16 @@ test('jpush: the fake refuses what JPush refuses (sanity check of the test fake 
   assert.match((await post({ ...good, extra: 1 }))[1], /1009/);
   await until(() => w.accepted.length === 1, 'one accepted');
 });
+
+test('maxQueued config: an integer from 1, default 10000, validated for every provider transport type (apns, http, jpush)', async () => {
+  const { parseConfig } = await import('../../../src/config/load.js');
+  const env = { JPUSH_SECRET: 'x' };
+  const jpush = (extra: string) => `transports:\n  jpush:\n    type: jpush\n    appKey: ${APP_KEY}\n    masterSecret: \${JPUSH_SECRET}\n${extra}`;
+  const hook = (extra: string) => `transports:\n  hook:\n    type: http\n    url: https://h.example/{{uid}}\n${extra}`;
+  for (const [yaml, name] of [[jpush, 'jpush'], [hook, 'hook']] as const) {
+    assert.equal((parseConfig(yaml(''), 'cfg.yaml', '/tmp', env).transports[name] as Record<string, unknown>).maxQueued, 10_000);
+    assert.equal((parseConfig(yaml('    maxQueued: 5\n'), 'cfg.yaml', '/tmp', env).transports[name] as Record<string, unknown>).maxQueued, 5);
+    assert.throws(() => parseConfig(yaml('    maxQueued: 0\n'), 'cfg.yaml', '/tmp', env), new RegExp(`transports\\.${name}\\.maxQueued must be between 1 and 1000000`));
+    assert.throws(() => parseConfig(yaml('    maxQueued: 1.5\n'), 'cfg.yaml', '/tmp', env), new RegExp(`transports\\.${name}\\.maxQueued`));
+  }
+});

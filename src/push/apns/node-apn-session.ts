@@ -1,0 +1,82 @@
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
+import type * as Apn from '@parse/node-apn';
+
+/**
+ * The one place that reaches into @parse/node-apn's private state. Written against 8.1.0 (pinned
+ * in package.json; test/push/apns/node-apn-session.test.ts checks the version and each
+ * assumption below), because 8.1.0 has no supported way to do these:
+ *
+ * - `provider.client` (lib/provider.js): the Client behind a Provider. Not in index.d.ts.
+ * - `client.session` (lib/client.js): its current HTTP/2 session. Needed to read the server's
+ *   SETTINGS_MAX_CONCURRENT_STREAMS (`session.remoteSettings`), to tell a new connection from
+ *   the one a request already succeeded on (APNs allows one stream until then), and to see
+ *   response headers: node-apn reads `headers['Retry-After']`, but Node lowercases HTTP/2 header
+ *   names, so it never sees one, and it deletes what it has before returning a result.
+ * - `client.connect()` (lib/client.js): opens the session before the first request, so its
+ *   headers can be watched from the first answer on (send() would connect and send in one go).
+ *
+ * Provider options reach `http2.connect` (documented for `rejectUnauthorized`), but none of its
+ * options hands back the session; Node 20 has no http2 diagnostics channels (Node 22.16+/23.11+
+ * have `http2.client.stream.*`, which would replace the request wrapper below).
+ */
+export const NODE_APN_VERSION = '8.1.0';
+
+/** The parts of node-apn 8.1.0's Client used here (lib/client.js). */
+interface ApnClient {
+  session?: ClientHttp2Session | null;
+  connect(): Promise<void>;
+}
+
+function clientOf(provider: Apn.Provider): ApnClient {
+  const client = (provider as unknown as { client?: Partial<ApnClient> }).client;
+  if (!client || typeof client.connect !== 'function') {
+    throw new Error(`@parse/node-apn: Provider#client.connect() is missing; notify's APNs transport is written against ${NODE_APN_VERSION} (src/push/apns/node-apn-session.ts)`);
+  }
+  return client as ApnClient;
+}
+
+/** Called with the headers of each response on a watched session, and the request's `:path`. */
+export type ResponseListener = (path: string, headers: IncomingHttpHeaders) => void;
+
+/** A Provider's HTTP/2 session, opened on demand, whose responses' headers are watched. */
+export class ApnSession {
+  readonly #client: ApnClient;
+  readonly #onResponse: ResponseListener;
+  #watched: ClientHttp2Session | undefined;
+
+  constructor(provider: Apn.Provider, onResponse: ResponseListener) {
+    this.#client = clientOf(provider);
+    this.#onResponse = onResponse;
+  }
+
+  /** The session requests go on now, if it is open. */
+  current(): ClientHttp2Session | undefined {
+    const s = this.#client.session;
+    return s && !s.closed && !s.destroyed ? s : undefined;
+  }
+
+  /**
+   * The session the next request goes on, opened (and watched) first if need be; `fresh` when it
+   * was not the one watched before (a new connection).
+   */
+  async open(): Promise<{ session: ClientHttp2Session | undefined; fresh: boolean }> {
+    if (!this.current()) await this.#client.connect();
+    const s = this.current();
+    if (!s || s === this.#watched) return { session: s, fresh: false };
+    this.#watched = s;
+    const request = s.request.bind(s);
+    const onResponse = this.#onResponse;
+    s.request = ((headers: Record<string, unknown>, options?: unknown) => {
+      const stream = (request as (h: unknown, o?: unknown) => ClientHttp2Stream)(headers, options);
+      const path = String(headers[':path'] ?? '');
+      stream.once('response', (h) => onResponse(path, h));
+      return stream;
+    }) as typeof s.request;
+    return { session: s, fresh: true };
+  }
+
+  /** Whether `s` is the watched session (requests go on it, and its answers are seen). */
+  isWatched(s: ClientHttp2Session | undefined): boolean {
+    return s !== undefined && s === this.#watched;
+  }
+}

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { test } from 'node:test';
+import type * as Apn from '@parse/node-apn';
+import { ApnSession, NODE_APN_VERSION } from '../../../src/push/apns/node-apn-session.js';
+import { deviceToken } from '../../helpers/apns.js';
+import { makeApnsKey, startFakeApns } from '../../helpers/fake-apns.js';
+
+const require = createRequire(import.meta.url);
+
+test('node-apn internals: the installed @parse/node-apn is the version node-apn-session.ts is written against', () => {
+  const pkg = require('@parse/node-apn/package.json') as { version: string };
+  assert.equal(pkg.version, NODE_APN_VERSION, 'a new node-apn: re-check provider.client, client.session and client.connect() in src/push/apns/node-apn-session.ts');
+});
+
+test('node-apn internals: provider.client.connect() opens the session found at client.session, whose responses\' headers (Retry-After) are seen; a new connection is told apart', async (t) => {
+  const key = makeApnsKey();
+  const fake = await startFakeApns({ key, respond: () => ({ status: 429, reason: 'TooManyRequests', headers: { 'retry-after': '7' } }) });
+  t.after(() => fake.close());
+  const apn = require('@parse/node-apn') as typeof Apn;
+  const provider = new apn.Provider({
+    token: { key: key.pem, keyId: key.keyId, teamId: key.teamId },
+    address: 'localhost',
+    port: fake.port,
+    ca: [fake.ca],
+    connectionRetryLimit: 0,
+    requestTimeout: 5000,
+  } as Apn.ProviderOptions);
+  // Bounded: node-apn's shutdown callback never fires after some connection errors (reference B.4).
+  t.after(() => Promise.race([new Promise<void>((r) => provider.shutdown(() => r())), new Promise((r) => setTimeout(r, 1000))]));
+  const seen: [string, unknown][] = [];
+  const session = new ApnSession(provider, (path, headers) => seen.push([path, headers['retry-after']]));
+  assert.equal(session.current(), undefined, 'no connection before the first request');
+
+  const first = await session.open();
+  assert.equal(first.session?.constructor.name, 'ClientHttp2Session');
+  assert.equal(first.fresh, true);
+  assert.equal(session.current(), first.session);
+  assert.equal((await session.open()).fresh, false, 'the same connection');
+
+  const token = deviceToken();
+  const note = new apn.Notification();
+  note.rawPayload = { aps: { alert: 'hi' } };
+  note.topic = 'com.example.app';
+  note.pushType = 'alert';
+  const res = await provider.send(note, token);
+  assert.equal(res.failed[0]?.status, 429);
+  assert.deepEqual(seen, [[`/3/device/${token}`, '7']], 'the Retry-After node-apn drops is seen');
+  assert.equal(typeof first.session?.remoteSettings.maxConcurrentStreams, 'number', 'the server\'s SETTINGS are readable');
+
+  const closed = new Promise((r) => first.session?.once('close', r));
+  fake.destroyConnections();
+  await closed;
+  const second = await session.open();
+  assert.equal(second.fresh, true, 'a new connection after the old one closed');
+  assert.notEqual(second.session, first.session);
+});
