@@ -88,7 +88,7 @@ test('crash safety: after SIGKILL mid-stream and a restart, the resuming client 
   }, 5);
 
   // Kill the daemon in the middle of the stream, with no warning.
-  await until(() => replies.length >= 400, '400 replies', 15_000);
+  await until(() => replies.length >= 400, '400 replies');
   first.proc.kill('SIGKILL');
   assert.equal(await first.exited, 'SIGKILL');
   clearInterval(writer);
@@ -112,7 +112,7 @@ test('crash safety: after SIGKILL mid-stream and a restart, the resuming client 
   }
 
   // The APNs retries held in the store resume in the new process and complete.
-  await until(() => tokens.every((tk) => fake.answers.some((a) => a.token === tk && a.status === 200)), 'every pending APNs retry to complete', 15_000);
+  await until(() => tokens.every((tk) => fake.answers.some((a) => a.token === tk && a.status === 200)), 'every pending APNs retry to complete');
   for (const tk of tokens) {
     const retry = fake.requests.find((r) => r.token === tk && r.attempt === 2);
     assert.ok(retry && retry.connection >= 2, 'the retry came from the restarted daemon, on a new connection');

@@ -45,7 +45,7 @@ test('quick start: npm start runs the daemon on the built-in defaults, and notif
   let log = '';
   serve.stderr.setEncoding('utf8');
   serve.stderr.on('data', (c: string) => (log += c));
-  await until(() => log.includes('notify ready'), `the daemon to start (log: ${log})`, 15_000);
+  await until(() => log.includes('notify ready'), `the daemon to start (log: ${log})`);
   const entries = log.trim().split('\n').map((l) => JSON.parse(l) as { listener?: string; address?: string; msg: string });
   assert.deepEqual(
     entries.filter((e) => e.listener).map((e) => `${e.listener} ${e.address}`),
