@@ -708,7 +708,7 @@ async function slowTextReader(t: TestContext, port: number): Promise<{ written: 
   // socket buffers fast.
   const batch = Buffer.from('[]\n'.repeat(20_000));
   let written = 0;
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + HANG_MS;
   while (c.socket.writableLength < 1024 * 1024 && written < 3_000_000 && Date.now() < deadline && !c.isClosed) {
     c.socket.write(batch);
     written += 20_000;
@@ -875,7 +875,7 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
   switch (plan.kind) {
     case 'complete': {
       // Every request answered; the last asked for Connection: close, so the server closes.
-      assert.ok(await c.waitClosed(), `${tag}: the server answered and closed within 8 s; got ${JSON.stringify(c.buf.subarray(0, 300).toString('latin1'))}`);
+      assert.ok(await c.waitClosed(), `${tag}: the server answered and closed; got ${JSON.stringify(c.buf.subarray(0, 300).toString('latin1'))}`);
       const parsed = check();
       assert.equal(parsed.incomplete, false, `${tag}: a truncated response`);
       // One response per request; a response that closes the connection (a refused body) ends them.
@@ -886,7 +886,7 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
     }
     case 'malformed': {
       // Not HTTP: the server drops the connection (any bytes it sent first must be a response).
-      assert.ok(await c.waitClosed(), `${tag}: the server closed the connection within 5 s`);
+      assert.ok(await c.waitClosed(), `${tag}: the server closed the connection`);
       const parsed = check();
       assert.equal(parsed.incomplete, false, `${tag}: a truncated response`);
       break;
@@ -894,7 +894,7 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
     case 'incomplete': {
       // The request never completes: no answer is due; the server holds it without blocking others.
       await sleep(300);
-      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(3000) });
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(HANG_MS) });
       assert.equal(health.status, 200, `${tag}: another request is served while this one stalls`);
       await health.arrayBuffer();
       const parsed = check();
@@ -903,7 +903,7 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
       break;
     }
     case 'oversized': {
-      assert.ok(await c.waitFor(() => parseHttpResponses(c.buf, plan.methods).responses.length > 0), `${tag}: a response within 5 s`);
+      assert.ok(await c.waitFor(() => parseHttpResponses(c.buf, plan.methods).responses.length > 0), `${tag}: a response`);
       const parsed = check();
       const r = parsed.responses[0] as HttpResponse;
       assert.equal(r.status, 413, `${tag}: 413`);
@@ -917,9 +917,10 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
 
 /**
  * Slowloris: a request line, then one valid header byte every 200 ms, never finishing. The
- * server (headersTimeout 10 s, checked every 2 s) must cut it off, around 10-12 s in.
+ * server (headersTimeout 10 s, checked every 2 s) must cut it off, around 10-12 s in on an idle
+ * machine; the test asserts that it does, not how soon.
  */
-async function slowloris(t: TestContext, port: number, head: string): Promise<{ closedAfterMs: number; sent: number; reply: string }> {
+async function slowloris(t: TestContext, port: number, head: string): Promise<{ closed: boolean; closedAfterMs: number; sent: number; reply: string }> {
   const c = await RawConn.open(t, port);
   c.write(head);
   const trickle = `X-Trickle: ${'abcdefghij'.repeat(20)}`;
@@ -929,12 +930,13 @@ async function slowloris(t: TestContext, port: number, head: string): Promise<{ 
     c.write(trickle[sent % trickle.length] as string);
     sent++;
   }, 200);
+  let closed: boolean;
   try {
-    await c.waitClosed();
+    closed = await c.waitClosed();
   } finally {
     clearInterval(timer);
   }
-  return { closedAfterMs: (c.closedAt ?? Date.now()) - c.openedAt, sent, reply: c.buf.toString('latin1') };
+  return { closed, closedAfterMs: (c.closedAt ?? Date.now()) - c.openedAt, sent, reply: c.buf.toString('latin1') };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -948,7 +950,7 @@ type WsCase = (t: TestContext, d: TestDaemon, port: number) => Promise<string>;
 const uidsOf = (d: TestDaemon) => d.registry.index('websocket');
 
 /** A case that upgrades, sends `frames`, and expects the server to close with `code`. */
-function closesWith(name: string, frames: Buffer[], code: number, opts: { bindFirst?: string; withinMs?: number } = {}): WsCase {
+function closesWith(name: string, frames: Buffer[], code: number, opts: { bindFirst?: string } = {}): WsCase {
   return async (t, d, port) => {
     const { ws, status, head } = await wsHandshake(t, port);
     assert.ok(ws, `${name}: upgrade answered ${status}: ${head}`);
@@ -957,7 +959,7 @@ function closesWith(name: string, frames: Buffer[], code: number, opts: { bindFi
       await until(() => uidsOf(d).has(opts.bindFirst as string), `${name}: ${opts.bindFirst} to bind`);
     }
     for (const f of frames) ws.send(f);
-    const got = await ws.closeCode(opts.withinMs ?? 5000);
+    const got = await ws.closeCode();
     assert.equal(got, code, `${name}: close code (frames so far: ${JSON.stringify(ws.frames().frames.map((f) => f.opcode))})`);
     assert.equal(ws.frames().problem, undefined, `${name}: server frames are valid`);
     assert.ok(await ws.conn.waitClosed(), `${name}: the server closes the TCP connection after the close handshake`);
@@ -1034,7 +1036,7 @@ function wsCase(rng: Rng, n: number): WsCase {
     }
     case 8:
       // A message that never finishes: nothing binds, so ws.bindTimeout closes it (4408).
-      return closesWith('unfinished fragmented message', [text('wf-never', { fin: false })], 4408, { withinMs: BIND_TIMEOUT_MS + 5000 });
+      return closesWith('unfinished fragmented message', [text('wf-never', { fin: false })], 4408);
     case 9:
       return closesWith('unmasked frame', [text(uid, { mask: false })], PROTOCOL_ERROR, rng.chance(0.5) ? { bindFirst: uid } : {});
     case 10:
@@ -1112,7 +1114,7 @@ function wsCase(rng: Rng, n: number): WsCase {
 // The test
 // ---------------------------------------------------------------------------------------------
 
-test('abuse: random and malformed input at every port, at once; afterwards the daemon serves new clients and has lost no acknowledged message', { timeout: 60_000, concurrency: true }, async (t) => {
+test('abuse: random and malformed input at every port, at once; afterwards the daemon serves new clients and has lost no acknowledged message', { timeout: 300_000, concurrency: true }, async (t) => {
   t.diagnostic(REPLAY);
   const d = await startDaemon(t, ABUSE_CONFIG, 'warn');
   const wsPort = portOf(d.addresses().ws);
@@ -1144,7 +1146,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
   let pushes = 0;
   const pusher = setInterval(() => {
     const msg = `b-${pushes++}`;
-    fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'bystander', msg }), signal: AbortSignal.timeout(10_000) })
+    fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'bystander', msg }), signal: AbortSignal.timeout(HANG_MS) })
       .then(async (res) => {
         const report = (await res.json()) as { delivered?: boolean };
         if (res.status === 200 && report.delivered === true) bystanderSent.push(msg);
@@ -1160,7 +1162,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
   // --- The abuse, all at once ------------------------------------------------------------------
   const started = Date.now();
   await Promise.all([
-    t.test('text ingress: random bytes, JSON-ish lines, invalid UTF-8, huge lines, random splits, CR without LF, NUL, half-open, destroyed mid-line', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('text ingress: random bytes, JSON-ish lines, invalid UTF-8, huge lines, random splits, CR without LF, NUL, half-open, destroyed mid-line', { timeout: 120_000 }, seeded(async (t) => {
       const rng = rngFor('text');
       const plans = Array.from({ length: 140 }, () => textPlan(rng));
       let lines = 0;
@@ -1171,7 +1173,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       t.diagnostic(`${plans.length} connections, ${lines} request lines answered as expected`);
       assert.ok(lines > 500, `the fuzz exercised the ingress (${lines} lines)`);
     })),
-    t.test('text ingress: connections that never read their replies while writing thousands of lines are held back, not buffered', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('text ingress: connections that never read their replies while writing thousands of lines are held back, not buffered', { timeout: 120_000 }, seeded(async (t) => {
       const readers = await Promise.all([0, 1, 2].map(() => slowTextReader(t, d.textPort)));
       for (const r of readers) {
         t.diagnostic(`slow reader: ${r.written} lines written, ${r.backlog} bytes held back on the client`);
@@ -1183,7 +1185,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       c.write('{"uid":"tx-99","msg":"while others do not read"}\n');
       assert.deepEqual(await c.replies(1), ['fail']);
     })),
-    t.test('http api: random methods, paths and bodies, malformed JSON, invalid Content-Length, huge and stalled bodies', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('http api: random methods, paths and bodies, malformed JSON, invalid Content-Length, huge and stalled bodies', { timeout: 120_000 }, seeded(async (t) => {
       const rng = rngFor('http');
       const plans = Array.from({ length: 220 }, () => httpPlan(rng));
       const statuses = new Map<number, number>();
@@ -1193,14 +1195,14 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       assert.ok(statuses.has(200), 'some requests were served');
       assert.ok(statuses.has(413), 'an oversized body was refused with 413');
     })),
-    t.test('http api: a slowloris header trickle is cut off within 15 s', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('http api: a slowloris header trickle is cut off by the headers timeout', { timeout: 120_000 }, seeded(async (t) => {
       const r = await slowloris(t, httpPort, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n');
       t.diagnostic(`http slowloris: closed after ${r.closedAfterMs} ms, ${r.sent} header bytes trickled`);
-      assert.ok(r.closedAfterMs <= 15_000, `closed after ${r.closedAfterMs} ms`);
+      assert.ok(r.closed, `the server cut the trickle off (still open after ${r.closedAfterMs} ms, ${r.sent} bytes trickled)`);
       assert.ok(r.closedAfterMs >= 5_000, `the trickle was valid, so it was the headers timeout that ended it, not a parse error (closed after ${r.closedAfterMs} ms; got ${JSON.stringify(r.reply)})`);
       assert.equal(parseHttpResponses(Buffer.from(r.reply, 'latin1'), ['GET']).problem, undefined, `only a valid response, if any: ${JSON.stringify(r.reply)}`);
     })),
-    t.test('websocket port: garbage, bad handshakes, invalid UTF-8, oversized, fragmented and unfinished messages, unmasked frames, reserved opcodes, bad close frames, half-open', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('websocket port: garbage, bad handshakes, invalid UTF-8, oversized, fragmented and unfinished messages, unmasked frames, reserved opcodes, bad close frames, half-open', { timeout: 120_000 }, seeded(async (t) => {
       const rng = rngFor('ws');
       const cases = Array.from({ length: 220 }, (_, i) => wsCase(rng, i));
       const outcomes = new Map<string, number>();
@@ -1211,7 +1213,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       t.diagnostic(`outcomes: ${JSON.stringify(Object.fromEntries(outcomes))}`);
       assert.ok(outcomes.size >= 15, `many kinds of abuse were tried (${outcomes.size})`);
     })),
-    t.test('websocket port: a session that never reads while pushes flow is dropped as a slow consumer; the other session of its uid gets every push', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('websocket port: a session that never reads while pushes flow is dropped as a slow consumer; the other session of its uid gets every push', { timeout: 120_000 }, seeded(async (t) => {
       const { ws: slow } = await wsHandshake(t, wsPort);
       assert.ok(slow);
       slow.send(wsFrame(1, Buffer.from('slowpoke')));
@@ -1244,14 +1246,14 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       slow.conn.socket.resume();
       assert.ok(await slow.conn.waitClosed(), 'the slow connection was closed by the server');
     })),
-    t.test('websocket port: a slowloris trickle of upgrade-request headers is cut off within 15 s', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('websocket port: a slowloris trickle of upgrade-request headers is cut off by the headers timeout', { timeout: 120_000 }, seeded(async (t) => {
       const r = await slowloris(
         t,
         wsPort,
         `GET /?uid=loris HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${GOOD_KEY()}\r\n`,
       );
       t.diagnostic(`ws slowloris: closed after ${r.closedAfterMs} ms, ${r.sent} header bytes trickled`);
-      assert.ok(r.closedAfterMs <= 15_000, `closed after ${r.closedAfterMs} ms`);
+      assert.ok(r.closed, `the server cut the trickle off (still open after ${r.closedAfterMs} ms, ${r.sent} bytes trickled)`);
       assert.ok(r.closedAfterMs >= 5_000, `it was the headers timeout that ended it (closed after ${r.closedAfterMs} ms; got ${JSON.stringify(r.reply)})`);
       assert.equal(health().has('loris'), false, 'nothing bound');
     })),
@@ -1261,7 +1263,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
   t.diagnostic(`abuse took ${Date.now() - started} ms; ${n - N} messages published to the victim meanwhile, ${pushes} bystander pushes`);
 
   // --- Afterwards ------------------------------------------------------------------------------
-  await t.test('afterwards: no leftover connection, new plain and resuming clients are served, every connection slot was given back, and no acknowledged message was lost', { timeout: 20_000 }, seeded(async (t) => {
+  await t.test('afterwards: no leftover connection, new plain and resuming clients are served, every connection slot was given back, and no acknowledged message was lost', { timeout: 120_000 }, seeded(async (t) => {
     await publisher.drained('the messages published during the abuse');
     await until(() => pushes === bystanderSent.length + bystanderErrors.length, 'every bystander push to be answered');
     assert.deepEqual(bystanderErrors, [], 'every bystander push was answered 200 and delivered');
@@ -1277,7 +1279,6 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
     await eventually(
       async () => health().targetCount === 2 && (await wsConnections(d)) === 2,
       async () => `only the victim and the bystander to be left (sessions: ${JSON.stringify([...health().uids()])}, connections: ${await wsConnections(d)})`,
-      10_000,
     );
     assert.deepEqual([...health().uids()].sort(), ['bystander', 'victim']);
     const h = (await (await fetch(`${d.httpUrl}/healthz`)).json()) as { status: string; transports: { websocket: { state: string } } };
@@ -1293,7 +1294,10 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
     const fresh = new ResumingClient();
     await fresh.connect(t, d.wsUrl, 'victim', null);
     await until(() => okIds.every((id) => fresh.seen.has(id)), `every ok message in the replay (missing ${okIds.filter((id) => !fresh.seen.has(id)).length} of ${okIds.length}, e.g. ${okIds.filter((id) => !fresh.seen.has(id)).slice(0, 5)})`);
-    await sleep(200);
+    // A marker published now comes after the whole replay: once it is in, a duplicate would be too.
+    const marker = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'victim', msg: 'after the replay', id: 'victim-marker' }) });
+    assert.equal(marker.status, 200);
+    await until(() => fresh.seen.has('victim-marker'), 'the marker after the replay');
     assert.deepEqual([...fresh.seen].filter(([, c]) => c > 1), [], 'no message replayed twice');
     assert.deepEqual(fresh.other, [], 'no gap and nothing else in the replay');
     for (let i = 1; i < fresh.order.length; i++) assert.ok((fresh.order[i] as number) > (fresh.order[i - 1] as number), `replayed in order: ${fresh.order[i - 1]} then ${fresh.order[i]}`);
