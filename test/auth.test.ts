@@ -309,7 +309,7 @@ test('ws auth: a refused bind does not disturb a session already bound to the ui
 // ---------------------------------------------------------------------------------------------
 // ws.bindTimeout
 
-test('ws.bindTimeout: a connection that sends nothing is closed with 4408 soon after the timeout', async (t) => {
+test('ws.bindTimeout: a connection that sends nothing is closed with 4408 after the timeout', async (t) => {
   const d = await startDaemon(t, { ws: { bindTimeout: '200ms' } });
   const started = Date.now();
   const c = await wsClient(t, d.wsUrl);
@@ -319,7 +319,6 @@ test('ws.bindTimeout: a connection that sends nothing is closed with 4408 soon a
   assert.equal(code, AUTH_CLOSE.bindTimeout);
   assert.match(reason, /no uid bound within 200 ms/);
   assert.ok(took >= 180, `not before the timeout (${took} ms)`);
-  assert.ok(took < 1500, `within about a second (${took} ms)`);
   assert.equal(await refusals(d, 'bindTimeout'), 1);
 });
 
@@ -328,14 +327,17 @@ test('ws.bindTimeout: a session that binds in time stays open well past the time
   const byFrame = await wsClient(t, d.wsUrl, { bind: 'early' });
   const byUrl = await wsClient(t, url(d, { uid: 'early' }));
   await bound(d, 'early', 2);
-  await new Promise((r) => setTimeout(r, 800));
+  // A marker: a connection opened after both that never binds. Once the bind timeout has closed
+  // it, the timeout has passed for the two bound sessions too.
+  const marker = await wsClient(t, d.wsUrl);
+  assert.equal((await within(marker.closed, HANG_MS, 'the unbound marker to be closed by the bind timeout'))[0], 4408);
   for (const c of [byFrame, byUrl]) assert.equal(c.ws.readyState, WebSocket.OPEN);
   assert.equal(index(d).targets('early').length, 2);
   const r = await send(d, { uid: 'early', msg: 'still here' });
   assert.equal(r.body.sent, 2);
   assert.equal(await byFrame.frame(1), 'still here');
   assert.equal(await byUrl.frame(1), 'still here');
-  assert.equal(await refusals(d, 'bindTimeout'), 0);
+  assert.equal(await refusals(d, 'bindTimeout'), 1, 'only the unbound marker was refused');
 });
 
 test('ws.bindTimeout with ws.auth: token: an authenticated session stays; one that never binds is closed', async (t) => {
@@ -692,8 +694,8 @@ test('text.allow: a refused peer that sent a line and closed normally leaves not
   assert.match(metrics, /^notify_limit_refusals_total\{limit="textAllow"\} 1$/m);
 
   child.proc.kill('SIGTERM');
-  const exited = await Promise.race([child.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 5000))]);
+  const exited = await within(child.exited, HANG_MS, 'notify serve to exit after SIGTERM');
   const timedOut = child.logs.filter((l) => /shutdown timed out/.test(String(l.msg)));
   assert.deepEqual(timedOut, [], 'the shutdown did not wait for the refused connection');
-  assert.equal(exited, 0, 'exits 0 within 5 s of SIGTERM (a refused connection must not keep the process alive)');
+  assert.equal(exited, 0, 'exits 0 on SIGTERM (a refused connection must not keep the process alive)');
 });
