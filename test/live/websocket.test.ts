@@ -559,24 +559,20 @@ test('websocket: a client that does not answer pings is terminated and unregiste
   const intervalMs = 50;
   const d = await startDaemon(t, { ws: { heartbeatIntervalMs: intervalMs } });
   const normal = await boundClient(t, d, 'normal');
-  const started = Date.now();
   const mute = await openWs(t, d.wsUrl, { autoPong: false });
   mute.ws.send('mute');
   // It may be gone before we look, so only wait for "bound or already closed".
   const [code] = await within(mute.closed, HANG_MS, 'the mute client to be terminated');
-  const elapsed = Date.now() - started;
   assert.equal(code, 1006, 'terminated without a close handshake');
-  t.diagnostic(`mute client terminated after ${elapsed} ms, ${mute.pings.length} ping(s)`);
   assert.ok(mute.pings.length >= 1, 'the server pinged it');
-  assert.ok(elapsed < 40 * intervalMs, `terminated after ${elapsed} ms`);
   await bound(d, 'mute', 0);
   assert.equal((await push(d, 'mute', 'x')).delivered, false);
 
-  // The normal client answers pings and survives many intervals.
+  // The normal client answers pings and survives more intervals than the mute one did: three
+  // pings after the mute one was already gone.
   const pings: number[] = [];
   normal.ws.on('ping', () => pings.push(Date.now()));
-  await new Promise((r) => setTimeout(r, Math.max(0, 500 - (Date.now() - started))));
-  await until(() => pings.length >= 3, 'the normal client to be pinged');
+  await until(() => pings.length >= 3, 'the normal client to be pinged three times');
   assert.equal(normal.ws.readyState, WebSocket.OPEN);
   assert.equal(index(d).targets('normal').length, 1);
   const r = await push(d, 'normal', 'still here');
@@ -597,15 +593,13 @@ test('websocket: stop() closes every session with 1001, then dispatch rejects wi
   const viaUrl = await wsClient(t, `${d.wsUrl}x?uid=uid3`);
   await bound(d, 'uid3');
 
-  const t0 = Date.now();
   await d.stop();
-  const took = Date.now() - t0;
+  // 1001 with a reason: closed by the close handshake (the terminate timer would give 1006).
   for (const [name, x] of Object.entries({ a, b, c, unbound, viaUrl })) {
     const [code, reason] = await within(x.closed, HANG_MS, `${name} to close`);
     assert.equal(code, 1001, `${name} close code`);
     assert.equal(reason, 'server shutting down');
   }
-  assert.ok(took < 2000, `stop took ${took} ms: sessions were closed by handshake, not by the terminate timer`);
   assert.equal(index(d).targetCount, 0);
   assert.equal(index(d).uidCount, 0);
 
@@ -623,8 +617,9 @@ test('websocket: stop() closes every session with 1001, then dispatch rejects wi
 test('websocket: stop() is not held up by connections to the ws port that never finished an HTTP request', async (t) => {
   // A browser's speculative preconnect, or a client that stalls mid-request: a TCP connection to
   // the ws port with no (complete) request. Stopping must not wait for it beyond the transport's
-  // close timeout (2000 ms); the daemon's own deadline here is shutdown.timeoutMs + 1000 = 5000 ms.
-  const d = await startDaemon(t, { shutdown: { timeoutMs: 4000 } });
+  // close timeout (2000 ms). The daemon's own deadline, shutdown.timeoutMs, is far past the hang
+  // guard here: a stop that waited for those connections would not come back.
+  const d = await startDaemon(t, { shutdown: { timeoutMs: 3_600_000 } });
   const { host, port } = hostPort(d.addresses().ws);
   const sockets: { socket: Socket; ended: Promise<void> }[] = [];
   for (const first of ['', 'GET / HTTP/1.1\r\nHost: x\r\n']) {
@@ -639,11 +634,8 @@ test('websocket: stop() is not held up by connections to the ws port that never 
   const session = await boundClient(t, d, 'uid1');
   await new Promise((r) => setTimeout(r, 50)); // let the server see the bytes
 
-  const t0 = Date.now();
-  await d.stop();
-  const took = Date.now() - t0;
+  await within(d.stop(), HANG_MS, 'd.stop() with two idle HTTP connections open on the ws port');
   assert.equal((await within(session.closed, HANG_MS, 'the session to close'))[0], 1001);
-  assert.ok(took < 3000, `d.stop() took ${took} ms with two idle HTTP connections open on the ws port`);
   for (const s of sockets) await within(s.ended, HANG_MS, 'the server to close the idle connection');
 });
 
