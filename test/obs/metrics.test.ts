@@ -4,7 +4,7 @@ import { test, type TestContext } from 'node:test';
 import { createLogger } from '../../src/obs/log.js';
 import type { DeliveryReport } from '../../src/types.js';
 import { cli } from '../helpers/cli.js';
-import { type WsClient, session, textClient, until, wsClient } from '../helpers/clients.js';
+import { HANG_MS, type WsClient, session, textClient, until, wsClient } from '../helpers/clients.js';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
 import { startFakeHttp } from '../helpers/fake-http.js';
 import { sample } from '../helpers/metrics.js';
@@ -182,7 +182,7 @@ async function busyDaemon(t: TestContext): Promise<{ d: TestDaemon; clients: WsC
 test('status: GET /v1/status reports version, uptime, listeners, sessions, uids, connections, store rows and transports', { timeout: 60_000 }, async (t) => {
   const { d } = await busyDaemon(t);
   await wsClient(t, d.wsUrl); // connected, not bound
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + HANG_MS;
   let st: Record<string, unknown> = {};
   for (;;) {
     const a = await getJson(`${d.httpUrl}/v1/status`, AUTH);
