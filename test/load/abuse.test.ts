@@ -18,7 +18,7 @@ import { wsFrame } from '../helpers/ws-frame.js';
  * message that was answered `ok`, each once.
  *
  * Inputs come from a seeded PRNG (mulberry32). Every failure names the seed; replay a run with
- * NOTIFY_FUZZ_SEED=<seed> node --test dist/test/e2e/abuse.test.js
+ * NOTIFY_FUZZ_SEED=<seed> node --test dist/test/load/abuse.test.js
  */
 
 const SEED = process.env.NOTIFY_FUZZ_SEED !== undefined && process.env.NOTIFY_FUZZ_SEED !== '' ? Number(process.env.NOTIFY_FUZZ_SEED) >>> 0 : (Math.random() * 0x1_0000_0000) >>> 0;
