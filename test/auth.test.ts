@@ -12,7 +12,7 @@ import { ConfigError, parseConfig } from '../src/config/load.js';
 import { AllowList, parseCidr } from '../src/net/allow.js';
 import { type TestDaemon, startDaemon, tempDir, testConfig, writeTemp } from './helpers/daemon.js';
 import { startChild } from './helpers/child.js';
-import { type WsClient, bound, collectLines, roundTrip, textClient, until, within, wsClient } from './helpers/clients.js';
+import { HANG_MS, type WsClient, bound, collectLines, roundTrip, textClient, until, within, wsClient } from './helpers/clients.js';
 import { cli } from './helpers/cli.js';
 import { configError } from './helpers/config.js';
 import { refusals } from './helpers/metrics.js';
@@ -20,8 +20,6 @@ import { refusals } from './helpers/metrics.js';
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/** Generous: a noisy 2-core machine. */
-const WAIT_MS = 4000;
 const SECRET = 'x'.repeat(32);
 const OTHER_SECRET = 'y'.repeat(32);
 const HTTP_TOKEN = 'h'.repeat(24);
@@ -196,7 +194,7 @@ test('ws auth: ?uid=&token= binds and the session receives pushes', async (t) =>
   const r = await send(d, { uid: 'uid1', msg: 'hello with a token' });
   assert.equal(r.status, 200);
   assert.equal(r.body.delivered, true, JSON.stringify(r.body));
-  assert.equal(await c.frame(1, WAIT_MS), 'hello with a token');
+  assert.equal(await c.frame(1), 'hello with a token');
   assert.equal(c.ws.readyState, WebSocket.OPEN);
   assert.equal(await refusals(d, 'auth'), 0);
 });
@@ -208,10 +206,10 @@ test('ws auth: a token in the JSON bind frame binds (resume protocol) and gets e
   assert.equal(stored.status, 200);
   const c = await wsClient(t, d.wsUrl, { bind: JSON.stringify({ type: 'bind', uid: 'uid1', token: goodToken('uid1') }) });
   await bound(d, 'uid1');
-  assert.deepEqual(JSON.parse(await c.frame(1, WAIT_MS)), { id: stored.body.id, data: 'stored before' });
+  assert.deepEqual(JSON.parse(await c.frame(1)), { id: stored.body.id, data: 'stored before' });
   const live = await send(d, { uid: 'uid1', msg: 'live' });
   assert.equal(live.body.delivered, true);
-  assert.deepEqual(JSON.parse(await c.frame(2, WAIT_MS)), { id: live.body.id, data: 'live' });
+  assert.deepEqual(JSON.parse(await c.frame(2)), { id: live.body.id, data: 'live' });
 });
 
 test('ws auth: ?token= in the URL plus the uid as a plain first frame binds', async (t) => {
@@ -220,15 +218,15 @@ test('ws auth: ?token= in the URL plus the uid as a plain first frame binds', as
   await bound(d, 'uid7');
   const r = await send(d, { uid: 'uid7', msg: 'plain bind with url token' });
   assert.equal(r.body.delivered, true);
-  assert.equal(await c.frame(1, WAIT_MS), 'plain bind with url token');
+  assert.equal(await c.frame(1), 'plain bind with url token');
   // ?token= alone does not bind anything before the frame: the URL token for uid7 with a resume
   // bind frame works too.
   const c2 = await wsClient(t, url(d, { token: goodToken('uid7') }), { bind: JSON.stringify({ type: 'bind', uid: 'uid7' }) });
   await bound(d, 'uid7', 2);
   const r2 = await send(d, { uid: 'uid7', msg: 'second' });
   assert.equal(r2.body.sent, 2);
-  assert.equal(await c.frame(2, WAIT_MS), 'second');
-  assert.deepEqual(JSON.parse(await c2.frame(2, WAIT_MS)), { id: r2.body.id, data: 'second' }, 'the replay of the first, then this one');
+  assert.equal(await c.frame(2), 'second');
+  assert.deepEqual(JSON.parse(await c2.frame(2)), { id: r2.body.id, data: 'second' }, 'the replay of the first, then this one');
 });
 
 interface BadCase {
@@ -274,7 +272,7 @@ test('ws auth: missing, malformed, forged, other-uid and expired tokens close wi
     for (const way of WAYS) {
       const what = `${bad.name} via ${way.name}`;
       const c = await way.open(t, d, bad.token());
-      const [code, reason] = await within(c.closed, WAIT_MS, `${what}: close`);
+      const [code, reason] = await within(c.closed, HANG_MS, `${what}: close`);
       assert.equal(code, bad.code, `${what}: close code`);
       assert.equal(reason, bad.reason, `${what}: close reason`);
       assert.deepEqual(c.frames, [], `${what}: nothing sent to a refused client`);
@@ -291,7 +289,7 @@ test('ws auth: missing, malformed, forged, other-uid and expired tokens close wi
   await bound(d, 'victim');
   const r = await send(d, { uid: 'victim', msg: 'only for the owner' });
   assert.equal(r.body.sent, 1, JSON.stringify(r.body));
-  assert.equal(await owner.frame(1, WAIT_MS), 'only for the owner');
+  assert.equal(await owner.frame(1), 'only for the owner');
   for (const c of losers) assert.deepEqual(c.frames, []);
 });
 
@@ -300,28 +298,27 @@ test('ws auth: a refused bind does not disturb a session already bound to the ui
   const owner = await wsClient(t, url(d, { uid: 'victim', token: goodToken('victim') }));
   await bound(d, 'victim');
   const thief = await wsClient(t, url(d, { uid: 'victim', token: goodToken('thief') }));
-  assert.deepEqual(await within(thief.closed, WAIT_MS, 'thief close'), [4406, 'token is for another uid']);
+  assert.deepEqual(await within(thief.closed, HANG_MS, 'thief close'), [4406, 'token is for another uid']);
   assert.equal(index(d).targets('victim').length, 1, 'still exactly the owner');
   const r = await send(d, { uid: 'victim', msg: 'still yours' });
   assert.equal(r.body.sent, 1);
-  assert.equal(await owner.frame(1, WAIT_MS), 'still yours');
+  assert.equal(await owner.frame(1), 'still yours');
   assert.deepEqual(thief.frames, []);
 });
 
 // ---------------------------------------------------------------------------------------------
 // ws.bindTimeout
 
-test('ws.bindTimeout: a connection that sends nothing is closed with 4408 soon after the timeout', async (t) => {
+test('ws.bindTimeout: a connection that sends nothing is closed with 4408 after the timeout', async (t) => {
   const d = await startDaemon(t, { ws: { bindTimeout: '200ms' } });
   const started = Date.now();
   const c = await wsClient(t, d.wsUrl);
-  const [code, reason] = await within(c.closed, WAIT_MS, 'the bind timeout close');
+  const [code, reason] = await within(c.closed, HANG_MS, 'the bind timeout close');
   const took = Date.now() - started;
   assert.equal(code, 4408);
   assert.equal(code, AUTH_CLOSE.bindTimeout);
   assert.match(reason, /no uid bound within 200 ms/);
   assert.ok(took >= 180, `not before the timeout (${took} ms)`);
-  assert.ok(took < 1500, `within about a second (${took} ms)`);
   assert.equal(await refusals(d, 'bindTimeout'), 1);
 });
 
@@ -330,14 +327,17 @@ test('ws.bindTimeout: a session that binds in time stays open well past the time
   const byFrame = await wsClient(t, d.wsUrl, { bind: 'early' });
   const byUrl = await wsClient(t, url(d, { uid: 'early' }));
   await bound(d, 'early', 2);
-  await new Promise((r) => setTimeout(r, 800));
+  // A marker: a connection opened after both that never binds. Once the bind timeout has closed
+  // it, the timeout has passed for the two bound sessions too.
+  const marker = await wsClient(t, d.wsUrl);
+  assert.equal((await within(marker.closed, HANG_MS, 'the unbound marker to be closed by the bind timeout'))[0], 4408);
   for (const c of [byFrame, byUrl]) assert.equal(c.ws.readyState, WebSocket.OPEN);
   assert.equal(index(d).targets('early').length, 2);
   const r = await send(d, { uid: 'early', msg: 'still here' });
   assert.equal(r.body.sent, 2);
-  assert.equal(await byFrame.frame(1, WAIT_MS), 'still here');
-  assert.equal(await byUrl.frame(1, WAIT_MS), 'still here');
-  assert.equal(await refusals(d, 'bindTimeout'), 0);
+  assert.equal(await byFrame.frame(1), 'still here');
+  assert.equal(await byUrl.frame(1), 'still here');
+  assert.equal(await refusals(d, 'bindTimeout'), 1, 'only the unbound marker was refused');
 });
 
 test('ws.bindTimeout with ws.auth: token: an authenticated session stays; one that never binds is closed', async (t) => {
@@ -346,7 +346,7 @@ test('ws.bindTimeout with ws.auth: token: an authenticated session stays; one th
   // A token in the URL but no uid: not bound, so it times out.
   const idle = await wsClient(t, url(d, { token: goodToken('u') }));
   await bound(d, 'u');
-  assert.deepEqual((await within(idle.closed, WAIT_MS, 'idle close'))[0], 4408);
+  assert.deepEqual((await within(idle.closed, HANG_MS, 'idle close'))[0], 4408);
   await roundTrip(ok.ws);
   assert.equal(ok.ws.readyState, WebSocket.OPEN);
   assert.equal(index(d).targets('u').length, 1);
@@ -424,7 +424,7 @@ test('cli: a token from notify token binds on a running daemon with the same sec
   const c = await wsClient(t, url(d, { uid: 'uid1', token: r.out.trim() }));
   await bound(d, 'uid1');
   assert.equal((await send(d, { uid: 'uid1', msg: 'via cli token' })).body.delivered, true);
-  assert.equal(await c.frame(1, WAIT_MS), 'via cli token');
+  assert.equal(await c.frame(1), 'via cli token');
 });
 
 test('cli: notify token without a secret exits 2 with one stderr line', async (t) => {
@@ -495,7 +495,7 @@ test('http: with insecure: true a daemon starts on 0.0.0.0 and serves without a 
   await bound(d, 'uid1');
   const res = await fetch(`http://127.0.0.1:${port}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'uid1', msg: 'open api' }) });
   assert.equal(res.status, 200);
-  assert.equal(await c.frame(1, WAIT_MS), 'open api');
+  assert.equal(await c.frame(1), 'open api');
 });
 
 test('http: with http.token set, a request without (or with a wrong) bearer is 401; the right one is served', async (t) => {
@@ -521,7 +521,7 @@ test('http: with http.token set, a request without (or with a wrong) bearer is 4
   assert.deepEqual(c.frames, [], 'nothing delivered without the token');
   const ok = await post({ authorization: `Bearer ${HTTP_TOKEN}` });
   assert.equal(ok.status, 200);
-  assert.equal(await c.frame(1, WAIT_MS), 'secret msg');
+  assert.equal(await c.frame(1), 'secret msg');
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -584,8 +584,8 @@ test('text.allow: a Text client from 127.0.0.1 is served', async (t) => {
   const tc = await textClient(t, d.textPort);
   const line = '{"uid":"uid1","msg":"from loopback"}';
   tc.write(`${line}\n`);
-  assert.deepEqual(await tc.replies(1, WAIT_MS), ['ok']);
-  assert.equal(await c.frame(1, WAIT_MS), line, 'a Text line is the frame, unchanged');
+  assert.deepEqual(await tc.replies(1), ['ok']);
+  assert.equal(await c.frame(1), line, 'a Text line is the frame, unchanged');
   assert.equal(await refusals(d, 'textAllow'), 0);
 });
 
@@ -599,7 +599,15 @@ function lanIPv4(): string | undefined {
 }
 
 const LAN_IP = lanIPv4();
-const NO_LAN = LAN_IP === undefined ? 'this machine has no non-loopback IPv4 address to connect from (os.networkInterfaces())' : false;
+const NO_LAN_WHY = 'this machine has no non-loopback IPv4 address to connect from (os.networkInterfaces())';
+// Visibly skipped on such a developer machine; under CI the tests run and fail, as for a missing package.
+const NO_LAN = LAN_IP === undefined && !process.env.CI ? NO_LAN_WHY : false;
+
+/** The non-loopback address the text.allow tests connect from. */
+function lanIp(): string {
+  assert.ok(LAN_IP !== undefined, NO_LAN_WHY);
+  return LAN_IP;
+}
 
 interface LanPeer {
   socket: Socket;
@@ -621,13 +629,13 @@ async function lanText(t: TestContext, ip: string, port: number, halfOpen = fals
   const ended = new Promise<void>((resolve) => socket.on('end', () => resolve()));
   const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
   t.after(() => socket.destroy());
-  await within(once(socket, 'connect'), WAIT_MS, `connect to ${ip}:${port}`);
+  await within(once(socket, 'connect'), HANG_MS, `connect to ${ip}:${port}`);
   assert.equal(socket.localAddress, ip, 'the peer address is the non-loopback one');
   return { socket, lines, ended, closed };
 }
 
 test('text.allow: a non-loopback peer not in text.allow gets one error line and is closed; nothing is delivered; the refusal is counted', { skip: NO_LAN }, async (t) => {
-  const ip = LAN_IP as string;
+  const ip = lanIp();
   const d = await startDaemon(t, { text: { listen: `${ip}:0` } });
   const port = Number(d.addresses().text.split(':').pop());
   const c = await wsClient(t, d.wsUrl, { bind: 'uid1' });
@@ -637,10 +645,10 @@ test('text.allow: a non-loopback peer not in text.allow gets one error line and 
   // after sending a line is the last test of this file, run in a child process.
   const peer = await lanText(t, ip, port, true);
   peer.socket.write('{"uid":"uid1","msg":"from outside"}\n');
-  await within(peer.ended, WAIT_MS, 'the server to end the refused connection');
+  await within(peer.ended, HANG_MS, 'the server to end the refused connection');
   assert.deepEqual(peer.lines, [`error: ${ip} is not allowed to publish (text.allow)`]);
   peer.socket.resetAndDestroy();
-  await within(peer.closed, WAIT_MS, 'the refused connection to close');
+  await within(peer.closed, HANG_MS, 'the refused connection to close');
 
   assert.equal(await refusals(d, 'textAllow'), 1);
   await roundTrip(c.ws);
@@ -651,11 +659,11 @@ test('text.allow: a non-loopback peer not in text.allow gets one error line and 
   // The daemon still serves: the HTTP API publishes to the ws session.
   const r = await send(d, { uid: 'uid1', msg: 'still serving' });
   assert.equal(r.body.delivered, true);
-  assert.equal(await c.frame(1, WAIT_MS), 'still serving');
+  assert.equal(await c.frame(1), 'still serving');
 });
 
 test('text.allow: with text.allow [<ip>/32] the same non-loopback peer is served', { skip: NO_LAN }, async (t) => {
-  const ip = LAN_IP as string;
+  const ip = lanIp();
   const d = await startDaemon(t, { text: { listen: `${ip}:0`, allow: [`${ip}/32`] } });
   const port = Number(d.addresses().text.split(':').pop());
   const c = await wsClient(t, d.wsUrl, { bind: 'uid1' });
@@ -663,12 +671,12 @@ test('text.allow: with text.allow [<ip>/32] the same non-loopback peer is served
   const peer = await lanText(t, ip, port);
   const line = '{"uid":"uid1","msg":"from an allowed peer"}';
   peer.socket.write(`${line}\n${line}\n`);
-  await until(() => peer.lines.length >= 2, 'two replies', WAIT_MS);
+  await until(() => peer.lines.length >= 2, 'two replies');
   assert.deepEqual(peer.lines, ['ok', 'ok'], 'served, and the connection stays open for more lines');
-  assert.equal(await c.frame(2, WAIT_MS), line);
+  assert.equal(await c.frame(2), line);
   assert.equal(await refusals(d, 'textAllow'), 0);
   peer.socket.end();
-  await within(peer.closed, WAIT_MS, 'an orderly close');
+  await within(peer.closed, HANG_MS, 'an orderly close');
 });
 
 /**
@@ -677,7 +685,7 @@ test('text.allow: with text.allow [<ip>/32] the same non-loopback peer is served
  * long as the process and would keep this test file from ever exiting.
  */
 test('text.allow: a refused peer that sent a line and closed normally leaves nothing open: the daemon stops promptly on SIGTERM', { skip: NO_LAN }, async (t) => {
-  const ip = LAN_IP as string;
+  const ip = lanIp();
   const dir = tempDir(t, 'notify-auth-child-');
   const file = join(dir, 'notify.yaml');
   writeFileSync(
@@ -688,14 +696,14 @@ test('text.allow: a refused peer that sent a line and closed normally leaves not
   const port = Number(child.text.split(':').pop());
   const peer = await lanText(t, ip, port);
   peer.socket.write('{"uid":"uid1","msg":"from outside"}\n');
-  await within(peer.closed, WAIT_MS, 'the refused connection to close');
+  await within(peer.closed, HANG_MS, 'the refused connection to close');
   assert.deepEqual(peer.lines, [`error: ${ip} is not allowed to publish (text.allow)`]);
   const metrics = await (await fetch(`http://${child.http}/metrics`)).text();
   assert.match(metrics, /^notify_limit_refusals_total\{limit="textAllow"\} 1$/m);
 
   child.proc.kill('SIGTERM');
-  const exited = await Promise.race([child.exited, new Promise<'still running'>((r) => setTimeout(() => r('still running'), 5000))]);
+  const exited = await within(child.exited, HANG_MS, 'notify serve to exit after SIGTERM');
   const timedOut = child.logs.filter((l) => /shutdown timed out/.test(String(l.msg)));
   assert.deepEqual(timedOut, [], 'the shutdown did not wait for the refused connection');
-  assert.equal(exited, 0, 'exits 0 within 5 s of SIGTERM (a refused connection must not keep the process alive)');
+  assert.equal(exited, 0, 'exits 0 on SIGTERM (a refused connection must not keep the process alive)');
 });

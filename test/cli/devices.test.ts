@@ -6,9 +6,7 @@ import { EXIT } from '../../src/cli/main.js';
 import type { DeliveryReport } from '../../src/types.js';
 import { apnsWorld, deviceToken, writeWorldConfig } from '../helpers/apns.js';
 import { cli, lines, oneErrLine, runNotify } from '../helpers/cli.js';
-
-/** Child processes on a busy 2-core machine. */
-const PROC_MS = 20_000;
+import { HANG_MS } from '../helpers/clients.js';
 
 // The CLI falls back to $NOTIFY_TOKEN; keep the caller's environment out of these tests.
 delete process.env.NOTIFY_TOKEN;
@@ -213,7 +211,7 @@ test('cli process: send --direct as a real child process delivers and exits 0', 
   const token = deviceToken();
   const w = await apnsWorld(t, { devices: { uid1: [token] } });
   const file = writeWorldConfig(w);
-  const r = await runNotify(t, ['send', '--direct', '--uid', 'uid1', '--msg', 'from a process', '--config', file], PROC_MS);
+  const r = await runNotify(t, ['send', '--direct', '--uid', 'uid1', '--msg', 'from a process', '--config', file], HANG_MS);
   assert.equal(r.code, EXIT.delivered, r.err);
   assert.equal(r.out, 'delivered to 1 target (apns: 1)\n');
   assert.equal(r.err, '');

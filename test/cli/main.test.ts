@@ -4,14 +4,12 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { EXIT, main } from '../../src/cli/main.js';
 import { startDaemon, tempDir, writeTemp } from '../helpers/daemon.js';
-import { session, textClient, until, wsClient } from '../helpers/clients.js';
+import { HANG_MS, session, textClient, until, wsClient } from '../helpers/clients.js';
 import { cli, exitCode, fakeIo, lines, oneErrLine, runNotify, spawnNotify } from '../helpers/cli.js';
 import { deadPort } from '../helpers/net.js';
 
 const EXAMPLE = fileURLToPath(new URL('../../../config.example.yaml', import.meta.url));
 const TOKEN = 't'.repeat(24);
-/** Child processes on a busy 2-core machine. */
-const PROC_MS = 5000;
 
 // The CLI falls back to $NOTIFY_TOKEN; keep the caller's environment out of these tests.
 delete process.env.NOTIFY_TOKEN;
@@ -24,7 +22,7 @@ const PORT0_CONFIG = 'ws:\n  listen: 127.0.0.1:0\ntext:\n  listen: 127.0.0.1:0\n
 /** The bound addresses a serve logged, by listener, once all three are up. */
 async function listeners(logs: () => Record<string, unknown>[], what: string): Promise<{ ws: string; text: string; http: string }> {
   const found = () => logs().filter((l) => typeof l.listener === 'string' && typeof l.address === 'string');
-  await until(() => found().length >= 3, `${what} to log its three listeners`, PROC_MS);
+  await until(() => found().length >= 3, `${what} to log its three listeners`);
   const by = Object.fromEntries(found().map((l) => [l.listener as string, l.address as string]));
   for (const k of ['ws', 'text', 'http']) assert.match(by[k] ?? '', /^127\.0\.0\.1:\d+$/, `${k} listener address: ${JSON.stringify(by)}`);
   assert.notEqual(by.ws, '127.0.0.1:0', 'the real port is logged');
@@ -33,7 +31,7 @@ async function listeners(logs: () => Record<string, unknown>[], what: string): P
 
 /** Waits until the daemon at `http` reports `n` bound websocket uids on /healthz. */
 async function boundUids(http: string, n: number): Promise<void> {
-  const deadline = Date.now() + PROC_MS;
+  const deadline = Date.now() + HANG_MS;
   for (;;) {
     const h = (await (await fetch(`http://${http}/healthz`)).json()) as { transports: { websocket: { uids: number } } };
     if (h.transports.websocket.uids === n) return;
@@ -378,7 +376,7 @@ test('cli process: serve, send from another process, then SIGTERM closes session
 
   const page = await wsClient(t, `ws://${a.ws}/`, { bind: 'uid1' });
   await boundUids(a.http, 1);
-  const r = await runNotify(t, ['send', '--server', `http://${a.http}`, '--uid', 'uid1', '--msg', 'hi'], PROC_MS);
+  const r = await runNotify(t, ['send', '--server', `http://${a.http}`, '--uid', 'uid1', '--msg', 'hi'], HANG_MS);
   assert.equal(r.code, EXIT.delivered, r.err);
   assert.equal(r.out, 'delivered to 1 target (websocket: 1)\n');
   assert.equal(r.err, '');
@@ -387,7 +385,7 @@ test('cli process: serve, send from another process, then SIGTERM closes session
   assert.equal(serve.child.kill('SIGTERM'), true);
   const [closeCode] = await page.closed;
   assert.equal(closeCode, 1001);
-  assert.equal(await exitCode(serve, 'notify serve after SIGTERM', PROC_MS), 0);
+  assert.equal(await exitCode(serve, 'notify serve after SIGTERM', HANG_MS), 0);
   const logs = serve.logs();
   assert.ok(logs.some((l) => l.level === 'info' && /SIGTERM: shutting down/.test(String(l.msg))), serve.stderr());
   assert.equal(logs.at(-1)?.msg, 'stopped');
@@ -397,15 +395,15 @@ test('cli process: serve, send from another process, then SIGTERM closes session
 test('cli process: exit codes are 0 delivered, 1 delivered to none, 2 usage or connection error', async (t) => {
   const d = await startDaemon(t);
   const page = await session(t, d, 'uid1');
-  const ok = await runNotify(t, ['send', '--server', d.httpUrl, '--uid', 'uid1', '--msg', 'proc'], PROC_MS);
+  const ok = await runNotify(t, ['send', '--server', d.httpUrl, '--uid', 'uid1', '--msg', 'proc'], HANG_MS);
   assert.equal(ok.code, 0, ok.err);
   assert.equal(await page.frame(1), 'proc');
-  const none = await runNotify(t, ['send', '--server', d.httpUrl, '--uid', 'nobody', '--msg', 'proc'], PROC_MS);
+  const none = await runNotify(t, ['send', '--server', d.httpUrl, '--uid', 'nobody', '--msg', 'proc'], HANG_MS);
   assert.equal(none.code, 1, none.err);
-  const usage = await runNotify(t, ['send', '--msg', 'no uid'], PROC_MS);
+  const usage = await runNotify(t, ['send', '--msg', 'no uid'], HANG_MS);
   assert.equal(usage.code, 2);
   assert.equal(lines(usage.err).length, 1, usage.err);
-  const conn = await runNotify(t, ['broadcast', '--server', `http://127.0.0.1:${await deadPort()}`, '--msg', 'x'], PROC_MS);
+  const conn = await runNotify(t, ['broadcast', '--server', `http://127.0.0.1:${await deadPort()}`, '--msg', 'x'], HANG_MS);
   assert.equal(conn.code, 2);
   assert.match(conn.err, /^notify: cannot reach the notify daemon .*\n$/);
 });
@@ -428,16 +426,16 @@ test('cli process: on SIGTERM, every line of a pipelined burst the daemon took i
   // The burst is with the daemon and it has started on it: stop it while lines are still being
   // read and delivered.
   await written;
-  await page.frame(1, PROC_MS);
+  await page.frame(1);
   serve.child.kill('SIGTERM');
 
   let timer: NodeJS.Timeout | undefined;
-  const closedInTime = await Promise.race([backend.ended, new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), PROC_MS)))]);
+  const closedInTime = await Promise.race([backend.ended, new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), HANG_MS)))]);
   clearTimeout(timer);
   assert.equal(closedInTime, true, 'the daemon closed the Text connection');
   const [closeCode] = await page.closed;
   assert.equal(closeCode, 1001);
-  assert.equal(await exitCode(serve, 'notify serve after SIGTERM', PROC_MS), 0);
+  assert.equal(await exitCode(serve, 'notify serve after SIGTERM', HANG_MS), 0);
 
   t.diagnostic(`${backend.lines.length} of ${N} pipelined lines were taken and answered`);
   assert.equal(socketError, undefined, 'the connection was closed, not reset');
@@ -462,7 +460,7 @@ test('cli process: a second serve on a port in use exits 2 with one line naming 
   const a = await listeners(first.logs, 'first notify serve');
 
   const clash = writeTemp(t, 'clash.yaml', `ws:\n  listen: "${a.ws}"\ntext:\n  listen: 127.0.0.1:0\nhttp:\n  listen: 127.0.0.1:0\n`);
-  const second = await runNotify(t, ['serve', '--config', clash], PROC_MS);
+  const second = await runNotify(t, ['serve', '--config', clash], HANG_MS);
   assert.equal(second.code, EXIT.error, second.err);
   assert.equal(second.out, '');
   const ls = lines(second.err);
@@ -476,5 +474,5 @@ test('cli process: a second serve on a port in use exits 2 with one line naming 
   const health = await fetch(`http://${a.http}/healthz`);
   assert.equal(health.status, 200);
   first.child.kill('SIGTERM');
-  assert.equal(await exitCode(first, 'first notify serve', PROC_MS), 0);
+  assert.equal(await exitCode(first, 'first notify serve', HANG_MS), 0);
 });

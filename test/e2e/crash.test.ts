@@ -5,7 +5,18 @@ import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import { apnsWorld, deviceToken, writeWorldConfig } from '../helpers/apns.js';
 import { startChild } from '../helpers/child.js';
-import { collectLines, until } from '../helpers/clients.js';
+import { HANG_MS, collectLines, until } from '../helpers/clients.js';
+
+/** Waits until the daemon at `http` (host:port) has `n` uids bound over WebSocket (its /healthz). */
+async function uidsBound(http: string, n: number): Promise<void> {
+  const deadline = Date.now() + HANG_MS;
+  for (;;) {
+    const h = (await (await fetch(`http://${http}/healthz`)).json()) as { transports: { websocket: { uids: number } } };
+    if (h.transports.websocket.uids === n) return;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${n} bound uid(s) at ${http}: ${JSON.stringify(h)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 /**
  * A resuming client as /notify-client.js is one, minus its dedupe: it binds with the last id it
@@ -73,7 +84,7 @@ test('crash safety: after SIGKILL mid-stream and a restart, the resuming client 
   const client = new ResumingClient();
   await client.connect(first.ws, 'web1');
   await until(() => client.ws?.readyState === WebSocket.OPEN, 'the client to open');
-  await new Promise((r) => setTimeout(r, 100));
+  await uidsBound(first.http, 1);
   const [host, port] = [first.text.slice(0, first.text.lastIndexOf(':')), Number(first.text.split(':').pop())];
   const backend = connect({ host, port });
   await once(backend, 'connect');
@@ -88,7 +99,7 @@ test('crash safety: after SIGKILL mid-stream and a restart, the resuming client 
   }, 5);
 
   // Kill the daemon in the middle of the stream, with no warning.
-  await until(() => replies.length >= 400, '400 replies', 15_000);
+  await until(() => replies.length >= 400, '400 replies');
   first.proc.kill('SIGKILL');
   assert.equal(await first.exited, 'SIGKILL');
   clearInterval(writer);
@@ -102,9 +113,11 @@ test('crash safety: after SIGKILL mid-stream and a restart, the resuming client 
   await until(
     () => answeredOk.every((id) => client.seen.has(id)),
     `every message answered ok to reach the client (missing: ${answeredOk.filter((id) => !client.seen.has(id)).slice(0, 5)})`,
-    10_000,
   );
-  await new Promise((r) => setTimeout(r, 300));
+  // A marker published now comes after the whole replay: once it is in, a duplicate would be too.
+  const marker = await fetch(`http://${second.http}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'web1', msg: 'marker', id: 'crash-marker' }) });
+  assert.equal(marker.status, 200);
+  await until(() => client.seen.has('crash-marker'), 'the marker after the replay');
   const twice = [...client.seen].filter(([, n]) => n > 1).map(([id]) => id);
   assert.deepEqual(twice, [], 'no message reached the client twice');
   for (let i = 1; i < client.order.length; i++) {
@@ -112,7 +125,7 @@ test('crash safety: after SIGKILL mid-stream and a restart, the resuming client 
   }
 
   // The APNs retries held in the store resume in the new process and complete.
-  await until(() => tokens.every((tk) => fake.answers.some((a) => a.token === tk && a.status === 200)), 'every pending APNs retry to complete', 15_000);
+  await until(() => tokens.every((tk) => fake.answers.some((a) => a.token === tk && a.status === 200)), 'every pending APNs retry to complete');
   for (const tk of tokens) {
     const retry = fake.requests.find((r) => r.token === tk && r.attempt === 2);
     assert.ok(retry && retry.connection >= 2, 'the retry came from the restarted daemon, on a new connection');

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { tempDir } from '../helpers/daemon.js';
-import { until, wsClient } from '../helpers/clients.js';
+import { HANG_MS, until, wsClient } from '../helpers/clients.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = fileURLToPath(new URL('../../../bin/notify', import.meta.url));
@@ -45,7 +45,7 @@ test('quick start: npm start runs the daemon on the built-in defaults, and notif
   let log = '';
   serve.stderr.setEncoding('utf8');
   serve.stderr.on('data', (c: string) => (log += c));
-  await until(() => log.includes('notify ready'), `the daemon to start (log: ${log})`, 15_000);
+  await until(() => log.includes('notify ready'), `the daemon to start (log: ${log})`);
   const entries = log.trim().split('\n').map((l) => JSON.parse(l) as { listener?: string; address?: string; msg: string });
   assert.deepEqual(
     entries.filter((e) => e.listener).map((e) => `${e.listener} ${e.address}`),
@@ -55,7 +55,10 @@ test('quick start: npm start runs the daemon on the built-in defaults, and notif
 
   const page = await wsClient(t, 'ws://127.0.0.1:1234/', { bind: 'uid1' });
   const health = async () => ((await (await fetch('http://127.0.0.1:5680/healthz')).json()) as { transports: { websocket: { sessions: number } } }).transports.websocket.sessions;
-  for (let i = 0; i < 100 && (await health()) < 1; i++) await new Promise((r) => setTimeout(r, 20));
+  for (const deadline = Date.now() + HANG_MS; (await health()) < 1; ) {
+    assert.ok(Date.now() < deadline, 'timed out waiting for the page to bind uid1');
+    await new Promise((r) => setTimeout(r, 20));
+  }
 
   const { stdout } = await promisify(execFile)(process.execPath, [BIN, 'send', '--uid', 'uid1', '--msg', 'your export is 88% done'], { cwd });
   assert.equal(stdout, 'delivered to 1 target (websocket: 1)\n');

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import { HANG_MS } from './clients.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/notify', import.meta.url));
 
@@ -19,7 +20,7 @@ export interface Child {
 }
 
 /** Starts `bin/notify serve --config FILE` and waits for its three listeners; killed when the test ends. */
-export async function startChild(t: TestContext, configFile: string, timeoutMs = 15_000): Promise<Child> {
+export async function startChild(t: TestContext, configFile: string, timeoutMs = HANG_MS): Promise<Child> {
   const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   t.after(() => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');

@@ -4,6 +4,12 @@ import type { TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import type { Daemon } from '../../src/node/daemon.js';
 
+/**
+ * How long a wait may take before it counts as a hang. A safety net, not a speed claim: tests
+ * wait for events, and a busy machine may make any of them slow.
+ */
+export const HANG_MS = 60_000;
+
 /** A ws client that records every frame it receives, as text. */
 export interface WsClient {
   ws: WebSocket;
@@ -31,7 +37,7 @@ export async function wsClient(t: TestContext, url: string, opts: { bind?: strin
     ws,
     frames,
     closed,
-    async frame(n = frames.length + 1, timeoutMs = 2000) {
+    async frame(n = frames.length + 1, timeoutMs = HANG_MS) {
       const deadline = Date.now() + timeoutMs;
       while (frames.length < n) {
         if (Date.now() > deadline) throw new Error(`expected frame #${n} within ${timeoutMs} ms; got ${JSON.stringify(frames)}`);
@@ -91,7 +97,7 @@ export async function textClient(t: TestContext, port: number): Promise<TextClie
     lines,
     ended,
     write: (data) => void socket.write(data),
-    async replies(n, timeoutMs = 2000) {
+    async replies(n, timeoutMs = HANG_MS) {
       const deadline = Date.now() + timeoutMs;
       while (lines.length < n) {
         if (Date.now() > deadline) throw new Error(`expected ${n} reply lines within ${timeoutMs} ms; got ${JSON.stringify(lines)}`);
@@ -106,10 +112,10 @@ export async function textClient(t: TestContext, port: number): Promise<TextClie
 }
 
 /** Waits until `check()` is true, polling; fails with `what` after timeoutMs. */
-export async function until(check: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
+export async function until(check: () => boolean, what: string, timeoutMs = HANG_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
 }
@@ -127,7 +133,7 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  * A client->server->client round trip. The server handles a connection's frames in order, so
  * once the pong is back every frame sent before the ping has been processed.
  */
-export async function roundTrip(ws: WebSocket, timeoutMs = 4000): Promise<void> {
+export async function roundTrip(ws: WebSocket, timeoutMs = HANG_MS): Promise<void> {
   const pong = once(ws, 'pong');
   ws.ping();
   await within(pong, timeoutMs, 'pong');
@@ -140,7 +146,7 @@ type WsDaemon = Pick<Daemon, 'registry'> & { wsUrl: string };
  * A WebSocket session bound to `uid` (the uid as its first frame), once the daemon's registry
  * has one more session for the uid than before.
  */
-export async function session(t: TestContext, d: WsDaemon, uid: string, timeoutMs = 2000): Promise<WsClient> {
+export async function session(t: TestContext, d: WsDaemon, uid: string, timeoutMs = HANG_MS): Promise<WsClient> {
   const before = d.registry.index('websocket').targets(uid).length;
   const c = await wsClient(t, d.wsUrl, { bind: uid });
   await until(() => d.registry.index('websocket').targets(uid).length > before, `${uid} to bind`, timeoutMs);
@@ -148,7 +154,7 @@ export async function session(t: TestContext, d: WsDaemon, uid: string, timeoutM
 }
 
 /** Waits until `uid` has exactly `n` WebSocket sessions bound (0: the uid is gone). */
-export async function bound(d: Pick<Daemon, 'registry'>, uid: string, n = 1, timeoutMs = 4000): Promise<void> {
+export async function bound(d: Pick<Daemon, 'registry'>, uid: string, n = 1, timeoutMs = HANG_MS): Promise<void> {
   const index = () => d.registry.index('websocket');
   await until(() => index().targets(uid).length === n && index().has(uid) === n > 0, `${JSON.stringify(uid.slice(0, 40))} to have ${n} session(s)`, timeoutMs);
 }

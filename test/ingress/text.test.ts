@@ -6,13 +6,12 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { TRANSPORT_TYPES, type TransportType } from '../../src/push/kinds.js';
 import type { DeliveryResult, Message, Uid } from '../../src/types.js';
-import { session, type TextClient, textClient, until, wsClient } from '../helpers/clients.js';
+import { HANG_MS, session, type TextClient, textClient, until, wsClient } from '../helpers/clients.js';
 import { startDaemon } from '../helpers/daemon.js';
 import { IndexedTransport } from '../helpers/recording-transport.js';
 
 // Generous waits: the CI box is a noisy 2-core machine. Tests wait on conditions, so they
 // normally finish long before these.
-const WAIT = 5000;
 
 const EMPTY_LINE = 'error: empty line; send one JSON object per line, e.g. {"uid":"uid1","msg":"hi"}';
 const NOT_OBJECT = 'error: expected a JSON object, e.g. {"uid":"uid1","msg":"hi"}';
@@ -44,7 +43,7 @@ function lineOfBytes(bytes: number, uid = 'uid1'): string {
 
 test('text: \\n and \\r\\n line endings; the WS frame is the line without its ending, byte for byte', async (t) => {
   const d = await startDaemon(t);
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
   let raw = '';
   c.socket.on('data', (chunk: string) => (raw += chunk));
@@ -54,21 +53,21 @@ test('text: \\n and \\r\\n line endings; the WS frame is the line without its en
   // Whitespace around the object and non-ASCII text are part of the frame too: nothing is trimmed.
   const spaced = '  {"uid" : "uid1", "msg":"café 😀 \\u00e9"}\t ';
   c.write(`${lf}\n`);
-  assert.deepEqual(await c.replies(1, WAIT), ['ok']);
-  assert.equal(await page.frame(1, WAIT), lf);
+  assert.deepEqual(await c.replies(1), ['ok']);
+  assert.equal(await page.frame(1), lf);
 
   c.write(`${crlf}\r\n`);
-  assert.deepEqual(await c.replies(2, WAIT), ['ok', 'ok']);
-  assert.equal(await page.frame(2, WAIT), crlf, 'the CR is not part of the frame');
+  assert.deepEqual(await c.replies(2), ['ok', 'ok']);
+  assert.equal(await page.frame(2), crlf, 'the CR is not part of the frame');
 
   c.write(`${spaced}\r\n`);
-  assert.deepEqual(await c.replies(3, WAIT), ['ok', 'ok', 'ok']);
-  assert.equal(await page.frame(3, WAIT), spaced);
+  assert.deepEqual(await c.replies(3), ['ok', 'ok', 'ok']);
+  assert.equal(await page.frame(3), spaced);
 
   // Mixed endings in one write.
   c.write(`${lf}\r\n${crlf}\n${lf}\r\n`);
-  await c.replies(6, WAIT);
-  assert.deepEqual(await Promise.all([page.frame(4, WAIT), page.frame(5, WAIT), page.frame(6, WAIT)]), [lf, crlf, lf]);
+  await c.replies(6);
+  assert.deepEqual(await Promise.all([page.frame(4), page.frame(5), page.frame(6)]), [lf, crlf, lf]);
 
   // Replies always end with a bare \n, whatever the request used.
   assert.equal(raw, 'ok\n'.repeat(6));
@@ -77,13 +76,13 @@ test('text: \\n and \\r\\n line endings; the WS frame is the line without its en
 
 test('text: a CR that is not the last byte of the line stays in it', async (t) => {
   const d = await startDaemon(t);
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
   // "\r" between JSON tokens is whitespace, so this line is valid JSON; only a trailing CR is stripped.
   const line = '{"uid":"uid1",\r"msg":"cr inside"}';
   c.write(`${line}\r\n`);
-  assert.deepEqual(await c.replies(1, WAIT), ['ok']);
-  assert.equal(await page.frame(1, WAIT), line);
+  assert.deepEqual(await c.replies(1), ['ok']);
+  assert.equal(await page.frame(1), line);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -91,7 +90,7 @@ test('text: a CR that is not the last byte of the line stays in it', async (t) =
 
 test('text: 200 pipelined lines in one write are answered in request order (ok / fail / error mixed)', async (t) => {
   const d = await startDaemon(t);
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
   let raw = '';
   c.socket.on('data', (chunk: string) => (raw += chunk));
@@ -115,15 +114,15 @@ test('text: 200 pipelined lines in one write are answered in request order (ok /
   }
   c.write(`${requests.join('\n')}\n`);
 
-  assert.deepEqual(await c.replies(200, WAIT), expected);
+  assert.deepEqual(await c.replies(200), expected);
   assert.equal(raw, `${expected.join('\n')}\n`, 'exact reply bytes');
-  await page.frame(delivered.length, WAIT);
+  await page.frame(delivered.length);
   assert.deepEqual(page.frames, delivered, 'the session gets the delivered lines, in order');
 });
 
 test('text: a line written byte by byte, with delays, is one request', async (t) => {
   const d = await startDaemon(t);
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
   c.socket.setNoDelay(true);
 
@@ -135,26 +134,26 @@ test('text: a line written byte by byte, with delays, is one request', async (t)
     // Nothing is answered before the newline arrives.
     if (i < bytes.length - 1) assert.equal(c.lines.length, 0, `no reply after byte ${i}`);
   }
-  assert.deepEqual(await c.replies(1, WAIT), ['ok']);
-  assert.equal(await page.frame(1, WAIT), line);
+  assert.deepEqual(await c.replies(1), ['ok']);
+  assert.equal(await page.frame(1), line);
 
   // The end of one line and the start of the next in the same write, the rest later.
   const a = '{"uid":"uid1","msg":"A"}';
   const b = '{"uid":"nobody","msg":"B"}';
   c.write(`${a}\n${b.slice(0, 10)}`);
-  await c.replies(2, WAIT);
+  await c.replies(2);
   await sleep(10);
   c.write(b.slice(10, 20));
   await sleep(10);
   c.write(`${b.slice(20)}\n`);
-  assert.deepEqual(await c.replies(3, WAIT), ['ok', 'ok', 'fail']);
-  assert.equal(await page.frame(2, WAIT), a);
+  assert.deepEqual(await c.replies(3), ['ok', 'ok', 'fail']);
+  assert.equal(await page.frame(2), a);
   assert.equal(page.frames.length, 2);
 });
 
 test('text: multi-byte UTF-8 characters split between writes arrive intact', async (t) => {
   const d = await startDaemon(t);
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
   c.socket.setNoDelay(true);
 
@@ -175,8 +174,8 @@ test('text: multi-byte UTF-8 characters split between writes arrive intact', asy
   }
   c.write(bytes.subarray(from));
 
-  assert.deepEqual(await c.replies(1, WAIT), ['ok']);
-  assert.equal(await page.frame(1, WAIT), line);
+  assert.deepEqual(await c.replies(1), ['ok']);
+  assert.equal(await page.frame(1), line);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -184,7 +183,7 @@ test('text: multi-byte UTF-8 characters split between writes arrive intact', asy
 
 test('text: the connection stays open and keeps serving after replies and after errors', async (t) => {
   const d = await startDaemon(t);
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
 
   const rounds: [string, string][] = [
@@ -198,7 +197,7 @@ test('text: the connection stays open and keeps serving after replies and after 
   ];
   for (const [i, [line, reply]] of rounds.entries()) {
     c.write(`${line}\n`);
-    const got = (await c.replies(i + 1, WAIT))[i] as string;
+    const got = (await c.replies(i + 1))[i] as string;
     assert.ok(got.startsWith(reply), `reply ${i} ${JSON.stringify(got)} starts with ${JSON.stringify(reply)}`);
     // Idle between requests: the server must not close the connection.
     assert.equal(await closedWithin(c, 100), false, `connection still open after reply ${i}`);
@@ -213,27 +212,27 @@ test('text: the connection stays open and keeps serving after replies and after 
 
 test('text: uid as an array reaches every listed uid; ok if any is online, fail if none', async (t) => {
   const d = await startDaemon(t);
-  const one = await session(t, d, 'uid1', WAIT);
-  const two = await session(t, d, 'uid2', WAIT);
-  const three = await session(t, d, 'uid3', WAIT);
+  const one = await session(t, d, 'uid1');
+  const two = await session(t, d, 'uid2');
+  const three = await session(t, d, 'uid3');
   const c = await textClient(t, d.textPort);
 
   const both = '{"uid":["uid1","uid2","nobody"],"msg":"to two"}';
   c.write(`${both}\n`);
-  assert.deepEqual(await c.replies(1, WAIT), ['ok']);
-  assert.equal(await one.frame(1, WAIT), both);
-  assert.equal(await two.frame(1, WAIT), both);
+  assert.deepEqual(await c.replies(1), ['ok']);
+  assert.equal(await one.frame(1), both);
+  assert.equal(await two.frame(1), both);
 
   c.write('{"uid":["nobody","ghost"],"msg":"to none"}\n');
-  assert.deepEqual(await c.replies(2, WAIT), ['ok', 'fail']);
+  assert.deepEqual(await c.replies(2), ['ok', 'fail']);
 
   // A uid listed twice gets the message once.
   const dup = '{"uid":["uid1","uid1"],"msg":"once"}';
   c.write(`${dup}\n`);
   const last = '{"uid":"uid1","msg":"last"}';
   c.write(`${last}\n`);
-  assert.deepEqual(await c.replies(4, WAIT), ['ok', 'fail', 'ok', 'ok']);
-  assert.equal(await one.frame(3, WAIT), last);
+  assert.deepEqual(await c.replies(4), ['ok', 'fail', 'ok', 'ok']);
+  assert.equal(await one.frame(3), last);
   assert.deepEqual(one.frames, [both, dup, last]);
   assert.deepEqual(two.frames, [both], 'uid2 got only what was addressed to it');
   assert.deepEqual(three.frames, [], 'uid3 was never addressed');
@@ -245,23 +244,23 @@ test('text: "broadcast": true reaches every bound session of every uid', async (
 
   // No one online yet: fail.
   c.write('{"broadcast":true,"msg":"nobody home"}\n');
-  assert.deepEqual(await c.replies(1, WAIT), ['fail']);
+  assert.deepEqual(await c.replies(1), ['fail']);
 
-  const a1 = await session(t, d, 'uidA', WAIT);
-  const a2 = await session(t, d, 'uidA', WAIT);
-  const b = await session(t, d, 'uidB', WAIT);
+  const a1 = await session(t, d, 'uidA');
+  const a2 = await session(t, d, 'uidA');
+  const b = await session(t, d, 'uidB');
   const unbound = await wsClient(t, d.wsUrl);
 
   const line = '{"broadcast":true,"msg":"to all"}';
   c.write(`${line}\n`);
-  assert.deepEqual(await c.replies(2, WAIT), ['fail', 'ok']);
+  assert.deepEqual(await c.replies(2), ['fail', 'ok']);
   for (const [name, page] of [['uidA #1', a1], ['uidA #2', a2], ['uidB', b]] as const) {
-    assert.equal(await page.frame(1, WAIT), line, name);
+    assert.equal(await page.frame(1), line, name);
   }
   // A follow-up to uidB only proves the unbound session would have had the broadcast by now.
   c.write('{"uid":"uidB","msg":"sync"}\n');
-  await c.replies(3, WAIT);
-  await b.frame(2, WAIT);
+  await c.replies(3);
+  await b.frame(2);
   assert.deepEqual(unbound.frames, [], 'a session that never bound a uid gets nothing');
   assert.equal(a1.frames.length, 1);
   assert.equal(a2.frames.length, 1);
@@ -311,11 +310,11 @@ const BAD_INPUTS: { name: string; line: string | Buffer; reply: string; exact: b
 for (const bad of BAD_INPUTS) {
   test(`text: bad input (${bad.name}) gets one error line and the next line is served`, async (t) => {
     const d = await startDaemon(t);
-    const page = await session(t, d, 'uid1', WAIT);
+    const page = await session(t, d, 'uid1');
     const c = await textClient(t, d.textPort);
     // Bad line and a good one in the same write, then another good one on its own.
     c.write(Buffer.concat([Buffer.from(bad.line), Buffer.from(`\n${PROBE}\n`)]));
-    const [reply, next] = (await c.replies(2, WAIT)) as [string, string];
+    const [reply, next] = (await c.replies(2)) as [string, string];
     assert.ok(reply.startsWith('error: '), `reply ${JSON.stringify(reply)} starts with "error: "`);
     if (bad.exact) assert.equal(reply, bad.reply);
     else assert.ok(reply.startsWith(bad.reply), `reply ${JSON.stringify(reply)} starts with ${JSON.stringify(bad.reply)}`);
@@ -323,9 +322,9 @@ for (const bad of BAD_INPUTS) {
     assert.equal(next, 'ok', 'the line after the bad one is served');
 
     c.write(`${PROBE}\n`);
-    assert.deepEqual((await c.replies(3, WAIT)).slice(1), ['ok', 'ok']);
+    assert.deepEqual((await c.replies(3)).slice(1), ['ok', 'ok']);
     assert.equal(c.lines.length, 3, 'exactly one reply per line');
-    await page.frame(2, WAIT);
+    await page.frame(2);
     assert.deepEqual(page.frames, [PROBE, PROBE], 'the bad line delivered nothing');
   });
 }
@@ -334,7 +333,7 @@ test('text: "not JSON" says why the JSON is bad', async (t) => {
   const d = await startDaemon(t);
   const c = await textClient(t, d.textPort);
   c.write('hello\n');
-  const [reply] = (await c.replies(1, WAIT)) as [string];
+  const [reply] = (await c.replies(1)) as [string];
   let why = '';
   try {
     JSON.parse('hello');
@@ -349,13 +348,13 @@ test('text: "not JSON" says why the JSON is bad', async (t) => {
 
 test('text: a 5000-byte line over maxLineBytes gets exactly one error, and the next line is served', async (t) => {
   const d = await startDaemon(t, { text: { maxLineBytes: 1024 } });
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
   const big = lineOfBytes(5000);
 
   // In one write together with the next line.
   c.write(`${big}\n{"uid":"nobody"}\n`);
-  assert.deepEqual(await c.replies(2, WAIT), ['error: line longer than 1024 bytes', 'fail']);
+  assert.deepEqual(await c.replies(2), ['error: line longer than 1024 bytes', 'fail']);
 
   // In several writes (the over-limit part is seen before the newline).
   c.write(big.slice(0, 700));
@@ -365,17 +364,17 @@ test('text: a 5000-byte line over maxLineBytes gets exactly one error, and the n
   c.write(big.slice(1400));
   await sleep(10);
   c.write(`\n${PROBE}\n`);
-  assert.deepEqual(await c.replies(4, WAIT), ['error: line longer than 1024 bytes', 'fail', 'error: line longer than 1024 bytes', 'ok']);
+  assert.deepEqual(await c.replies(4), ['error: line longer than 1024 bytes', 'fail', 'error: line longer than 1024 bytes', 'ok']);
 
   // A partial line under the limit completed by a chunk that takes it over.
   c.write(big.slice(0, 1000));
   await sleep(10);
   c.write(`${big.slice(1000, 1100)}\n${PROBE}\n`);
-  await c.replies(6, WAIT);
+  await c.replies(6);
 
   // A last sentinel proves no extra reply was queued in between.
   c.write('{"uid":"nobody","sentinel":true}\n');
-  assert.deepEqual(await c.replies(7, WAIT), [
+  assert.deepEqual(await c.replies(7), [
     'error: line longer than 1024 bytes',
     'fail',
     'error: line longer than 1024 bytes',
@@ -389,13 +388,13 @@ test('text: a 5000-byte line over maxLineBytes gets exactly one error, and the n
 
 test('text: maxLineBytes is exact, not counting the line ending, in one write or byte by byte', async (t) => {
   const d = await startDaemon(t, { text: { maxLineBytes: 1024 } });
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
   const fits = lineOfBytes(1024);
   const over = lineOfBytes(1025);
 
   c.write(`${fits}\n${fits}\r\n${over}\n${over}\r\n`);
-  assert.deepEqual(await c.replies(4, WAIT), ['ok', 'ok', 'error: line longer than 1024 bytes', 'error: line longer than 1024 bytes']);
+  assert.deepEqual(await c.replies(4), ['ok', 'ok', 'error: line longer than 1024 bytes', 'error: line longer than 1024 bytes']);
 
   // The same four lines, streamed in 7-byte pieces, so they are assembled from partial reads.
   c.socket.setNoDelay(true);
@@ -405,14 +404,14 @@ test('text: maxLineBytes is exact, not counting the line ending, in one write or
     if (i % 700 === 0) await sleep(1);
   }
   c.write('{"uid":"nobody"}\n');
-  assert.deepEqual((await c.replies(9, WAIT)).slice(4), [
+  assert.deepEqual((await c.replies(9)).slice(4), [
     'ok',
     'ok',
     'error: line longer than 1024 bytes',
     'error: line longer than 1024 bytes',
     'fail',
   ]);
-  await page.frame(4, WAIT);
+  await page.frame(4);
   assert.deepEqual(page.frames, [fits, fits, fits, fits]);
 });
 
@@ -428,7 +427,7 @@ test('text: an endless over-limit line gets one error, is not buffered, and the 
   };
 
   const d = await startDaemon(t, { text: { maxLineBytes: 1024 } }, 'warn');
-  await session(t, d, 'uid1', WAIT);
+  await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
 
   const before = retained();
@@ -440,7 +439,7 @@ test('text: an endless over-limit line gets one error, is not buffered, and the 
     await new Promise<void>((resolve, reject) => c.socket.write(chunk, (err) => (err ? reject(err) : resolve())));
     if (sent === 0) {
       // The error comes as soon as the limit is passed, long before any newline.
-      assert.deepEqual(await c.replies(1, WAIT), ['error: line longer than 1024 bytes']);
+      assert.deepEqual(await c.replies(1), ['error: line longer than 1024 bytes']);
     }
     if ((sent / chunk.length) % 16 === 15) peak = Math.max(peak, retained() - before);
     await new Promise((resolve) => setImmediate(resolve));
@@ -454,7 +453,7 @@ test('text: an endless over-limit line gets one error, is not buffered, and the 
 
   // The newline ends the skipped line; the next one is served.
   c.write('"}\n{"uid":"uid1","msg":"after"}\n{"uid":"nobody"}\n');
-  assert.deepEqual(await c.replies(3, WAIT), ['error: line longer than 1024 bytes', 'ok', 'fail']);
+  assert.deepEqual(await c.replies(3), ['error: line longer than 1024 bytes', 'ok', 'fail']);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -462,7 +461,7 @@ test('text: an endless over-limit line gets one error, is not buffered, and the 
 
 test('text: with maxPipelinedLines 4, 100 lines written at once all get their replies, in order', async (t) => {
   const d = await startDaemon(t, { text: { maxPipelinedLines: 4 } });
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
 
   const requests: string[] = [];
@@ -477,21 +476,21 @@ test('text: with maxPipelinedLines 4, 100 lines written at once all get their re
     }
   }
   c.write(`${requests.join('\n')}\n`);
-  assert.deepEqual(await c.replies(100, WAIT), expected);
-  await page.frame(50, WAIT);
+  assert.deepEqual(await c.replies(100), expected);
+  await page.frame(50);
   assert.deepEqual(page.frames, requests.filter((_, i) => i % 2 === 0));
 
   // And again as 100 separate writes, so the connection is paused and resumed between reads.
   c.socket.setNoDelay(true);
   for (const line of requests) c.write(`${line}\n`);
-  assert.deepEqual((await c.replies(200, WAIT)).slice(100), expected);
+  assert.deepEqual((await c.replies(200)).slice(100), expected);
 
   // A larger burst spanning many reads.
   const many = Array.from({ length: 5000 }, (_, i) => JSON.stringify({ uid: i % 2 ? 'nobody' : 'uid1', seq: i, pad: 'p'.repeat(40) }));
   c.write(`${many.join('\n')}\n`);
-  const got = (await c.replies(5200, WAIT * 2)).slice(200);
+  const got = (await c.replies(5200, HANG_MS * 2)).slice(200);
   assert.deepEqual(got, many.map((_, i) => (i % 2 ? 'fail' : 'ok')));
-  await page.frame(50 + 50 + 2500, WAIT);
+  await page.frame(50 + 50 + 2500);
   assert.deepEqual(page.frames.slice(100), many.filter((_, i) => i % 2 === 0));
 });
 
@@ -508,10 +507,10 @@ test('text: a client that does not read its replies for a while still gets them 
   // Meanwhile another connection is served.
   const other = await textClient(t, d.textPort);
   other.write('{"uid":"nobody"}\n');
-  assert.deepEqual(await other.replies(1, WAIT), ['fail']);
+  assert.deepEqual(await other.replies(1), ['fail']);
 
   c.socket.resume();
-  const got = await c.replies(n + 1, WAIT * 2);
+  const got = await c.replies(n + 1, HANG_MS * 2);
   assert.equal(got.length, n + 1);
   const missing = 'error: missing "uid" (or "broadcast": true)';
   assert.ok(got.slice(0, n).every((l) => l === missing), 'every {} line gets its error, in order');
@@ -523,51 +522,51 @@ test('text: a client that does not read its replies for a while still gets them 
 
 test('text: a client that half-closes right after writing still gets every reply, then the server closes', async (t) => {
   const d = await startDaemon(t);
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
   c.write('{"uid":"uid1","msg":"one"}\n{"uid":"nobody"}\nhello\n{"uid":"uid1","msg":"two"}\n');
   c.socket.end();
 
-  assert.equal(await closedWithin(c, WAIT), true, 'the server closes its side');
+  assert.equal(await closedWithin(c, HANG_MS), true, 'the server closes its side');
   assert.equal(c.lines.length, 4);
   assert.deepEqual(c.lines.slice(0, 2), ['ok', 'fail']);
   assert.ok(c.lines[2]?.startsWith('error: not JSON'), String(c.lines[2]));
   assert.equal(c.lines[3], 'ok');
-  await page.frame(2, WAIT);
+  await page.frame(2);
   assert.deepEqual(page.frames, ['{"uid":"uid1","msg":"one"}', '{"uid":"uid1","msg":"two"}']);
 });
 
 test('text: a half-close while lines are held back by maxPipelinedLines still gets every reply', async (t) => {
   const d = await startDaemon(t, { text: { maxPipelinedLines: 2 } });
-  await session(t, d, 'uid1', WAIT);
+  await session(t, d, 'uid1');
   const c = await textClient(t, d.textPort);
   const lines = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ uid: i % 3 ? 'nobody' : 'uid1', seq: i, pad: 'q'.repeat(30) }));
   c.socket.end(`${lines.join('\n')}\n`);
-  assert.equal(await closedWithin(c, WAIT * 2), true, 'the server closes its side');
+  assert.equal(await closedWithin(c, HANG_MS * 2), true, 'the server closes its side');
   assert.deepEqual(c.lines, lines.map((_, i) => (i % 3 ? 'fail' : 'ok')));
 });
 
 test('text: the daemon keeps serving other connections while one client misbehaves', async (t) => {
   const d = await startDaemon(t, { text: { maxLineBytes: 1024 } });
-  const page = await session(t, d, 'uid1', WAIT);
+  const page = await session(t, d, 'uid1');
 
   const bad = await textClient(t, d.textPort);
   bad.write(Buffer.from([0xff, 0xfe, 0x0a]));
   bad.write('hello\n[1]\n\n');
   bad.write('x'.repeat(4000)); // an over-limit line that never ends
-  await bad.replies(5, WAIT);
+  await bad.replies(5);
 
   const good = await textClient(t, d.textPort);
   good.write('{"uid":"uid1","msg":"from good"}\n');
-  assert.deepEqual(await good.replies(1, WAIT), ['ok']);
-  assert.equal(await page.frame(1, WAIT), '{"uid":"uid1","msg":"from good"}');
+  assert.deepEqual(await good.replies(1), ['ok']);
+  assert.equal(await page.frame(1), '{"uid":"uid1","msg":"from good"}');
 
   // A client that opens a line and goes silent does not hold anyone up either.
   const silent = await textClient(t, d.textPort);
   silent.write('{"uid":"uid1","msg":"never fin');
   const third = await textClient(t, d.textPort);
   third.write('{"uid":"nobody"}\n');
-  assert.deepEqual(await third.replies(1, WAIT), ['fail']);
+  assert.deepEqual(await third.replies(1), ['fail']);
 
   assert.deepEqual(bad.lines.slice(0, 4), [NOT_UTF8, bad.lines[1], NOT_OBJECT, EMPTY_LINE]);
   assert.ok(bad.lines[1]?.startsWith('error: not JSON'));
@@ -615,7 +614,7 @@ test('text: on stop, lines already read are answered before the connection is cl
 
   const c = await textClient(t, d.textPort);
   c.write('{"uid":"slowpoke","n":1}\n{"uid":"slowpoke","n":2}\n{"uid":"nobody"}\nhello\n{"uid":"slowpoke","n":3}\n');
-  await until(() => g.pending.length === 3, 'three deliveries in flight', WAIT);
+  await until(() => g.pending.length === 3, 'three deliveries in flight');
 
   const stopping = d.stop();
   let stopped = false;
@@ -630,7 +629,7 @@ test('text: on stop, lines already read are answered before the connection is cl
   await sleep(50);
 
   g.open();
-  assert.equal(await closedWithin(c, WAIT), true, 'the server closes the connection');
+  assert.equal(await closedWithin(c, HANG_MS), true, 'the server closes the connection');
   assert.equal(c.lines.length, 5, `replies: ${JSON.stringify(c.lines)}`);
   assert.deepEqual(c.lines.slice(0, 3), ['ok', 'ok', 'fail']);
   assert.ok(c.lines[3]?.startsWith('error: not JSON'));

@@ -4,14 +4,12 @@ import { request } from 'node:http';
 import { test, type TestContext } from 'node:test';
 import { type ClientOptions, WebSocket } from 'ws';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
-import { type WsClient, bound, textClient, within, wsClient } from '../helpers/clients.js';
+import { HANG_MS, type WsClient, bound, textClient, within, wsClient } from '../helpers/clients.js';
 import { refusals } from '../helpers/metrics.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/** Generous: a noisy 2-core machine. */
-const WAIT_MS = 4000;
 
 function index(d: TestDaemon) {
   return d.registry.index('websocket');
@@ -24,7 +22,7 @@ async function connections(d: TestDaemon): Promise<number> {
 }
 
 async function connectionsBecome(d: TestDaemon, n: number): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
+  const deadline = Date.now() + HANG_MS;
   let now = await connections(d);
   while (now !== n) {
     if (Date.now() > deadline) assert.fail(`expected ${n} websocket connections, /healthz says ${now}`);
@@ -58,7 +56,7 @@ function attempt(t: TestContext, url: string, opts: ClientOptions = {}): Promise
       });
     });
   });
-  return within(settled, WAIT_MS, `the upgrade of ${url}`);
+  return within(settled, HANG_MS, `the upgrade of ${url}`);
 }
 
 async function accepted(t: TestContext, url: string, opts: ClientOptions = {}, what = 'upgrade'): Promise<WebSocket> {
@@ -80,7 +78,7 @@ async function assertServes(t: TestContext, d: TestDaemon, uid: string): Promise
   const r = await send(d, { uid, msg: `hello ${uid}` });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.delivered, true, JSON.stringify(r.body));
-  assert.equal(await c.frame(1, WAIT_MS), `hello ${uid}`);
+  assert.equal(await c.frame(1), `hello ${uid}`);
   return c;
 }
 
@@ -115,7 +113,7 @@ test('limits.connections: the 4th upgrade of 3 gets HTTP 503 naming limits.conne
   const message = once(again, 'message');
   const p = await send(d, { uid: 'after-close', msg: 'made it' });
   assert.equal(p.body.delivered, true);
-  const [frame] = await within(message, WAIT_MS, 'the push');
+  const [frame] = await within(message, HANG_MS, 'the push');
   assert.equal(String(frame), 'made it');
   assert.equal(await refusals(d, 'connections'), 2, 'accepted ones are not counted');
 });
@@ -205,11 +203,11 @@ test('limits.sessionsPerUid: the 3rd session binding a uid is closed with 4429, 
   const sidsBefore = index(d).targets('a').sort();
 
   const byFrame = await wsClient(t, d.wsUrl, { bind: 'a' });
-  assert.deepEqual(await within(byFrame.closed, WAIT_MS, 'the 3rd close'), [4429, 'too many sessions for this uid (limits.sessionsPerUid: 2)']);
+  assert.deepEqual(await within(byFrame.closed, HANG_MS, 'the 3rd close'), [4429, 'too many sessions for this uid (limits.sessionsPerUid: 2)']);
   const byUrl = await wsClient(t, `${d.wsUrl}?uid=a`);
-  assert.equal((await within(byUrl.closed, WAIT_MS, 'the 4th close'))[0], 4429);
+  assert.equal((await within(byUrl.closed, HANG_MS, 'the 4th close'))[0], 4429);
   const byResume = await wsClient(t, d.wsUrl, { bind: JSON.stringify({ type: 'bind', uid: 'a' }) });
-  assert.equal((await within(byResume.closed, WAIT_MS, 'the 5th close'))[0], 4429);
+  assert.equal((await within(byResume.closed, HANG_MS, 'the 5th close'))[0], 4429);
   assert.deepEqual(index(d).targets('a').sort(), sidsBefore, 'still the first two');
   assert.equal(await refusals(d, 'sessionsPerUid'), 3);
 
@@ -219,7 +217,7 @@ test('limits.sessionsPerUid: the 3rd session binding a uid is closed with 4429, 
 
   const r = await send(d, { uid: ['a', 'b'], msg: 'to a and b' });
   assert.equal(r.body.sent, 3, JSON.stringify(r.body));
-  for (const c of [s1, s2, other]) assert.equal(await c.frame(1, WAIT_MS), 'to a and b');
+  for (const c of [s1, s2, other]) assert.equal(await c.frame(1), 'to a and b');
   for (const c of [byFrame, byUrl, byResume]) assert.deepEqual(c.frames, [], 'refused sessions get nothing');
 
   // After one of the first two closes, a new session of the uid binds.
@@ -229,8 +227,8 @@ test('limits.sessionsPerUid: the 3rd session binding a uid is closed with 4429, 
   await bound(d, 'a', 2);
   const r2 = await send(d, { uid: 'a', msg: 'second' });
   assert.equal(r2.body.sent, 2);
-  assert.equal(await s3.frame(1, WAIT_MS), 'second');
-  assert.equal(await s2.frame(2, WAIT_MS), 'second');
+  assert.equal(await s3.frame(1), 'second');
+  assert.equal(await s2.frame(2), 'second');
   assert.equal(s3.ws.readyState, WebSocket.OPEN);
   assert.equal(await refusals(d, 'sessionsPerUid'), 3);
 });
@@ -256,7 +254,7 @@ test('limits.uidsPerMessage: 4 uids of 3 are refused (HTTP 400, Text error line)
 
   const tc = await textClient(t, d.textPort);
   tc.write('{"uid":["u1","u2","u3","u4"],"msg":"too many"}\n');
-  const [reply] = await tc.replies(1, WAIT_MS);
+  const [reply] = await tc.replies(1);
   assert.match(reply ?? '', /^error: too many uids/);
   assert.match(reply ?? '', /uidsPerMessage/);
   assert.equal(await refusals(d, 'uidsPerMessage'), 2);
@@ -271,9 +269,9 @@ test('limits.uidsPerMessage: 4 uids of 3 are refused (HTTP 400, Text error line)
   assert.equal(ok.status, 200);
   assert.equal(ok.body.sent, 3);
   tc.write('{"uid":["u2","u3","u4"],"msg":"three by text"}\n');
-  assert.deepEqual(await tc.replies(2, WAIT_MS), [reply, 'ok']);
-  for (const uid of ['u1', 'u2', 'u3']) assert.equal(await clients.get(uid)?.frame(1, WAIT_MS), 'three', uid);
-  assert.equal(await clients.get('u4')?.frame(1, WAIT_MS), '{"uid":["u2","u3","u4"],"msg":"three by text"}');
+  assert.deepEqual(await tc.replies(2), [reply, 'ok']);
+  for (const uid of ['u1', 'u2', 'u3']) assert.equal(await clients.get(uid)?.frame(1), 'three', uid);
+  assert.equal(await clients.get('u4')?.frame(1), '{"uid":["u2","u3","u4"],"msg":"three by text"}');
   assert.equal(await refusals(d, 'uidsPerMessage'), 3);
   // A broadcast is not a list of uids.
   const b = await send(d, { broadcast: true, msg: 'everyone' });
@@ -292,12 +290,12 @@ test('ws.maxPayloadBytes: a frame over the limit closes its session with 1009 an
   const boundBig = await wsClient(t, d.wsUrl, { bind: 'big' });
   await bound(d, 'big');
   boundBig.ws.send('x'.repeat(200));
-  assert.equal((await within(boundBig.closed, WAIT_MS, 'the 1009 close'))[0], 1009);
+  assert.equal((await within(boundBig.closed, HANG_MS, 'the 1009 close'))[0], 1009);
   assert.equal(await refusals(d, 'frameSize'), 1);
 
   // An oversized first frame (the bind) as well.
   const unbound = await wsClient(t, d.wsUrl, { bind: 'y'.repeat(65) });
-  assert.equal((await within(unbound.closed, WAIT_MS, 'the 1009 close'))[0], 1009);
+  assert.equal((await within(unbound.closed, HANG_MS, 'the 1009 close'))[0], 1009);
   assert.equal(index(d).has('y'.repeat(65)), false);
   assert.equal(await refusals(d, 'frameSize'), 2);
 
@@ -309,7 +307,7 @@ test('ws.maxPayloadBytes: a frame over the limit closes its session with 1009 an
 
   const r = await send(d, { uid: 'bystander', msg: 'still here' });
   assert.equal(r.body.sent, 1);
-  assert.equal(await bystander.frame(1, WAIT_MS), 'still here');
+  assert.equal(await bystander.frame(1), 'still here');
   await assertServes(t, d, 'after-frames');
 });
 
@@ -320,21 +318,21 @@ test('text.maxLineBytes: a line over 1024 bytes gets an error line and counts li
   const tc = await textClient(t, d.textPort);
   const long = `{"uid":"uid1","msg":"${'x'.repeat(2000)}"}`;
   tc.write(`${long}\n`);
-  assert.deepEqual(await tc.replies(1, WAIT_MS), ['error: line longer than 1024 bytes']);
+  assert.deepEqual(await tc.replies(1), ['error: line longer than 1024 bytes']);
   assert.equal(await refusals(d, 'lineSize'), 1);
 
   // Split across writes: still one refusal for one line.
   tc.write(long.slice(0, 1500));
   await new Promise((r) => setTimeout(r, 50));
   tc.write(`${long.slice(1500)}\n`);
-  assert.deepEqual(await tc.replies(2, WAIT_MS), ['error: line longer than 1024 bytes', 'error: line longer than 1024 bytes']);
+  assert.deepEqual(await tc.replies(2), ['error: line longer than 1024 bytes', 'error: line longer than 1024 bytes']);
   assert.equal(await refusals(d, 'lineSize'), 2);
 
   // The same connection is served, and nothing of the long lines arrived.
   const short = '{"uid":"uid1","msg":"short"}';
   tc.write(`${short}\n`);
-  assert.deepEqual((await tc.replies(3, WAIT_MS))[2], 'ok');
-  assert.equal(await c.frame(1, WAIT_MS), short);
+  assert.deepEqual((await tc.replies(3))[2], 'ok');
+  assert.equal(await c.frame(1), short);
   assert.deepEqual(c.frames, [short]);
   assert.equal(await refusals(d, 'lineSize'), 2);
   await assertServes(t, d, 'after-lines');
@@ -367,14 +365,14 @@ test('http.maxBodyBytes: a body over 1024 bytes is 413 and counts bodySize, with
   const d = await startDaemon(t, { http: { maxBodyBytes: 1024 } });
   const c = await wsClient(t, d.wsUrl, { bind: 'uid1' });
   await bound(d, 'uid1');
-  assert.equal(await within(postBytes(d, 2000, false), WAIT_MS, 'the 413'), 413);
+  assert.equal(await within(postBytes(d, 2000, false), HANG_MS, 'the 413'), 413);
   assert.equal(await refusals(d, 'bodySize'), 1);
-  assert.equal(await within(postBytes(d, 2000, true), WAIT_MS, 'the chunked 413'), 413);
+  assert.equal(await within(postBytes(d, 2000, true), HANG_MS, 'the chunked 413'), 413);
   assert.equal(await refusals(d, 'bodySize'), 2);
   // Under the limit: served, not counted.
-  assert.equal(await within(postBytes(d, 900, false), WAIT_MS, 'a 200'), 200);
+  assert.equal(await within(postBytes(d, 900, false), HANG_MS, 'a 200'), 200);
   assert.equal(await refusals(d, 'bodySize'), 2);
-  assert.equal((await c.frame(1, WAIT_MS)).length, 900 - 24);
+  assert.equal((await c.frame(1)).length, 900 - 24);
   assert.equal(c.frames.length, 1, 'the refused bodies delivered nothing');
   await assertServes(t, d, 'after-bodies');
 });
@@ -387,7 +385,7 @@ test('limits: every refusal counter starts at 0 and counts only its own limit', 
   await wsClient(t, d.wsUrl, { bind: 'solo' });
   await bound(d, 'solo');
   const second = await wsClient(t, d.wsUrl, { bind: 'solo' });
-  assert.equal((await within(second.closed, WAIT_MS, '4429'))[0], 4429);
+  assert.equal((await within(second.closed, HANG_MS, '4429'))[0], 4429);
   const text = await d.metrics.text();
   const series = text.split('\n').filter((l) => l.startsWith('notify_limit_refusals_total{'));
   assert.deepEqual(series, ['notify_limit_refusals_total{limit="sessionsPerUid"} 1']);

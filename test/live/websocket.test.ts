@@ -6,14 +6,13 @@ import { test, type TestContext } from 'node:test';
 import { WebSocket, type ClientOptions } from 'ws';
 import type { DeliveryReport, ReportEntry } from '../../src/types.js';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
-import { type WsClient, bound, roundTrip, textClient, until, within, wsClient } from '../helpers/clients.js';
+import { HANG_MS, type WsClient, bound, roundTrip, textClient, until, within, wsClient } from '../helpers/clients.js';
 import { wsFrame } from '../helpers/ws-frame.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers local to this file
 // ---------------------------------------------------------------------------------------------
 
-const WAIT_MS = 4000;
 
 function index(d: TestDaemon) {
   return d.registry.index('websocket');
@@ -33,7 +32,7 @@ async function openWs(t: TestContext, url: string, opts: ClientOptions = {}): Pr
   ws.on('error', () => {});
   const closed = new Promise<[number, string]>((resolve) => ws.on('close', (code, reason) => resolve([code, reason.toString()])));
   t.after(() => ws.terminate());
-  await within(once(ws, 'open'), WAIT_MS, 'ws open');
+  await within(once(ws, 'open'), HANG_MS, 'ws open');
   return { ws, frames, pings, closed };
 }
 
@@ -57,12 +56,12 @@ async function assertStillServing(t: TestContext, d: TestDaemon, bystander: WsCl
   const n = bystander.frames.length + 1;
   const r = await push(d, 'bystander', `still serving after ${tag}`);
   assert.equal(r.sent, 1, `bystander push after ${tag}: ${JSON.stringify(r)}`);
-  assert.equal(await bystander.frame(n, WAIT_MS), `still serving after ${tag}`);
+  assert.equal(await bystander.frame(n), `still serving after ${tag}`);
   assert.equal(bystander.ws.readyState, WebSocket.OPEN);
   const fresh = await boundClient(t, d, `fresh-${tag}`);
   const r2 = await push(d, `fresh-${tag}`, 'hello fresh');
   assert.equal(r2.sent, 1);
-  assert.equal(await fresh.frame(1, WAIT_MS), 'hello fresh');
+  assert.equal(await fresh.frame(1), 'hello fresh');
 }
 
 // --- raw WebSocket over net, for frames the ws client will not send ----------------------------
@@ -89,7 +88,7 @@ async function rawWs(t: TestContext, d: TestDaemon, path = '/'): Promise<RawWs> 
   t.after(() => socket.destroy());
   socket.on('error', () => {});
   const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-  await within(once(socket, 'connect'), WAIT_MS, 'tcp connect');
+  await within(once(socket, 'connect'), HANG_MS, 'tcp connect');
   const key = randomBytes(16).toString('base64');
   socket.write(
     `GET ${path} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
@@ -110,7 +109,7 @@ async function rawWs(t: TestContext, d: TestDaemon, path = '/'): Promise<RawWs> 
       resolveHeader(head);
     }
   });
-  const head = await within(header, WAIT_MS, 'upgrade response');
+  const head = await within(header, HANG_MS, 'upgrade response');
   assert.match(head, /^HTTP\/1\.1 101 /);
   const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
   assert.match(head, new RegExp(`sec-websocket-accept: ${accept.replace(/[+/]/g, '\\$&')}`, 'i'));
@@ -118,7 +117,7 @@ async function rawWs(t: TestContext, d: TestDaemon, path = '/'): Promise<RawWs> 
     socket,
     ended,
     data: () => buf,
-    async closeFrame(timeoutMs = WAIT_MS) {
+    async closeFrame(timeoutMs = HANG_MS) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const found = findCloseFrame(buf);
@@ -244,7 +243,7 @@ test('websocket: closing an old session never unregisters a newer one of the sam
   assert.ok(sidB);
 
   a.ws.close(1000, 'bye');
-  assert.equal((await within(a.closed, WAIT_MS, 'A closed'))[0], 1000);
+  assert.equal((await within(a.closed, HANG_MS, 'A closed'))[0], 1000);
   await bound(d, 'uid1', 1);
   assert.deepEqual(sids(d, 'uid1'), [sidB]);
 
@@ -261,7 +260,7 @@ test('websocket: closing an old session never unregisters a newer one of the sam
   assert.equal(await b.frame(2), '{"uid":"uid1","step":1}');
 
   b.ws.close();
-  await within(b.closed, WAIT_MS, 'B closed');
+  await within(b.closed, HANG_MS, 'B closed');
   await bound(d, 'uid1', 0);
   assert.equal(index(d).has('uid1'), false);
   assert.equal(d.registry.uids().has('uid1'), false);
@@ -318,7 +317,7 @@ test('websocket: pushed frames carry the frame text unchanged', async (t) => {
   for (const [i, f] of frames.entries()) {
     const r = await push(d, 'uid1', f);
     assert.equal(r.sent, 1);
-    const got = await c.frame(i + 1, WAIT_MS);
+    const got = await c.frame(i + 1);
     assert.equal(got.length, f.length, `frame #${i + 1} length`);
     assert.ok(got === f, `frame #${i + 1} differs`);
   }
@@ -354,13 +353,13 @@ test('websocket: invalid UTF-8 in a text frame closes that session with 1007; th
   // As the first (bind) frame. The ws client does not validate what it sends.
   const a = await wsClient(t, d.wsUrl);
   a.ws.send(Buffer.from([0x75, 0xff, 0xfe]), { binary: false });
-  assert.equal((await within(a.closed, WAIT_MS, '1007 close'))[0], 1007);
+  assert.equal((await within(a.closed, HANG_MS, '1007 close'))[0], 1007);
   assert.equal(index(d).has('u\ufffd\ufffd'), false);
 
   // After the bind: the session ends and is unregistered.
   const b = await boundClient(t, d, 'victim');
   b.ws.send(Buffer.from([0xc3, 0x28]), { binary: false });
-  assert.equal((await within(b.closed, WAIT_MS, '1007 close'))[0], 1007);
+  assert.equal((await within(b.closed, HANG_MS, '1007 close'))[0], 1007);
   await bound(d, 'victim', 0);
 
   // Over a raw socket too (a truncated multibyte sequence).
@@ -377,7 +376,7 @@ test('websocket: a frame over ws.maxPayloadBytes closes that session with 1009; 
 
   const big = await wsClient(t, d.wsUrl);
   big.ws.send('u'.repeat(65));
-  assert.equal((await within(big.closed, WAIT_MS, '1009 close'))[0], 1009);
+  assert.equal((await within(big.closed, HANG_MS, '1009 close'))[0], 1009);
   assert.equal(index(d).has('u'.repeat(65)), false);
 
   // Exactly at the limit is fine.
@@ -387,7 +386,7 @@ test('websocket: a frame over ws.maxPayloadBytes closes that session with 1009; 
   // A bound session that sends too much later is closed and unregistered.
   const victim = await boundClient(t, d, 'victim');
   victim.ws.send('x'.repeat(1000));
-  assert.equal((await within(victim.closed, WAIT_MS, '1009 close'))[0], 1009);
+  assert.equal((await within(victim.closed, HANG_MS, '1009 close'))[0], 1009);
   await bound(d, 'victim', 0);
 
   assert.equal((await push(d, 'e'.repeat(64), 'edge')).sent, 1);
@@ -400,7 +399,7 @@ test('websocket: a binary first frame closes that session with 1003 and binds no
   const bystander = await boundClient(t, d, 'bystander');
   const c = await wsClient(t, d.wsUrl);
   c.ws.send(Buffer.from('uid1'), { binary: true });
-  const [code] = await within(c.closed, WAIT_MS, '1003 close');
+  const [code] = await within(c.closed, HANG_MS, '1003 close');
   assert.equal(code, 1003);
   assert.equal(index(d).has('uid1'), false);
   assert.equal((await push(d, 'uid1', 'x')).delivered, false);
@@ -412,10 +411,10 @@ test('websocket: an empty uid closes that session with 1008 (frame or URL)', asy
   const bystander = await boundClient(t, d, 'bystander');
   const a = await wsClient(t, d.wsUrl);
   a.ws.send('');
-  assert.deepEqual(await within(a.closed, WAIT_MS, '1008 close'), [1008, 'empty uid']);
+  assert.deepEqual(await within(a.closed, HANG_MS, '1008 close'), [1008, 'empty uid']);
 
   const b = await wsClient(t, `${d.wsUrl}?uid=`);
-  assert.equal((await within(b.closed, WAIT_MS, '1008 close'))[0], 1008);
+  assert.equal((await within(b.closed, HANG_MS, '1008 close'))[0], 1008);
 
   assert.equal(index(d).has(''), false);
   assert.deepEqual([...index(d).uids()], ['bystander']);
@@ -428,17 +427,17 @@ test('websocket: a uid over 256 UTF-8 bytes closes that session with 1008; 256 b
 
   const long = await wsClient(t, d.wsUrl);
   long.ws.send('a'.repeat(257));
-  const [code, reason] = await within(long.closed, WAIT_MS, '1008 close');
+  const [code, reason] = await within(long.closed, HANG_MS, '1008 close');
   assert.equal(code, 1008);
   assert.match(reason, /256/);
 
   // 86 three-byte characters: 86 UTF-16 units but 258 bytes.
   const euro = await wsClient(t, d.wsUrl);
   euro.ws.send('€'.repeat(86));
-  assert.equal((await within(euro.closed, WAIT_MS, '1008 close'))[0], 1008);
+  assert.equal((await within(euro.closed, HANG_MS, '1008 close'))[0], 1008);
 
   const viaUrl = await wsClient(t, `${d.wsUrl}?uid=${'b'.repeat(257)}`);
-  assert.equal((await within(viaUrl.closed, WAIT_MS, '1008 close'))[0], 1008);
+  assert.equal((await within(viaUrl.closed, HANG_MS, '1008 close'))[0], 1008);
 
   assert.equal(index(d).uidCount, 1, 'only the bystander is bound');
 
@@ -465,7 +464,7 @@ test('websocket: an unmasked client frame (or a reserved bit) over a raw socket 
   const a = await rawWs(t, d);
   a.socket.write(wsFrame(0x1, Buffer.from('uid1'), { mask: false }));
   assert.equal((await a.closeFrame())[0], 1002);
-  await within(a.ended, WAIT_MS, 'server to end the connection');
+  await within(a.ended, HANG_MS, 'server to end the connection');
   assert.equal(index(d).has('uid1'), false);
 
   // Unmasked frame from a bound session: that session is closed and unregistered.
@@ -522,7 +521,7 @@ test('websocket: a slow consumer is failed, terminated and unregistered; the hea
     if (mine.status === 'failed') failure = mine;
     else assert.equal(mine.status, 'sent');
     // Let the healthy client read everything, so only the slow one falls behind.
-    const got = await healthy.frame(pushes, WAIT_MS);
+    const got = await healthy.frame(pushes);
     assert.ok(got.startsWith(`${pushes}:`) && got.length === big.length + `${pushes}:`.length, `healthy frame #${pushes}`);
   }
   assert.ok(failure, `the slow session was never failed in ${MAX_PUSHES} pushes of 60 KB`);
@@ -534,18 +533,18 @@ test('websocket: a slow consumer is failed, terminated and unregistered; the hea
   assert.ok(unsent <= maxBufferedBytes + frameBytes, `backlog ${unsent} bytes > ${maxBufferedBytes} + one frame`);
 
   // Terminated and unregistered; the healthy session stays.
-  await until(() => sids(d, 'uid1').length === 1 && sids(d, 'uid1')[0] === healthySid, 'the slow session to be unregistered', WAIT_MS);
+  await until(() => sids(d, 'uid1').length === 1 && sids(d, 'uid1')[0] === healthySid, 'the slow session to be unregistered');
   assert.equal(index(d).uidOf(slowSid), undefined);
   // The server really dropped the TCP connection: once the client reads again, it sees the end.
   slow.socket.resume();
-  await within(slow.ended, 10_000, 'the slow connection to be closed by the server');
+  await within(slow.ended, HANG_MS, 'the slow connection to be closed by the server');
 
   // From now on every push goes to the healthy session alone.
   for (let i = 1; i <= 5; i++) {
     const n = pushes + i;
     const r = await push(d, 'uid1', `after ${i}`);
     assert.deepEqual(r.results, [{ uid: 'uid1', transport: 'websocket', target: healthySid, status: 'sent' }]);
-    assert.equal(await healthy.frame(n, WAIT_MS), `after ${i}`);
+    assert.equal(await healthy.frame(n), `after ${i}`);
   }
   assert.equal(healthy.frames.length, pushes + 5, 'the healthy session got every push, no more, no less');
   assert.equal(healthy.ws.readyState, WebSocket.OPEN);
@@ -560,24 +559,20 @@ test('websocket: a client that does not answer pings is terminated and unregiste
   const intervalMs = 50;
   const d = await startDaemon(t, { ws: { heartbeatIntervalMs: intervalMs } });
   const normal = await boundClient(t, d, 'normal');
-  const started = Date.now();
   const mute = await openWs(t, d.wsUrl, { autoPong: false });
   mute.ws.send('mute');
   // It may be gone before we look, so only wait for "bound or already closed".
-  const [code] = await within(mute.closed, 2000, 'the mute client to be terminated');
-  const elapsed = Date.now() - started;
+  const [code] = await within(mute.closed, HANG_MS, 'the mute client to be terminated');
   assert.equal(code, 1006, 'terminated without a close handshake');
-  t.diagnostic(`mute client terminated after ${elapsed} ms, ${mute.pings.length} ping(s)`);
   assert.ok(mute.pings.length >= 1, 'the server pinged it');
-  assert.ok(elapsed < 40 * intervalMs, `terminated after ${elapsed} ms`);
   await bound(d, 'mute', 0);
   assert.equal((await push(d, 'mute', 'x')).delivered, false);
 
-  // The normal client answers pings and survives many intervals.
+  // The normal client answers pings and survives more intervals than the mute one did: three
+  // pings after the mute one was already gone.
   const pings: number[] = [];
   normal.ws.on('ping', () => pings.push(Date.now()));
-  await new Promise((r) => setTimeout(r, Math.max(0, 500 - (Date.now() - started))));
-  await until(() => pings.length >= 3, 'the normal client to be pinged', WAIT_MS);
+  await until(() => pings.length >= 3, 'the normal client to be pinged three times');
   assert.equal(normal.ws.readyState, WebSocket.OPEN);
   assert.equal(index(d).targets('normal').length, 1);
   const r = await push(d, 'normal', 'still here');
@@ -598,15 +593,13 @@ test('websocket: stop() closes every session with 1001, then dispatch rejects wi
   const viaUrl = await wsClient(t, `${d.wsUrl}x?uid=uid3`);
   await bound(d, 'uid3');
 
-  const t0 = Date.now();
   await d.stop();
-  const took = Date.now() - t0;
+  // 1001 with a reason: closed by the close handshake (the terminate timer would give 1006).
   for (const [name, x] of Object.entries({ a, b, c, unbound, viaUrl })) {
-    const [code, reason] = await within(x.closed, WAIT_MS, `${name} to close`);
+    const [code, reason] = await within(x.closed, HANG_MS, `${name} to close`);
     assert.equal(code, 1001, `${name} close code`);
     assert.equal(reason, 'server shutting down');
   }
-  assert.ok(took < 2000, `stop took ${took} ms: sessions were closed by handshake, not by the terminate timer`);
   assert.equal(index(d).targetCount, 0);
   assert.equal(index(d).uidCount, 0);
 
@@ -617,15 +610,16 @@ test('websocket: stop() closes every session with 1001, then dispatch rejects wi
   // The port no longer accepts connections.
   const late = new WebSocket(d.wsUrl);
   t.after(() => late.terminate());
-  const [err] = (await within(once(late, 'error'), WAIT_MS, 'connect error')) as [NodeJS.ErrnoException];
+  const [err] = (await within(once(late, 'error'), HANG_MS, 'connect error')) as [NodeJS.ErrnoException];
   assert.equal(err.code, 'ECONNREFUSED');
 });
 
 test('websocket: stop() is not held up by connections to the ws port that never finished an HTTP request', async (t) => {
   // A browser's speculative preconnect, or a client that stalls mid-request: a TCP connection to
   // the ws port with no (complete) request. Stopping must not wait for it beyond the transport's
-  // close timeout (2000 ms); the daemon's own deadline here is shutdown.timeoutMs + 1000 = 5000 ms.
-  const d = await startDaemon(t, { shutdown: { timeoutMs: 4000 } });
+  // close timeout (2000 ms). The daemon's own deadline, shutdown.timeoutMs, is far past the hang
+  // guard here: a stop that waited for those connections would not come back.
+  const d = await startDaemon(t, { shutdown: { timeoutMs: 3_600_000 } });
   const { host, port } = hostPort(d.addresses().ws);
   const sockets: { socket: Socket; ended: Promise<void> }[] = [];
   for (const first of ['', 'GET / HTTP/1.1\r\nHost: x\r\n']) {
@@ -633,19 +627,16 @@ test('websocket: stop() is not held up by connections to the ws port that never 
     t.after(() => socket.destroy());
     socket.on('error', () => {});
     const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-    await within(once(socket, 'connect'), WAIT_MS, 'tcp connect');
+    await within(once(socket, 'connect'), HANG_MS, 'tcp connect');
     if (first) socket.write(first);
     sockets.push({ socket, ended });
   }
   const session = await boundClient(t, d, 'uid1');
   await new Promise((r) => setTimeout(r, 50)); // let the server see the bytes
 
-  const t0 = Date.now();
-  await d.stop();
-  const took = Date.now() - t0;
-  assert.equal((await within(session.closed, WAIT_MS, 'the session to close'))[0], 1001);
-  assert.ok(took < 3000, `d.stop() took ${took} ms with two idle HTTP connections open on the ws port`);
-  for (const s of sockets) await within(s.ended, 1000, 'the server to close the idle connection');
+  await within(d.stop(), HANG_MS, 'd.stop() with two idle HTTP connections open on the ws port');
+  assert.equal((await within(session.closed, HANG_MS, 'the session to close'))[0], 1001);
+  for (const s of sockets) await within(s.ended, HANG_MS, 'the server to close the idle connection');
 });
 
 test('websocket: GET / serves the demo page, other paths 404, and the same port still upgrades', async (t) => {
@@ -700,7 +691,7 @@ test('websocket: broadcast reaches every bound session of every uid, and no unbo
   const idle = await wsClient(t, d.wsUrl); // connected, never bound
   const rejected = await wsClient(t, d.wsUrl);
   rejected.ws.send(''); // closed with 1008, never bound
-  await within(rejected.closed, WAIT_MS, 'the empty-uid client to close');
+  await within(rejected.closed, HANG_MS, 'the empty-uid client to close');
 
   const r = await d.dispatcher.dispatch({ broadcast: true }, { id: 'all', frame: 'to everyone', json: false });
   assert.equal(r.delivered, true);

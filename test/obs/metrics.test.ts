@@ -4,7 +4,7 @@ import { test, type TestContext } from 'node:test';
 import { createLogger } from '../../src/obs/log.js';
 import type { DeliveryReport } from '../../src/types.js';
 import { cli } from '../helpers/cli.js';
-import { type WsClient, session, textClient, until, wsClient } from '../helpers/clients.js';
+import { HANG_MS, type WsClient, session, textClient, until, wsClient } from '../helpers/clients.js';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
 import { startFakeHttp } from '../helpers/fake-http.js';
 import { sample } from '../helpers/metrics.js';
@@ -52,9 +52,9 @@ test('metrics: sessions and uids online follow bound WS sessions; messages in by
   assert.equal(sample(empty, 'notify_store_messages'), 0);
   assert.equal(sample(empty, 'notify_delivery_seconds_count'), 0);
 
-  const a1 = await session(t, d, 'alice', 5000);
-  const a2 = await session(t, d, 'alice', 5000);
-  const b1 = await session(t, d, 'bob', 5000);
+  const a1 = await session(t, d, 'alice');
+  const a2 = await session(t, d, 'alice');
+  const b1 = await session(t, d, 'bob');
   // An unbound connection is not a session.
   await wsClient(t, d.wsUrl);
 
@@ -65,15 +65,15 @@ test('metrics: sessions and uids online follow bound WS sessions; messages in by
   // Two publishes over Text (to alice: 2 sessions each), two over HTTP (bob: 1; alice+bob: 3).
   const text = await textClient(t, d.textPort);
   text.write('{"uid":"alice","msg":"t1"}\n{"uid":"alice","msg":"t2"}\n');
-  assert.deepEqual(await text.replies(2, 5000), ['ok', 'ok']);
+  assert.deepEqual(await text.replies(2), ['ok', 'ok']);
   assert.equal((await send(d, { uid: 'bob', msg: 'h1' })).sent, 1);
   assert.equal((await send(d, { uids: ['alice', 'bob'], msg: 'h2' })).sent, 3);
   // A line over text.maxLineBytes is refused, not published.
   text.write(`{"uid":"alice","msg":"${'x'.repeat(1100)}"}\n`);
-  assert.match((await text.replies(3, 5000))[2] ?? '', /^error: line longer than 1024 bytes/);
-  await a1.frame(3, 5000);
-  await a2.frame(3, 5000);
-  await b1.frame(2, 5000);
+  assert.match((await text.replies(3))[2] ?? '', /^error: line longer than 1024 bytes/);
+  await a1.frame(3);
+  await a2.frame(3);
+  await b1.frame(2);
 
   const m = await scrape(d);
   assert.equal(sample(m, 'notify_messages_in_total', { via: 'text' }), 2, 'text publishes (the refused line is not one)');
@@ -101,12 +101,12 @@ test('metrics: sessions and uids online follow bound WS sessions; messages in by
 
   // The gauges follow sessions going away.
   a1.ws.close();
-  await until(() => d.registry.index('websocket').targetCount === 2, 'a session to go', 5000);
+  await until(() => d.registry.index('websocket').targetCount === 2, 'a session to go');
   const after1 = await scrape(d);
   assert.equal(sample(after1, 'notify_sessions'), 2);
   assert.equal(sample(after1, 'notify_uids_online'), 2);
   a2.ws.close();
-  await until(() => d.registry.index('websocket').targetCount === 1, 'alice to go', 5000);
+  await until(() => d.registry.index('websocket').targetCount === 1, 'alice to go');
   const after2 = await scrape(d);
   assert.equal(sample(after2, 'notify_sessions'), 1);
   assert.equal(sample(after2, 'notify_uids_online'), 1);
@@ -173,7 +173,7 @@ test('metrics: with http.token, /metrics and /v1/status need the bearer; /health
 async function busyDaemon(t: TestContext): Promise<{ d: TestDaemon; clients: WsClient[] }> {
   const fake = await startFakeHttp(t);
   const d = await startDaemon(t, { http: { token: TOKEN }, transports: { hook: { type: 'http', url: `${fake.url}/{{uid}}` } } }, 'warn');
-  const clients = [await session(t, d, 'alice', 5000), await session(t, d, 'alice', 5000), await session(t, d, 'bob', 5000)];
+  const clients = [await session(t, d, 'alice'), await session(t, d, 'alice'), await session(t, d, 'bob')];
   await send(d, { uids: ['alice', 'bob', 'carol'], msg: 'one' }, AUTH);
   await send(d, { uid: 'bob', msg: 'two' }, AUTH);
   return { d, clients };
@@ -182,7 +182,7 @@ async function busyDaemon(t: TestContext): Promise<{ d: TestDaemon; clients: WsC
 test('status: GET /v1/status reports version, uptime, listeners, sessions, uids, connections, store rows and transports', { timeout: 60_000 }, async (t) => {
   const { d } = await busyDaemon(t);
   await wsClient(t, d.wsUrl); // connected, not bound
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + HANG_MS;
   let st: Record<string, unknown> = {};
   for (;;) {
     const a = await getJson(`${d.httpUrl}/v1/status`, AUTH);
@@ -316,7 +316,7 @@ test('logs: one JSON object per line with time, level, msg; the level filters an
 
 test('logs: the daemon writes JSON lines with time, level and msg, and never the http.token', { timeout: 60_000 }, async (t) => {
   const d = await startDaemon(t, { http: { token: TOKEN } }, 'debug');
-  await session(t, d, 'alice', 5000);
+  await session(t, d, 'alice');
   await send(d, { uid: 'alice', msg: 'hi' }, AUTH);
   const bad = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', headers: { authorization: 'Bearer nope' }, body: '{}' });
   assert.equal(bad.status, 401);

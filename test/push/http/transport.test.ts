@@ -406,7 +406,7 @@ test('http: a provider that never answers fails after requestTimeoutMs per attem
   assert.match(e.reason ?? '', /no answer within 200 ms/);
   assert.match(e.reason ?? '', /gave up after 2 attempts/);
   assert.equal(fake.requests.length, 2);
-  assert.ok(elapsed >= 380 && elapsed < 4000, `two 200 ms attempts took ${elapsed} ms`);
+  assert.ok(elapsed >= 380, `not before two 200 ms attempts: ${elapsed} ms`);
 });
 
 test('http: a connection destroyed mid-request is retried and then sent; destroyed every time, it fails with the cause', async (t) => {
@@ -454,7 +454,8 @@ test('http: maxQueued bounds the requests waiting for a slot: with a provider th
 });
 
 test('http: the daemon keeps serving WS and Text while a provider hangs; the hanging uid is reported at the deadline', async (t) => {
-  const { fake, d } = await world(t, (url) => ({ url: `${url}/u/{{uid}}`, body: '{{msg}}', requestTimeoutMs: 2000 }), {
+  // The slow request never gets an answer and, with a 1 h request timeout, stays in flight to the end.
+  const { fake, d } = await world(t, (url) => ({ url: `${url}/u/{{uid}}`, body: '{{msg}}', requestTimeoutMs: 3_600_000 }), {
     respond: (req) => (req.path === '/u/slow' ? { hang: true } : undefined),
     dispatch: { deliverTimeoutMs: 500 },
   });
@@ -463,16 +464,13 @@ test('http: the daemon keeps serving WS and Text while a provider hangs; the han
   const backend = await textClient(t, d.textPort);
 
   const slowStarted = Date.now();
-  let slowDone = false;
-  const slow = send(d, { uid: 'slow', msg: 'stuck' }).finally(() => {
-    slowDone = true;
-  });
+  const slow = send(d, { uid: 'slow', msg: 'stuck' });
   await until(() => fake.requests.some((r) => r.path === '/u/slow'), 'the slow request to reach the provider');
 
   const textLine = '{"uid":"fast","msg":"by text"}';
   backend.write(`${textLine}\n`);
   const [fastReport, replies] = await Promise.all([send(d, { uid: 'fast', msg: 'by http' }), backend.replies(1)]);
-  assert.equal(slowDone, false, 'the other uid was served while the slow one was still in flight');
+  assert.equal((await health(d)).hook?.inflight, 1, 'the other uid was served while the slow one was still in flight');
   assert.deepEqual(replies, ['ok']);
   assert.equal(only(entriesOf(fastReport, 'websocket')).status, 'sent');
   assert.equal(only(entriesOf(fastReport)).status, 'sent', 'the same transport still sends to other uids');
@@ -485,7 +483,7 @@ test('http: the daemon keeps serving WS and Text while a provider hangs; the han
   assert.equal(e.status, 'failed');
   assert.match(e.reason ?? '', /timeout|deadline/);
   assert.equal(slowReport.delivered, false);
-  assert.ok(slowElapsed >= 450 && slowElapsed < 3000, `the slow uid was reported after ${slowElapsed} ms (deadline 500)`);
+  assert.ok(slowElapsed >= 450, `the slow uid was reported at the deadline (500 ms), not before: ${slowElapsed} ms`);
   assert.match(e.reason ?? '', /still trying/);
   // The report is due, but the delivery goes on: nothing is dropped at the deadline.
   assert.equal((await health(d)).hook?.inflight, 1, 'the delivery is still under way after the report');

@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
-import { textClient, until, wsClient, type WsClient } from '../helpers/clients.js';
+import { HANG_MS, textClient, until, wsClient, type WsClient } from '../helpers/clients.js';
 import { wsFrame } from '../helpers/ws-frame.js';
 
 /**
@@ -18,7 +18,7 @@ import { wsFrame } from '../helpers/ws-frame.js';
  * message that was answered `ok`, each once.
  *
  * Inputs come from a seeded PRNG (mulberry32). Every failure names the seed; replay a run with
- * NOTIFY_FUZZ_SEED=<seed> node --test dist/test/e2e/abuse.test.js
+ * NOTIFY_FUZZ_SEED=<seed> node --test dist/test/load/abuse.test.js
  */
 
 const SEED = process.env.NOTIFY_FUZZ_SEED !== undefined && process.env.NOTIFY_FUZZ_SEED !== '' ? Number(process.env.NOTIFY_FUZZ_SEED) >>> 0 : (Math.random() * 0x1_0000_0000) >>> 0;
@@ -184,8 +184,8 @@ class RawConn {
     this.#waiters.clear();
   }
 
-  /** Waits until check() holds; returns false when `ms` passed first. */
-  async waitFor(check: () => boolean, ms: number): Promise<boolean> {
+  /** Waits until check() holds; returns false when `ms` (a safety net against a hang) passed first. */
+  async waitFor(check: () => boolean, ms = HANG_MS): Promise<boolean> {
     const deadline = Date.now() + ms;
     while (!check()) {
       const left = deadline - Date.now();
@@ -202,7 +202,7 @@ class RawConn {
   }
 
   /** Waits for the server to close the connection; false when it had not after `ms`. */
-  waitClosed(ms: number): Promise<boolean> {
+  waitClosed(ms = HANG_MS): Promise<boolean> {
     return this.waitFor(() => this.isClosed, ms);
   }
 }
@@ -373,7 +373,7 @@ class RawWs {
    * Waits for the server's close frame and answers it as a client does (a close frame, then
    * the end of our side); returns its code (1005 for none), or undefined if none came in `ms`.
    */
-  async closeCode(ms: number): Promise<number | undefined> {
+  async closeCode(ms = HANG_MS): Promise<number | undefined> {
     let found: WsFrame | undefined;
     await this.conn.waitFor(() => {
       found = this.frames().frames.find((f) => f.opcode === 8);
@@ -403,7 +403,7 @@ async function wsHandshake(
         `${key === null ? '' : `Sec-WebSocket-Key: ${key}\r\n`}Sec-WebSocket-Version: ${opts.version ?? '13'}\r\n\r\n`,
     );
   }
-  await conn.waitFor(() => conn.buf.includes('\r\n\r\n') || conn.isClosed, 5000);
+  await conn.waitFor(() => conn.buf.includes('\r\n\r\n') || conn.isClosed);
   const end = conn.buf.indexOf('\r\n\r\n');
   if (end < 0) return { conn, status: undefined, head: conn.buf.toString('latin1'), ws: undefined };
   const head = conn.buf.subarray(0, end).toString('latin1');
@@ -472,7 +472,7 @@ class TextPublisher {
     this.sent.push(id);
     this.socket.write(`${JSON.stringify({ ...fields, id })}\n`);
   }
-  async drained(ms: number, what: string): Promise<void> {
+  async drained(what: string, ms = HANG_MS): Promise<void> {
     await until(() => this.replies.length >= this.sent.length, `${what}: ${this.sent.length} replies (have ${this.replies.length})`, ms);
   }
   /** The ids answered ok. */
@@ -675,7 +675,7 @@ async function runTextPlan(t: TestContext, port: number, plan: TextPlan, n: numb
   }
   // Half-open: our side ends right after the last write; the server answers every line, then closes.
   c.socket.end();
-  const closed = await c.waitClosed(15_000);
+  const closed = await c.waitClosed();
   const { lines, partial } = replyLines(c.buf);
   const tag = `text plan #${n}`;
   assert.ok(closed, `${tag}: the server closed the half-closed connection (got ${lines.length}/${plan.segments.length} replies)`);
@@ -708,7 +708,7 @@ async function slowTextReader(t: TestContext, port: number): Promise<{ written: 
   // socket buffers fast.
   const batch = Buffer.from('[]\n'.repeat(20_000));
   let written = 0;
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + HANG_MS;
   while (c.socket.writableLength < 1024 * 1024 && written < 3_000_000 && Date.now() < deadline && !c.isClosed) {
     c.socket.write(batch);
     written += 20_000;
@@ -875,7 +875,7 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
   switch (plan.kind) {
     case 'complete': {
       // Every request answered; the last asked for Connection: close, so the server closes.
-      assert.ok(await c.waitClosed(8000), `${tag}: the server answered and closed within 8 s; got ${JSON.stringify(c.buf.subarray(0, 300).toString('latin1'))}`);
+      assert.ok(await c.waitClosed(), `${tag}: the server answered and closed; got ${JSON.stringify(c.buf.subarray(0, 300).toString('latin1'))}`);
       const parsed = check();
       assert.equal(parsed.incomplete, false, `${tag}: a truncated response`);
       // One response per request; a response that closes the connection (a refused body) ends them.
@@ -886,7 +886,7 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
     }
     case 'malformed': {
       // Not HTTP: the server drops the connection (any bytes it sent first must be a response).
-      assert.ok(await c.waitClosed(5000), `${tag}: the server closed the connection within 5 s`);
+      assert.ok(await c.waitClosed(), `${tag}: the server closed the connection`);
       const parsed = check();
       assert.equal(parsed.incomplete, false, `${tag}: a truncated response`);
       break;
@@ -894,7 +894,7 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
     case 'incomplete': {
       // The request never completes: no answer is due; the server holds it without blocking others.
       await sleep(300);
-      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(3000) });
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(HANG_MS) });
       assert.equal(health.status, 200, `${tag}: another request is served while this one stalls`);
       await health.arrayBuffer();
       const parsed = check();
@@ -903,13 +903,13 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
       break;
     }
     case 'oversized': {
-      assert.ok(await c.waitFor(() => parseHttpResponses(c.buf, plan.methods).responses.length > 0, 5000), `${tag}: a response within 5 s`);
+      assert.ok(await c.waitFor(() => parseHttpResponses(c.buf, plan.methods).responses.length > 0), `${tag}: a response`);
       const parsed = check();
       const r = parsed.responses[0] as HttpResponse;
       assert.equal(r.status, 413, `${tag}: 413`);
       assert.equal((JSON.parse(r.body.toString()) as { code: string }).code, 'NOTIFY_ERR_BODY_TOO_LARGE');
       assert.equal(r.headers.connection, 'close', `${tag}: the connection is not kept after a refused body`);
-      assert.ok(await c.waitClosed(5000), `${tag}: then closed`);
+      assert.ok(await c.waitClosed(), `${tag}: then closed`);
       break;
     }
   }
@@ -917,9 +917,10 @@ async function runHttpPlan(t: TestContext, port: number, plan: HttpPlan, n: numb
 
 /**
  * Slowloris: a request line, then one valid header byte every 200 ms, never finishing. The
- * server (headersTimeout 10 s, checked every 2 s) must cut it off, around 10-12 s in.
+ * server (headersTimeout 10 s, checked every 2 s) must cut it off, around 10-12 s in on an idle
+ * machine; the test asserts that it does, not how soon.
  */
-async function slowloris(t: TestContext, port: number, head: string): Promise<{ closedAfterMs: number; sent: number; reply: string }> {
+async function slowloris(t: TestContext, port: number, head: string): Promise<{ closed: boolean; closedAfterMs: number; sent: number; reply: string }> {
   const c = await RawConn.open(t, port);
   c.write(head);
   const trickle = `X-Trickle: ${'abcdefghij'.repeat(20)}`;
@@ -929,12 +930,13 @@ async function slowloris(t: TestContext, port: number, head: string): Promise<{ 
     c.write(trickle[sent % trickle.length] as string);
     sent++;
   }, 200);
+  let closed: boolean;
   try {
-    await c.waitClosed(17_000);
+    closed = await c.waitClosed();
   } finally {
     clearInterval(timer);
   }
-  return { closedAfterMs: (c.closedAt ?? Date.now()) - c.openedAt, sent, reply: c.buf.toString('latin1') };
+  return { closed, closedAfterMs: (c.closedAt ?? Date.now()) - c.openedAt, sent, reply: c.buf.toString('latin1') };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -948,20 +950,20 @@ type WsCase = (t: TestContext, d: TestDaemon, port: number) => Promise<string>;
 const uidsOf = (d: TestDaemon) => d.registry.index('websocket');
 
 /** A case that upgrades, sends `frames`, and expects the server to close with `code`. */
-function closesWith(name: string, frames: Buffer[], code: number, opts: { bindFirst?: string; withinMs?: number } = {}): WsCase {
+function closesWith(name: string, frames: Buffer[], code: number, opts: { bindFirst?: string } = {}): WsCase {
   return async (t, d, port) => {
     const { ws, status, head } = await wsHandshake(t, port);
     assert.ok(ws, `${name}: upgrade answered ${status}: ${head}`);
     if (opts.bindFirst !== undefined) {
       ws.send(wsFrame(1, Buffer.from(opts.bindFirst)));
-      await until(() => uidsOf(d).has(opts.bindFirst as string), `${name}: ${opts.bindFirst} to bind`, 5000);
+      await until(() => uidsOf(d).has(opts.bindFirst as string), `${name}: ${opts.bindFirst} to bind`);
     }
     for (const f of frames) ws.send(f);
-    const got = await ws.closeCode(opts.withinMs ?? 5000);
+    const got = await ws.closeCode();
     assert.equal(got, code, `${name}: close code (frames so far: ${JSON.stringify(ws.frames().frames.map((f) => f.opcode))})`);
     assert.equal(ws.frames().problem, undefined, `${name}: server frames are valid`);
-    assert.ok(await ws.conn.waitClosed(5000), `${name}: the server closes the TCP connection after the close handshake`);
-    if (opts.bindFirst !== undefined) await until(() => !uidsOf(d).has(opts.bindFirst as string), `${name}: ${opts.bindFirst} to be unbound`, 5000);
+    assert.ok(await ws.conn.waitClosed(), `${name}: the server closes the TCP connection after the close handshake`);
+    if (opts.bindFirst !== undefined) await until(() => !uidsOf(d).has(opts.bindFirst as string), `${name}: ${opts.bindFirst} to be unbound`);
     return `${name} -> ${code}`;
   };
 }
@@ -976,7 +978,7 @@ function wsCase(rng: Rng, n: number): WsCase {
       return async (t, _d, port) => {
         const c = await RawConn.open(t, port);
         c.write(garbage);
-        assert.ok(await c.waitClosed(5000), 'garbage: the server closed the connection');
+        assert.ok(await c.waitClosed(), 'garbage: the server closed the connection');
         const parsed = parseHttpResponses(c.buf, ['GET']);
         assert.equal(parsed.problem, undefined, `garbage: whatever came back is HTTP: ${c.buf.subarray(0, 200).toString('latin1')}`);
         return 'garbage -> closed';
@@ -987,7 +989,7 @@ function wsCase(rng: Rng, n: number): WsCase {
       return async (t, _d, port) => {
         const { status, conn, head } = await wsHandshake(t, port, { key });
         assert.equal(status, 400, `bad Sec-WebSocket-Key ${JSON.stringify(key)}: ${head}`);
-        assert.ok(await conn.waitClosed(5000), 'bad key: closed');
+        assert.ok(await conn.waitClosed(), 'bad key: closed');
         return 'bad key -> 400';
       };
     }
@@ -997,7 +999,7 @@ function wsCase(rng: Rng, n: number): WsCase {
       return async (t, _d, port) => {
         const { status, conn, head } = await wsHandshake(t, port, { version, upgrade });
         assert.ok(status !== undefined && status >= 400 && status < 500, `version ${version} / upgrade ${upgrade}: a 4xx, got ${head}`);
-        assert.ok(await conn.waitClosed(5000), 'bad version: closed');
+        assert.ok(await conn.waitClosed(), 'bad version: closed');
         return `bad version/upgrade -> ${status}`;
       };
     }
@@ -1023,18 +1025,18 @@ function wsCase(rng: Rng, n: number): WsCase {
           if (i === pingAt) ws.send(wsFrame(9, pingPayload));
           ws.send(wsFrame(i === 0 ? 1 : 0, Buffer.from(p), { fin: i === pieces.length - 1 }));
         });
-        const pong = await ws.conn.waitFor(() => ws.frames().frames.some((f) => f.opcode === 10 && f.payload.equals(pingPayload)), 5000);
+        const pong = await ws.conn.waitFor(() => ws.frames().frames.some((f) => f.opcode === 10 && f.payload.equals(pingPayload)));
         assert.ok(pong, `fragmented bind: the interleaved ping was answered: ${JSON.stringify(ws.frames())}`);
-        await until(() => uidsOf(d).has(uid), `fragmented bind ${JSON.stringify(pieces)}: ${uid} bound whole`, 5000);
+        await until(() => uidsOf(d).has(uid), `fragmented bind ${JSON.stringify(pieces)}: ${uid} bound whole`);
         ws.send(wsFrame(8, closePayload(1000)));
-        assert.equal(await ws.closeCode(5000), 1000, 'fragmented bind: a normal close is echoed');
-        await until(() => !uidsOf(d).has(uid), `${uid} unbound after the close`, 5000);
+        assert.equal(await ws.closeCode(), 1000, 'fragmented bind: a normal close is echoed');
+        await until(() => !uidsOf(d).has(uid), `${uid} unbound after the close`);
         return 'fragmented bind with a ping -> bound';
       };
     }
     case 8:
       // A message that never finishes: nothing binds, so ws.bindTimeout closes it (4408).
-      return closesWith('unfinished fragmented message', [text('wf-never', { fin: false })], 4408, { withinMs: BIND_TIMEOUT_MS + 5000 });
+      return closesWith('unfinished fragmented message', [text('wf-never', { fin: false })], 4408);
     case 9:
       return closesWith('unmasked frame', [text(uid, { mask: false })], PROTOCOL_ERROR, rng.chance(0.5) ? { bindFirst: uid } : {});
     case 10:
@@ -1067,11 +1069,11 @@ function wsCase(rng: Rng, n: number): WsCase {
         assert.ok(ws);
         if (bind) {
           ws.send(wsFrame(1, Buffer.from(uid)));
-          await until(() => uidsOf(d).has(uid), `${uid} to bind`, 5000);
+          await until(() => uidsOf(d).has(uid), `${uid} to bind`);
         }
         ws.conn.socket.end();
-        assert.ok(await ws.conn.waitClosed(5000), `half-open${bind ? ' after bind' : ''}: the server closes`);
-        await until(() => !uidsOf(d).has(uid), `${uid} unbound after a half-close`, 5000);
+        assert.ok(await ws.conn.waitClosed(), `half-open${bind ? ' after bind' : ''}: the server closes`);
+        await until(() => !uidsOf(d).has(uid), `${uid} unbound after a half-close`);
         return 'half-open -> closed';
       };
     }
@@ -1084,10 +1086,10 @@ function wsCase(rng: Rng, n: number): WsCase {
         ws.send(wsFrame(1, Buffer.from(uid)));
         for (const j of junk) ws.send(j);
         ws.send(wsFrame(9, Buffer.from('alive?')));
-        assert.ok(await ws.conn.waitFor(() => ws.frames().frames.some((f) => f.opcode === 10), 5000), 'junk after bind: still answers a ping');
+        assert.ok(await ws.conn.waitFor(() => ws.frames().frames.some((f) => f.opcode === 10)), 'junk after bind: still answers a ping');
         assert.ok(uidsOf(d).has(uid), 'junk after bind: still bound');
         ws.send(wsFrame(8, closePayload(1000)));
-        assert.equal(await ws.closeCode(5000), 1000);
+        assert.equal(await ws.closeCode(), 1000);
         return 'junk after bind -> ignored';
       };
     }
@@ -1099,7 +1101,7 @@ function wsCase(rng: Rng, n: number): WsCase {
         assert.ok(ws);
         ws.send(bytes);
         // Unbound, so it ends one way or another within ws.bindTimeout; unless the bytes bound a uid.
-        await ws.closeCode(BIND_TIMEOUT_MS + 3000);
+        await ws.closeCode();
         assert.equal(ws.frames().problem, undefined, 'random frames: server frames are valid');
         ws.conn.socket.destroy();
         return 'random bytes after upgrade';
@@ -1112,7 +1114,7 @@ function wsCase(rng: Rng, n: number): WsCase {
 // The test
 // ---------------------------------------------------------------------------------------------
 
-test('abuse: random and malformed input at every port, at once; afterwards the daemon serves new clients and has lost no acknowledged message', { timeout: 60_000, concurrency: true }, async (t) => {
+test('abuse: random and malformed input at every port, at once; afterwards the daemon serves new clients and has lost no acknowledged message', { timeout: 300_000, concurrency: true }, async (t) => {
   t.diagnostic(REPLAY);
   const d = await startDaemon(t, ABUSE_CONFIG, 'warn');
   const wsPort = portOf(d.addresses().ws);
@@ -1122,14 +1124,14 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
   // --- Before the abuse: a resuming victim, a publisher with ids, a bystander ------------------
   const victim = new ResumingClient();
   await victim.connect(t, d.wsUrl, 'victim', null);
-  await until(() => health().has('victim'), 'victim to bind', 5000);
+  await until(() => health().has('victim'), 'victim to bind');
   const bystander = await wsClient(t, d.wsUrl, { bind: 'bystander' });
-  await until(() => health().has('bystander'), 'bystander to bind', 5000);
+  await until(() => health().has('bystander'), 'bystander to bind');
 
   const publisher = await TextPublisher.open(t, d.textPort);
   const N = 200;
   for (let i = 0; i < N; i++) publisher.send(`pre-${i}`, { uid: 'victim', n: i, msg: `before ${i}` });
-  await publisher.drained(10_000, 'the messages before the abuse');
+  await publisher.drained('the messages before the abuse');
   assert.deepEqual(publisher.replies.filter((r) => r !== 'ok'), [], 'the victim is online: every message before the abuse is ok');
 
   // During the abuse: the publisher goes on (one line every 20 ms), and a bystander gets an HTTP
@@ -1144,7 +1146,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
   let pushes = 0;
   const pusher = setInterval(() => {
     const msg = `b-${pushes++}`;
-    fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'bystander', msg }), signal: AbortSignal.timeout(10_000) })
+    fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'bystander', msg }), signal: AbortSignal.timeout(HANG_MS) })
       .then(async (res) => {
         const report = (await res.json()) as { delivered?: boolean };
         if (res.status === 200 && report.delivered === true) bystanderSent.push(msg);
@@ -1160,7 +1162,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
   // --- The abuse, all at once ------------------------------------------------------------------
   const started = Date.now();
   await Promise.all([
-    t.test('text ingress: random bytes, JSON-ish lines, invalid UTF-8, huge lines, random splits, CR without LF, NUL, half-open, destroyed mid-line', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('text ingress: random bytes, JSON-ish lines, invalid UTF-8, huge lines, random splits, CR without LF, NUL, half-open, destroyed mid-line', { timeout: 120_000 }, seeded(async (t) => {
       const rng = rngFor('text');
       const plans = Array.from({ length: 140 }, () => textPlan(rng));
       let lines = 0;
@@ -1171,7 +1173,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       t.diagnostic(`${plans.length} connections, ${lines} request lines answered as expected`);
       assert.ok(lines > 500, `the fuzz exercised the ingress (${lines} lines)`);
     })),
-    t.test('text ingress: connections that never read their replies while writing thousands of lines are held back, not buffered', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('text ingress: connections that never read their replies while writing thousands of lines are held back, not buffered', { timeout: 120_000 }, seeded(async (t) => {
       const readers = await Promise.all([0, 1, 2].map(() => slowTextReader(t, d.textPort)));
       for (const r of readers) {
         t.diagnostic(`slow reader: ${r.written} lines written, ${r.backlog} bytes held back on the client`);
@@ -1181,9 +1183,9 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       // Meanwhile a normal connection is served at once.
       const c = await textClient(t, d.textPort);
       c.write('{"uid":"tx-99","msg":"while others do not read"}\n');
-      assert.deepEqual(await c.replies(1, 5000), ['fail']);
+      assert.deepEqual(await c.replies(1), ['fail']);
     })),
-    t.test('http api: random methods, paths and bodies, malformed JSON, invalid Content-Length, huge and stalled bodies', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('http api: random methods, paths and bodies, malformed JSON, invalid Content-Length, huge and stalled bodies', { timeout: 120_000 }, seeded(async (t) => {
       const rng = rngFor('http');
       const plans = Array.from({ length: 220 }, () => httpPlan(rng));
       const statuses = new Map<number, number>();
@@ -1193,14 +1195,14 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       assert.ok(statuses.has(200), 'some requests were served');
       assert.ok(statuses.has(413), 'an oversized body was refused with 413');
     })),
-    t.test('http api: a slowloris header trickle is cut off within 15 s', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('http api: a slowloris header trickle is cut off by the headers timeout', { timeout: 120_000 }, seeded(async (t) => {
       const r = await slowloris(t, httpPort, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n');
       t.diagnostic(`http slowloris: closed after ${r.closedAfterMs} ms, ${r.sent} header bytes trickled`);
-      assert.ok(r.closedAfterMs <= 15_000, `closed after ${r.closedAfterMs} ms`);
+      assert.ok(r.closed, `the server cut the trickle off (still open after ${r.closedAfterMs} ms, ${r.sent} bytes trickled)`);
       assert.ok(r.closedAfterMs >= 5_000, `the trickle was valid, so it was the headers timeout that ended it, not a parse error (closed after ${r.closedAfterMs} ms; got ${JSON.stringify(r.reply)})`);
       assert.equal(parseHttpResponses(Buffer.from(r.reply, 'latin1'), ['GET']).problem, undefined, `only a valid response, if any: ${JSON.stringify(r.reply)}`);
     })),
-    t.test('websocket port: garbage, bad handshakes, invalid UTF-8, oversized, fragmented and unfinished messages, unmasked frames, reserved opcodes, bad close frames, half-open', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('websocket port: garbage, bad handshakes, invalid UTF-8, oversized, fragmented and unfinished messages, unmasked frames, reserved opcodes, bad close frames, half-open', { timeout: 120_000 }, seeded(async (t) => {
       const rng = rngFor('ws');
       const cases = Array.from({ length: 220 }, (_, i) => wsCase(rng, i));
       const outcomes = new Map<string, number>();
@@ -1211,22 +1213,22 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       t.diagnostic(`outcomes: ${JSON.stringify(Object.fromEntries(outcomes))}`);
       assert.ok(outcomes.size >= 15, `many kinds of abuse were tried (${outcomes.size})`);
     })),
-    t.test('websocket port: a session that never reads while pushes flow is dropped as a slow consumer; the other session of its uid gets every push', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('websocket port: a session that never reads while pushes flow is dropped as a slow consumer; the other session of its uid gets every push', { timeout: 120_000 }, seeded(async (t) => {
       const { ws: slow } = await wsHandshake(t, wsPort);
       assert.ok(slow);
       slow.send(wsFrame(1, Buffer.from('slowpoke')));
-      await until(() => health().has('slowpoke'), 'slowpoke to bind', 5000);
+      await until(() => health().has('slowpoke'), 'slowpoke to bind');
       const slowSid = health().targets('slowpoke')[0] as string;
       slow.conn.socket.pause();
       const healthy = await wsClient(t, d.wsUrl, { bind: 'slowpoke' });
-      await until(() => health().targets('slowpoke').length === 2, 'the healthy session of slowpoke to bind', 5000);
+      await until(() => health().targets('slowpoke').length === 2, 'the healthy session of slowpoke to bind');
 
       const pub = await TextPublisher.open(t, d.textPort);
       const pad = 'p'.repeat(3800);
       let i = 0;
       while (health().targets('slowpoke').includes(slowSid) && i < 4000) {
         for (let k = 0; k < 20; k++, i++) pub.send(`sp-${i}`, { uid: 'slowpoke', n: i, pad });
-        await pub.drained(10_000, 'slowpoke pushes');
+        await pub.drained('slowpoke pushes');
       }
       t.diagnostic(`slow session dropped after ${i} pushes of ${pad.length} bytes`);
       assert.ok(!health().targets('slowpoke').includes(slowSid), `the slow session was dropped within ${i} pushes (~${Math.round((i * pad.length) / 1e6)} MB)`);
@@ -1234,7 +1236,7 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       assert.ok(dropped, 'the drop is logged');
       assert.ok(Number(dropped.unsentBytes) > MAX_BUFFERED, `it held more than ws.maxBufferedBytes unsent: ${JSON.stringify(dropped)}`);
       assert.deepEqual(pub.replies.filter((r) => r !== 'ok'), [], 'every push reached the healthy session (ok)');
-      await until(() => healthy.frames.length >= i, `the healthy session to get all ${i} pushes (has ${healthy.frames.length})`, 10_000);
+      await until(() => healthy.frames.length >= i, `the healthy session to get all ${i} pushes (has ${healthy.frames.length})`);
       assert.deepEqual(
         healthy.frames.map((f) => (JSON.parse(f) as { id: string }).id),
         pub.sent,
@@ -1242,16 +1244,16 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
       );
       // The server really dropped the connection: once the client reads again it sees the end.
       slow.conn.socket.resume();
-      assert.ok(await slow.conn.waitClosed(10_000), 'the slow connection was closed by the server');
+      assert.ok(await slow.conn.waitClosed(), 'the slow connection was closed by the server');
     })),
-    t.test('websocket port: a slowloris trickle of upgrade-request headers is cut off within 15 s', { timeout: 20_000 }, seeded(async (t) => {
+    t.test('websocket port: a slowloris trickle of upgrade-request headers is cut off by the headers timeout', { timeout: 120_000 }, seeded(async (t) => {
       const r = await slowloris(
         t,
         wsPort,
         `GET /?uid=loris HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${GOOD_KEY()}\r\n`,
       );
       t.diagnostic(`ws slowloris: closed after ${r.closedAfterMs} ms, ${r.sent} header bytes trickled`);
-      assert.ok(r.closedAfterMs <= 15_000, `closed after ${r.closedAfterMs} ms`);
+      assert.ok(r.closed, `the server cut the trickle off (still open after ${r.closedAfterMs} ms, ${r.sent} bytes trickled)`);
       assert.ok(r.closedAfterMs >= 5_000, `it was the headers timeout that ended it (closed after ${r.closedAfterMs} ms; got ${JSON.stringify(r.reply)})`);
       assert.equal(health().has('loris'), false, 'nothing bound');
     })),
@@ -1261,11 +1263,11 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
   t.diagnostic(`abuse took ${Date.now() - started} ms; ${n - N} messages published to the victim meanwhile, ${pushes} bystander pushes`);
 
   // --- Afterwards ------------------------------------------------------------------------------
-  await t.test('afterwards: no leftover connection, new plain and resuming clients are served, every connection slot was given back, and no acknowledged message was lost', { timeout: 20_000 }, seeded(async (t) => {
-    await publisher.drained(10_000, 'the messages published during the abuse');
-    await until(() => pushes === bystanderSent.length + bystanderErrors.length, 'every bystander push to be answered', 10_000);
+  await t.test('afterwards: no leftover connection, new plain and resuming clients are served, every connection slot was given back, and no acknowledged message was lost', { timeout: 120_000 }, seeded(async (t) => {
+    await publisher.drained('the messages published during the abuse');
+    await until(() => pushes === bystanderSent.length + bystanderErrors.length, 'every bystander push to be answered');
     assert.deepEqual(bystanderErrors, [], 'every bystander push was answered 200 and delivered');
-    await until(() => bystander.frames.length >= bystanderSent.length, `the bystander to get ${bystanderSent.length} pushes`, 10_000);
+    await until(() => bystander.frames.length >= bystanderSent.length, `the bystander to get ${bystanderSent.length} pushes`);
     assert.deepEqual([...bystander.frames].sort(), [...bystanderSent].sort(), 'the bystander got every push, once');
     assert.equal(bystander.ws.readyState, WebSocket.OPEN, 'the bystander is still connected');
 
@@ -1277,7 +1279,6 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
     await eventually(
       async () => health().targetCount === 2 && (await wsConnections(d)) === 2,
       async () => `only the victim and the bystander to be left (sessions: ${JSON.stringify([...health().uids()])}, connections: ${await wsConnections(d)})`,
-      10_000,
     );
     assert.deepEqual([...health().uids()].sort(), ['bystander', 'victim']);
     const h = (await (await fetch(`${d.httpUrl}/healthz`)).json()) as { status: string; transports: { websocket: { state: string } } };
@@ -1292,34 +1293,37 @@ test('abuse: random and malformed input at every port, at once; afterwards the d
     // A new resuming client of the victim, since null: every ok message, each once, in order.
     const fresh = new ResumingClient();
     await fresh.connect(t, d.wsUrl, 'victim', null);
-    await until(() => okIds.every((id) => fresh.seen.has(id)), `every ok message in the replay (missing ${okIds.filter((id) => !fresh.seen.has(id)).length} of ${okIds.length}, e.g. ${okIds.filter((id) => !fresh.seen.has(id)).slice(0, 5)})`, 10_000);
-    await sleep(200);
+    await until(() => okIds.every((id) => fresh.seen.has(id)), `every ok message in the replay (missing ${okIds.filter((id) => !fresh.seen.has(id)).length} of ${okIds.length}, e.g. ${okIds.filter((id) => !fresh.seen.has(id)).slice(0, 5)})`);
+    // A marker published now comes after the whole replay: once it is in, a duplicate would be too.
+    const marker = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'victim', msg: 'after the replay', id: 'victim-marker' }) });
+    assert.equal(marker.status, 200);
+    await until(() => fresh.seen.has('victim-marker'), 'the marker after the replay');
     assert.deepEqual([...fresh.seen].filter(([, c]) => c > 1), [], 'no message replayed twice');
     assert.deepEqual(fresh.other, [], 'no gap and nothing else in the replay');
     for (let i = 1; i < fresh.order.length; i++) assert.ok((fresh.order[i] as number) > (fresh.order[i - 1] as number), `replayed in order: ${fresh.order[i - 1]} then ${fresh.order[i]}`);
 
     // New clients are served: a plain one (Text and HTTP pushes) and a resuming one.
     const plain = await wsClient(t, d.wsUrl, { bind: 'after-plain' });
-    await until(() => health().has('after-plain'), 'after-plain to bind', 5000);
+    await until(() => health().has('after-plain'), 'after-plain to bind');
     const tc = await textClient(t, d.textPort);
     tc.write('{"uid":"after-plain","msg":"via text"}\n');
-    assert.deepEqual(await tc.replies(1, 5000), ['ok']);
-    assert.equal(await plain.frame(1, 5000), '{"uid":"after-plain","msg":"via text"}');
+    assert.deepEqual(await tc.replies(1), ['ok']);
+    assert.equal(await plain.frame(1), '{"uid":"after-plain","msg":"via text"}');
     const res = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'after-plain', msg: 'via http' }) });
     assert.equal(res.status, 200);
     assert.equal(((await res.json()) as { sent: number }).sent, 1);
-    assert.equal(await plain.frame(2, 5000), 'via http');
+    assert.equal(await plain.frame(2), 'via http');
 
     const resuming = new ResumingClient();
     await resuming.connect(t, d.wsUrl, 'after-resume', null);
-    await until(() => health().has('after-resume'), 'after-resume to bind', 5000);
+    await until(() => health().has('after-resume'), 'after-resume to bind');
     const r2 = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'after-resume', msg: 'hi', id: 'after-1' }) });
     assert.equal(((await r2.json()) as { delivered: boolean }).delivered, true);
-    await until(() => resuming.seen.get('after-1') === 1, 'the resuming client to get after-1', 5000);
+    await until(() => resuming.seen.get('after-1') === 1, 'the resuming client to get after-1');
 
     // Every connection slot of 127.0.0.1 was given back: with limits.connectionsPerIp 64 and
     // hundreds of refused, broken and closed connections behind us, 64 may be open at once again.
-    await eventually(async () => (await wsConnections(d)) === health().targetCount, async () => 'every connection to be a session', 5000);
+    await eventually(async () => (await wsConnections(d)) === health().targetCount, async () => 'every connection to be a session');
     const room = PER_IP - (await wsConnections(d));
     assert.ok(room > 40, `room for ${room} more`);
     const extra: WebSocket[] = [];
@@ -1357,7 +1361,7 @@ async function wsConnections(d: TestDaemon): Promise<number> {
 }
 
 /** Polls an async check until it holds; fails with `what()` after `ms`. */
-async function eventually(check: () => Promise<boolean>, what: () => Promise<string>, ms: number): Promise<void> {
+async function eventually(check: () => Promise<boolean>, what: () => Promise<string>, ms = HANG_MS): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${await what()}`);
@@ -1375,7 +1379,7 @@ test('http api: a malformed request target (//[, http://[::1) is the client\'s e
   for (const target of ['//[', '//%zz', 'http://[::1', '//x:99999/']) {
     const c = await RawConn.open(t, port);
     c.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
-    assert.ok(await c.waitClosed(5000), `${target}: answered and closed`);
+    assert.ok(await c.waitClosed(), `${target}: answered and closed`);
     const { responses, problem } = parseHttpResponses(c.buf, ['GET']);
     assert.equal(problem, undefined);
     const r = responses[0];
@@ -1396,7 +1400,7 @@ test('text ingress: a reply line never carries a raw CR or other control charact
   // Bad JSON whose error message quotes the line: a CR, a NUL, an ESC inside.
   const requests = ['x\ry', '\u0000', '\u001b[31mred', 'ab\rcd\ref', '{"uid":"tx-1","msg":"ok"}'];
   c.write(requests.map((r) => `${r}\n`).join(''));
-  const replies = await c.replies(requests.length, 5000);
+  const replies = await c.replies(requests.length);
   assert.equal(replies.length, requests.length);
   replies.forEach((reply, i) => {
     assert.equal(textReplyProblem(reply), undefined);
