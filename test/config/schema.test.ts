@@ -17,6 +17,9 @@ import {
   string,
   validate,
 } from '../../src/config/schema.js';
+import { type Config, DEFAULTS } from '../../src/config/load.js';
+import type { Route } from '../../src/types.js';
+import type { LogLevel } from '../../src/obs/log.js';
 
 /** True when A and B are the same type (not merely assignable). */
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -60,6 +63,13 @@ test('schema: the value type is inferred from the declaration', () => {
       inner: { n: number };
     }
   >(true);
+  same<Config['ws']['auth'], 'none' | 'token'>(true);
+  same<Config['ws']['secret'], string | null>(true);
+  same<Config['ws']['bindTimeout'], number>(true);
+  same<Config['dispatch']['route'], Route>(true);
+  same<Config['log']['level'], LogLevel>(true);
+  same<Config['text']['allow'], string[]>(true);
+  same<Config['devices'], Record<string, Record<string, string[]>>>(true);
   same<Infer<Spec>, unknown>(true);
 });
 
@@ -71,6 +81,17 @@ test('schema: defaultsOf reads the defaults as written, and validation applies t
   const v = validate(demo, { id: 3 }, [], ctx) as Infer<typeof demo>;
   assert.deepEqual(ctx.problems, []);
   assert.deepEqual(v, { port: 80, id: 3, name: null, on: true, mode: 'a', addr: '127.0.0.1:1', wait: 2000, tags: [], byName: {}, upper: '', dir: '/base/data', inner: { n: 1 } });
+});
+
+test('schema: DEFAULTS is read from the notify declaration, units in the names', () => {
+  assert.equal(DEFAULTS.ws.listen, '127.0.0.1:1234');
+  assert.equal(DEFAULTS.ws.bindTimeout, '10s');
+  assert.equal(DEFAULTS.ws.secret, null);
+  assert.equal(DEFAULTS.history.ttl, '24h');
+  assert.equal(DEFAULTS.state.dir, './notify-data');
+  assert.deepEqual(DEFAULTS.text.allow, []);
+  assert.ok(Object.isFrozen(DEFAULTS.ws));
+  assert.equal('transports' in DEFAULTS, false, 'transports has no default entries');
 });
 
 test('schema: plain { type: ... } literals validate as before, alone and inside constructors', () => {
