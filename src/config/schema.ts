@@ -5,19 +5,199 @@ import { parseDuration } from '../duration.js';
 /**
  * A small declarative schema for the YAML config: every key has a type, an optional default
  * and range; unknown keys are errors. Validation collects every problem with its YAML position.
+ *
+ * A spec is plain data (`{ type: 'section', keys: {...} }` literals validate as they are). The
+ * constructors below (`section`, `integer`, `duration`, ...) build the same objects and also
+ * carry the type of the validated value, so a declaration is the one source of its type
+ * (`Infer<typeof spec>`) and of its defaults (`defaultsOf(spec)`), as zod's `z.infer` does.
  */
 export type Spec =
-  | { type: 'section'; keys: Readonly<Record<string, Spec>> }
-  | { type: 'integer'; min: number; max?: number; default?: number; required?: boolean }
-  | { type: 'string'; default?: string | null; required?: boolean; check?: (v: string) => string | undefined }
-  | { type: 'boolean'; default?: boolean }
-  | { type: 'enum'; values: readonly string[]; default?: string }
-  | { type: 'listen'; default: string }
-  /** A duration ("500ms", "30s", "24h", or a number of seconds), validated to milliseconds. */
-  | { type: 'duration'; default: string; minMs?: number }
-  | { type: 'map'; of: Spec; emptyDefault?: boolean; checkKey?: (k: string) => string | undefined }
-  | { type: 'list'; of: Spec }
-  | { type: 'custom'; validate: (value: unknown, path: string[], ctx: Validation) => unknown };
+  | SectionSpec
+  | IntegerSpec
+  | StringSpec
+  | BooleanSpec
+  | EnumSpec
+  | ListenSpec
+  | DurationSpec
+  | MapSpec
+  | ListSpec
+  | CustomSpec;
+
+export interface SectionSpec {
+  type: 'section';
+  keys: Readonly<Record<string, Spec>>;
+}
+export interface IntegerSpec {
+  type: 'integer';
+  min: number;
+  max?: number;
+  default?: number;
+  required?: boolean;
+}
+export interface StringSpec {
+  type: 'string';
+  default?: string | null;
+  required?: boolean;
+  check?: (v: string) => string | undefined;
+}
+export interface BooleanSpec {
+  type: 'boolean';
+  default?: boolean;
+}
+export interface EnumSpec {
+  type: 'enum';
+  values: readonly string[];
+  default?: string;
+}
+/** "host:port", "[v6]:port" or a bare port; see parseListen. */
+export interface ListenSpec {
+  type: 'listen';
+  default: string;
+}
+/** A duration ("500ms", "30s", "24h", or a number of seconds), validated to milliseconds. */
+export interface DurationSpec {
+  type: 'duration';
+  default: string;
+  minMs?: number;
+}
+export interface MapSpec {
+  type: 'map';
+  of: Spec;
+  emptyDefault?: boolean;
+  checkKey?: (k: string) => string | undefined;
+}
+export interface ListSpec {
+  type: 'list';
+  of: Spec;
+}
+/** Validated by a function. A missing (or null) value is `default` when one is given. */
+export interface CustomSpec {
+  type: 'custom';
+  validate: (value: unknown, path: string[], ctx: Validation) => unknown;
+  default?: unknown;
+}
+
+declare const OUTPUT: unique symbol;
+/** Marks a spec with the type of its validated value. Type-level only: never set at run time. */
+export interface Typed<T> {
+  // Boxed: an optional property's own `undefined` would otherwise swallow `T | undefined`.
+  readonly [OUTPUT]?: { value: T };
+}
+
+/** The type of the value `validate` returns for `S` (`unknown` for a spec without one). */
+export type Infer<S> = S extends { readonly [OUTPUT]?: { value: infer T } } ? T : unknown;
+
+type Flatten<T> = { [K in keyof T]: T[K] } & {};
+type OptionalKeys<K> = { [P in keyof K]-?: undefined extends Infer<K[P]> ? P : never }[keyof K];
+/** A section's value: a key that may be absent (no default, not required) is optional. */
+export type SectionOf<K> = Flatten<
+  { -readonly [P in Exclude<keyof K, OptionalKeys<K>>]: Infer<K[P]> } & { -readonly [P in OptionalKeys<K>]?: Exclude<Infer<K[P]>, undefined> }
+>;
+
+/** A value that is absent unless `O` gives a default or makes it required. */
+type Given<O, T> = O extends { default: infer D } ? (D extends null ? T | null : T) : O extends { required: true } ? T : T | undefined;
+
+/** A mapping with exactly these keys (unknown keys are errors). */
+export function section<const K extends Readonly<Record<string, Spec>>>(keys: K): { type: 'section'; keys: K } & Typed<SectionOf<K>> {
+  return { type: 'section', keys };
+}
+
+/** An integer in `[min, max]`. */
+export function integer<const O extends Omit<IntegerSpec, 'type'>>(o: O): IntegerSpec & O & Typed<Given<O, number>> {
+  return { type: 'integer', ...o };
+}
+
+/** A string; `check` returns a problem ("must be ...") or undefined. */
+export function string<const O extends Omit<StringSpec, 'type'> = {}>(o?: O): StringSpec & O & Typed<Given<O, string>> {
+  return { type: 'string', ...(o as O) };
+}
+
+export function boolean<const O extends Omit<BooleanSpec, 'type'> = {}>(o?: O): BooleanSpec & O & Typed<Given<O, boolean>> {
+  return { type: 'boolean', ...(o as O) };
+}
+
+/** One of a fixed list of strings. */
+export function oneOf<const V extends readonly string[], const O extends { default?: V[number] } = {}>(
+  values: V,
+  o?: O,
+): { type: 'enum'; values: V } & O & Typed<Given<O, V[number]>> {
+  return { type: 'enum', values, ...(o as O) };
+}
+
+/** A listen address, kept as written ("127.0.0.1:1234", "8080"). */
+export function listen<const O extends Omit<ListenSpec, 'type'>>(o: O): ListenSpec & O & Typed<string> {
+  return { type: 'listen', ...o };
+}
+
+/** A duration written as "10s", "24h" or seconds; the value is in milliseconds. */
+export function duration<const O extends Omit<DurationSpec, 'type'>>(o: O): DurationSpec & O & Typed<number> {
+  return { type: 'duration', ...o };
+}
+
+/**
+ * A mapping of any keys to values of `of`; absent is `{}`. (A null entry of a spec without a
+ * default comes out undefined, as it always has; the type leaves that case out.)
+ */
+export function mapOf<const S extends Spec>(of: S, o: Omit<MapSpec, 'type' | 'of'> = {}): Omit<MapSpec, 'of'> & { of: S } & Typed<Record<string, Exclude<Infer<S>, undefined>>> {
+  return { type: 'map', of, ...o };
+}
+
+/** A list of values of `of`; absent is `[]`. (Null items: as for mapOf.) */
+export function listOf<const S extends Spec>(of: S): { type: 'list'; of: S } & Typed<Exclude<Infer<S>, undefined>[]> {
+  return { type: 'list', of };
+}
+
+/** A value checked by `validate`, which reports problems to `ctx.fail` and returns the value to keep. */
+export function custom<T>(validate: (value: unknown, path: string[], ctx: Validation) => T): CustomSpec & Typed<T>;
+export function custom<T, const D>(validate: (value: unknown, path: string[], ctx: Validation) => T, o: { default: D }): CustomSpec & { default: D } & Typed<T>;
+export function custom(validate: CustomSpec['validate'], o?: { default: unknown }): CustomSpec {
+  return { type: 'custom', validate, ...o };
+}
+
+/** The type of `defaultsOf(S)`: the defaults as written in YAML ("10s", not 10000). */
+export type DefaultsOf<S> = S extends { type: 'section'; keys: infer K }
+  ? { -readonly [P in keyof K as DefaultsOf<K[P]> extends undefined ? never : P]: DefaultsOf<K[P]> }
+  : S extends { type: 'list' | 'map' }
+    ? Infer<S>
+    : S extends { default: infer D }
+      ? D
+      : undefined;
+
+/**
+ * Every default of `spec` as it would be written in the YAML (`bindTimeout: '10s'`): a
+ * section's keys that have one, `[]` for a list and `{}` for a map.
+ */
+export function defaultsOf<S extends Spec>(spec: S): DefaultsOf<S> {
+  return defaultOf(spec) as DefaultsOf<S>;
+}
+
+function defaultOf(spec: Spec): unknown {
+  switch (spec.type) {
+    case 'section': {
+      const out: Record<string, unknown> = {};
+      for (const [key, sub] of Object.entries(spec.keys)) {
+        const d = defaultOf(sub);
+        if (d !== undefined) out[key] = d;
+      }
+      return out;
+    }
+    case 'list':
+      return [];
+    case 'map':
+      return {};
+    default:
+      return spec.default;
+  }
+}
+
+/** Freezes `v` and everything in it. */
+export function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
+  }
+  return v;
+}
 
 export interface Problem {
   /** Dotted key path, e.g. `ws.listen`. */
@@ -197,7 +377,7 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
       return value.map((v, i) => validate(spec.of, v, [...path, String(i)], ctx));
     }
     case 'custom':
-      return spec.validate(value, path, ctx);
+      return spec.validate((value === undefined || value === null) && spec.default !== undefined ? spec.default : value, path, ctx);
   }
 }
 

@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import { stringify } from 'yaml';
+import { type Config, ConfigError, redact } from '../../config/load.js';
+import { EXIT, type Io, type Result } from '../io.js';
+import { configOption, readConfig } from '../options.js';
+
+/** `notify config check [--print]`. */
+export function addConfigCommands(program: Command, io: Io, result: Result): void {
+  const config = program.command('config').description('work with config files');
+  config
+    .command('check')
+    .description('validate a config file (or the built-in defaults) and exit 0 if it is good')
+    .addOption(configOption())
+    .option('--print', 'print the effective config with secrets redacted')
+    .action((o: { config?: string; print?: boolean }) => {
+      result.code = configCheck(io, o);
+    });
+}
+
+function configCheck(io: Io, o: { config?: string; print?: boolean }): number {
+  let config: Config;
+  try {
+    config = readConfig(o.config);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const p of err.problems) io.err(`${p}\n`);
+    return EXIT.error;
+  }
+  io.out(`${o.config ?? 'built-in defaults'}: ok\n`);
+  if (o.print) io.out(stringify(redact(config)));
+  return 0;
+}

@@ -1,0 +1,134 @@
+import { type Command, Option } from 'commander';
+import { buildNode } from '../../node/node.js';
+import { createLogger } from '../../obs/log.js';
+import { messageFromFields, parseAudience, parsePublishOptions } from '../../message.js';
+import type { DeliveryReport } from '../../types.js';
+import { type ApiOptions, callApi, serverOptions } from '../api-client.js';
+import { CliError, EXIT, type Io, type Result } from '../io.js';
+import { collect, configOption, readConfig } from '../options.js';
+
+interface PublishOptions extends ApiOptions {
+  msg?: string;
+  title?: string;
+  data?: string[];
+  json?: boolean;
+  direct?: boolean;
+  id?: string;
+  route?: string;
+  ttl?: string;
+}
+
+const EXIT_HELP = '\nExit status: 0 delivered to at least one target, 1 delivered to none, 2 usage, config or connection error.';
+
+/** `notify send` and `notify broadcast`: through the daemon's HTTP API, or `--direct` in this process. */
+export function addSendCommands(program: Command, io: Io, result: Result): void {
+  publishOptions(
+    program
+      .command('send')
+      .description('send a message to one or more uids through the running daemon')
+      .requiredOption('-u, --uid <uid>', 'recipient uid (repeatable)', collect),
+  )
+    .addHelpText('after', EXIT_HELP)
+    .action(async (o: PublishOptions & { uid: string[] }) => {
+      const address = o.uid.length === 1 ? { uid: o.uid[0] } : { uid: o.uid };
+      result.code = await publish(io, address, o);
+    });
+
+  publishOptions(program.command('broadcast').description('send a message to every connected uid'))
+    .addHelpText('after', EXIT_HELP)
+    .action(async (o: PublishOptions) => {
+      result.code = await publish(io, { broadcast: true }, o);
+    });
+}
+
+const publishOptions = (cmd: Command) =>
+  serverOptions(
+    cmd
+      .option('-m, --msg <text>', 'message text; alone, it is exactly the frame a session receives')
+      .option('-t, --title <text>', 'alert title')
+      .option('-d, --data <key=value>', 'custom data (repeatable)', collect)
+      .option('--json', 'print the delivery report as JSON')
+      .addOption(configOption()),
+    'the report',
+  )
+    .option('--direct', "no daemon: deliver in this process through the config's push transports (APNs, HTTP push)")
+    .option('--id <id>', 'your own message id: a repeat within history.dedupeWindow is not delivered again')
+    .addOption(new Option('--route <route>', 'all transports at once, or live sessions first and push only if none takes it').choices(['all', 'live-first']))
+    .option('--ttl <duration>', 'how long the message is kept for sessions that resume, e.g. 10m (at most history.ttl)');
+
+function parseData(pairs: string[] | undefined): Record<string, string> | undefined {
+  if (!pairs || pairs.length === 0) return undefined;
+  const data: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new CliError(`--data takes key=value, got ${JSON.stringify(pair)}`);
+    data[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return data;
+}
+
+/** The /v1/send body of a publish command. */
+function publishBody(address: Record<string, unknown>, o: PublishOptions): Record<string, unknown> {
+  const body: Record<string, unknown> = { ...address };
+  if (o.msg !== undefined) body.msg = o.msg;
+  if (o.title !== undefined) body.title = o.title;
+  const data = parseData(o.data);
+  if (data) body.data = data;
+  if (body.msg === undefined && body.title === undefined && data === undefined) {
+    throw new CliError('nothing to send: give --msg, --title or --data');
+  }
+  if (o.id !== undefined) body.id = o.id;
+  if (o.route !== undefined) body.route = o.route;
+  if (o.ttl !== undefined) body.ttl = o.ttl;
+  return body;
+}
+
+function printReport(io: Io, report: DeliveryReport, json: boolean | undefined): number {
+  io.out(json ? `${JSON.stringify(report)}\n` : `${summarize(report)}\n`);
+  return report.delivered ? EXIT.delivered : EXIT.none;
+}
+
+async function publish(io: Io, address: Record<string, unknown>, o: PublishOptions): Promise<number> {
+  const body = publishBody(address, o);
+  if (o.direct) return publishDirect(io, body, o);
+  return printReport(io, (await callApi(o, 'POST', '/v1/send', body)) as DeliveryReport, o.json);
+}
+
+/**
+ * `--direct`: no daemon. Builds the config's push transports in this process (with the same
+ * state directory, so registered and retired tokens count), delivers, and shuts them down.
+ * The one way the CLI reaches delivery/, and only through the composition root (buildNode).
+ */
+async function publishDirect(io: Io, body: Record<string, unknown>, o: PublishOptions): Promise<number> {
+  const config = readConfig(o.config);
+  if (Object.keys(config.transports).length === 0) {
+    throw new CliError(`--direct delivers through the push transports under "transports:" in ${o.config ?? 'the config'}, and there are none${o.config ? '' : ' (give --config FILE)'}`);
+  }
+  const audience = parseAudience(body);
+  const message = messageFromFields(body);
+  const options = parsePublishOptions(body);
+  const node = buildNode(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
+  try {
+    await node.start();
+    return printReport(io, await node.publisher.publish(audience, message, options, 'cli'), o.json);
+  } finally {
+    await node.stop();
+  }
+}
+
+/** One line for a human: how many targets, by transport, who was not reached, and whether it is kept. */
+export function summarize(r: DeliveryReport & { stored?: boolean }): string {
+  const byTransport = new Map<string, number>();
+  for (const e of r.results) if (e.status === 'sent') byTransport.set(e.transport, (byTransport.get(e.transport) ?? 0) + 1);
+  const parts = [...byTransport].map(([t, n]) => `${t}: ${n}`).join(', ');
+  const failures = r.failed + r.rejected;
+  let line = r.delivered ? `delivered to ${r.sent} target${r.sent === 1 ? '' : 's'} (${parts})` : 'not delivered';
+  if (failures > 0) {
+    const reasons = [...new Set(r.results.filter((e) => e.status !== 'sent').map((e) => e.reason ?? e.status))];
+    line += `; ${failures} failed (${reasons.join('; ')})`;
+  }
+  if (r.unreached.length > 0) line += `; not reachable: ${r.unreached.join(', ')}`;
+  if (!r.delivered && r.results.length === 0 && r.unreached.length === 0) line += '; nobody is connected';
+  if (!r.delivered && r.stored) line += '; stored for sessions that resume';
+  return line;
+}

@@ -1,0 +1,77 @@
+import type { Command } from 'commander';
+import { type Config, ConfigError, loadConfig } from '../../config/load.js';
+import { createDaemon } from '../../node/daemon.js';
+import { errorMessage } from '../../errors.js';
+import { createLogger } from '../../obs/log.js';
+import type { Io, Result } from '../io.js';
+import { configOption, readConfig } from '../options.js';
+
+/** `notify serve`: the daemon in the foreground, until SIGINT/SIGTERM; SIGHUP reloads. */
+export function addServeCommand(program: Command, io: Io, result: Result): void {
+  program
+    .command('serve')
+    .description('run the daemon in the foreground (stop with SIGINT or SIGTERM)')
+    .addOption(configOption())
+    .action(async (o: { config?: string }) => {
+      result.code = await serve(io, o);
+    });
+}
+
+async function serve(io: Io, o: { config?: string }): Promise<number> {
+  const config = readConfig(o.config);
+  const log = createLogger({ level: config.log.level, write: io.err });
+  const daemon = createDaemon(config, { log });
+  let signalled = 0;
+  let wake: (signal: string) => void = () => {};
+  const stopRequested = new Promise<string>((resolve) => (wake = resolve));
+  const unlisten = io.onStopSignal((signal) => {
+    if (++signalled > 1) {
+      log.warn(`second ${signal}: exiting without waiting`);
+      process.exit(130);
+    }
+    wake(signal);
+  });
+  let reloading = Promise.resolve();
+  const unlistenReload =
+    io.onReloadSignal?.(() => {
+      reloading = reloading.then(() => reload(daemon, o.config, log));
+    }) ?? (() => {});
+  try {
+    await daemon.start();
+    log.info(`notify ready${o.config ? ` (config ${o.config})` : ' (built-in defaults; pass --config FILE to change them)'}`);
+    const signal = await stopRequested;
+    log.info(`${signal}: shutting down; finishing deliveries in flight`);
+    await daemon.stop();
+    log.info('stopped');
+    return 0;
+  } finally {
+    unlisten();
+    unlistenReload();
+  }
+}
+
+/** SIGHUP: reads the config file again; a bad one is reported and the running config kept. */
+async function reload(daemon: ReturnType<typeof createDaemon>, path: string | undefined, log: ReturnType<typeof createLogger>): Promise<void> {
+  if (path === undefined) {
+    log.warn('SIGHUP: running on the built-in defaults, there is no config file to reload');
+    return;
+  }
+  let next: Config;
+  try {
+    next = loadConfig(path);
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
+    log.error('SIGHUP: the config file has problems; keeping the running config', { config: path, problems });
+    return;
+  }
+  try {
+    const r = await daemon.reload(next);
+    log.setLevel(next.log.level);
+    log.info('SIGHUP: config reloaded; sessions kept', { config: path, added: r.added, changed: r.changed, removed: r.removed });
+    if (r.restartNeeded.length > 0) {
+      log.warn(`SIGHUP: changes to ${r.restartNeeded.join(', ')} take a restart to apply`, { sections: r.restartNeeded });
+    }
+  } catch (err) {
+    log.error('SIGHUP: reload failed; keeping the running config', { config: path, error: errorMessage(err) });
+  }
+}

@@ -1,0 +1,56 @@
+import type { Command } from 'commander';
+import { makeToken } from '../../auth.js';
+import { parseDuration } from '../../duration.js';
+import { errorMessage } from '../../errors.js';
+import { checkUid } from '../../message.js';
+import { CliError, type Io, type Result } from '../io.js';
+import { configOption, readConfig } from '../options.js';
+
+interface TokenOptions {
+  uid: string;
+  ttl: string;
+  config?: string;
+  json?: boolean;
+}
+
+/** `notify token`: a connection token for a uid, signed with ws.secret. */
+export function addTokenCommand(program: Command, io: Io, result: Result): void {
+  program
+    .command('token')
+    .description("print a connection token for a uid (ws.auth: token), for a backend to hand to its page")
+    .requiredOption('-u, --uid <uid>', 'the uid the token lets a page bind')
+    .option('--ttl <duration>', 'how long it is valid, e.g. 15m, 1h, 7d', '1h')
+    .addOption(configOption())
+    .option('--json', 'print {uid, token, expiresAt}')
+    .action((o: TokenOptions) => {
+      result.code = tokenCommand(io, o);
+    });
+}
+
+function tokenCommand(io: Io, o: TokenOptions): number {
+  const config = readConfig(o.config);
+  if (!config.ws.secret) {
+    const where = o.config ? `${o.config} has no ws.secret` : 'the built-in defaults have no ws.secret (give --config FILE)';
+    throw new CliError(`notify token signs with ws.secret, and ${where}; set it, e.g. secret: \${NOTIFY_WS_SECRET}`);
+  }
+  let ttlMs: number;
+  try {
+    ttlMs = parseDuration(o.ttl);
+  } catch (err) {
+    throw new CliError(`--ttl ${errorMessage(err)}`);
+  }
+  if (ttlMs <= 0) throw new CliError('--ttl must be more than 0');
+  const bad = (() => {
+    try {
+      checkUid(o.uid, '--uid');
+      return undefined;
+    } catch (err) {
+      return errorMessage(err);
+    }
+  })();
+  if (bad) throw new CliError(bad);
+  const expiresAt = Math.floor((Date.now() + ttlMs) / 1000);
+  const token = makeToken(config.ws.secret, o.uid, expiresAt);
+  io.out(o.json ? `${JSON.stringify({ uid: o.uid, token, expiresAt: new Date(expiresAt * 1000).toISOString() })}\n` : `${token}\n`);
+  return 0;
+}
