@@ -549,10 +549,11 @@ function median(xs: number[]): number {
 }
 
 function summarize(results: RunResult[]) {
-  const med = (f: (r: RunResult) => number) => median(results.map(f));
+  const med = (f: (r: RunResult) => number) => round(median(results.map(f)), 3);
   const sum = (f: (r: RunResult) => number) => results.reduce((n, r) => n + f(r), 0);
   return {
     runs: results.length,
+    history: results[0]?.history ?? null,
     median: {
       pushesPerSec: med((r) => r.pushesPerSec),
       cpuUsPerPush: round(med((r) => r.cpuUsPerPush), 2),
@@ -669,7 +670,7 @@ async function main(): Promise<void> {
     }),
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-  process.stderr.write(`\n${table(cases, ratios)}`);
+  if (rows.size > 0) process.stderr.write(`\n${table(cases, ratios)}`);
   if (apnsResults.length > 0) {
     process.stderr.write(
       `\nAPNs: ${APNS_TOKENS} tokens, median ${amed((r) => r.notificationsPerSec)} notifications/s, ` +
@@ -688,7 +689,7 @@ function table(cases: Record<string, Record<string, Summary>>, ratios: Record<st
       const m = s.median;
       lines.push([
         name,
-        `${label} (${s.runs} run${s.runs === 1 ? '' : 's'})`,
+        `${label}${label === 'notify' ? ' history on' : ''} (${s.runs} run${s.runs === 1 ? '' : 's'})`,
         String(m.pushesPerSec),
         String(m.cpuUsPerPush),
         String(round(m.rssPerSessionBytes / 1024, 2)),
