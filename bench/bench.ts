@@ -60,7 +60,8 @@
  *
  * Output: one JSON object on stdout (config, every run's raw figures, medians per case and
  * server, ratios notify/bare, the APNs row); progress lines and a table of the medians on
- * stderr.
+ * stderr. npm prints its own "> notify@..." lines (and the build's) on stdout: for clean JSON,
+ * `npm run -s bench -- ... > bench.json`, or `node dist/bench/bench.js ...` after a build.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
