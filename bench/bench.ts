@@ -1,21 +1,67 @@
 /**
- * `npm run bench`: end-to-end throughput, latency and memory of the daemon.
+ * `npm run bench`: notify next to a bare ws + net server (bench/bare-server.ts) on the
+ * workload of the original Workerman push example, in one invocation.
  *
- * Per run: start a daemon child process (pinned to CPU 0 when taskset exists and there are two
- * CPUs; this process pins itself to CPU 1), connect N WebSocket sessions each bound to its own
- * uid, then push M targeted messages through one pipelined Text ingress connection keeping W
- * in flight (a push is in flight from its line's write until its frame arrives). Prints one
- * JSON object per run on stderr and the medians of all runs on stdout.
+ * One run = one fresh server process (notify or bare) and this workload:
+ * 1. Idle RSS of the server 1 s after it listens.
+ * 2. N WebSocket sessions (500 handshakes at a time), each sending its uid as its first text
+ *    frame (the original protocol): uids u0..u(N-1). The bench waits until the server has
+ *    bound all N (notify: GET /healthz; bare: GET /sessions), waits 2 s, and reads the RSS
+ *    with sessions: KB RSS/session = (RSS with sessions - idle RSS) / N.
+ * 3. Push phase: M pushes, each to a uniformly random uid of u0..u(N-1) (a seeded PRNG: run r
+ *    sends the same sequence to notify and bare), as lines `{"uid":"uNNN","seq":S}\n` over K
+ *    persistent Text connections with C lines in flight in all (C split as evenly as possible
+ *    over min(K, C) connections; C=1 is one connection with one line in flight). Each
+ *    connection writes its whole window in one socket.write, then on each reply line writes a
+ *    new line at once, the refills of one 'data' event in one write. Both servers send the
+ *    line itself as the frame, so its seq identifies the push. A push is delivered when its
+ *    frame arrives at the session of the uid it was addressed to; latency runs from the write
+ *    of its line to that arrival. Counted: lost (never delivered), dup (delivered again),
+ *    misrouted (a frame at a session whose uid is not the one addressed), and the replies
+ *    (ok / fail / error; all must be ok). The phase ends when every push is delivered and
+ *    answered, or after 5 s without progress.
+ *    Server CPU µs/push: utime+stime of the server (/proc/PID/stat, in CLK_TCK ticks) over the
+ *    push phase only, divided by M. RSS growth MB = RSS after the pushes - RSS with sessions.
+ *    pushes/s = delivered / push-phase seconds. clientCpuPct (JSON) is this process's CPU over
+ *    the push phase, in % of one core: near 100 means the client, not the server, was the limit.
+ * The server is pinned to CPU 0 (`taskset -c 0`) and this process to CPU 1 (`taskset -cp 1`)
+ * when taskset exists and there are 2+ CPUs.
  *
- * Then the APNs row: a daemon whose `apns` transport points at a fake APNs server (HTTP/2 over
- * TLS, in this process) and whose config lists T device tokens for one uid; one message to that
- * uid through the HTTP API; notifications per second until the report, and the daemon's peak RSS.
+ * Order: the main case (C = --inflight) runs notify run 1, bare run 1, notify run 2, bare run
+ * 2, ... (R runs each; a history-off notify run, when asked for, follows the bare run of its
+ * round); then the C=1 case the same way (one push at a time, --c1 pushes). Figures are the
+ * medians of each server's runs; lost/dup/misrouted and non-ok replies are summed over runs.
+ * notify runs with its default config except: listeners on 127.0.0.1:0, state.dir in a temp
+ * dir, the per-address connection limits lifted (every bench client is 127.0.0.1),
+ * text.maxPipelinedLines = max(4096, C), and history.enabled as the run says.
  *
- * Options: --sessions N (10000) --pushes M (200000) --inflight W (64) --runs R (3)
- *          --apns-tokens T (10000; 0 skips the APNs row) --only ws|apns
- *          --history on|off|both (both: the targeted-push runs with the message store on, then off)
- *          --server notify|bare (notify; bare = a ws + net server that does nothing else; no APNs row)
- * Env: NOTIFY_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" adds node flags to the server.
+ * Then the APNs row: a notify daemon whose `apns` transport points at a fake APNs server (HTTP/2
+ * over TLS, in this process) and whose config lists T device tokens for one uid; one message
+ * to that uid through the HTTP API; notifications per second until the report, and the
+ * daemon's peak RSS (VmHWM). R runs, medians.
+ *
+ * Options:
+ *   --sessions N      WebSocket sessions, uids u0..u(N-1) (10000)
+ *   --pushes M        pushes per run of the main case (200000); the per-push state is typed
+ *                     arrays of M entries, so 500000 works for the RSS-growth check
+ *   --connections K   persistent Text connections of the main case (8)
+ *   --inflight C      lines in flight in all in the main case, split over the connections (64)
+ *   --runs R          runs per server and case (3)
+ *   --c1 M1           pushes per run of the C=1 case (20000); 0 skips the C=1 case
+ *   --history MODE    notify's message store in the main case (the C=1 case always runs it on):
+ *                       default: on for the R runs, plus one history-off notify run (round 1)
+ *                       on: on only; off: off only (R runs); both: R runs on and R runs off
+ *   --server S        notify | bare | both (both): which servers the WebSocket cases run
+ *   --apns-tokens T   device tokens of the APNs row (10000); 0 skips the APNs row
+ *   --only ws|apns    run only the WebSocket cases, or only the APNs row
+ *   --seed X          PRNG seed of the uid choice (1); run r uses X + r - 1
+ * Env: NOTIFY_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" adds node flags to the server
+ * processes (notify and bare).
+ *
+ * Output: one JSON object on stdout (config, every run's raw figures, medians per case and
+ * server, ratios notify/bare, the APNs row); progress lines and a table of the medians on
+ * stderr. npm prints its own "> notify@..." lines (and the build's) on stdout: for clean JSON,
+ * `npm run -s bench -- ... > bench.json`, or `node dist/bench/bench.js ...` after a build.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -30,23 +76,45 @@ const { values: args } = parseArgs({
   options: {
     sessions: { type: 'string', default: '10000' },
     pushes: { type: 'string', default: '200000' },
+    connections: { type: 'string', default: '8' },
     inflight: { type: 'string', default: '64' },
     runs: { type: 'string', default: '3' },
-    server: { type: 'string', default: 'notify' },
+    c1: { type: 'string', default: '20000' },
+    history: { type: 'string', default: 'default' },
+    server: { type: 'string', default: 'both' },
     'apns-tokens': { type: 'string', default: '10000' },
-    history: { type: 'string', default: 'both' },
     only: { type: 'string' },
+    seed: { type: 'string', default: '1' },
   },
 });
-const APNS_TOKENS = Number(args['apns-tokens']);
+
+function intArg(name: string, min: number): number {
+  const v = Number(args[name as keyof typeof args]);
+  if (!Number.isInteger(v) || v < min) throw new Error(`--${name} must be an integer >= ${min}`);
+  return v;
+}
+const N = intArg('sessions', 1);
+const M = intArg('pushes', 1);
+const K = intArg('connections', 1);
+const C = intArg('inflight', 1);
+const RUNS = intArg('runs', 1);
+const M1 = intArg('c1', 0);
+const APNS_TOKENS = intArg('apns-tokens', 0);
+const SEED = intArg('seed', 0);
+const HISTORY = args.history as string;
+if (!['default', 'on', 'off', 'both'].includes(HISTORY)) throw new Error('--history must be default, on, off or both');
+const SERVERS: ServerKind[] =
+  args.server === 'both' ? ['notify', 'bare'] : args.server === 'notify' || args.server === 'bare' ? [args.server] : [];
+if (SERVERS.length === 0) throw new Error('--server must be notify, bare or both');
 const ONLY = args.only as 'ws' | 'apns' | undefined;
-const HISTORY_MODES: boolean[] = args.history === 'on' ? [true] : args.history === 'off' ? [false] : [true, false];
-const N = Number(args.sessions);
-const M = Number(args.pushes);
-const W = Number(args.inflight);
-const RUNS = Number(args.runs);
-const SERVER = args.server as 'notify' | 'bare';
+if (ONLY !== undefined && ONLY !== 'ws' && ONLY !== 'apns') throw new Error('--only must be ws or apns');
+/** History-on runs and history-off runs of notify in the main case. */
+const ON_RUNS = HISTORY === 'off' ? 0 : RUNS;
+const OFF_RUNS = HISTORY === 'on' ? 0 : HISTORY === 'default' ? 1 : RUNS;
 const ROOT = new URL('../../', import.meta.url).pathname;
+const NODE_ARGS = (process.env.NOTIFY_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
+type ServerKind = 'notify' | 'bare';
 
 function hasTaskset(): boolean {
   try {
@@ -58,37 +126,54 @@ function hasTaskset(): boolean {
 }
 const PIN = hasTaskset() && availableParallelism() >= 2;
 
+function clockTicks(): number {
+  try {
+    const v = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return v > 0 ? v : 100;
+  } catch {
+    return 100;
+  }
+}
+const CLK_TCK = clockTicks();
+
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
+/** utime + stime of a process in seconds (/proc/PID/stat fields 14 and 15). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Server {
+  kind: ServerKind;
   child: ChildProcess;
   ws: string;
   text: string;
   http: string | undefined;
 }
 
-/**
- * Starts the server under test and reads its listener addresses from its JSON log lines.
- * `extraYaml` is appended to the notify config.
- */
-async function startServer(dir: string, extraYaml = '', history = true): Promise<Server> {
-  const node = [process.execPath, ...(process.env.NOTIFY_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+/** Starts a server and reads its listener addresses from its JSON log lines. `extraYaml` is appended to notify's config. */
+async function startServer(kind: ServerKind, dir: string, opts: { history?: boolean; extraYaml?: string } = {}): Promise<Server> {
+  const node = [process.execPath, ...NODE_ARGS];
   let cmd: string[];
-  if (SERVER === 'bare') {
+  if (kind === 'bare') {
     cmd = [...node, join(ROOT, 'dist/bench/bare-server.js')];
   } else {
     const config = join(dir, 'bench.yaml');
     writeFileSync(
       config,
-      'ws: {listen: "127.0.0.1:0"}\ntext: {listen: "127.0.0.1:0", maxPipelinedLines: 4096}\nhttp: {listen: "127.0.0.1:0"}\n' +
-        `state: {dir: ${JSON.stringify(join(dir, 'state'))}}\nhistory: {enabled: ${history}}\n` +
+      `ws: {listen: "127.0.0.1:0"}\ntext: {listen: "127.0.0.1:0", maxPipelinedLines: ${Math.max(4096, C)}}\n` +
+        'http: {listen: "127.0.0.1:0"}\n' +
+        `state: {dir: ${JSON.stringify(join(dir, 'state'))}}\nhistory: {enabled: ${opts.history ?? true}}\n` +
         // Every bench client connects from 127.0.0.1: lift the per-address caps.
-        `limits: {connections: 1000000, connectionsPerIp: 1000000, connectRatePerIp: 1000000}\n${extraYaml}`,
+        `limits: {connections: 1000000, connectionsPerIp: 1000000, connectRatePerIp: 1000000}\n${opts.extraYaml ?? ''}`,
     );
     cmd = [...node, join(ROOT, 'bin/notify'), 'serve', '--config', config];
   }
@@ -97,7 +182,7 @@ async function startServer(dir: string, extraYaml = '', history = true): Promise
   const found: Record<string, string> = {};
   let buf = '';
   await new Promise<void>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
+    child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code} before listening`)));
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       buf += chunk;
@@ -106,25 +191,32 @@ async function startServer(dir: string, extraYaml = '', history = true): Promise
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         try {
-          const e = JSON.parse(line) as { listener?: string; address?: string; level?: string; msg?: string };
+          const e = JSON.parse(line) as { listener?: string; address?: string; level?: string };
           if (e.listener && e.address) found[e.listener] = e.address;
-          if (e.level === 'error' || e.level === 'warn') process.stderr.write(`server: ${line}\n`);
+          if (e.level === 'error' || e.level === 'warn') process.stderr.write(`${kind}: ${line}\n`);
         } catch {
-          process.stderr.write(`server: ${line}\n`);
+          process.stderr.write(`${kind}: ${line}\n`);
         }
-        if (found.ws && found.text && (SERVER === 'bare' || found.http)) resolve();
+        if (found.ws && found.text && (kind === 'bare' || found.http)) resolve();
       }
     });
   });
-  return { child, ws: found.ws as string, text: found.text as string, http: found.http };
+  return { kind, child, ws: found.ws as string, text: found.text as string, http: found.http };
 }
 
 async function stopServer(s: Server): Promise<void> {
-  if (s.child.exitCode !== null) return;
+  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
   s.child.kill('SIGTERM');
   const timer = setTimeout(() => s.child.kill('SIGKILL'), 15_000);
   await once(s.child, 'exit');
   clearTimeout(timer);
+}
+
+/** Sessions the server has bound. */
+async function boundSessions(s: Server): Promise<number> {
+  if (s.kind === 'bare') return Number(await (await fetch(`http://${s.ws}/sessions`)).text());
+  const h = (await (await fetch(`http://${s.http}/healthz`)).json()) as { transports: { websocket: { sessions: number } } };
+  return h.transports.websocket.sessions;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -134,36 +226,98 @@ function percentile(sorted: Float64Array, p: number): number {
 
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
+/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface CaseSpec {
+  name: string;
+  pushes: number;
+  /** Lines in flight per connection. */
+  windows: number[];
+}
+
+function caseSpec(name: string, pushes: number, connections: number, inflight: number): CaseSpec {
+  const k = Math.min(connections, inflight);
+  const windows = Array.from({ length: k }, (_, i) => Math.floor(inflight / k) + (i < inflight % k ? 1 : 0));
+  return { name, pushes, windows };
+}
+
 interface RunResult {
+  server: ServerKind;
+  history: 'on' | 'off' | null;
+  run: number;
   sessions: number;
   connectPerSec: number;
   pushes: number;
+  connections: number;
   inflight: number;
+  seconds: number;
   pushesPerSec: number;
+  serverCpuSeconds: number;
+  cpuUsPerPush: number;
+  clientCpuPct: number;
   latencyMs: { p50: number; p99: number; max: number };
-  daemonRssBytes: { idle: number; withSessions: number; afterPushes: number };
+  serverRssBytes: { idle: number; withSessions: number; afterPushes: number };
   rssPerSessionBytes: number;
+  rssGrowthMB: number;
+  delivered: number;
   lost: number;
   duplicates: number;
-  replies: { ok: number; fail: number; error: number };
+  misrouted: number;
+  badFrames: number;
+  replies: { ok: number; fail: number; error: number; missing: number; firstError?: string };
 }
 
-async function run(history: boolean): Promise<RunResult> {
+/** Parses the seq of a frame `{"uid":"uNNN","seq":S}`: the digits before the final `}`; -1 when absent. */
+function seqOf(data: Buffer): number {
+  let i = data.length - 1;
+  if (i < 0 || data[i] !== 0x7d) return -1;
+  let seq = 0;
+  let mul = 1;
+  let digits = 0;
+  for (i--; i >= 0; i--) {
+    const c = data[i] as number;
+    if (c < 0x30 || c > 0x39) break;
+    seq += (c - 0x30) * mul;
+    mul *= 10;
+    digits++;
+  }
+  return digits > 0 && i >= 0 && data[i] === 0x3a ? seq : -1;
+}
+
+async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: boolean): Promise<RunResult> {
   const dir = mkdtempSync(join(tmpdir(), 'notify-bench-'));
-  const server = await startServer(dir, '', history);
+  const server = await startServer(kind, dir, { history });
   const pid = server.child.pid as number;
+  const clients: WebSocket[] = [];
+  const texts: Socket[] = [];
   try {
     await sleep(1000);
     const idle = rssBytes(pid);
 
-    // Connect and bind N sessions, at most 500 handshakes at a time.
-    const clients: WebSocket[] = new Array(N);
-    const sendTime = new Float64Array(M);
-    const latency = new Float64Array(M);
-    const seen = new Uint8Array(M);
-    let received = 0;
+    const P = spec.pushes;
+    const sendTime = new Float64Array(P);
+    const target = new Uint32Array(P);
+    /** 1 once the push has been delivered. */
+    const arrivals = new Uint8Array(P);
+    const latency = new Float64Array(P);
+    let delivered = 0;
     let duplicates = 0;
-    let onFrame: () => void = () => {};
+    let misrouted = 0;
+    let badFrames = 0;
+    let lastProgress = Date.now();
+    let checkDone = () => {};
+
+    // Connect and bind N sessions, at most 500 handshakes at a time.
     const connectStart = performance.now();
     let next = 0;
     let opened = 0;
@@ -172,115 +326,165 @@ async function run(history: boolean): Promise<RunResult> {
         if (next >= N) return;
         const i = next++;
         const ws = new WebSocket(`ws://${server.ws}/`, { perMessageDeflate: false });
-        clients[i] = ws;
+        clients.push(ws);
         ws.on('open', () => {
           ws.send(`u${i}`);
           if (++opened === N) resolve();
           else open();
         });
         ws.on('message', (data: Buffer) => {
-          const text = data.toString();
-          const seq = Number(text.slice(text.lastIndexOf(':') + 1, -1));
-          if (seen[seq]) duplicates++;
-          else {
-            seen[seq] = 1;
-            latency[received++] = performance.now() - (sendTime[seq] as number);
+          const now = performance.now();
+          const seq = seqOf(data);
+          if (seq < 0 || seq >= P) {
+            badFrames++;
+            return;
           }
-          onFrame();
+          lastProgress = Date.now();
+          if (target[seq] !== i) {
+            misrouted++;
+            return;
+          }
+          if (arrivals[seq] !== 0) {
+            duplicates++;
+            return;
+          }
+          arrivals[seq] = 1;
+          latency[delivered++] = now - (sendTime[seq] as number);
+          checkDone();
         });
         ws.on('error', reject);
       };
       for (let k = 0; k < 500; k++) open();
     });
-    // Binding is one frame after open; wait until the server has them all (or a short grace for bare).
-    if (server.http) {
-      for (;;) {
-        const h = (await (await fetch(`http://${server.http}/healthz`)).json()) as { transports: { websocket: { sessions: number } } };
-        if (h.transports.websocket.sessions >= N) break;
-        await sleep(50);
-      }
-    } else await sleep(500);
+    for (const deadline = Date.now() + 60_000; (await boundSessions(server)) < N; await sleep(50)) {
+      if (Date.now() > deadline) throw new Error(`${kind}: sessions not all bound after 60 s`);
+    }
     const connectSec = (performance.now() - connectStart) / 1000;
     await sleep(2000);
     const withSessions = rssBytes(pid);
 
-    // Push M messages over one pipelined Text connection, W in flight.
+    // The Text connections.
     const [host, port] = [server.text.slice(0, server.text.lastIndexOf(':')), Number(server.text.split(':').pop())];
-    const text: Socket = connect({ host, port });
-    text.setNoDelay(true);
-    await once(text, 'connect');
-    const replies = { ok: 0, fail: 0, error: 0 };
-    let replyBuf = '';
-    text.setEncoding('utf8');
-    text.on('data', (chunk: string) => {
-      replyBuf += chunk;
-      let nl: number;
-      while ((nl = replyBuf.indexOf('\n')) !== -1) {
-        const line = replyBuf.slice(0, nl);
-        replyBuf = replyBuf.slice(nl + 1);
-        if (line === 'ok') replies.ok++;
-        else if (line === 'fail') replies.fail++;
-        else replies.error++;
-      }
-    });
-    let sent = 0;
-    let pending = '';
-    let flushQueued = false;
-    const flush = () => {
-      flushQueued = false;
-      text.write(pending);
-      pending = '';
-    };
-    const sendOne = () => {
-      const seq = sent++;
-      pending += `{"uid":"u${seq % N}","seq":${seq}}\n`;
-      sendTime[seq] = performance.now();
-      if (!flushQueued) {
-        flushQueued = true;
-        setImmediate(flush);
-      }
-    };
-    const pushStart = performance.now();
-    let lastProgress = Date.now();
-    const done = new Promise<void>((resolve) => {
-      onFrame = () => {
-        lastProgress = Date.now();
-        if (sent < M) sendOne();
-        if (received === M) resolve();
-      };
-      const watchdog = setInterval(() => {
-        if (received === M || Date.now() - lastProgress > 5000) {
-          clearInterval(watchdog);
-          resolve();
-        }
-      }, 200);
-    });
-    for (let k = 0; k < Math.min(W, M); k++) sendOne();
-    await done;
-    const pushSec = (performance.now() - pushStart) / 1000;
-    await sleep(200);
-    const afterPushes = rssBytes(pid);
-    text.destroy();
-    for (const ws of clients) ws?.terminate();
+    for (let k = 0; k < spec.windows.length; k++) {
+      const s = connect({ host, port, noDelay: true });
+      texts.push(s);
+      await once(s, 'connect');
+    }
 
-    const lat = latency.slice(0, received).sort();
+    const rand = prng(SEED + runIndex - 1);
+    const replies = { ok: 0, fail: 0, error: 0, missing: 0, firstError: undefined as string | undefined };
+    let sent = 0;
+    /** Appends the next push's line to `out` and records its target; its time is set at the write. */
+    const nextLine = (): string => {
+      const seq = sent++;
+      const uid = Math.floor(rand() * N);
+      target[seq] = uid;
+      return `{"uid":"u${uid}","seq":${seq}}\n`;
+    };
+    const write = (s: Socket, from: number, lines: string) => {
+      const now = performance.now();
+      for (let q = from; q < sent; q++) sendTime[q] = now;
+      s.write(lines);
+    };
+    const answered = () => replies.ok + replies.fail + replies.error;
+    let resolveDone = () => {};
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
+    checkDone = () => {
+      if (delivered === P && answered() === P) resolveDone();
+    };
+    for (const s of texts) {
+      let buf = '';
+      s.setEncoding('latin1');
+      s.on('data', (chunk: string) => {
+        buf += chunk;
+        const from = sent;
+        let lines = '';
+        let start = 0;
+        for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n', start)) {
+          if (nl - start === 2 && buf.startsWith('ok', start)) replies.ok++;
+          else if (nl - start === 4 && buf.startsWith('fail', start)) replies.fail++;
+          else {
+            replies.error++;
+            replies.firstError ??= buf.slice(start, nl);
+          }
+          start = nl + 1;
+          if (sent < P) lines += nextLine();
+        }
+        buf = buf.slice(start);
+        if (start > 0) lastProgress = Date.now();
+        if (lines) write(s, from, lines);
+        checkDone();
+      });
+      s.on('error', (err) => {
+        replies.firstError ??= `connection error: ${err.message}`;
+      });
+    }
+
+    const cpu0 = cpuSeconds(pid);
+    const client0 = process.cpuUsage();
+    const pushStart = performance.now();
+    let pushEnd = pushStart;
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastProgress > 5000) resolveDone();
+    }, 200);
+    lastProgress = Date.now();
+    // Each connection writes its whole window in one write.
+    texts.forEach((s, k) => {
+      const from = sent;
+      let lines = '';
+      for (let j = 0; j < (spec.windows[k] as number) && sent < P; j++) lines += nextLine();
+      if (lines) write(s, from, lines);
+    });
+    await done;
+    pushEnd = delivered === P && answered() === P ? performance.now() : lastProgressPerf(lastProgress, pushStart);
+    const cpu1 = cpuSeconds(pid);
+    const client1 = process.cpuUsage(client0);
+    clearInterval(watchdog);
+    const afterPushes = rssBytes(pid);
+    // A short grace for late duplicates or misrouted frames.
+    await sleep(200);
+    const seconds = (pushEnd - pushStart) / 1000;
+    replies.missing = P - answered();
+
+    const lat = latency.slice(0, delivered).sort();
+    const serverCpu = cpu1 - cpu0;
+    const { firstError, ...counts } = replies;
     return {
+      server: kind,
+      history: kind === 'notify' ? (history ? 'on' : 'off') : null,
+      run: runIndex,
       sessions: N,
       connectPerSec: Math.round(N / connectSec),
-      pushes: M,
-      inflight: W,
-      pushesPerSec: Math.round(received / pushSec),
+      pushes: P,
+      connections: spec.windows.length,
+      inflight: spec.windows.reduce((a, b) => a + b, 0),
+      seconds: round(seconds, 3),
+      pushesPerSec: Math.round(delivered / seconds),
+      serverCpuSeconds: round(serverCpu, 2),
+      cpuUsPerPush: round((serverCpu * 1e6) / P, 2),
+      clientCpuPct: Math.round(((client1.user + client1.system) / 1e6 / seconds) * 100),
       latencyMs: { p50: round(percentile(lat, 50), 3), p99: round(percentile(lat, 99), 3), max: round(lat[lat.length - 1] ?? NaN, 3) },
-      daemonRssBytes: { idle, withSessions, afterPushes },
+      serverRssBytes: { idle, withSessions, afterPushes },
       rssPerSessionBytes: Math.round((withSessions - idle) / N),
-      lost: M - received,
+      rssGrowthMB: round((afterPushes - withSessions) / 2 ** 20, 1),
+      delivered,
+      lost: P - delivered,
       duplicates,
-      replies,
+      misrouted,
+      badFrames,
+      replies: firstError === undefined ? counts : { ...counts, firstError },
     };
   } finally {
+    for (const s of texts) s.destroy();
+    for (const ws of clients) ws.terminate();
     await stopServer(server);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The performance.now() of a Date.now() timestamp (the last progress, when the phase stalled). */
+function lastProgressPerf(dateMs: number, floor: number): number {
+  return Math.max(floor, performance.now() - (Date.now() - dateMs));
 }
 
 interface ApnsRunResult {
@@ -313,7 +517,7 @@ async function runApns(): Promise<ApnsRunResult> {
     `    token: {key: ${JSON.stringify(join(dir, 'AuthKey.p8'))}, keyId: ${key.keyId}, teamId: ${key.teamId}}\n` +
     `    address: localhost\n    port: ${fake.port}\n    ca: ${JSON.stringify(join(dir, 'ca.pem'))}\n` +
     `devices:\n  ios-bench:\n    apns:\n${tokens.map((t) => `      - ${t}\n`).join('')}`;
-  const server = await startServer(dir, yaml);
+  const server = await startServer('notify', dir, { extraYaml: yaml });
   try {
     await sleep(500);
     const started = performance.now();
@@ -340,64 +544,119 @@ async function runApns(): Promise<ApnsRunResult> {
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
+function summarize(results: RunResult[]) {
+  const med = (f: (r: RunResult) => number) => round(median(results.map(f)), 3);
+  const sum = (f: (r: RunResult) => number) => results.reduce((n, r) => n + f(r), 0);
+  return {
+    runs: results.length,
+    history: results[0]?.history ?? null,
+    median: {
+      pushesPerSec: med((r) => r.pushesPerSec),
+      cpuUsPerPush: round(med((r) => r.cpuUsPerPush), 2),
+      rssPerSessionBytes: med((r) => r.rssPerSessionBytes),
+      rssGrowthMB: round(med((r) => r.rssGrowthMB), 1),
+      latencyMs: { p50: med((r) => r.latencyMs.p50), p99: med((r) => r.latencyMs.p99), max: med((r) => r.latencyMs.max) },
+      connectPerSec: med((r) => r.connectPerSec),
+      clientCpuPct: med((r) => r.clientCpuPct),
+      rssWithSessionsBytes: med((r) => r.serverRssBytes.withSessions),
+    },
+    lost: sum((r) => r.lost),
+    duplicates: sum((r) => r.duplicates),
+    misrouted: sum((r) => r.misrouted),
+    badFrames: sum((r) => r.badFrames),
+    notOkReplies: sum((r) => r.replies.fail + r.replies.error + r.replies.missing),
+    raw: results,
+  };
+}
+type Summary = ReturnType<typeof summarize>;
+
 async function main(): Promise<void> {
   const cpus = availableParallelism();
   if (PIN) execFileSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' });
-  process.stderr.write(
-    `bench: server=${SERVER} sessions=${N} pushes=${M} inflight=${W} runs=${RUNS} node=${process.version} ` +
-      `cpus=${cpus} pinned=${PIN ? 'server cpu0, client cpu1' : 'no'}\n`,
-  );
-  const byMode = new Map<boolean, RunResult[]>();
+  const main = caseSpec(`C=${C}`, M, K, C);
+  const c1 = caseSpec('C=1', M1, 1, 1);
+  const historyText =
+    HISTORY === 'on' ? `on (${RUNS} runs)` : HISTORY === 'off' ? `off (${RUNS} runs)` : `on (${ON_RUNS} runs) + off (${OFF_RUNS} run${OFF_RUNS === 1 ? '' : 's'})`;
+  const config = {
+    sessions: N,
+    pushes: M,
+    connections: main.windows.length,
+    inflight: C,
+    windows: main.windows,
+    c1Pushes: M1,
+    runs: RUNS,
+    servers: SERVERS,
+    history: `notify main case: history ${historyText}; C=1 case: history on`,
+    seed: SEED,
+    node: process.version,
+    cpus,
+    pinned: PIN ? 'server cpu0, client cpu1' : 'no',
+    clkTck: CLK_TCK,
+    serverNodeArgs: NODE_ARGS,
+  };
+  process.stderr.write(`bench: ${JSON.stringify(config)}\n`);
+
+  const rows = new Map<string, { case: string; server: string; results: RunResult[] }>();
+  const record = (caseName: string, label: string, res: RunResult) => {
+    const key = `${caseName}|${label}`;
+    if (!rows.has(key)) rows.set(key, { case: caseName, server: label, results: [] });
+    rows.get(key)?.results.push(res);
+    process.stderr.write(
+      `${caseName} ${label} run ${res.run}: ${res.pushesPerSec} pushes/s, ${res.cpuUsPerPush} µs CPU/push, ` +
+        `p50 ${res.latencyMs.p50} ms, p99 ${res.latencyMs.p99} ms, ${Math.round(res.rssPerSessionBytes / 102.4) / 10} KB/session, ` +
+        `growth ${res.rssGrowthMB} MB, client ${res.clientCpuPct}%, lost/dup/misrouted ${res.lost}/${res.duplicates}/${res.misrouted}, ` +
+        `replies ${JSON.stringify(res.replies)}\n`,
+    );
+  };
   if (ONLY !== 'apns') {
-    for (const history of SERVER === 'bare' ? [false] : HISTORY_MODES) {
-      const list: RunResult[] = [];
+    for (let r = 1; r <= RUNS; r++) {
+      if (SERVERS.includes('notify') && r <= ON_RUNS) record(main.name, 'notify', await run('notify', main, r, true));
+      if (SERVERS.includes('bare')) record(main.name, 'bare', await run('bare', main, r, false));
+      if (SERVERS.includes('notify') && r <= OFF_RUNS) record(main.name, 'notify history off', await run('notify', main, r, false));
+    }
+    if (M1 > 0) {
       for (let r = 1; r <= RUNS; r++) {
-        const res = await run(history);
-        list.push(res);
-        process.stderr.write(`run ${r}${SERVER === 'bare' ? '' : ` (history ${history ? 'on' : 'off'})`}: ${JSON.stringify(res)}\n`);
+        for (const kind of SERVERS) record(c1.name, kind, await run(kind, c1, r, true));
       }
-      byMode.set(history, list);
     }
   }
   const apnsResults: ApnsRunResult[] = [];
-  if (ONLY !== 'ws' && SERVER === 'notify' && APNS_TOKENS > 0) {
+  if (ONLY !== 'ws' && SERVERS.includes('notify') && APNS_TOKENS > 0) {
     for (let r = 1; r <= RUNS; r++) {
       const res = await runApns();
       apnsResults.push(res);
       process.stderr.write(`apns run ${r}: ${JSON.stringify(res)}\n`);
     }
   }
+
+  const cases: Record<string, Record<string, Summary>> = {};
+  for (const row of rows.values()) (cases[row.case] ??= {})[row.server] = summarize(row.results);
+  const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b === 0 ? null : round(a / b, 3));
+  const ratios: Record<string, Record<string, number | null>> = {};
+  for (const [name, byServer] of Object.entries(cases)) {
+    const bare = byServer.bare?.median;
+    if (!bare) continue;
+    for (const label of Object.keys(byServer).filter((l) => l !== 'bare')) {
+      const n = byServer[label]?.median;
+      if (!n) continue;
+      ratios[`${name} ${label}/bare`] = {
+        pushesPerSec: ratio(n.pushesPerSec, bare.pushesPerSec),
+        cpuUsPerPush: ratio(n.cpuUsPerPush, bare.cpuUsPerPush),
+        rssPerSessionBytes: ratio(n.rssPerSessionBytes, bare.rssPerSessionBytes),
+        p50Ms: ratio(n.latencyMs.p50, bare.latencyMs.p50),
+      };
+    }
+  }
   const amed = (f: (r: ApnsRunResult) => number) => median(apnsResults.map(f));
-  const targeted = (results: RunResult[]) => {
-    const med = (f: (r: RunResult) => number) => median(results.map(f));
-    return {
-      median: {
-        connectPerSec: med((r) => r.connectPerSec),
-        pushesPerSec: med((r) => r.pushesPerSec),
-        latencyMs: { p50: med((r) => r.latencyMs.p50), p99: med((r) => r.latencyMs.p99), max: med((r) => r.latencyMs.max) },
-        rssPerSessionBytes: med((r) => r.rssPerSessionBytes),
-        daemonRssWithSessionsBytes: med((r) => r.daemonRssBytes.withSessions),
-      },
-      lost: results.reduce((n, r) => n + r.lost, 0),
-      duplicates: results.reduce((n, r) => n + r.duplicates, 0),
-      notOkReplies: results.reduce((n, r) => n + r.replies.fail + r.replies.error, 0),
-    };
-  };
-  const on = byMode.get(true);
-  const off = byMode.get(false);
   const summary = {
-    server: SERVER,
-    runs: RUNS,
-    ...(byMode.size > 0 && { sessions: N, pushes: M, inflight: W }),
-    ...(on && { historyOn: targeted(on) }),
-    ...(off && { [SERVER === 'bare' ? 'bare' : 'historyOff']: targeted(off) }),
-    ...(on && off && SERVER === 'notify' && {
-      historyOnVsOff: round(median(on.map((r) => r.pushesPerSec)) / median(off.map((r) => r.pushesPerSec)), 3),
-    }),
+    config,
+    cases,
+    ratios,
     ...(apnsResults.length > 0 && {
       apns: {
         tokens: APNS_TOKENS,
@@ -407,11 +666,48 @@ async function main(): Promise<void> {
           daemonPeakRssBytes: amed((r) => r.daemonPeakRssBytes),
         },
         notSent: apnsResults.reduce((n, r) => n + (r.tokens - r.sent), 0),
+        raw: apnsResults,
       },
     }),
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  if (rows.size > 0) process.stderr.write(`\n${table(cases, ratios)}`);
+  if (apnsResults.length > 0) {
+    process.stderr.write(
+      `\nAPNs: ${APNS_TOKENS} tokens, median ${amed((r) => r.notificationsPerSec)} notifications/s, ` +
+        `peak RSS ${round(amed((r) => r.daemonPeakRssBytes) / 2 ** 20, 1)} MB, not sent ${summary.apns?.notSent}\n`,
+    );
+  }
   process.exit(0);
+}
+
+/** The medians as a Markdown table, with the notify/bare ratios. */
+function table(cases: Record<string, Record<string, Summary>>, ratios: Record<string, Record<string, number | null>>): string {
+  const head = ['case', 'server', 'pushes/s', 'CPU µs/push', 'KB RSS/session', 'RSS growth MB', 'p50 ms', 'p99 ms', 'lost/dup/misrouted', 'not ok', 'client CPU %'];
+  const lines = [head, head.map(() => '---')];
+  for (const [name, byServer] of Object.entries(cases)) {
+    for (const [label, s] of Object.entries(byServer)) {
+      const m = s.median;
+      lines.push([
+        name,
+        `${label}${label === 'notify' ? ' history on' : ''} (${s.runs} run${s.runs === 1 ? '' : 's'})`,
+        String(m.pushesPerSec),
+        String(m.cpuUsPerPush),
+        String(round(m.rssPerSessionBytes / 1024, 2)),
+        String(m.rssGrowthMB),
+        String(m.latencyMs.p50),
+        String(m.latencyMs.p99),
+        `${s.lost}/${s.duplicates}/${s.misrouted}`,
+        String(s.notOkReplies + s.badFrames),
+        String(m.clientCpuPct),
+      ]);
+    }
+  }
+  for (const [name, r] of Object.entries(ratios)) {
+    const x = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${v}x`);
+    lines.push([name.slice(0, name.indexOf(' ')), name.slice(name.indexOf(' ') + 1), x(r.pushesPerSec), x(r.cpuUsPerPush), x(r.rssPerSessionBytes), '', x(r.p50Ms), '', '', '', '']);
+  }
+  return `${lines.map((l) => `| ${l.join(' | ')} |`).join('\n')}\n`;
 }
 
 main().catch((err: unknown) => {
