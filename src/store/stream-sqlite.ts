@@ -95,8 +95,9 @@ export class SqliteStreams implements MessageStreams {
     return this.#epoch;
   }
 
+  /** Keeps the newest `size` committed publications: one whose commit may still fail pushes out nothing. */
   #trim(s: StreamIndex): void {
-    if (s.seqs.length > this.#o.size) {
+    while (s.committed - s.first + 1 > this.#o.size) {
       s.seqs.shift();
       s.first++;
     }
@@ -115,7 +116,6 @@ export class SqliteStreams implements MessageStreams {
       const pos = s.next++;
       if (s.seqs.length === 0) s.first = pos;
       s.seqs.push(seq);
-      this.#trim(s);
       this.#rows++;
       rows.push({ seq, stream, pos, id: msg.id, expiresAt, frame: msg.frame, json });
       pubs.push({ stream, offset: pos, epoch: this.#epoch, at: seq, id: msg.id, frame: msg.frame, json: msg.json });
@@ -130,7 +130,10 @@ export class SqliteStreams implements MessageStreams {
     return this.#commit.committed().then(() => {
       for (const r of rows) {
         const s = this.#streams.get(r.stream);
-        if (s !== undefined && r.pos > s.committed) s.committed = r.pos;
+        if (s !== undefined && r.pos > s.committed) {
+          s.committed = r.pos;
+          this.#trim(s);
+        }
       }
       return pubs;
     });
