@@ -205,11 +205,12 @@ export class SqliteStreams implements MessageStreams {
       this.#commit.queue(() => {
         this.#rows -= deleteUpTo.run(cutoff).changes;
       });
-      for (const [name, s] of this.#streams) {
+      for (const s of this.#streams.values()) {
         let drop = 0;
         while (drop < s.seqs.length && (s.seqs[drop] as number) <= cutoff) drop++;
-        if (drop === s.seqs.length && s.next === s.committed + 1) this.#streams.delete(name);
-        else if (drop > 0) {
+        // A stream swept empty keeps its entry: its next offset must not start over at 1 in
+        // this epoch (a live session at offset n would take a new n for one it has).
+        if (drop > 0) {
           s.seqs.splice(0, drop);
           s.first += drop;
         }
