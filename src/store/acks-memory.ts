@@ -9,32 +9,41 @@ interface Wait {
 
 /** The ack relay of a single process: acks and the publishes waiting for them meet in memory. */
 export class MemoryAckRelay implements AckRelay {
-  /** Waiters by message id (several publishes may share an id only in tests; the latest wins). */
-  readonly #waits = new Map<string, Wait>();
+  /** Waiters by message id: an ack counts for each of them. */
+  readonly #waits = new Map<string, Set<Wait>>();
 
   wait(id: string, uids: ReadonlySet<Uid>, timeoutMs: number): Promise<Set<Uid>> {
     return new Promise((resolve) => {
       const acked = new Set<Uid>();
       const done = () => {
         clearTimeout(timer);
-        if (this.#waits.get(id) === wait) this.#waits.delete(id);
+        const waits = this.#waits.get(id);
+        waits?.delete(wait);
+        if (waits?.size === 0) this.#waits.delete(id);
         resolve(acked);
       };
       const wait: Wait = { uids, acked, done };
       const timer = setTimeout(done, timeoutMs);
-      this.#waits.set(id, wait);
+      let waits = this.#waits.get(id);
+      if (waits === undefined) this.#waits.set(id, (waits = new Set()));
+      waits.add(wait);
     });
   }
 
   ack(id: string, uid: Uid): void {
-    const wait = this.#waits.get(id);
-    if (wait === undefined || !wait.uids.has(uid)) return;
-    wait.acked.add(uid);
-    if (wait.acked.size === wait.uids.size) wait.done();
+    const waits = this.#waits.get(id);
+    if (waits === undefined) return;
+    for (const wait of [...waits]) {
+      if (!wait.uids.has(uid)) continue;
+      wait.acked.add(uid);
+      if (wait.acked.size === wait.uids.size) wait.done();
+    }
   }
 
   /** Publishes waiting for acks now. */
   get waiting(): number {
-    return this.#waits.size;
+    let n = 0;
+    for (const waits of this.#waits.values()) n += waits.size;
+    return n;
   }
 }

@@ -93,8 +93,9 @@ export class SqliteStreams implements MessageStreams {
     return this.#epoch;
   }
 
+  /** Keeps the newest `size` committed publications: one whose commit may still fail pushes out nothing. */
   #trim(s: StreamIndex): void {
-    if (s.seqs.length > this.#o.size) {
+    while (s.committed - s.first + 1 > this.#o.size) {
       s.seqs.shift();
       s.first++;
     }
@@ -113,7 +114,6 @@ export class SqliteStreams implements MessageStreams {
       const pos = s.next++;
       if (s.seqs.length === 0) s.first = pos;
       s.seqs.push(seq);
-      this.#trim(s);
       this.#rows++;
       rows.push({ seq, stream, pos, id: msg.id, expiresAt, frame: msg.frame, json });
       pubs.push({ stream, offset: pos, epoch: this.#epoch, at: seq, id: msg.id, frame: msg.frame, json: msg.json });
@@ -128,7 +128,10 @@ export class SqliteStreams implements MessageStreams {
     return this.#commit.committed().then(() => {
       for (const r of rows) {
         const s = this.#streams.get(r.stream);
-        if (s !== undefined && r.pos > s.committed) s.committed = r.pos;
+        if (s !== undefined && r.pos > s.committed) {
+          s.committed = r.pos;
+          this.#trim(s);
+        }
       }
       return pubs;
     });
@@ -200,11 +203,12 @@ export class SqliteStreams implements MessageStreams {
       this.#commit.queue(() => {
         this.#rows -= deleteUpTo.run(cutoff).changes;
       });
-      for (const [name, s] of this.#streams) {
+      for (const s of this.#streams.values()) {
         let drop = 0;
         while (drop < s.seqs.length && (s.seqs[drop] as number) <= cutoff) drop++;
-        if (drop === s.seqs.length && s.next === s.committed + 1) this.#streams.delete(name);
-        else if (drop > 0) {
+        // A stream swept empty keeps its entry: its next offset must not start over at 1 in
+        // this epoch (a live session at offset n would take a new n for one it has).
+        if (drop > 0) {
           s.seqs.splice(0, drop);
           s.first += drop;
         }

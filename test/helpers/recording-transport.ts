@@ -1,4 +1,4 @@
-import type { Transport } from '../../src/push/transport.js';
+import type { LiveSessions, Transport } from '../../src/push/transport.js';
 import type { DeliveryResult, Message, Uid } from '../../src/types.js';
 import type { TargetIndex } from '../../src/store/target-index.js';
 
@@ -49,5 +49,17 @@ export class RecordingTransport extends IndexedTransport {
         this.index.targets(uid).map((target): DeliveryResult => ({ transport: this.name, target, status: 'sent' }))
       );
     })();
+  }
+}
+
+/**
+ * A RecordingTransport whose targets are live sessions (it has the LiveSessions capability, so
+ * live-first tries it first): the targets in `byAck` confirm receipt with acks, the others on write.
+ */
+export class LiveRecordingTransport extends RecordingTransport implements LiveSessions {
+  readonly byAck = new Set<string>();
+
+  confirmsByAck(target: string): boolean {
+    return this.byAck.has(target);
   }
 }

@@ -1,0 +1,18 @@
+import { silentLogger } from '../../src/obs/log.js';
+import { GroupCommit, openState } from '../../src/store/sqlite.js';
+import { MemoryStreams } from '../../src/store/stream-memory.js';
+import { SqliteStreams } from '../../src/store/stream-sqlite.js';
+import { tempDir } from '../helpers/daemon.js';
+import { streamsContract } from './streams.contract.js';
+
+streamsContract('MemoryStreams', (_t, o) => new MemoryStreams({ size: o.size, ttlMs: o.ttlMs, now: o.now }));
+
+streamsContract('SqliteStreams', (t, o) => {
+  const db = openState(tempDir(t, 'notify-streams-'));
+  const streams = new SqliteStreams(db, new GroupCommit(db), { size: o.size, ttlMs: o.ttlMs, maxMessages: 1_000_000, log: silentLogger, now: o.now });
+  t.after(() => {
+    streams.close();
+    db.close();
+  });
+  return streams;
+});

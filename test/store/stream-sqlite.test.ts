@@ -1,0 +1,460 @@
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import Database from 'better-sqlite3';
+import { NotifyError } from '../../src/errors.js';
+import { silentLogger } from '../../src/obs/log.js';
+import { SqliteDedupe } from '../../src/store/dedupe-sqlite.js';
+import { GroupCommit, type StateDb, openState } from '../../src/store/sqlite.js';
+import { SqliteStreams, type SqliteStreamsOptions } from '../../src/store/stream-sqlite.js';
+import { BROADCAST_STREAM, type HistoryPage, type Publication, type StreamMessage, streamOf } from '../../src/store/stream.js';
+import { manualClock } from '../contracts/streams.contract.js';
+import { tempDir } from '../helpers/daemon.js';
+
+// The embedded message store on a real SQLite database in a temporary folder: what is on disk
+// (read through a second connection, as another process would), the group commit, the sweep,
+// the index rebuilt at start, and dedupe answers in the same database. What every backend must
+// do is in test/contracts/streams.contract.ts; this file is what SQLite adds.
+
+const HOUR = 3_600_000;
+const A = streamOf('alice');
+const B = streamOf('bob');
+
+interface Row {
+  seq: number;
+  stream: string;
+  pos: number;
+  id: string;
+  expires_at: number;
+  frame: string;
+  json: number;
+}
+
+interface Store {
+  dir: string;
+  db: StateDb;
+  commit: GroupCommit;
+  s: SqliteStreams;
+  dedupe: SqliteDedupe;
+  /** A second, read-only connection to the same file: what another process would see. */
+  peek: Database.Database;
+  /** Rows on disk as the second connection sees them, oldest first. */
+  rows(): Row[];
+  /** Closes the store and its connection, and opens a new one on the same folder (a restart). */
+  restart(opts?: Partial<SqliteStreamsOptions>): Store;
+}
+
+type Opts = Partial<SqliteStreamsOptions> & { dedupeWindowMs?: number };
+
+function openStore(t: TestContext, opts: Opts = {}, dir = join(tempDir(t, 'notify-streams-'), 'state')): Store {
+  const db = openState(dir);
+  const commit = new GroupCommit(db);
+  const s = new SqliteStreams(db, commit, { size: 100, ttlMs: 24 * HOUR, maxMessages: 1_000_000, log: silentLogger, ...opts });
+  const dedupe = new SqliteDedupe(db, commit, { windowMs: opts.dedupeWindowMs ?? HOUR, ...(opts.now ? { now: opts.now } : {}) });
+  const peek = new Database(join(dir, 'notify.db'), { readonly: true });
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    peek.close();
+    dedupe.close();
+    s.close();
+    db.close();
+  };
+  t.after(close);
+  const rowsStmt = peek.prepare<[], Row>('SELECT seq, stream, pos, id, expires_at, frame, json FROM publications ORDER BY seq');
+  return {
+    dir,
+    db,
+    commit,
+    s,
+    dedupe,
+    peek,
+    rows: () => rowsStmt.all(),
+    restart(more = {}) {
+      close();
+      return openStore(t, { ...opts, ...more }, dir);
+    },
+  };
+}
+
+const m = (id: string, frame = id, json = false, ttlMs?: number): StreamMessage => (ttlMs === undefined ? { id, frame, json } : { id, frame, json, ttlMs });
+const ids = (page: HistoryPage): string[] => page.publications.map((p) => p.id);
+const all = (s: SqliteStreams, stream: string): string[] => ids(s.history(stream, { limit: 1000 }));
+
+/** A uid's replay as a resume reads it: its stream and the broadcast stream, merged by `at`. */
+function replay(s: SqliteStreams, uid: string, afterAt?: number): Publication[] {
+  const q = afterAt === undefined ? { limit: 1000 } : { afterAt, limit: 1000 };
+  return [...s.history(streamOf(uid), q).publications, ...s.history(BROADCAST_STREAM, q).publications].sort((x, y) => x.at - y.at);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durability and group commit
+
+test('sqlite streams: publish resolves once the rows are on disk for another connection, with their fields; nothing is there during the synchronous run', async (t) => {
+  const c = manualClock();
+  const st = openStore(t, { now: c.fn, ttlMs: 10_000 });
+  const p1 = st.s.publish([A], m('m1', '{"uid":"alice","n":1}', true));
+  const p2 = st.s.publish([A, B], m('m2', 'plain text', false, 2000));
+  const p3 = st.s.publish([BROADCAST_STREAM], m('m3', 'to everyone', false, 60_000));
+  assert.deepEqual(st.rows(), [], 'nothing is committed while the synchronous work runs');
+  assert.equal(st.s.history(A, { limit: 10 }).top.offset, 0, 'and nothing not yet durable is readable');
+  const [r1, r2, r3] = await Promise.all([p1, p2, p3]);
+  assert.deepEqual(st.rows(), [
+    { seq: 1, stream: A, pos: 1, id: 'm1', expires_at: c.now + 10_000, frame: '{"uid":"alice","n":1}', json: 1 },
+    { seq: 2, stream: A, pos: 2, id: 'm2', expires_at: c.now + 2000, frame: 'plain text', json: 0 },
+    { seq: 3, stream: B, pos: 1, id: 'm2', expires_at: c.now + 2000, frame: 'plain text', json: 0 },
+    // A ttl longer than history.ttl is cut to it.
+    { seq: 4, stream: BROADCAST_STREAM, pos: 1, id: 'm3', expires_at: c.now + 10_000, frame: 'to everyone', json: 0 },
+  ]);
+  assert.deepEqual([...(r1 ?? []), ...(r2 ?? []), ...(r3 ?? [])].map((p) => [p.stream, p.offset, p.at, p.epoch]), [
+    [A, 1, 1, st.s.epoch],
+    [A, 2, 2, st.s.epoch],
+    [B, 1, 3, st.s.epoch],
+    [BROADCAST_STREAM, 1, 4, st.s.epoch],
+  ], 'at is the log position');
+  const epochOnDisk = st.peek.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'").get()?.value;
+  assert.equal(st.s.epoch, epochOnDisk, 'the epoch is the database\'s');
+  // Nothing queued: committed() resolves at once.
+  await st.commit.committed();
+});
+
+test('sqlite streams: everything published in one synchronous run is committed in one transaction, in the next microtask', async (t) => {
+  const st = openStore(t);
+  const wal = join(st.dir, 'notify.db-wal');
+  const framesOf = () => {
+    const pageSize = st.peek.pragma('page_size', { simple: true }) as number;
+    return Math.max(0, statSync(wal).size - 32) / (pageSize + 24);
+  };
+  await st.s.publish([streamOf('u')], m('warm-up'));
+  const countNow = () => (st.peek.prepare('SELECT count(*) AS n FROM publications').get() as { n: number }).n;
+
+  // 200 publishes in one run: none visible before the microtask, all of them right after it.
+  const before = framesOf();
+  const pending: Promise<Publication[]>[] = [];
+  for (let i = 0; i < 200; i++) pending.push(st.s.publish([streamOf(`u${i % 7}`)], m(`batch-${i}`, JSON.stringify({ n: i }), true)));
+  const committedInRun = countNow();
+  const seen: number[] = [];
+  queueMicrotask(() => seen.push(countNow()));
+  await Promise.resolve();
+  assert.equal(committedInRun, 1, 'nothing of the batch is committed during the synchronous run');
+  assert.deepEqual(seen, [201], 'the whole batch is committed in the first microtask after the run');
+  await Promise.all(pending);
+  const batchFrames = framesOf() - before;
+
+  // The same 200 publishes each in a run of its own: one commit each.
+  const before2 = framesOf();
+  for (let i = 0; i < 200; i++) await st.s.publish([streamOf(`u${i % 7}`)], m(`single-${i}`, JSON.stringify({ n: i }), true));
+  const singleFrames = framesOf() - before2;
+  assert.ok(singleFrames >= 200, `one commit (at least one WAL frame) per run: ${singleFrames} frames`);
+  assert.ok(batchFrames <= 10, `one transaction for the batch writes a handful of WAL frames, not one commit per row: ${batchFrames} frames`);
+  assert.equal(st.rows().length, 401);
+});
+
+test('sqlite streams: GroupCommit.committed() waits for the commit; flush() commits at once', async (t) => {
+  const st = openStore(t);
+  const published = st.s.publish([A], m('a'));
+  const p = st.commit.committed();
+  assert.equal(st.rows().length, 0);
+  st.commit.flush();
+  assert.equal(st.rows().length, 1, 'flush() commits synchronously');
+  await p;
+  await published;
+  // The microtask that was scheduled finds nothing left to do.
+  await Promise.resolve();
+  assert.equal(st.rows().length, 1);
+});
+
+test('sqlite streams: a failed transaction rejects every publish in it with NOTIFY_ERR_STORE; none of it happened and its offsets are handed out again', async (t) => {
+  const st = openStore(t);
+  await st.s.publish([A], m('a1'));
+  await st.s.publish([B], m('b1'));
+  // A real failure, through a second connection as another process could cause it: every
+  // insert into the log aborts while this trigger exists.
+  const other = new Database(join(st.dir, 'notify.db'));
+  t.after(() => other.close());
+  other.exec("CREATE TRIGGER refuse BEFORE INSERT ON publications BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+
+  const claim = st.dedupe.claim('order-1', HOUR);
+  assert.deepEqual(claim, { first: true });
+  const results = await Promise.allSettled([st.s.publish([A, B], m('x1')), st.s.publish([A], m('x2'))]);
+  for (const r of results) {
+    assert.equal(r.status, 'rejected');
+    const err = (r as PromiseRejectedResult).reason as NotifyError;
+    assert.ok(err instanceof NotifyError, String(err));
+    assert.equal(err.code, 'NOTIFY_ERR_STORE');
+    assert.match(err.message, /store unavailable \(refused by the test\)/);
+  }
+  assert.deepEqual(st.rows().map((r) => r.id), ['a1', 'b1'], 'nothing of the failed transaction is on disk');
+  assert.deepEqual(all(st.s, A), ['a1'], 'nor readable');
+  assert.equal(st.s.history(A, { limit: 10 }).top.offset, 1);
+  assert.equal(st.s.size, 2);
+  assert.equal(st.s.locate(A, 'x1'), undefined);
+  assert.deepEqual(st.dedupe.claim('order-1', HOUR), { first: true }, 'the claim in the failed transaction did not happen either');
+
+  other.exec('DROP TRIGGER refuse');
+  // The publisher's retry: the claim again, then the same offsets.
+  const [again] = await st.s.publish([A, B], m('x1'));
+  assert.deepEqual([again?.stream, again?.offset], [A, 2], "alice's next offset is 2 again");
+  const [x2] = await st.s.publish([A], m('x2'));
+  assert.equal(x2?.offset, 3);
+  assert.deepEqual(st.s.history(B, { limit: 10 }).publications.map((p) => [p.id, p.offset]), [['b1', 1], ['x1', 2]]);
+  assert.deepEqual(st.rows().map((r) => `${r.stream}:${r.pos}:${r.id}`), [`${A}:1:a1`, `${B}:1:b1`, `${A}:2:x1`, `${B}:2:x1`, `${A}:3:x2`]);
+  assert.deepEqual(st.dedupe.claim('order-1', HOUR), { first: false, answer: undefined });
+});
+
+test('sqlite streams: a failed publish to a full stream does not push out its oldest publication', async (t) => {
+  const st = openStore(t, { size: 3 });
+  for (const id of ['a1', 'a2', 'a3']) await st.s.publish([A], m(id));
+  const other = new Database(join(st.dir, 'notify.db'));
+  t.after(() => other.close());
+  other.exec("CREATE TRIGGER refuse BEFORE INSERT ON publications BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+  await assert.rejects(st.s.publish([A], m('a4')), { code: 'NOTIFY_ERR_STORE' });
+  assert.deepEqual(all(st.s, A), ['a1', 'a2', 'a3'], 'the stream is as it was');
+  assert.equal(st.s.locate(A, 'a1')?.offset, 1);
+  other.exec('DROP TRIGGER refuse');
+  await st.s.publish([A], m('a4'));
+  assert.deepEqual(st.s.history(A, { limit: 10 }).publications.map((p) => [p.id, p.offset]), [['a2', 2], ['a3', 3], ['a4', 4]]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Reading: what the old History.replay did, per stream
+
+test('sqlite streams: a uid\'s stream and the broadcast stream, merged by at, give its messages oldest first, with frame and json flag', async (t) => {
+  const st = openStore(t);
+  await st.s.publish([A], m('a1', '{"n":1}', true));
+  await st.s.publish([B], m('b1', 'bob only'));
+  await st.s.publish([BROADCAST_STREAM], m('all1', 'everyone'));
+  await st.s.publish([A, B], m('ab', '{"n":"both"}', true));
+  await st.s.publish([A], m('a2', 'text for alice'));
+  assert.deepEqual(
+    replay(st.s, 'alice').map((p) => [p.id, p.frame, p.json]),
+    [
+      ['a1', '{"n":1}', true],
+      ['all1', 'everyone', false],
+      ['ab', '{"n":"both"}', true],
+      ['a2', 'text for alice', false],
+    ],
+  );
+  assert.deepEqual(replay(st.s, 'bob').map((p) => p.id), ['b1', 'all1', 'ab']);
+  assert.deepEqual(replay(st.s, 'carol').map((p) => p.id), ['all1'], 'a uid with nothing of its own still gets broadcasts');
+  assert.deepEqual(all(st.s, A), ['a1', 'ab', 'a2'], "the uid's own stream has no broadcasts");
+  assert.deepEqual(st.s.history(A, { limit: 10 }).publications.map((p) => p.offset), [1, 2, 3]);
+});
+
+test('sqlite streams: after a located message only what came later; a broadcast id is a position too; after the newest, nothing', async (t) => {
+  const st = openStore(t);
+  for (const id of ['m1', 'm2', 'm3', 'm4']) await st.s.publish([streamOf('u')], m(id));
+  await st.s.publish([BROADCAST_STREAM], m('bc'));
+  await st.s.publish([streamOf('u')], m('m5'));
+  const at = (stream: string, id: string) => st.s.locate(stream, id)?.at as number;
+  assert.deepEqual(replay(st.s, 'u', at(streamOf('u'), 'm1')).map((p) => p.id), ['m2', 'm3', 'm4', 'bc', 'm5']);
+  assert.deepEqual(replay(st.s, 'u', at(streamOf('u'), 'm3')).map((p) => p.id), ['m4', 'bc', 'm5']);
+  assert.deepEqual(replay(st.s, 'u', at(BROADCAST_STREAM, 'bc')).map((p) => p.id), ['m5']);
+  const m5 = st.s.locate(streamOf('u'), 'm5') as Publication;
+  const none = st.s.history(streamOf('u'), { after: { offset: m5.offset, epoch: m5.epoch }, limit: 10 });
+  assert.deepEqual(none, { publications: [], top: { offset: 5, epoch: st.s.epoch } });
+});
+
+test('sqlite streams: an unknown id or another stream\'s id is no position (a resume reads from the oldest)', async (t) => {
+  const st = openStore(t);
+  await st.s.publish([streamOf('u')], m('m1'));
+  await st.s.publish([streamOf('v')], m('other'));
+  await st.s.publish([streamOf('u')], m('m2'));
+  assert.equal(st.s.locate(streamOf('u'), 'never-seen'), undefined);
+  assert.equal(st.s.locate(streamOf('u'), 'other'), undefined);
+  assert.equal(st.s.locate(BROADCAST_STREAM, 'other'), undefined);
+  assert.deepEqual(all(st.s, streamOf('u')), ['m1', 'm2']);
+  assert.equal(st.s.locate(streamOf('nobody'), 'x'), undefined);
+  assert.deepEqual(st.s.history(streamOf('nobody'), { limit: 10 }), { publications: [], top: { offset: 0, epoch: st.s.epoch } });
+});
+
+test('sqlite streams: top counts committed publications only; at continues across streams; a publish queued in this run is not readable yet', async (t) => {
+  const st = openStore(t);
+  assert.equal(st.s.history(streamOf('u'), { limit: 10 }).top.offset, 0);
+  const [a] = await st.s.publish([streamOf('u')], m('a'));
+  const b = await st.s.publish([streamOf('x'), streamOf('y'), streamOf('z')], m('b'));
+  assert.equal(a?.at, 1);
+  assert.deepEqual(b.map((p) => p.at), [2, 3, 4]);
+  const queued = st.s.publish([streamOf('u')], m('c'));
+  assert.deepEqual(all(st.s, streamOf('u')), ['a'], 'not readable before it is durable');
+  assert.equal(st.s.history(streamOf('u'), { limit: 10 }).top.offset, 1);
+  assert.equal(st.s.locate(streamOf('u'), 'c'), undefined);
+  const [c] = await queued;
+  assert.deepEqual([c?.offset, c?.at], [2, 5]);
+  assert.deepEqual(st.s.history(streamOf('u'), { limit: 10 }).publications.map((p) => p.at), [1, 5]);
+  assert.equal(st.s.history(streamOf('u'), { limit: 10 }).top.offset, 2);
+});
+
+test('sqlite streams: history.size: only the newest N of each stream; a position pushed out is not located', async (t) => {
+  const st = openStore(t, { size: 3 });
+  for (let i = 1; i <= 5; i++) await st.s.publish([A], m(`a${i}`));
+  await st.s.publish([B], m('b1'));
+  assert.deepEqual(all(st.s, A), ['a3', 'a4', 'a5']);
+  assert.deepEqual(all(st.s, B), ['b1'], "one stream's publications do not push out another's");
+  assert.deepEqual(replay(st.s, 'alice', st.s.locate(A, 'a3')?.at).map((p) => p.id), ['a4', 'a5']);
+  assert.equal(st.s.locate(A, 'a1'), undefined, 'pushed out: a resume from it is a gap');
+  assert.equal(st.rows().length, 6, 'the size bound is on the index; rows go with the sweep');
+});
+
+test('sqlite streams: a per-message ttl hides the message once it has expired; history.ttl caps a longer one', async (t) => {
+  const c = manualClock();
+  const st = openStore(t, { now: c.fn, ttlMs: 10_000 });
+  await st.s.publish([A], m('short', 'short', false, 1000));
+  await st.s.publish([A], m('long'));
+  await st.s.publish([A], m('longer-than-history', 'capped', false, 60_000));
+  c.now += 999;
+  assert.deepEqual(all(st.s, A), ['short', 'long', 'longer-than-history']);
+  c.now += 1;
+  assert.deepEqual(all(st.s, A), ['long', 'longer-than-history'], 'gone at its expiry');
+  c.now += 9000;
+  assert.deepEqual(all(st.s, A), []);
+});
+
+test('sqlite streams: a message expired by its own short ttl is still a position: nothing before it again', async (t) => {
+  // A client saw `old` then `typing` (ttl 1s), and comes back 2 s later. Nothing was missed
+  // after `typing`, and `old` was already seen: the replay is just what came later.
+  const c = manualClock();
+  const st = openStore(t, { now: c.fn });
+  await st.s.publish([A], m('old'));
+  await st.s.publish([A], m('typing', 'typing', false, 1000));
+  await st.s.publish([A], m('later'));
+  c.now += 2000;
+  const typing = st.s.locate(A, 'typing');
+  assert.equal(typing?.offset, 2, 'found although expired');
+  assert.deepEqual(replay(st.s, 'alice', typing?.at).map((p) => p.id), ['later']);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Sweep
+
+test('sqlite streams: sweep deletes rows older than history.ttl (by checkpoint) from disk and from the index; offsets go on', async (t) => {
+  const c = manualClock();
+  const ttl = 60_000;
+  const st = openStore(t, { now: c.fn, ttlMs: ttl });
+  await st.s.publish([streamOf('u')], m('old1'));
+  await st.s.publish([streamOf('v')], m('old2'));
+  c.now += 1000;
+  st.s.sweep(); // a checkpoint: rows up to seq 2 exist at this time
+  c.now += 1000;
+  await st.s.publish([streamOf('u')], m('new1'));
+  assert.equal(st.rows().length, 3);
+
+  // Not yet a ttl past the checkpoint: nothing goes.
+  c.now += ttl - 2000;
+  st.s.sweep();
+  assert.equal(st.rows().length, 3, 'rows younger than history.ttl stay');
+
+  c.now += 1000;
+  st.s.sweep();
+  assert.deepEqual(st.rows().map((r) => r.id), ['new1'], 'rows written before a checkpoint older than history.ttl are deleted');
+  assert.equal(st.s.size, 1);
+  assert.deepEqual(all(st.s, streamOf('u')), ['new1']);
+  assert.deepEqual(all(st.s, streamOf('v')), [], 'a stream with nothing left reads nothing');
+  assert.equal(st.s.locate(streamOf('u'), 'old1'), undefined, 'a swept message is no position');
+  // New rows keep their place after a sweep: offsets are never handed out twice in one epoch
+  // (a live session at v:1 would take a new v:1 for the one it has).
+  const [new2] = await st.s.publish([streamOf('u')], m('new2'));
+  assert.equal(new2?.offset, 3);
+  const [v2] = await st.s.publish([streamOf('v')], m('v-new'));
+  assert.equal(v2?.offset, 2, 'a stream swept empty goes on from its last offset');
+  assert.deepEqual(replay(st.s, 'u', st.s.locate(streamOf('u'), 'new1')?.at).map((p) => p.id), ['new2']);
+});
+
+test('sqlite streams: sweep keeps at most history.maxMessages rows, dropping the oldest; the index follows, also after a restart', async (t) => {
+  const st = openStore(t, { maxMessages: 4 });
+  await st.s.publish([A], m('a1'));
+  await st.s.publish([B], m('b1'));
+  await st.s.publish([A], m('a2'));
+  await st.s.publish([BROADCAST_STREAM], m('all'));
+  await st.s.publish([B], m('b2'));
+  await st.s.publish([A], m('a3'));
+  assert.equal(st.rows().length, 6, 'the bound is applied by the sweep, not on insert');
+  st.s.sweep();
+  assert.deepEqual(st.rows().map((r) => r.id), ['a2', 'all', 'b2', 'a3']);
+  assert.equal(st.s.size, 4);
+  assert.deepEqual(replay(st.s, 'alice').map((p) => p.id), ['a2', 'all', 'a3']);
+  assert.deepEqual(replay(st.s, 'bob').map((p) => p.id), ['all', 'b2']);
+  assert.equal(st.s.locate(B, 'b1'), undefined);
+  const st2 = st.restart();
+  assert.deepEqual(replay(st2.s, 'alice').map((p) => p.id), ['a2', 'all', 'a3']);
+  assert.deepEqual(replay(st2.s, 'bob').map((p) => p.id), ['all', 'b2']);
+  assert.deepEqual(st2.s.history(A, { limit: 10 }).publications.map((p) => p.offset), [2, 3]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Restart
+
+test('sqlite streams: a new store on the same database rebuilds the index: the same pages, the same epoch; offsets and at go on', async (t) => {
+  const st = openStore(t, { size: 3 });
+  for (let i = 1; i <= 5; i++) await st.s.publish([A], m(`a${i}`, JSON.stringify({ n: i }), true));
+  await st.s.publish([BROADCAST_STREAM], m('bc', 'to all'));
+  await st.s.publish([B], m('b1'));
+  const beforeA = st.s.history(A, { limit: 10 });
+  const beforeB = st.s.history(B, { after: { offset: 0, epoch: st.s.epoch }, limit: 10 });
+  const beforeBc = st.s.history(BROADCAST_STREAM, { limit: 10 });
+  const epoch = st.s.epoch;
+
+  const st2 = st.restart();
+  assert.equal(st2.s.epoch, epoch, 'the same database keeps its epoch');
+  assert.deepEqual(st2.s.history(A, { limit: 10 }), beforeA);
+  assert.deepEqual(ids(st2.s.history(A, { limit: 10 })), ['a3', 'a4', 'a5'], 'history.size holds after the rebuild');
+  assert.deepEqual(st2.s.history(B, { after: { offset: 0, epoch }, limit: 10 }), beforeB);
+  assert.deepEqual(st2.s.history(BROADCAST_STREAM, { limit: 10 }), beforeBc);
+  assert.equal(st2.s.size, 7);
+  assert.equal(st2.s.locate(A, 'a4')?.offset, 4);
+  const [a6] = await st2.s.publish([A], m('a6', '{"n":6}', true));
+  assert.deepEqual([a6?.offset, a6?.at, a6?.epoch], [6, 8, epoch], 'offsets and at continue after the newest row');
+  assert.deepEqual(replay(st2.s, 'alice', st2.s.locate(A, 'a5')?.at).map((p) => p.id), ['bc', 'a6']);
+  assert.equal(st2.rows().at(-1)?.id, 'a6');
+});
+
+test('sqlite streams: a new database is a new epoch', (t) => {
+  const one = openStore(t);
+  const two = openStore(t);
+  assert.match(one.s.epoch, /^[0-9a-f]{16}$/);
+  assert.notEqual(one.s.epoch, two.s.epoch);
+});
+
+test('sqlite streams: close() commits what is queued, so a restart finds it; a publish after close rejects with NOTIFY_ERR_STORE', async (t) => {
+  const st = openStore(t);
+  const queued = st.s.publish([streamOf('u')], m('queued'));
+  assert.deepEqual(st.dedupe.claim('pub-1', HOUR), { first: true });
+  st.dedupe.record('pub-1', '{"id":"pub-1"}');
+  const st2 = st.restart();
+  await queued;
+  assert.deepEqual(all(st2.s, streamOf('u')), ['queued']);
+  assert.deepEqual(st2.dedupe.claim('pub-1', HOUR), { first: false, answer: '{"id":"pub-1"}' });
+  await assert.rejects(st.s.publish([streamOf('u')], m('late')), (err: unknown) => err instanceof NotifyError && err.code === 'NOTIFY_ERR_STORE' && /closed/.test(err.message));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Answers to publisher ids (SqliteDedupe in the same database)
+
+test('sqlite dedupe: the answer is found at once (before the commit), on disk after it, within the window and after a restart; not after the window; the sweep deletes it', async (t) => {
+  const c = manualClock();
+  const st = openStore(t, { now: c.fn, dedupeWindowMs: 10_000 });
+  assert.deepEqual(st.dedupe.claim('order-1', 10_000), { first: true });
+  st.dedupe.record('order-1', '{"first":true}');
+  assert.deepEqual(st.dedupe.claim('order-1', 10_000), { first: false, answer: '{"first":true}' }, 'found at once, before the commit microtask');
+  assert.deepEqual(st.peek.prepare('SELECT id FROM answers').all(), [], 'not on disk yet');
+  st.dedupe.record('order-1', '{"final":true}');
+  assert.deepEqual(st.dedupe.claim('order-1', 10_000), { first: false, answer: '{"final":true}' }, 'the latest answer wins');
+  assert.deepEqual(st.dedupe.claim('order-2', 10_000), { first: true });
+  await st.commit.committed();
+  assert.deepEqual(st.peek.prepare('SELECT id, at, report FROM answers ORDER BY id').all(), [
+    { id: 'order-1', at: c.now, report: '{"final":true}' },
+    { id: 'order-2', at: c.now, report: '' },
+  ]);
+
+  c.now += 9999;
+  assert.deepEqual(st.dedupe.claim('order-1', 10_000), { first: false, answer: '{"final":true}' }, 'still within the window');
+  const st2 = st.restart();
+  assert.deepEqual(st2.dedupe.claim('order-1', 10_000), { first: false, answer: '{"final":true}' }, 'survives a restart');
+  assert.deepEqual(st2.dedupe.claim('order-2', 10_000), { first: false, answer: undefined });
+  c.now += 1;
+  st2.dedupe.sweep(10_000);
+  assert.deepEqual(st2.peek.prepare('SELECT id FROM answers').all(), [], 'the sweep deletes expired answers');
+  assert.deepEqual(st2.dedupe.claim('order-1', 10_000), { first: true }, 'forgotten once the window has passed');
+});
