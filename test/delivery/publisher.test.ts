@@ -30,7 +30,6 @@ function world(opts: { streams?: MessageStreams; ackTimeoutMs?: number; route?: 
   const everyone = { calls: 0 };
   const dispatcher = new Dispatcher({
     transports: [live, push],
-    registry,
     everyone: () => {
       everyone.calls++;
       return [...registry.uids()];

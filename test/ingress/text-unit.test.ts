@@ -21,7 +21,7 @@ function world(streams: MessageStreams = new MemoryStreams({ size: 100, ttlMs: 6
   const registry = new MemoryRegistry();
   const push = new RecordingTransport('push', registry.index('push'));
   registry.index('push').add('alice', 'd1');
-  const dispatcher = new Dispatcher({ transports: [push], registry, everyone: () => [...registry.uids()], deliverTimeoutMs: 10_000, log: silentLogger });
+  const dispatcher = new Dispatcher({ transports: [push], everyone: () => [...registry.uids()], deliverTimeoutMs: 10_000, log: silentLogger });
   const publisher = new Publisher({ dispatcher, streams, dedupe: new MemoryDedupe(), acks: new MemoryAckRelay(), route: 'all', ackTimeoutMs: 1000, dedupeWindowMs: 60_000, log: silentLogger });
   return { push, publisher };
 }
