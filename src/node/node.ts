@@ -8,9 +8,10 @@ import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { DeviceService } from '../push/devices.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
 import { RETRY_LEASE_MS } from '../push/retry.js';
+import { targetsOf } from '../push/targets.js';
 import type { Transport } from '../push/transport.js';
 import { type Backends, type BackendFactory, backendsFor } from '../store/backends.js';
-import type { Registry, TargetIndex } from '../store/target-index.js';
+import { MemoryRegistry, type Registry, type TargetIndex } from '../store/target-index.js';
 import type { Uid } from '../types.js';
 
 /** How `resumePending` claims waiting retries: in batches of `limit`, each leased past its due time. */
@@ -112,28 +113,33 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         replayLimit: config.history.size,
       })
     : undefined;
+  // Only a backend that keeps the device directory in this process has indexes to show.
+  const devicesHere = backends.deviceIndexes ?? new MemoryRegistry();
   const registry: Registry = {
-    index: (t: string): TargetIndex => (t === 'websocket' ? backends.sessions : backends.deviceIndexes.index(t)),
-    where: (uid) => ({ ...(backends.sessions.has(uid) ? { websocket: backends.sessions.targets(uid) } : {}), ...backends.deviceIndexes.where(uid) }),
-    uids: () => new Set([...backends.sessions.uids(), ...backends.deviceIndexes.uids()]),
+    index: (t: string): TargetIndex => (t === 'websocket' ? backends.sessions : devicesHere.index(t)),
+    where: (uid) => ({ ...(backends.sessions.has(uid) ? { websocket: backends.sessions.targets(uid) } : {}), ...devicesHere.where(uid) }),
+    uids: () => new Set([...backends.sessions.uids(), ...devicesHere.uids()]),
   };
   const make = (tname: string, settings: TransportSettings): Transport => {
     const kind = TRANSPORT_TYPES[settings.type];
     if (!kind) throw new TypeError(`transports.${tname}: unknown type ${settings.type}`);
     const retire = (target: string, reason: string) => void devices.retire(tname, target, reason);
-    return kind.create(settings, { name: tname, node: name, registry: backends.deviceIndexes, log, retire, retries: backends.retries, telemetry });
+    return kind.create(settings, { name: tname, node: name, targets: targetsOf(backends.devices, tname), log, retire, retries: backends.retries, telemetry });
   };
   const transports: Transport[] = websocket ? [websocket] : [];
   for (const [tname, settings] of Object.entries(config.transports)) transports.push(make(tname, settings));
 
-  /** Every uid some transport can reach: presence, plus each push transport's devices. */
+  /** Every uid some transport can reach: those with sessions (presence), plus each push transport's devices. */
   const everyone = (): readonly Uid[] | Promise<readonly Uid[]> => {
-    const all = new Set<Uid>(backends.deviceIndexes.uids());
-    if (!websocket) return [...all];
-    const online = backends.presence.uids();
-    if (online instanceof Promise) return online.then((u) => [...new Set([...u, ...all])]);
-    for (const u of online) all.add(u);
-    return [...all];
+    const sources: (readonly Uid[] | Promise<readonly Uid[]>)[] = [];
+    if (websocket) sources.push(backends.presence.uids());
+    for (const t of transports) {
+      if (t === websocket) continue;
+      const list = backends.devices.list(t.name);
+      sources.push(list instanceof Promise ? list.then((l) => l.map((e) => e.uid)) : list.map((e) => e.uid));
+    }
+    const union = (lists: readonly (readonly Uid[])[]) => [...new Set(lists.flat())];
+    return sources.some((x) => x instanceof Promise) ? Promise.all(sources).then(union) : union(sources as (readonly Uid[])[]);
   };
   const dispatcher = new Dispatcher({
     transports,

@@ -1,6 +1,6 @@
 import type { Spec } from '../config/schema.js';
 import type { Logger } from '../obs/log.js';
-import type { Registry } from '../store/target-index.js';
+import type { TransportTargets } from './targets.js';
 import type { Telemetry } from '../obs/metrics.js';
 import type { RetryQueue } from '../store/retry-queue.js';
 import { apnsType } from './apns/transport.js';
@@ -14,7 +14,8 @@ export interface TransportContext {
   name: string;
   /** The node this runs in (`HOST-PID`): the owner of the retries it holds. */
   node: string;
-  registry: Registry;
+  /** This transport's device tokens (its view of the device directory). */
+  targets: TransportTargets;
   log: Logger;
   /**
    * Takes a target out of service for good (token gone, wrong app): unregisters it and records it

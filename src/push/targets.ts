@@ -8,6 +8,16 @@ export interface TransportTargets {
   count(): { devices: number; uids: number } | Promise<{ devices: number; uids: number }>;
 }
 
+/** The counts for a synchronous health report: undefined where the directory answers only asynchronously. */
+export function countNow(t: TransportTargets): { devices: number; uids: number } | undefined {
+  const c = t.count();
+  if (c instanceof Promise) {
+    c.catch(() => {});
+    return undefined;
+  }
+  return c;
+}
+
 export function targetsOf(directory: DeviceDirectory, transport: string): TransportTargets {
   return {
     has: (uid) => directory.has(transport, uid),

@@ -28,8 +28,8 @@ export interface Backends {
   sessions: TargetIndex;
   dedupe: Dedupe;
   devices: DeviceDirectory;
-  /** The push transports' in-memory device indexes (what they read on the hot path). */
-  deviceIndexes: Registry;
+  /** Where the device directory is held in this process: its indexes, for diagnostics and tests. */
+  deviceIndexes?: Registry;
   retries: RetryQueue;
   acks: AckRelay;
   /** Whether the backends work now, for /healthz. */

@@ -1,3 +1,4 @@
+import { MemoryTargetIndex } from '../../src/store/target-index.js';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
@@ -603,7 +604,7 @@ test('text: on stop, lines already read are answered before the connection is cl
   let gate: GateTransport | undefined;
   types['test-gate'] = {
     settings: { type: 'section', keys: {} },
-    create: (_settings, ctx) => (gate = new GateTransport(ctx.name, ctx.registry.index(ctx.name))),
+    create: (_settings, ctx) => (gate = new GateTransport(ctx.name, new MemoryTargetIndex())),
   };
   t.after(() => delete types['test-gate']);
 

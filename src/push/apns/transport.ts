@@ -7,7 +7,7 @@ import { type Spec, type Validation, validate } from '../../config/schema.js';
 import { NotifyError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../obs/log.js';
 import type { Telemetry } from '../../obs/metrics.js';
-import type { TargetIndex } from '../../store/target-index.js';
+import { type TransportTargets, countNow } from '../targets.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import { type ApnResult, classifyApnsResult, toApnsNotification } from './payload.js';
 import type { TransportContext, TransportType } from '../kinds.js';
@@ -206,7 +206,7 @@ const SHUTDOWN_GRACE_MS = 1000;
 export class ApnsTransport implements Transport {
   readonly name: string;
   readonly #settings: ApnsSettings;
-  readonly #index: TargetIndex;
+  readonly #targets: TransportTargets;
   readonly #log: Logger;
   readonly #retire: (target: string, reason: string) => void;
   readonly #provider: Apn.Provider;
@@ -231,7 +231,7 @@ export class ApnsTransport implements Transport {
   constructor(settings: ApnsSettings, ctx: TransportContext) {
     this.name = ctx.name;
     this.#settings = settings;
-    this.#index = ctx.registry.index(ctx.name);
+    this.#targets = ctx.targets;
     this.#log = ctx.log;
     this.#retire = ctx.retire;
     this.#retries = ctx.retries;
@@ -266,8 +266,8 @@ export class ApnsTransport implements Transport {
 
   async start(): Promise<void> {}
 
-  canReach(uid: Uid): boolean {
-    return this.#index.has(uid);
+  canReach(uid: Uid): boolean | Promise<boolean> {
+    return this.#targets.has(uid);
   }
 
   health(): TransportHealth {
@@ -279,14 +279,13 @@ export class ApnsTransport implements Transport {
       queued: this.#queued,
       sent: this.#sent,
       failed: this.#failed,
-      devices: this.#index.targetCount,
-      uids: this.#index.uidCount,
+      ...countNow(this.#targets),
     };
   }
 
   async deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
     if (this.#state !== 'running') throw new NotifyError('NOTIFY_ERR_CLOSED', `${this.name}: APNs transport is stopped`);
-    const tokens = this.#index.targets(uid);
+    const tokens = await this.#targets.targets(uid);
     const note = this.#notification(msg);
     if (typeof note === 'string') return tokens.map((target) => ({ transport: this.name, target, status: 'rejected', reason: note }));
 

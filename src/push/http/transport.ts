@@ -1,6 +1,6 @@
 import { type Spec, type Validation, formatPath, validate } from '../../config/schema.js';
 import { NotifyError } from '../../errors.js';
-import type { TargetIndex } from '../../store/target-index.js';
+import { type TransportTargets, countNow } from '../targets.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
 import type { RetryQueue } from '../../store/retry-queue.js';
@@ -254,7 +254,7 @@ export class HttpTransport implements Transport {
   readonly name: string;
   readonly #s: HttpSettings;
   readonly #compiled: CompiledHttp;
-  readonly #index: TargetIndex;
+  readonly #targets: TransportTargets;
   readonly #client: ProviderClient;
   readonly #isSuccess: (status: number) => boolean;
   readonly #retries: RetryQueue | undefined;
@@ -267,7 +267,7 @@ export class HttpTransport implements Transport {
     this.name = ctx.name;
     this.#s = settings;
     this.#compiled = compileHttp(settings);
-    this.#index = ctx.registry.index(ctx.name);
+    this.#targets = ctx.targets;
     this.#retries = ctx.retries;
     this.#node = ctx.node;
     this.#log = ctx.log;
@@ -288,17 +288,17 @@ export class HttpTransport implements Transport {
 
   async start(): Promise<void> {}
 
-  canReach(uid: Uid): boolean {
-    return this.#s.perDevice ? this.#index.has(uid) : true;
+  canReach(uid: Uid): boolean | Promise<boolean> {
+    return this.#s.perDevice ? this.#targets.has(uid) : true;
   }
 
   health(): TransportHealth {
-    return { state: this.#state, inflight: this.#client.inflight, pausedForMs: this.#client.pausedForMs, devices: this.#index.targetCount };
+    return { state: this.#state, inflight: this.#client.inflight, pausedForMs: this.#client.pausedForMs, devices: countNow(this.#targets)?.devices };
   }
 
   async deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
     if (this.#state !== 'running') throw new NotifyError('NOTIFY_ERR_CLOSED', `${this.name}: transport is stopped`);
-    const targets = this.#s.perDevice ? this.#index.targets(uid) : [undefined];
+    const targets = this.#s.perDevice ? await this.#targets.targets(uid) : [undefined];
     const last: (string | undefined)[] = [];
     const outs = await settleBy(
       targets.map((token, i) => this.#send(uid, msg, token, undefined, (r) => (last[i] = r))),

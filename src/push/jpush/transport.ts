@@ -1,6 +1,6 @@
 import { type Spec, type Validation, formatPath, validate } from '../../config/schema.js';
 import { NotifyError } from '../../errors.js';
-import type { TargetIndex } from '../../store/target-index.js';
+import { type TransportTargets, countNow } from '../targets.js';
 import type { DeliveryResult, Message, MessageBody, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
 import type { RetryQueue } from '../../store/retry-queue.js';
@@ -177,7 +177,7 @@ export const jpushType: TransportType = {
 export class JPushTransport implements Transport {
   readonly name: string;
   readonly #s: JPushSettings;
-  readonly #index: TargetIndex;
+  readonly #targets: TransportTargets;
   readonly #client: ProviderClient;
   readonly #authorization: string;
   readonly #retries: RetryQueue | undefined;
@@ -189,7 +189,7 @@ export class JPushTransport implements Transport {
   constructor(settings: JPushSettings, ctx: TransportContext) {
     this.name = ctx.name;
     this.#s = settings;
-    this.#index = ctx.registry.index(ctx.name);
+    this.#targets = ctx.targets;
     this.#retries = ctx.retries;
     this.#node = ctx.node;
     this.#log = ctx.log;
@@ -216,12 +216,12 @@ export class JPushTransport implements Transport {
   }
 
   health(): TransportHealth {
-    return { state: this.#state, inflight: this.#client.inflight, pausedForMs: this.#client.pausedForMs, devices: this.#index.targetCount };
+    return { state: this.#state, inflight: this.#client.inflight, pausedForMs: this.#client.pausedForMs, devices: countNow(this.#targets)?.devices };
   }
 
   async deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
     if (this.#state !== 'running') throw new NotifyError('NOTIFY_ERR_CLOSED', `${this.name}: transport is stopped`);
-    const rids = this.#index.targets(uid);
+    const rids = await this.#targets.targets(uid);
     if (rids.length === 0 && Buffer.byteLength(uid) > JPUSH_MAX_ALIAS_BYTES) {
       const reason = `the uid is longer than JPush's ${JPUSH_MAX_ALIAS_BYTES}-byte alias limit and has no registration ids`;
       return [{ transport: this.name, target: `alias:${uid}`, status: 'rejected', reason }];
