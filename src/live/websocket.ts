@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { NotifyError } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
@@ -134,6 +135,11 @@ export class WebSocketTransport implements Transport, LiveSessions {
   /** Every connection, bound or not, by session id. */
   readonly #conns = new Map<string, Session>();
   #nextSid = 0;
+  /**
+   * Session ids are unique across nodes and restarts, not only in this process: a per-process
+   * random prefix, then a counter (presence on a shared backend keys sessions by id).
+   */
+  readonly #sidPrefix = `s${randomBytes(3).toString('hex')}.`;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   #address = '';
   #heartbeat: NodeJS.Timeout | undefined;
@@ -299,7 +305,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
   /** A completed handshake: the connection becomes a session (bound now when the URL named a uid). */
   #open(s: Session, ip: string, now: number, uid: string | null, token: string | null): void {
     this.#admission.opened(ip);
-    s.sid = `s${(++this.#nextSid).toString(36)}`;
+    s.sid = this.#sidPrefix + (++this.#nextSid).toString(36);
     s.ip = ip;
     s.born = now;
     this.#conns.set(s.sid, s);
@@ -522,7 +528,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
   }
 
   #beat(): void {
+    const live: string[] = [];
     for (const s of this.#conns.values()) {
+      if (s.uid !== undefined && s.alive) live.push(s.sid);
       if (!s.alive) {
         this.#opts.log.debug('websocket heartbeat missed, terminating', { sid: s.sid, uid: s.uid });
         s.terminate();
@@ -531,6 +539,10 @@ export class WebSocketTransport implements Transport, LiveSessions {
       s.alive = false;
       s.ping();
     }
+    // Presence is kept alive by the heartbeat: a shared backend drops the sessions of a node
+    // that stops touching them.
+    const touched = this.#opts.presence.touch(this.#opts.node, live);
+    if (touched instanceof Promise) touched.catch((err: unknown) => this.#opts.log.warn('presence heartbeat failed', { error: err instanceof Error ? err.message : String(err) }));
   }
 
   #serveHttp(req: IncomingMessage, res: ServerResponse): void {

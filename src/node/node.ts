@@ -80,7 +80,7 @@ export function buildNode(config: Config, opts: NodeOptions): NotifyNode {
   const { log } = opts;
   const telemetry = opts.telemetry ?? noTelemetry;
   const name = opts.name ?? defaultNodeName();
-  const backends = (opts.backends ?? backendsFor(config))(config, { node: name, log, exclusive: opts.live });
+  const backends = (opts.backends ?? backendsFor(config))(config, { node: name, log });
   try {
     const devices = new DeviceService({ directory: backends.devices, config, log });
     return assemble(config, opts, name, telemetry, backends, devices);

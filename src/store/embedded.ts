@@ -10,7 +10,8 @@ import type { Presence } from './presence.js';
 import { MemoryPresence } from './presence-memory.js';
 import type { RetryQueue } from './retry-queue.js';
 import { SqliteRetryQueue } from './retry-queue-sqlite.js';
-import { GroupCommit, StoreHealth, openState } from './sqlite.js';
+import { lockStateDir } from './lock.js';
+import { GroupCommit, type StateDb, StoreHealth, openState } from './sqlite.js';
 import type { MessageStreams } from './stream.js';
 import { SqliteStreams } from './stream-sqlite.js';
 import { MemoryTargetIndex, type Registry, type TargetIndex } from './target-index.js';
@@ -38,8 +39,16 @@ export interface Backends {
 }
 
 /** The embedded backends: SQLite in `config.state.dir`, and this process's memory. */
-export function embeddedBackends(config: Config, opts: { node: string; log: Logger; exclusive: boolean }): Backends {
-  const db = openState(config.state.dir);
+export function embeddedBackends(config: Config, opts: { node: string; log: Logger }): Backends {
+  // One state directory, one process: the SQLite file is this process's alone.
+  const unlock = lockStateDir(config.state.dir);
+  let db: StateDb;
+  try {
+    db = openState(config.state.dir);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   try {
     const storeHealth = new StoreHealth(opts.log);
     const commit = new GroupCommit(db, storeHealth);
@@ -55,8 +64,8 @@ export function embeddedBackends(config: Config, opts: { node: string; log: Logg
       dedupe,
       devices,
       deviceIndexes: devices.registry,
-      // The daemon owns the state directory: retries of another owner are a dead process's.
-      retries: new SqliteRetryQueue(db, { exclusive: opts.exclusive }),
+      // This process holds the state directory's lock: retries of another owner are a dead process's.
+      retries: new SqliteRetryQueue(db, { exclusive: true }),
       acks: new MemoryAckRelay(),
       health: () => storeHealth.report(),
       close() {
@@ -64,10 +73,12 @@ export function embeddedBackends(config: Config, opts: { node: string; log: Logg
         dedupe.close();
         commit.flush();
         db.close();
+        unlock();
       },
     };
   } catch (err) {
     db.close();
+    unlock();
     throw err;
   }
 }

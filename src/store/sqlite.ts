@@ -85,27 +85,43 @@ const MIGRATIONS: readonly string[] = [
  */
 export function openState(dir: string): StateDb {
   let db: StateDb;
+  const file = join(dir, 'notify.db');
   try {
     mkdirSync(dir, { recursive: true });
-    db = new Database(join(dir, 'notify.db'));
+    db = new Database(file);
   } catch (err) {
     throw new NotifyError('NOTIFY_ERR_CONFIG', `cannot open the state directory ${dir} (state.dir): ${errorMessage(err)}`, { cause: err });
   }
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  // Short: a write lock held elsewhere fails a commit fast (the publish is answered with an
-  // error) instead of freezing the event loop, and every session with it, for seconds.
-  db.pragma('busy_timeout = 100');
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > MIGRATIONS.length) {
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    // Short: a write lock held elsewhere fails a commit fast (the publish is answered with an
+    // error) instead of freezing the event loop, and every session with it, for seconds.
+    db.pragma('busy_timeout = 100');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      throw new NotifyError('NOTIFY_ERR_CONFIG', `${file} was written by a newer notify (schema ${version}); upgrade notify`);
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v] as string);
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+    const check = db.pragma('quick_check', { simple: true });
+    if (check !== 'ok') throw Object.assign(new Error(String(check)), { code: 'SQLITE_CORRUPT' });
+  } catch (err) {
     db.close();
-    throw new NotifyError('NOTIFY_ERR_CONFIG', `${join(dir, 'notify.db')} was written by a newer notify (schema ${version}); upgrade notify`);
-  }
-  for (let v = version; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v] as string);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
+    if (err instanceof NotifyError) throw err;
+    const code = (err as { code?: string }).code ?? '';
+    if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
+      throw new NotifyError(
+        'NOTIFY_ERR_CONFIG',
+        `${file} is damaged or not a notify database (${errorMessage(err)}): stop notify, move it (and ${file}-wal) aside to start with an empty store, or restore it from a backup`,
+        { cause: err },
+      );
+    }
+    throw new NotifyError('NOTIFY_ERR_CONFIG', `cannot open ${file}: ${errorMessage(err)}`, { cause: err });
   }
   return db;
 }

@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { buildNode } from '../../node/node.js';
+import { StateLockedError } from '../../store/lock.js';
 import { createLogger } from '../../obs/log.js';
 import { messageFromFields, parseAudience, parsePublishOptions } from '../../message.js';
 import type { DeliveryReport } from '../../types.js';
@@ -107,7 +108,15 @@ async function publishDirect(io: Io, body: Record<string, unknown>, o: PublishOp
   const audience = parseAudience(body);
   const message = messageFromFields(body);
   const options = parsePublishOptions(body);
-  const node = buildNode(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
+  let node;
+  try {
+    node = buildNode(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
+  } catch (err) {
+    // A daemon runs on this state directory: it owns the store, so the message goes through it.
+    if (!(err instanceof StateLockedError)) throw err;
+    io.err(`notify: the daemon (pid ${err.holder.pid}) holds ${config.state.dir}; sending through its HTTP API\n`);
+    return printReport(io, (await callApi(o, 'POST', '/v1/send', body)) as DeliveryReport, o.json);
+  }
   try {
     await node.start();
     return printReport(io, await node.publisher.publish(audience, message, options, 'cli'), o.json);
