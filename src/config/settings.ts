@@ -99,6 +99,12 @@ export const CONFIG_SPEC = section({
     uidsPerMessage: integer({ min: 1, default: 1_000 }),
     /** Live sessions one uid may have; a further bind is refused (4429). */
     sessionsPerUid: integer({ min: 1, default: 100 }),
+    /**
+     * A connection to the WebSocket or HTTP port that has not sent a complete request (the
+     * handshake, an API request) within this is closed: silent connections hold no descriptor
+     * for long.
+     */
+    silentTimeout: duration({ default: '10s', minMs: 10 }),
   }),
   dispatch: section({
     /** How long one transport may take to deliver to one uid. */

@@ -1,5 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { Admission, type ConnectionLimits, NO_LIMITS } from '../live/admission.js';
 import type { DeviceService } from '../push/devices.js';
 import type { Publisher } from '../delivery/publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
@@ -27,6 +29,10 @@ export interface HttpIngressOptions {
   log: Logger;
   /** How long stop() waits for requests in flight. @default 5000 */
   closeTimeoutMs?: number;
+  /** Connections in all and per address, counted from accept; silent ones are closed. @default no caps, 10 s */
+  limits?: Partial<ConnectionLimits>;
+  /** Loopback peers are a reverse proxy. @default false */
+  behindProxy?: boolean;
 }
 
 type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams) => Promise<unknown>;
@@ -86,8 +92,9 @@ class Answer {
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
 export class HttpIngress {
-  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics'>> & Pick<HttpIngressOptions, 'metrics'>;
+  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy'>> & Pick<HttpIngressOptions, 'metrics'>;
   readonly #server: Server;
+  readonly #admission: Admission;
   readonly #routes: Route[];
   readonly #tokenDigest: Buffer | undefined;
   #address = '';
@@ -114,6 +121,18 @@ export class HttpIngress {
       });
     });
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
+    this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
+    // Counted from accept; a connection silent until limits.silentTimeout is closed (the first
+    // request clears that: a publish may wait for its report in silence).
+    this.#server.on('connection', (socket: Socket) => {
+      if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
+    });
+    this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
+  }
+
+  /** New connection limits (a reload). */
+  setLimits(limits: Partial<ConnectionLimits>): void {
+    this.#admission.setLimits({ ...NO_LIMITS, ...limits });
   }
 
   async start(): Promise<void> {

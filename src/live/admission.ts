@@ -1,27 +1,34 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Limits } from '../config/load.js';
 import { type LimitName, type Telemetry } from '../obs/metrics.js';
 import { isLoopbackAddress, unmapped } from '../net/allow.js';
 
-export type ConnectionLimits = Pick<Limits, 'connections' | 'connectionsPerIp' | 'connectRatePerIp' | 'sessionsPerUid'>;
+export type ConnectionLimits = Pick<Limits, 'connections' | 'connectionsPerIp' | 'connectRatePerIp' | 'sessionsPerUid' | 'silentTimeout'>;
 
-export const NO_LIMITS: ConnectionLimits = { connections: Infinity, connectionsPerIp: Infinity, connectRatePerIp: Infinity, sessionsPerUid: Infinity };
+export const NO_LIMITS: ConnectionLimits = { connections: Infinity, connectionsPerIp: Infinity, connectRatePerIp: Infinity, sessionsPerUid: Infinity, silentTimeout: 10_000 };
 
 /**
- * Who may open a WebSocket connection: connections in all and per address, and new connections
- * per second per address (a token bucket), refused at the upgrade with an HTTP status and a
- * one-line reason. Behind a local reverse proxy the client's address is the last
- * X-Forwarded-For entry.
+ * Who may hold a connection: connections in all and per address, counted from accept (a
+ * connection that never completes a handshake holds a descriptor all the same), and new
+ * connections per second per address (a token bucket), checked at the handshake. Refusals are
+ * an HTTP status and a one-line reason. Behind a local reverse proxy the client's address is the
+ * last X-Forwarded-For entry, known only at the handshake: connections from the proxy count per
+ * address from then on.
  */
 export class Admission {
   #limits: ConnectionLimits;
   readonly #behindProxy: boolean;
   readonly #telemetry: Telemetry;
-  /** Connections per peer address. */
+  /** Connections open now (accepted and not yet closed). */
+  #open = 0;
+  /** Connections per client address. */
   readonly #perIp = new Map<string, number>();
-  /** New-connection token buckets per peer address. */
+  /** New-connection token buckets per client address. */
   readonly #rate = new Map<string, { tokens: number; at: number }>();
+  /** The address each accepted socket counts under (none yet for a proxy's, until its handshake). */
+  readonly #counted = new WeakMap<Duplex, string>();
 
   constructor(opts: { limits: ConnectionLimits; behindProxy: boolean; telemetry: Telemetry }) {
     this.#limits = opts.limits;
@@ -33,21 +40,61 @@ export class Admission {
     return this.#limits;
   }
 
+  /** Connections open now. */
+  get open(): number {
+    return this.#open;
+  }
+
   /** New limits (a reload): they hold for connections from now on. */
   setLimits(limits: ConnectionLimits): void {
     this.#limits = limits;
   }
 
   /**
-   * Checks an upgrade against the limits, `open` being the connections there are now: the
-   * client's address when admitted; else the socket has been answered and closed.
+   * A connection just accepted: counted, or refused (answered 503 and closed) when it is over
+   * limits.connections or its address's limits.connectionsPerIp. It is released when it closes.
    */
-  admit(req: IncomingMessage, socket: Duplex, open: number, now: number): string | undefined {
+  accept(socket: Socket): boolean {
+    const l = this.#limits;
+    const peer = unmapped(socket.remoteAddress ?? '');
+    if (this.#open >= l.connections) {
+      this.#refuse(socket, '503 Service Unavailable', 'connections', `too many connections (limits.connections: ${l.connections})`);
+      return false;
+    }
+    const proxied = this.#behindProxy && isLoopbackAddress(peer);
+    if (!proxied && (this.#perIp.get(peer) ?? 0) >= l.connectionsPerIp) {
+      this.#refuse(socket, '503 Service Unavailable', 'connectionsPerIp', `too many connections from ${peer} (limits.connectionsPerIp: ${l.connectionsPerIp})`);
+      return false;
+    }
+    this.#open++;
+    if (!proxied) this.#count(socket, peer);
+    // Cleared by whoever takes the connection over (ws after its handshake, the HTTP server at
+    // the first request); until then, silence ends it.
+    socket.setTimeout(l.silentTimeout, () => {
+      this.#telemetry.refused('silent');
+      socket.destroy();
+    });
+    socket.once('close', () => {
+      this.#open--;
+      const ip = this.#counted.get(socket);
+      if (ip !== undefined) this.#release(ip);
+    });
+    return true;
+  }
+
+  /**
+   * Checks a WebSocket handshake: the rate per address, and (behind a proxy) the per-address cap
+   * of the forwarded client. The client's address when admitted; else the socket has been
+   * answered and closed.
+   */
+  admit(req: IncomingMessage, socket: Duplex, now: number): string | undefined {
     const ip = this.#clientAddress(req);
     const l = this.#limits;
-    if (open >= l.connections) return this.#refuse(socket, '503 Service Unavailable', 'connections', `too many connections (limits.connections: ${l.connections})`);
-    if ((this.#perIp.get(ip) ?? 0) >= l.connectionsPerIp) {
-      return this.#refuse(socket, '503 Service Unavailable', 'connectionsPerIp', `too many connections from ${ip} (limits.connectionsPerIp: ${l.connectionsPerIp})`);
+    if (!this.#counted.has(socket)) {
+      if ((this.#perIp.get(ip) ?? 0) >= l.connectionsPerIp) {
+        return this.#refuse(socket, '503 Service Unavailable', 'connectionsPerIp', `too many connections from ${ip} (limits.connectionsPerIp: ${l.connectionsPerIp})`);
+      }
+      this.#count(socket, ip);
     }
     if (!this.#rateAllows(ip, now)) {
       return this.#refuse(socket, '429 Too Many Requests', 'connectRatePerIp', `too many new connections from ${ip} (limits.connectRatePerIp: ${l.connectRatePerIp}/s)`);
@@ -55,13 +102,12 @@ export class Admission {
     return ip;
   }
 
-  /** A connection from `ip` now counts against its address's cap. */
-  opened(ip: string): void {
+  #count(socket: Duplex, ip: string): void {
+    this.#counted.set(socket, ip);
     this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
   }
 
-  /** A connection from `ip` has gone. */
-  closed(ip: string): void {
+  #release(ip: string): void {
     const n = (this.#perIp.get(ip) ?? 1) - 1;
     if (n <= 0) this.#perIp.delete(ip);
     else this.#perIp.set(ip, n);
@@ -75,7 +121,11 @@ export class Admission {
   #refuse(socket: Duplex, status: string, limit: LimitName, why: string): undefined {
     this.#telemetry.refused(limit);
     const body = `${why}\n`;
+    socket.on('error', () => socket.destroy());
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    // Whatever it sends is not read: it goes once the answer is out, or in a second.
+    socket.resume?.();
+    setTimeout(() => socket.destroy(), 1000).unref();
     return undefined;
   }
 

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
@@ -15,7 +16,7 @@ import type { Presence } from '../store/presence.js';
 import { BROADCAST_STREAM, type HistoryPage, type MessageStreams, type Publication, type StreamPosition, streamOf } from '../store/stream.js';
 import { after } from '../maybe.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
-import { Admission, NO_LIMITS } from './admission.js';
+import { Admission, type ConnectionLimits, NO_LIMITS } from './admission.js';
 import { DEMO_PAGE } from './assets/demo-page.js';
 import { NOTIFY_CLIENT_JS } from './assets/notify-client.js';
 import type { LiveSessions, Transport, TransportHealth } from '../push/transport.js';
@@ -51,7 +52,7 @@ export interface WebSocketTransportOptions {
   /** Loopback peers are a reverse proxy: their client is the last X-Forwarded-For address. @default false */
   behindProxy?: boolean;
   /** Connection and session caps. @default no caps */
-  limits?: Pick<Limits, 'connections' | 'connectionsPerIp' | 'connectRatePerIp' | 'sessionsPerUid'>;
+  limits?: Partial<ConnectionLimits>;
   telemetry?: Telemetry;
 }
 
@@ -156,7 +157,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     }
     this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, replayLimit: 100, ...opts };
     if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
-    this.#admission = new Admission({ limits: opts.limits ?? NO_LIMITS, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
+    this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -169,6 +170,12 @@ export class WebSocketTransport implements Transport, LiveSessions {
     this.#server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 2000 }, (req, res) =>
       this.#serveHttp(req, res),
     );
+    // Counted from accept, not from a completed handshake: a connection that never sends a byte
+    // holds a descriptor too (limits.connections, connectionsPerIp, silentTimeout).
+    this.#server.on('connection', (socket: Socket) => {
+      if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
+    });
+    this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'text'));
 
@@ -184,7 +191,6 @@ export class WebSocketTransport implements Transport, LiveSessions {
       const s = this as Session;
       transport.#conns.delete(s.sid);
       if (s.uid !== undefined) transport.#unbind(s);
-      transport.#admission.closed(s.ip);
     };
     this.#onError = function (err) {
       // ws has already sent the matching close code (1002, 1007, 1009); this session ends, nothing else does.
@@ -281,8 +287,8 @@ export class WebSocketTransport implements Transport, LiveSessions {
   }
 
   /** Applies new limits (a reload); they hold for connections and binds from now on. */
-  setLimits(limits: NonNullable<WebSocketTransportOptions['limits']>): void {
-    this.#admission.setLimits(limits);
+  setLimits(limits: Partial<ConnectionLimits>): void {
+    this.#admission.setLimits({ ...NO_LIMITS, ...limits });
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -291,7 +297,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
       return;
     }
     const now = Date.now();
-    const ip = this.#admission.admit(req, socket, this.#conns.size, now);
+    const ip = this.#admission.admit(req, socket, now);
     if (ip === undefined) return;
     // Read what the session needs from the request now: the callback below must not keep `req`
     // (and its headers) alive for as long as the connection lives.
@@ -304,7 +310,6 @@ export class WebSocketTransport implements Transport, LiveSessions {
 
   /** A completed handshake: the connection becomes a session (bound now when the URL named a uid). */
   #open(s: Session, ip: string, now: number, uid: string | null, token: string | null): void {
-    this.#admission.opened(ip);
     s.sid = this.#sidPrefix + (++this.#nextSid).toString(36);
     s.ip = ip;
     s.born = now;

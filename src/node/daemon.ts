@@ -4,6 +4,7 @@ import type { Publisher } from '../delivery/publisher.js';
 import { HttpIngress } from '../ingress/http.js';
 import { TextIngress } from '../ingress/text.js';
 import type { WebSocketTransport } from '../live/websocket.js';
+import { raiseFileLimit } from '../net/fd-limit.js';
 import { isLoopback } from '../net/listen.js';
 import { type Logger, silentLogger } from '../obs/log.js';
 import { Metrics } from '../obs/metrics.js';
@@ -86,7 +87,18 @@ export function createDaemon(config: Config, opts: { log?: Logger; backends?: No
     history: node.backends.streams ? { rows: node.backends.streams.size } : { enabled: false },
     ...health(),
   });
-  const http = new HttpIngress({ ...config.http, publisher, devices: node.devices, health, status, metrics, telemetry, log, closeTimeoutMs });
+  const http = new HttpIngress({
+    ...config.http,
+    publisher,
+    devices: node.devices,
+    health,
+    status,
+    metrics,
+    telemetry,
+    log,
+    closeTimeoutMs,
+    limits: { connections: config.limits.connections, connectionsPerIp: config.limits.connectionsPerIp, silentTimeout: config.limits.silentTimeout },
+  });
   const ingresses: Startable[] = [text, http];
 
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -132,6 +144,11 @@ export function createDaemon(config: Config, opts: { log?: Logger; backends?: No
         throw err;
       }
       state = 'running';
+      const fds = raiseFileLimit();
+      if (fds !== undefined) {
+        const note = fds.raisedFrom !== undefined ? ` (raised from ${fds.raisedFrom})` : fds.soft < fds.hard ? ' (could not raise it to the hard limit)' : '';
+        log.info(`open files: at most ${fds.soft}${note}; each session is one`, { fdSoft: fds.soft, fdHard: fds.hard });
+      }
       const a = daemon.addresses();
       log.info(`websocket sessions on ws://${a.ws}/ (demo page: http://${a.ws}/)`, { listener: 'ws', address: a.ws });
       log.info(`text ingress on tcp://${a.text}`, { listener: 'text', address: a.text });
@@ -147,7 +164,9 @@ export function createDaemon(config: Config, opts: { log?: Logger; backends?: No
     },
     async reload(next) {
       if (state !== 'running') throw new Error('notify is not running');
-      return node.reload(next);
+      const result = await node.reload(next);
+      http.setLimits({ connections: next.limits.connections, connectionsPerIp: next.limits.connectionsPerIp, silentTimeout: next.limits.silentTimeout });
+      return result;
     },
     stop() {
       stopping ??= state === 'new' ? node.stop() : stopAll();

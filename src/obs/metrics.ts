@@ -12,7 +12,8 @@ export type LimitName =
   | 'uidsPerMessage'
   | 'textAllow'
   | 'auth'
-  | 'bindTimeout';
+  | 'bindTimeout'
+  | 'silent';
 
 /** What the parts of the daemon report as it happens; the daemon wires it to Prometheus metrics. */
 export interface Telemetry {
