@@ -21,12 +21,18 @@ function invalid(message: string): NotifyError {
 }
 
 /** Checks one uid and returns it. */
+/** What is wrong with a uid, if anything: the one rule every ingress and the WebSocket bind apply. */
+export function uidProblem(uid: string): 'empty' | 'too long' | undefined {
+  if (uid.length === 0) return 'empty';
+  if (uid.length > MAX_UID_BYTES / 4 && Buffer.byteLength(uid) > MAX_UID_BYTES) return 'too long';
+  return undefined;
+}
+
 export function checkUid(value: unknown, where = '"uid"'): Uid {
   if (typeof value !== 'string') throw invalid(`${where} must be a string or an array of strings`);
-  if (value.length === 0) throw invalid(`${where} must not be empty`);
-  if (value.length > MAX_UID_BYTES / 4 && Buffer.byteLength(value) > MAX_UID_BYTES) {
-    throw invalid(`${where} is longer than ${MAX_UID_BYTES} bytes`);
-  }
+  const problem = uidProblem(value);
+  if (problem === 'empty') throw invalid(`${where} must not be empty`);
+  if (problem === 'too long') throw invalid(`${where} is longer than ${MAX_UID_BYTES} bytes`);
   return value;
 }
 

@@ -6,7 +6,7 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { NotifyError } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
 import type { Logger } from '../obs/log.js';
-import { MAX_UID_BYTES } from '../message.js';
+import { MAX_UID_BYTES, uidProblem } from '../message.js';
 import type { TargetIndex } from '../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
 import { AUTH_CLOSE, checkToken } from '../auth.js';
@@ -369,12 +369,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
   }
 
   #bind(s: Session, uid: string, token: string | undefined = s.urlToken): boolean {
-    if (uid.length === 0) {
-      s.close(CLOSE.policyViolation, 'empty uid');
-      return false;
-    }
-    if (Buffer.byteLength(uid) > MAX_UID_BYTES) {
-      s.close(CLOSE.policyViolation, `uid longer than ${MAX_UID_BYTES} bytes`);
+    const problem = uidProblem(uid);
+    if (problem !== undefined) {
+      s.close(CLOSE.policyViolation, problem === 'empty' ? 'empty uid' : `uid longer than ${MAX_UID_BYTES} bytes`);
       return false;
     }
     const auth = this.#opts.auth;
