@@ -75,6 +75,14 @@ export class ApnSession {
     return { session: s, fresh: true };
   }
 
+  /**
+   * Tears `s` down if it is still the current session (a stalled connection: TCP accepted, but
+   * no TLS or no answers); the next request opens a new one.
+   */
+  abandon(s: ClientHttp2Session | undefined): void {
+    if (s !== undefined && s === this.current()) s.destroy();
+  }
+
   /** Whether `s` is the watched session (requests go on it, and its answers are seen). */
   isWatched(s: ClientHttp2Session | undefined): boolean {
     return s !== undefined && s === this.#watched;

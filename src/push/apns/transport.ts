@@ -219,6 +219,8 @@ export class ApnsTransport implements Transport {
   #warm = false;
   /** Retry-After of the latest answer per token, read off the session. */
   readonly #retryAfter = new Map<string, number>();
+  /** When APNs last answered a request (on any session): silence for longer means a stalled connection. */
+  #answeredAt = 0;
   readonly #stopping = new AbortController();
   readonly #retries: RetryQueue | undefined;
   readonly #node: string;
@@ -259,6 +261,7 @@ export class ApnsTransport implements Transport {
       throw new NotifyError('NOTIFY_ERR_CONFIG', `transports.${ctx.name}: APNs credentials rejected: ${errorMessage(err)}`, { cause: err });
     }
     this.#session = new ApnSession(this.#provider, (path, headers) => {
+      this.#answeredAt = Date.now();
       const ms = parseRetryAfter(headers['retry-after']);
       if (ms !== undefined) this.#retryAfter.set(path.replace('/3/device/', ''), ms);
     });
@@ -439,8 +442,13 @@ export class ApnsTransport implements Transport {
   async #send(job: Job): Promise<ApnResult> {
     const { session, fresh } = await this.#session.open();
     if (fresh) this.#warm = false;
+    const sentAt = Date.now();
     const res = await this.#provider.send(job.note, job.token);
     const r = (res.sent[0] ?? res.failed[0] ?? { device: job.token, error: new Error('node-apn returned no result') }) as ApnResult;
+    // No answer for this request, and none for any other since it was sent: the connection is
+    // stalled (no TLS, or streams never answered). Tear it down so the retry gets a new one
+    // instead of waiting on it again.
+    if (r.status === undefined && r.error !== undefined && this.#answeredAt < sentAt) this.#session.abandon(session);
     // A request that APNs answered (other than an auth failure) proves the connection: open it up.
     const status = r.status === undefined ? (r.error ? undefined : 200) : Number(r.status);
     if (status !== undefined && status !== 403 && session !== undefined && session === this.#session.current()) this.#warm = true;
