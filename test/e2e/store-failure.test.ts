@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
@@ -55,4 +58,43 @@ test('store failure: a write lock held by another process makes publishes fail f
   await checkFailing(t, d, /database is locked/);
   other.exec('ROLLBACK');
   await checkRecovered(t, d);
+});
+
+/** A 1 MiB tmpfs mounted for the test (root only), or undefined where mounting is not allowed. */
+function smallDisk(t: TestContext): string | undefined {
+  const dir = mkdtempSync(join(tmpdir(), 'notify-full-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'ignore' });
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+    return undefined;
+  }
+  t.after(() => {
+    // Lazy: whatever still holds a file there lets go when it closes.
+    execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+test('store failure: a full disk (SQLITE_FULL) makes publishes fail with an error, sessions stay; with room again, publishing works without a restart', { timeout: HANG_MS * 2 }, async (t) => {
+  const disk = smallDisk(t);
+  if (disk === undefined) {
+    if (process.env.CI) assert.fail('mounting a small tmpfs needs root; CI runs as root');
+    t.skip('cannot mount a tmpfs here (not root)');
+    return;
+  }
+  const state = join(disk, 'state');
+  mkdirSync(state);
+  const d = await startDaemon(t, { state: { dir: state } });
+  const filler = join(disk, 'filler');
+  try {
+    writeFileSync(filler, Buffer.alloc(1024 * 1024));
+  } catch {
+    // ENOSPC: the file took what there was.
+  }
+  await checkFailing(t, d, /database or disk is full/);
+  rmSync(filler);
+  await checkRecovered(t, d);
+  await d.stop();
 });
