@@ -85,7 +85,8 @@ export function buildNode(config: Config, opts: NodeOptions): NotifyNode {
     const devices = new DeviceService({ directory: backends.devices, config, log });
     return assemble(config, opts, name, telemetry, backends, devices);
   } catch (err) {
-    backends.close();
+    const closed = backends.close();
+    if (closed instanceof Promise) closed.catch(() => {});
     throw err;
   }
 }
@@ -269,7 +270,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         await dispatcher.close();
         for (const t of [...transports].reverse()) if (started.has(t)) await t.stop();
         await backends.retries.handBack(name);
-        backends.close();
+        await backends.close();
       })();
       return stopping;
     },

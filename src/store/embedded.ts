@@ -35,7 +35,8 @@ export interface Backends {
   acks: AckRelay;
   /** Whether the backends work now, for /healthz. */
   health(): { state: 'ok' } | { state: 'unavailable'; [key: string]: unknown };
-  close(): void;
+  /** Closes every backend (after the transports have stopped). */
+  close(): void | Promise<void>;
 }
 
 /** The embedded backends: SQLite in `config.state.dir`, and this process's memory. */
