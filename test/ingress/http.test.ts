@@ -298,3 +298,33 @@ test('http: a body over http.maxBodyBytes gets 413, with content-length and chun
   assert.equal(await page.frame(2), 'y'.repeat(1024 - skeleton.length));
   assert.equal(page.frames.length, 2);
 });
+
+/** `{"a":{"a":...1...}}`: `levels` objects, one inside the other, written by hand (JSON.stringify would recurse). */
+function nested(levels: number): string {
+  return `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`;
+}
+
+test('http: "data" nested 10,000 deep is a 400 naming the limit, not a 500; 32 levels are fine and the daemon keeps serving', async (t) => {
+  const d = await startDaemon(t);
+  const page = await session(t, d, 'uid1');
+
+  const deep = await post(d, `{"uid":"uid1","data":${nested(10_000)}}`);
+  assertError(deep, 400, 'NOTIFY_ERR_INVALID_MESSAGE', 'data 10,000 deep');
+  assert.equal((deep.body as { error: string }).error, '"data" is nested deeper than 32 levels');
+  const justOver = await post(d, `{"uid":"uid1","data":${nested(33)}}`);
+  assertError(justOver, 400, 'NOTIFY_ERR_INVALID_MESSAGE', 'data 33 deep');
+  // Arrays count as levels too.
+  const arrays = await post(d, `{"uid":"uid1","data":{"a":${'['.repeat(10_000)}${']'.repeat(10_000)}}}`);
+  assertError(arrays, 400, 'NOTIFY_ERR_INVALID_MESSAGE', 'arrays 10,000 deep');
+  // Another field with a deep value is refused without echoing it.
+  const ttl = await post(d, `{"uid":"uid1","msg":"hi","ttl":${nested(10_000)}}`);
+  assertError(ttl, 400, 'NOTIFY_ERR_INVALID_MESSAGE', 'ttl 10,000 deep');
+  assert.equal((ttl.body as { error: string }).error, '"ttl" must be a duration such as "30s" or "24h", got an object');
+
+  assert.deepEqual(page.frames, [], 'nothing was delivered');
+  assert.deepEqual(d.logs.filter((l) => l.level === 'error'), [], 'no server error was logged');
+
+  const limit = await post(d, `{"uid":"uid1","data":${nested(32)}}`);
+  assert.equal(limit.status, 200, JSON.stringify(limit.body));
+  assert.equal(await page.frame(1), nested(32));
+});
