@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -215,7 +216,7 @@ export class HttpIngress {
     }
     // Listeners, not `for await`: leaving that loop early destroys the request, and with it the
     // socket the 413 has to go out on.
-    const text = await new Promise<string>((resolve, reject) => {
+    const bytes = await new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
       const onData = (chunk: Buffer) => {
@@ -226,11 +227,14 @@ export class HttpIngress {
         this.#opts.telemetry.refused('bodySize');
         reject(tooLarge());
       };
-      const onEnd = () => resolve(Buffer.concat(chunks).toString('utf8'));
+      const onEnd = () => resolve(Buffer.concat(chunks));
       req.on('data', onData);
       req.once('end', onEnd);
       req.once('error', reject);
     });
+    // JSON is UTF-8 (RFC 8259 section 8.1): refuse other bytes rather than decode them to U+FFFD.
+    if (!isUtf8(bytes)) throw new NotifyError('NOTIFY_ERR_INVALID_JSON', 'request body is not valid UTF-8', { status: 400 });
+    const text = bytes.toString('utf8');
     if (text.trim() === '' && optional) return undefined;
     if (text.trim() === '') throw new NotifyError('NOTIFY_ERR_INVALID_JSON', 'request body is empty; send a JSON object', { status: 400 });
     try {

@@ -249,7 +249,7 @@ test('http: unknown paths get 404 and a wrong method 405 with an allow header', 
 });
 
 /** POSTs `parts` to /v1/send with chunked transfer encoding (no content-length), via node:http. */
-function postChunked(url: string, parts: string[]): Promise<{ status: number; headers: Record<string, unknown>; body: unknown }> {
+function postChunked(url: string, parts: (string | Buffer)[]): Promise<{ status: number; headers: Record<string, unknown>; body: unknown }> {
   return new Promise((resolve, reject) => {
     const req = request(`${url}/v1/send`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
       let text = '';
@@ -327,4 +327,30 @@ test('http: "data" nested 10,000 deep is a 400 naming the limit, not a 500; 32 l
   const limit = await post(d, `{"uid":"uid1","data":${nested(32)}}`);
   assert.equal(limit.status, 200, JSON.stringify(limit.body));
   assert.equal(await page.frame(1), nested(32));
+});
+
+test('http: a body that is not valid UTF-8 gets 400 NOTIFY_ERR_INVALID_JSON and is not delivered; UTF-8 split across chunks is fine', async (t) => {
+  const d = await startDaemon(t);
+  const page = await session(t, d, 'uid1');
+  const bad: [string, Buffer][] = [
+    ['Latin-1 é', Buffer.from('{"uid":"uid1","msg":"caf\xe9"}', 'latin1')],
+    ['a lone continuation byte', Buffer.concat([Buffer.from('{"uid":"uid1","msg":"'), Buffer.from([0x80]), Buffer.from('"}')])],
+    ['an encoded surrogate', Buffer.concat([Buffer.from('{"uid":"uid1","msg":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')])],
+    ['an overlong slash', Buffer.concat([Buffer.from('{"uid":"uid1","msg":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}')])],
+  ];
+  for (const [what, body] of bad) {
+    const res = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const a = { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) as unknown };
+    assertError(a, 400, 'NOTIFY_ERR_INVALID_JSON', what);
+    assert.equal((a.body as { error: string }).error, 'request body is not valid UTF-8', what);
+  }
+  assert.deepEqual(page.frames, [], 'nothing was delivered');
+
+  // "é" is two bytes: split between chunks, the body is still valid.
+  const text = JSON.stringify({ uid: 'uid1', msg: 'café 😀' });
+  const bytes = Buffer.from(text);
+  const cut = bytes.indexOf(0xc3) + 1;
+  const ok = await postChunked(d.httpUrl, [bytes.subarray(0, cut), bytes.subarray(cut)]);
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.equal(await page.frame(1), 'café 😀');
 });
