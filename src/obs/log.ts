@@ -48,7 +48,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger & { setLevel(leve
 /** A logger that drops everything (tests, library use). */
 export const silentLogger: Logger = createLogger({ level: 'silent' });
 
-const SECRET_KEY = /token|secret|password|passphrase|authorization|bearer|(^|[-_.])key$|apikey|api_key/i;
+const SECRET_KEY = /token|secret|password|passphrase|authorization|bearer|(^|[-_.])key$|private[-_]?key|apikey|api_key/i;
 
 /** True for a key whose value must never be printed. */
 export function isSecretKey(key: string): boolean {
