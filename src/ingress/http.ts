@@ -77,6 +77,9 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** The client went away before its request body was complete: nobody to answer, nothing wrong here. */
+class ClientGone extends Error {}
+
 /** A handler's answer with a status other than 200. */
 class Answer {
   constructor(
@@ -230,7 +233,7 @@ export class HttpIngress {
       const onEnd = () => resolve(Buffer.concat(chunks));
       req.on('data', onData);
       req.once('end', onEnd);
-      req.once('error', reject);
+      req.once('error', (err) => reject(new ClientGone(errorMessage(err))));
     });
     // JSON is UTF-8 (RFC 8259 section 8.1): refuse other bytes rather than decode them to U+FFFD.
     if (!isUtf8(bytes)) throw new NotifyError('NOTIFY_ERR_INVALID_JSON', 'request body is not valid UTF-8', { status: 400 });
@@ -295,6 +298,11 @@ export class HttpIngress {
   }
 
   #fail(res: ServerResponse, err: unknown): void {
+    if (err instanceof ClientGone) {
+      this.#opts.log.debug('http client went away mid-request', { error: err.message });
+      res.destroy();
+      return;
+    }
     const known = err instanceof NotifyError;
     const status = known && err.status !== undefined ? err.status : 500;
     if (!known) this.#opts.log.error('http request failed', { error: errorMessage(err) });

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { test } from 'node:test';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
-import { session } from '../helpers/clients.js';
+import { session, until } from '../helpers/clients.js';
 
 const TOKEN = 'x'.repeat(20);
 
@@ -353,4 +355,26 @@ test('http: a body that is not valid UTF-8 gets 400 NOTIFY_ERR_INVALID_JSON and 
   const ok = await postChunked(d.httpUrl, [bytes.subarray(0, cut), bytes.subarray(cut)]);
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.equal(await page.frame(1), 'café 😀');
+});
+
+test('http: a client that sends half its body and hangs up is logged at debug, not as a server error; the daemon keeps serving', async (t) => {
+  const d = await startDaemon(t);
+  const page = await session(t, d, 'uid1');
+  const socket = connect(Number(new URL(d.httpUrl).port), '127.0.0.1');
+  await once(socket, 'connect');
+  let answer = '';
+  socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+  // With "Expect: 100-continue" the server says when it has the request (and is reading its body).
+  socket.write('POST /v1/send HTTP/1.1\r\nHost: notify\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n');
+  await until(() => answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), 'the server to take the request');
+  socket.write(`{"uid":"uid1","msg":"${'x'.repeat(480)}`, () => socket.destroy());
+  await until(() => d.logs.some((l) => l.level === 'error' || l.msg === 'http client went away mid-request'), 'the abort to be handled');
+  assert.deepEqual(d.logs.filter((l) => l.level === 'error'), [], 'no server error logged');
+  const line = d.logs.find((l) => l.msg === 'http client went away mid-request');
+  assert.equal(line?.level, 'debug');
+
+  const ok = await post(d, { uid: 'uid1', msg: 'after' });
+  assert.equal(ok.status, 200);
+  assert.equal(await page.frame(1), 'after');
+  assert.deepEqual(page.frames, ['after']);
 });
