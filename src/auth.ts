@@ -29,6 +29,16 @@ export const AUTH_CLOSE = {
   tooManySessions: 4429,
 } as const;
 
+/**
+ * True when `text` is the one base64url spelling of its bytes: no padding, no characters
+ * outside the alphabet (Buffer skips them), and zero unused bits in the last character (which
+ * Buffer ignores, so "…Q" and "…R" can decode alike). One token, one spelling: an edited
+ * token never passes as the original.
+ */
+function isCanonicalBase64url(text: string): boolean {
+  return /^[A-Za-z0-9_-]*$/.test(text) && Buffer.from(text, 'base64url').toString('base64url') === text;
+}
+
 function sign(secret: string, payload: string): Buffer {
   return createHmac('sha256', secret).update(PREFIX + payload).digest();
 }
@@ -47,6 +57,7 @@ export function checkToken(secret: string, token: string | undefined, uid: strin
   const parts = token.split('.');
   if (parts.length !== 3 || `${parts[0]}.` !== PREFIX) return { ok: false, code: AUTH_CLOSE.malformed, reason: 'malformed token' };
   const [, payload = '', sig = ''] = parts;
+  if (!isCanonicalBase64url(payload) || !isCanonicalBase64url(sig)) return { ok: false, code: AUTH_CLOSE.malformed, reason: 'malformed token' };
   const given = Buffer.from(sig, 'base64url');
   const expected = sign(secret, payload);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {

@@ -10,7 +10,11 @@ export function parseDuration(value: unknown): number {
     if (!Number.isFinite(value) || value < 0) throw new Error(`must be a duration such as "30s" or "24h", got ${value}`);
     return Math.round(value * 1000);
   }
-  if (typeof value !== 'string') throw new Error(`must be a duration such as "30s" or "24h", got ${JSON.stringify(value)}`);
+  if (typeof value !== 'string') {
+    // Name an object's kind, not its contents: it may be large, or too deep to stringify.
+    const got = value === null || typeof value !== 'object' ? JSON.stringify(value) : Array.isArray(value) ? 'a list' : 'an object';
+    throw new Error(`must be a duration such as "30s" or "24h", got ${got}`);
+  }
   const text = value.trim();
   if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
   const re = /(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)/gy;

@@ -6,6 +6,13 @@ import type { Audience, MessageBody, PublishOptions, Route, Uid } from './types.
 /** The longest uid accepted anywhere, in UTF-8 bytes. */
 export const MAX_UID_BYTES = 256;
 
+/**
+ * How deep `data` may nest, counting the data object itself as level 1. Deeper data is
+ * refused where the message is built: serializing it (the frame, the stored copy, push
+ * payloads) recurses, and a thousands-deep value would overflow the stack.
+ */
+export const MAX_DATA_DEPTH = 32;
+
 /** Top-level keys with a meaning of their own; every other key of a Text line is data. */
 const FIELD_KEYS = ['title', 'msg', 'badge', 'sound'] as const;
 const ADDRESS_KEYS = ['uid', 'uids', 'broadcast'] as const;
@@ -83,6 +90,18 @@ function readFields(obj: Json): Fields {
   return out;
 }
 
+/** True when `value` has objects or arrays nested more than `levels` deep; stops looking there. */
+function deeperThan(value: unknown, levels: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (levels === 0) return true;
+  for (const v of Object.values(value)) if (deeperThan(v, levels - 1)) return true;
+  return false;
+}
+
+function checkDepth(data: Json | undefined): void {
+  if (deeperThan(data, MAX_DATA_DEPTH)) throw invalid(`"data" is nested deeper than ${MAX_DATA_DEPTH} levels`);
+}
+
 function build(frame: string, json: boolean, fields: Fields, data: Json | undefined): MessageBody {
   const m: { -readonly [K in keyof MessageBody]: MessageBody[K] } = { frame, json, ...fields };
   if (data !== undefined && Object.keys(data).length > 0) m.data = data;
@@ -103,6 +122,7 @@ export function messageFromLine(line: string, obj: Json): MessageBody {
     if (key === '__proto__') Object.defineProperty(data, key, { value: obj[key], enumerable: true, writable: true, configurable: true });
     else data[key] = obj[key];
   }
+  checkDepth(data);
   return build(line, true, readFields(obj), data);
 }
 
@@ -118,6 +138,7 @@ export function messageFromFields(obj: Json): MessageBody {
     throw invalid('"data" must be a JSON object');
   }
   const dataObj = data as Json | undefined;
+  checkDepth(dataObj);
   for (const key in dataObj) {
     if (RESERVED.has(key)) throw invalid(`"data" must not use the reserved key "${key}"`);
   }

@@ -142,7 +142,6 @@ test('auth: signatures of another length are refused (4403) without throwing (ti
     ['truncated by one byte', sigBytes.subarray(0, 31).toString('base64url')],
     ['one byte more', Buffer.concat([sigBytes, Buffer.from([0])]).toString('base64url')],
     ['twice as long', Buffer.concat([sigBytes, sigBytes]).toString('base64url')],
-    ['not base64 at all', '%%%%'],
   ];
   for (const [what, s] of variants) {
     let r: unknown;
@@ -150,6 +149,48 @@ test('auth: signatures of another length are refused (4403) without throwing (ti
       r = checkToken(SECRET, `nt1.${payload}.${s}`, 'uid1');
     }, what);
     assert.deepEqual(r, { ok: false, code: 4403, reason: 'token signature does not match' }, what);
+  }
+});
+
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** `b64` with its last character swapped for another that decodes to the same bytes (only the unused low bits differ). */
+function sameBytesSpelling(b64: string): string {
+  const bytes = Buffer.from(b64, 'base64url');
+  for (const c of B64URL) {
+    const other = `${b64.slice(0, -1)}${c}`;
+    if (other !== b64 && Buffer.from(other, 'base64url').equals(bytes)) return other;
+  }
+  throw new Error(`${b64} has no unused bits`);
+}
+
+test('auth: a token part that is not canonical base64url is malformed (4400), even when it decodes to the right bytes', () => {
+  const good = makeToken(SECRET, 'uid1', nowS() + 3600);
+  const [, payload = '', sig = ''] = good.split('.');
+  assert.equal(sig.length, 43, 'a 32-byte HMAC is 43 characters, the last with 2 unused bits');
+  const twin = sameBytesSpelling(sig);
+  assert.ok(Buffer.from(twin, 'base64url').equals(Buffer.from(sig, 'base64url')), 'the twin signature decodes to the same bytes');
+  // A payload with unused bits, signed as written: only the spelling is wrong.
+  const uid = ['uid1', 'uid12', 'uid123'].find((u) => Buffer.byteLength(JSON.stringify({ uid: u, exp: nowS() + 3600 })) % 3 !== 0) as string;
+  const [, p2 = ''] = makeToken(SECRET, uid, nowS() + 3600).split('.');
+  const p2twin = sameBytesSpelling(p2);
+  const signed = (p: string) => `nt1.${p}.${createHmac('sha256', SECRET).update(`nt1.${p}`).digest('base64url')}`;
+  assert.equal(checkToken(SECRET, signed(p2), uid).ok, true, 'the canonical spelling is accepted');
+  const cases: [string, string, string][] = [
+    ["signature's last character swapped for a same-bytes twin", `nt1.${payload}.${twin}`, 'uid1'],
+    ['signature with = padding', `nt1.${payload}.${sig}=`, 'uid1'],
+    ['signature in the + / alphabet', `nt1.${payload}.${sig.replace(/-/g, '+').replace(/_/g, '/')}${/[-_]/.test(sig) ? '' : '+'}`, 'uid1'],
+    ['signature with a space inside', `nt1.${payload}.${sig.slice(0, 10)} ${sig.slice(10)}`, 'uid1'],
+    ['signature not base64 at all', `nt1.${payload}.%%%%`, 'uid1'],
+    ["payload's last character swapped for a same-bytes twin (signed as written)", signed(p2twin), uid],
+    ['payload with = padding (signed as written)', signed(`${p2}=`), uid],
+  ];
+  for (const [what, token, u] of cases) {
+    let r: unknown;
+    assert.doesNotThrow(() => {
+      r = checkToken(SECRET, token, u);
+    }, what);
+    assert.deepEqual(r, { ok: false, code: 4400, reason: 'malformed token' }, what);
   }
 });
 
@@ -240,6 +281,15 @@ interface BadCase {
 const BAD: BadCase[] = [
   { name: 'missing', code: 4401, reason: 'a token is required (ws.auth: token)', token: () => undefined },
   { name: 'malformed', code: 4400, reason: 'malformed token', token: () => 'nt1.garbage' },
+  {
+    name: 'non-canonical signature',
+    code: 4400,
+    reason: 'malformed token',
+    token: () => {
+      const [head = '', payload = '', sig = ''] = goodToken('victim').split('.');
+      return `${head}.${payload}.${sameBytesSpelling(sig)}`;
+    },
+  },
   { name: 'forged', code: 4403, reason: 'token signature does not match', token: () => makeToken(OTHER_SECRET, 'victim', nowS() + 3600) },
   { name: 'other uid', code: 4406, reason: 'token is for another uid', token: () => goodToken('someone-else') },
   { name: 'expired', code: 4410, reason: 'token expired', token: () => makeToken(SECRET, 'victim', nowS() - 5) },

@@ -1,6 +1,7 @@
 import type { Document, LineCounter } from 'yaml';
 import { isMap, isPair, isScalar, isSeq, type Node, type Pair } from 'yaml';
 import { parseDuration } from '../duration.js';
+import { isSecretKey } from '../obs/log.js';
 
 /**
  * A small declarative schema for the YAML config: every key has a type, an optional default
@@ -259,6 +260,10 @@ const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typ
 /** Validates `value` against `spec`, applying defaults; problems go to `ctx`. */
 export function validate(spec: Spec, value: unknown, path: string[], ctx: Validation): unknown {
   const name = formatPath(path) || 'the config';
+  // A problem with a secret names the key and what is wrong, never the value (not even a
+  // wrong one: it may be the real secret under a misspelt or mistyped key).
+  const secret = holdsSecret(path);
+  const got = (v: unknown) => `, got ${secret ? kindOf(v) : describe(v)}`;
   switch (spec.type) {
     case 'section': {
       if (value === undefined || value === null) value = {};
@@ -286,12 +291,12 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
         return spec.default;
       }
       if (typeof value !== 'number' || !Number.isInteger(value)) {
-        ctx.fail(path, `${name} must be an integer, got ${describe(value)}`);
+        ctx.fail(path, `${name} must be an integer${got(value)}`);
         return spec.default;
       }
       if (value < spec.min || (spec.max !== undefined && value > spec.max)) {
         const range = spec.max === undefined ? `at least ${spec.min}` : `between ${spec.min} and ${spec.max}`;
-        ctx.fail(path, `${name} must be ${range}, got ${value}`);
+        ctx.fail(path, `${name} must be ${range}${secret ? '' : `, got ${value}`}`);
         return spec.default;
       }
       return value;
@@ -302,7 +307,7 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
         return spec.default;
       }
       if (typeof value !== 'string') {
-        ctx.fail(path, `${name} must be a string, got ${describe(value)}`);
+        ctx.fail(path, `${name} must be a string${got(value)}`);
         return spec.default;
       }
       const problem = spec.check?.(value);
@@ -312,7 +317,7 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
     case 'boolean': {
       if (value === undefined || value === null) return spec.default;
       if (typeof value !== 'boolean') {
-        ctx.fail(path, `${name} must be true or false, got ${describe(value)}`);
+        ctx.fail(path, `${name} must be true or false${got(value)}`);
         return spec.default;
       }
       return value;
@@ -320,7 +325,7 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
     case 'enum': {
       if (value === undefined || value === null) return spec.default;
       if (typeof value !== 'string' || !spec.values.includes(value)) {
-        ctx.fail(path, `${name} must be one of ${spec.values.join(', ')}, got ${describe(value)}`);
+        ctx.fail(path, `${name} must be one of ${spec.values.join(', ')}${got(value)}`);
         return spec.default;
       }
       return value;
@@ -329,13 +334,13 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
       if (value === undefined || value === null) return spec.default;
       const text = typeof value === 'number' ? String(value) : value;
       if (typeof text !== 'string') {
-        ctx.fail(path, `${name} must be "host:port" or a port number, got ${describe(value)}`);
+        ctx.fail(path, `${name} must be "host:port" or a port number${got(value)}`);
         return spec.default;
       }
       try {
         parseListen(text);
       } catch (err) {
-        ctx.fail(path, `${name} ${(err as Error).message}`);
+        ctx.fail(path, secret ? `${name} must be "host:port" or a port number` : `${name} ${(err as Error).message}`);
         return spec.default;
       }
       return text;
@@ -345,12 +350,12 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
       try {
         const ms = parseDuration(raw);
         if (spec.minMs !== undefined && ms < spec.minMs) {
-          ctx.fail(path, `${name} must be at least ${spec.minMs} ms, got ${JSON.stringify(raw)}`);
+          ctx.fail(path, `${name} must be at least ${spec.minMs} ms${secret ? '' : `, got ${JSON.stringify(raw)}`}`);
           return parseDuration(spec.default);
         }
         return ms;
       } catch (err) {
-        ctx.fail(path, `${name} ${(err as Error).message}`);
+        ctx.fail(path, secret ? `${name} must be a duration such as "30s" or "24h"` : `${name} ${(err as Error).message}`);
         return parseDuration(spec.default);
       }
     }
@@ -379,6 +384,22 @@ export function validate(spec: Spec, value: unknown, path: string[], ctx: Valida
     case 'custom':
       return spec.validate((value === undefined || value === null) && spec.default !== undefined ? spec.default : value, path, ctx);
   }
+}
+
+/**
+ * True when the value at `path` may be a secret: a key on its path looks like one (obs/log.ts
+ * isSecretKey), so everything under `privateKey:` or `token:` is treated as secret too.
+ */
+function holdsSecret(path: readonly string[]): boolean {
+  return path.some(isSecretKey);
+}
+
+/** What a value is, without what it says: for secrets. */
+function kindOf(v: unknown): string {
+  if (Array.isArray(v)) return 'a list';
+  if (isObject(v)) return 'a mapping';
+  if (typeof v === 'boolean') return 'true or false';
+  return v === null ? 'null' : `a ${typeof v}`;
 }
 
 function describe(v: unknown): string {

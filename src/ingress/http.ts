@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -75,6 +76,9 @@ async function lingerOnBody(req: IncomingMessage, maxBytes: number): Promise<voi
 function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
+
+/** The client went away before its request body was complete: nobody to answer, nothing wrong here. */
+class ClientGone extends Error {}
 
 /** A handler's answer with a status other than 200. */
 class Answer {
@@ -215,7 +219,7 @@ export class HttpIngress {
     }
     // Listeners, not `for await`: leaving that loop early destroys the request, and with it the
     // socket the 413 has to go out on.
-    const text = await new Promise<string>((resolve, reject) => {
+    const bytes = await new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
       const onData = (chunk: Buffer) => {
@@ -226,11 +230,14 @@ export class HttpIngress {
         this.#opts.telemetry.refused('bodySize');
         reject(tooLarge());
       };
-      const onEnd = () => resolve(Buffer.concat(chunks).toString('utf8'));
+      const onEnd = () => resolve(Buffer.concat(chunks));
       req.on('data', onData);
       req.once('end', onEnd);
-      req.once('error', reject);
+      req.once('error', (err) => reject(new ClientGone(errorMessage(err))));
     });
+    // JSON is UTF-8 (RFC 8259 section 8.1): refuse other bytes rather than decode them to U+FFFD.
+    if (!isUtf8(bytes)) throw new NotifyError('NOTIFY_ERR_INVALID_JSON', 'request body is not valid UTF-8', { status: 400 });
+    const text = bytes.toString('utf8');
     if (text.trim() === '' && optional) return undefined;
     if (text.trim() === '') throw new NotifyError('NOTIFY_ERR_INVALID_JSON', 'request body is empty; send a JSON object', { status: 400 });
     try {
@@ -291,6 +298,11 @@ export class HttpIngress {
   }
 
   #fail(res: ServerResponse, err: unknown): void {
+    if (err instanceof ClientGone) {
+      this.#opts.log.debug('http client went away mid-request', { error: err.message });
+      res.destroy();
+      return;
+    }
     const known = err instanceof NotifyError;
     const status = known && err.status !== undefined ? err.status : 500;
     if (!known) this.#opts.log.error('http request failed', { error: errorMessage(err) });

@@ -45,10 +45,28 @@ export function createLogger(opts: LoggerOptions = {}): Logger & { setLevel(leve
   };
 }
 
+/**
+ * Sends process warnings (deprecations, MaxListenersExceededWarning, `process.emitWarning`) to
+ * `log` as warn lines. Node prints them to stderr in plain text from its own 'warning'
+ * listener, which would break the one-JSON-object-per-line log; that listener is taken off
+ * while ours is on (https://nodejs.org/docs/latest-v20.x/api/process.html#event-warning).
+ * Returns a function that puts the previous listeners back.
+ */
+export function logProcessWarnings(log: Logger, proc: NodeJS.Process = process): () => void {
+  const previous = proc.listeners('warning');
+  proc.removeAllListeners('warning');
+  const onWarning = (w: Error & { code?: string; detail?: string }) => log.warn('node warning', { name: w.name, code: w.code, warning: w.message, detail: w.detail });
+  proc.on('warning', onWarning);
+  return () => {
+    proc.off('warning', onWarning);
+    for (const listener of previous) proc.on('warning', listener);
+  };
+}
+
 /** A logger that drops everything (tests, library use). */
 export const silentLogger: Logger = createLogger({ level: 'silent' });
 
-const SECRET_KEY = /token|secret|password|passphrase|authorization|bearer|(^|[-_.])key$|apikey|api_key/i;
+const SECRET_KEY = /token|secret|password|passphrase|authorization|bearer|(^|[-_.])key$|private[-_]?key|apikey|api_key/i;
 
 /** True for a key whose value must never be printed. */
 export function isSecretKey(key: string): boolean {

@@ -164,6 +164,29 @@ test('config: http.token shorter than 16 characters is refused', () => {
   assert.equal(parseConfig('http:\n  token: null\n').http.token, null);
 });
 
+test('config: a problem with a secret names the key and what is wrong, never the value', () => {
+  // Unquoted digits are YAML numbers: a real secret written that way is "a number", and must not be echoed.
+  const cases: [string, string, RegExp][] = [
+    ['ws:\n  secret: 271828182845904\n', '271828182845904', /ws\.secret must be a string, got a number/],
+    ['http:\n  token: 314159265358979\n', '314159265358979', /http\.token must be a string, got a number/],
+    ['http:\n  token: sh0rt-Zq9x\n', 'sh0rt-Zq9x', /http\.token must be at least 16 characters/],
+    ['transports:\n  jp:\n    type: jpush\n    appKey: abc\n    masterSecret: 161803398874989\n', '161803398874989', /transports\.jp\.masterSecret must be a string, got a number/],
+    [
+      'transports:\n  hook:\n    type: http\n    url: "https://example.test/x"\n    auth:\n      basic: {username: u, password: 141421356237309}\n',
+      '141421356237309',
+      /transports\.hook\.auth\.basic\.password must be a string, got a number/,
+    ],
+    ['transports:\n  hook:\n    type: http\n    url: "https://example.test/x"\n    headers:\n      Authorization: 173205080756887\n', '173205080756887', /headers\.Authorization must be a string, got a number/],
+    ['transports:\n  ios:\n    type: apns\n    topic: t\n    passphrase: 223606797749978\n', '223606797749978', /transports\.ios\.passphrase must be a string, got a number/],
+  ];
+  for (const [yaml, value, expected] of cases) {
+    const err = configError(yaml);
+    const all = [err.message, ...err.problems].join('\n');
+    assert.ok(err.problems.some((p) => expected.test(p)), `${expected} in ${JSON.stringify(err.problems)}`);
+    assert.ok(!all.includes(value), `the value of the secret is not printed: ${all}`);
+  }
+});
+
 test('config: every problem is listed, each with its own line:column', () => {
   const err = configError('ws:\n  listn: 1\ntext:\n  maxLineBytes: 1\nlog:\n  level: loud\nhttp:\n  listen: nonsense\n', 'multi.yaml');
   assert.equal(err.problems.length, 4, JSON.stringify(err.problems));

@@ -115,3 +115,44 @@ test('schema: plain { type: ... } literals validate as before, alone and inside 
     ['t.extra: unknown key "extra" in t; expected one of: url, method, retry', 't.url: t.url is required', 't.method: t.method must be one of GET, POST, got "PUT"'],
   );
 });
+
+test('schema: under a secret-looking key (obs/log.ts isSecretKey), no problem message carries the value', () => {
+  const spec = section({
+    apiToken: integer({ min: 1_000_000 }),
+    password: boolean(),
+    secret: oneOf(['a', 'b']),
+    bearer: listen({ default: '127.0.0.1:1' }),
+    passphrase: duration({ default: '1s', minMs: 1000 }),
+    tokens: listOf(string()),
+    privateKey: mapOf(string()),
+  });
+  const ctx = new Validation(undefined, undefined);
+  validate(
+    spec,
+    { apiToken: 'Zq1-secret-a', password: 'Zq2-secret-b', secret: 'Zq3-secret-c', bearer: 'Zq4-secret-d', passphrase: 'Zq5-secret-e', tokens: [5551234], privateKey: { k: 5554321 } },
+    [],
+    ctx,
+  );
+  assert.equal(ctx.problems.length, 7, JSON.stringify(ctx.problems));
+  for (const p of ctx.problems) assert.doesNotMatch(p.message, /Zq\d-secret|555/, p.message);
+  assert.deepEqual(
+    ctx.problems.map((p) => p.message),
+    [
+      'apiToken must be an integer, got a string',
+      'password must be true or false, got a string',
+      'secret must be one of a, b, got a string',
+      'bearer must be "host:port" or a port number',
+      'passphrase must be a duration such as "30s" or "24h"',
+      'tokens[0] must be a string, got a number',
+      'privateKey.k must be a string, got a number',
+    ],
+  );
+  const range = new Validation(undefined, undefined);
+  validate(spec, { apiToken: 555001, passphrase: 0.5 }, [], range);
+  for (const p of range.problems) assert.doesNotMatch(p.message, /555|0\.5/, p.message);
+  assert.deepEqual(range.problems.map((p) => p.message), ['apiToken must be at least 1000000', 'passphrase must be at least 1000 ms']);
+  // Other keys still show what they got.
+  const plain = new Validation(undefined, undefined);
+  validate(section({ port: integer({ min: 1 }) }), { port: 'eighty' }, [], plain);
+  assert.deepEqual(plain.problems.map((p) => p.message), ['port must be an integer, got "eighty"']);
+});

@@ -19,9 +19,13 @@ export interface Child {
   exited: Promise<number | string>;
 }
 
-/** Starts `bin/notify serve --config FILE` and waits for its three listeners; killed when the test ends. */
-export async function startChild(t: TestContext, configFile: string, timeoutMs = HANG_MS): Promise<Child> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Starts `bin/notify serve --config FILE` and waits for its three listeners; killed when the
+ * test ends. `env` is added to this process's environment. A stderr line that is not JSON is
+ * logged as `{raw: line}`.
+ */
+export async function startChild(t: TestContext, configFile: string, timeoutMs = HANG_MS, env: NodeJS.ProcessEnv = {}): Promise<Child> {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   t.after(() => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
   });

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { test } from 'node:test';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
-import { session } from '../helpers/clients.js';
+import { session, until } from '../helpers/clients.js';
 
 const TOKEN = 'x'.repeat(20);
 
@@ -249,7 +251,7 @@ test('http: unknown paths get 404 and a wrong method 405 with an allow header', 
 });
 
 /** POSTs `parts` to /v1/send with chunked transfer encoding (no content-length), via node:http. */
-function postChunked(url: string, parts: string[]): Promise<{ status: number; headers: Record<string, unknown>; body: unknown }> {
+function postChunked(url: string, parts: (string | Buffer)[]): Promise<{ status: number; headers: Record<string, unknown>; body: unknown }> {
   return new Promise((resolve, reject) => {
     const req = request(`${url}/v1/send`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
       let text = '';
@@ -297,4 +299,82 @@ test('http: a body over http.maxBodyBytes gets 413, with content-length and chun
   assert.equal(b.status, 200, JSON.stringify(b.body));
   assert.equal(await page.frame(2), 'y'.repeat(1024 - skeleton.length));
   assert.equal(page.frames.length, 2);
+});
+
+/** `{"a":{"a":...1...}}`: `levels` objects, one inside the other, written by hand (JSON.stringify would recurse). */
+function nested(levels: number): string {
+  return `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`;
+}
+
+test('http: "data" nested 10,000 deep is a 400 naming the limit, not a 500; 32 levels are fine and the daemon keeps serving', async (t) => {
+  const d = await startDaemon(t);
+  const page = await session(t, d, 'uid1');
+
+  const deep = await post(d, `{"uid":"uid1","data":${nested(10_000)}}`);
+  assertError(deep, 400, 'NOTIFY_ERR_INVALID_MESSAGE', 'data 10,000 deep');
+  assert.equal((deep.body as { error: string }).error, '"data" is nested deeper than 32 levels');
+  const justOver = await post(d, `{"uid":"uid1","data":${nested(33)}}`);
+  assertError(justOver, 400, 'NOTIFY_ERR_INVALID_MESSAGE', 'data 33 deep');
+  // Arrays count as levels too.
+  const arrays = await post(d, `{"uid":"uid1","data":{"a":${'['.repeat(10_000)}${']'.repeat(10_000)}}}`);
+  assertError(arrays, 400, 'NOTIFY_ERR_INVALID_MESSAGE', 'arrays 10,000 deep');
+  // Another field with a deep value is refused without echoing it.
+  const ttl = await post(d, `{"uid":"uid1","msg":"hi","ttl":${nested(10_000)}}`);
+  assertError(ttl, 400, 'NOTIFY_ERR_INVALID_MESSAGE', 'ttl 10,000 deep');
+  assert.equal((ttl.body as { error: string }).error, '"ttl" must be a duration such as "30s" or "24h", got an object');
+
+  assert.deepEqual(page.frames, [], 'nothing was delivered');
+  assert.deepEqual(d.logs.filter((l) => l.level === 'error'), [], 'no server error was logged');
+
+  const limit = await post(d, `{"uid":"uid1","data":${nested(32)}}`);
+  assert.equal(limit.status, 200, JSON.stringify(limit.body));
+  assert.equal(await page.frame(1), nested(32));
+});
+
+test('http: a body that is not valid UTF-8 gets 400 NOTIFY_ERR_INVALID_JSON and is not delivered; UTF-8 split across chunks is fine', async (t) => {
+  const d = await startDaemon(t);
+  const page = await session(t, d, 'uid1');
+  const bad: [string, Buffer][] = [
+    ['Latin-1 é', Buffer.from('{"uid":"uid1","msg":"caf\xe9"}', 'latin1')],
+    ['a lone continuation byte', Buffer.concat([Buffer.from('{"uid":"uid1","msg":"'), Buffer.from([0x80]), Buffer.from('"}')])],
+    ['an encoded surrogate', Buffer.concat([Buffer.from('{"uid":"uid1","msg":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')])],
+    ['an overlong slash', Buffer.concat([Buffer.from('{"uid":"uid1","msg":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}')])],
+  ];
+  for (const [what, body] of bad) {
+    const res = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const a = { status: res.status, headers: res.headers, body: JSON.parse(await res.text()) as unknown };
+    assertError(a, 400, 'NOTIFY_ERR_INVALID_JSON', what);
+    assert.equal((a.body as { error: string }).error, 'request body is not valid UTF-8', what);
+  }
+  assert.deepEqual(page.frames, [], 'nothing was delivered');
+
+  // "é" is two bytes: split between chunks, the body is still valid.
+  const text = JSON.stringify({ uid: 'uid1', msg: 'café 😀' });
+  const bytes = Buffer.from(text);
+  const cut = bytes.indexOf(0xc3) + 1;
+  const ok = await postChunked(d.httpUrl, [bytes.subarray(0, cut), bytes.subarray(cut)]);
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.equal(await page.frame(1), 'café 😀');
+});
+
+test('http: a client that sends half its body and hangs up is logged at debug, not as a server error; the daemon keeps serving', async (t) => {
+  const d = await startDaemon(t);
+  const page = await session(t, d, 'uid1');
+  const socket = connect(Number(new URL(d.httpUrl).port), '127.0.0.1');
+  await once(socket, 'connect');
+  let answer = '';
+  socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+  // With "Expect: 100-continue" the server says when it has the request (and is reading its body).
+  socket.write('POST /v1/send HTTP/1.1\r\nHost: notify\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n');
+  await until(() => answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), 'the server to take the request');
+  socket.write(`{"uid":"uid1","msg":"${'x'.repeat(480)}`, () => socket.destroy());
+  await until(() => d.logs.some((l) => l.level === 'error' || l.msg === 'http client went away mid-request'), 'the abort to be handled');
+  assert.deepEqual(d.logs.filter((l) => l.level === 'error'), [], 'no server error logged');
+  const line = d.logs.find((l) => l.msg === 'http client went away mid-request');
+  assert.equal(line?.level, 'debug');
+
+  const ok = await post(d, { uid: 'uid1', msg: 'after' });
+  assert.equal(ok.status, 200);
+  assert.equal(await page.frame(1), 'after');
+  assert.deepEqual(page.frames, ['after']);
 });

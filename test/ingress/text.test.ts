@@ -344,6 +344,19 @@ test('text: "not JSON" says why the JSON is bad', async (t) => {
   assert.equal(reply, `error: not JSON (${why})`);
 });
 
+test('text: data nested 10,000 deep gets one error line naming the limit; 32 levels are fine and the connection keeps serving', async (t) => {
+  const d = await startDaemon(t);
+  const page = await session(t, d, 'uid1');
+  const c = await textClient(t, d.textPort);
+  const nested = (levels: number) => `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`;
+  // The line's own object is the data's first level, as "data" is over the HTTP API.
+  c.write(`{"uid":"uid1","a":${nested(9_999)}}\n{"uid":"uid1","a":${nested(32)}}\n{"uid":"uid1","a":${nested(31)}}\n`);
+  assert.deepEqual(await c.replies(3), ['error: "data" is nested deeper than 32 levels', 'error: "data" is nested deeper than 32 levels', 'ok']);
+  assert.equal(await page.frame(1), `{"uid":"uid1","a":${nested(31)}}`);
+  assert.equal(page.frames.length, 1);
+  assert.deepEqual(d.logs.filter((l) => l.level === 'error'), [], 'no server error was logged');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Oversized lines
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { type Config, ConfigError, loadConfig } from '../../config/load.js';
 import { createDaemon } from '../../node/daemon.js';
 import { errorMessage } from '../../errors.js';
-import { createLogger } from '../../obs/log.js';
+import { createLogger, logProcessWarnings } from '../../obs/log.js';
 import type { Io, Result } from '../io.js';
 import { configOption, readConfig } from '../options.js';
 
@@ -20,7 +20,14 @@ export function addServeCommand(program: Command, io: Io, result: Result): void 
 async function serve(io: Io, o: { config?: string }): Promise<number> {
   const config = readConfig(o.config);
   const log = createLogger({ level: config.log.level, write: io.err });
-  const daemon = createDaemon(config, { log });
+  const unlistenWarnings = logProcessWarnings(log);
+  let daemon: ReturnType<typeof createDaemon>;
+  try {
+    daemon = createDaemon(config, { log });
+  } catch (err) {
+    unlistenWarnings();
+    throw err;
+  }
   let signalled = 0;
   let wake: (signal: string) => void = () => {};
   const stopRequested = new Promise<string>((resolve) => (wake = resolve));
@@ -47,6 +54,7 @@ async function serve(io: Io, o: { config?: string }): Promise<number> {
   } finally {
     unlisten();
     unlistenReload();
+    unlistenWarnings();
   }
 }
 
