@@ -15,6 +15,11 @@ export interface TextIngressOptions {
   maxLineBytes: number;
   /** Lines of one connection in delivery at once; past it the connection is not read. */
   maxPipelinedLines: number;
+  /**
+   * Reply bytes of one connection not yet taken by its client (the socket's unsent data plus
+   * replies waiting for an earlier one); past it the connection is not read. @default 16 × maxLineBytes
+   */
+  maxPendingReplyBytes?: number;
   publisher: Publisher;
   /** Peers allowed besides loopback (CIDRs). @default [] */
   allow?: readonly string[];
@@ -76,7 +81,10 @@ export function answerLine(line: string, publisher: Publisher): string | Promise
  *
  * Memory per connection is bounded: a partial line never grows past maxLineBytes (the rest of
  * an oversized line is skipped up to its newline and answered with one `error:` line), and a
- * connection with maxPipelinedLines in delivery, or whose replies are not being read, is paused.
+ * connection is paused, the lines it has sent but not yet taken kept unparsed, while it has
+ * maxPipelinedLines in delivery or its replies are not being read: their bytes (unsent, or
+ * waiting for an earlier reply, plus the lines in delivery at the largest reply size seen) are
+ * over maxPendingReplyBytes.
  */
 export class TextIngress {
   readonly #opts: Required<TextIngressOptions>;
@@ -90,7 +98,8 @@ export class TextIngress {
     for (const key of ['maxLineBytes', 'maxPipelinedLines'] as const) {
       if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`${key} must be a positive integer`);
     }
-    this.#opts = { closeTimeoutMs: 5000, allow: [], telemetry: noTelemetry, ...opts };
+    this.#opts = { closeTimeoutMs: 5000, allow: [], telemetry: noTelemetry, maxPendingReplyBytes: 16 * opts.maxLineBytes, ...opts };
+    if (!Number.isInteger(this.#opts.maxPendingReplyBytes) || this.#opts.maxPendingReplyBytes <= 0) throw new RangeError('maxPendingReplyBytes must be a positive integer');
     this.#allow = new AllowList(this.#opts.allow);
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
       if (!this.#allow.allows(socket.remoteAddress)) {
@@ -147,11 +156,19 @@ class TextConnection {
   /** Replies in request order; undefined while that line is being delivered. */
   #slots: (string | undefined)[] = [];
   #head = 0;
+  /** Bytes of answered replies not yet handed to the socket. */
+  #readyBytes = 0;
+  /** The largest reply so far: what a line in delivery is expected to add. */
+  #replyEstimate: number;
+  /** Received, not yet taken: the rest of a chunk, kept while the connection is paused. */
+  #backlog: Buffer | undefined;
+  #estimated = false;
   #reading = true;
   #writeBlocked = false;
   #ended = false;
   #finishing = false;
   #flushQueued = false;
+  readonly #written = () => this.#updateFlow();
   readonly #flushLater = () => {
     this.#flushQueued = false;
     this.#flush();
@@ -161,6 +178,7 @@ class TextConnection {
     this.#socket = socket;
     this.#opts = opts;
     this.#onGone = onGone;
+    this.#replyEstimate = opts.maxLineBytes;
     socket.setKeepAlive(true, 60_000);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => {
@@ -180,9 +198,20 @@ class TextConnection {
 
   #onData(chunk: Buffer): void {
     if (this.#finishing) return;
+    this.#take(chunk);
+    this.#flush();
+  }
+
+  /** Takes lines from `chunk` while the connection may take more; keeps the rest in the backlog. */
+  #take(chunk: Buffer): void {
     const max = this.#opts.maxLineBytes;
     let start = 0;
     for (let nl = chunk.indexOf(NL); nl !== -1; nl = chunk.indexOf(NL, start)) {
+      if (!this.#skipping && !this.#mayTake()) {
+        this.#backlog = chunk.subarray(start);
+        this.#updateFlow();
+        return;
+      }
       if (this.#skipping) {
         this.#skipping = false;
       } else {
@@ -213,18 +242,30 @@ class TextConnection {
         this.#push(`error: line longer than ${max} bytes`);
       }
     }
-    this.#flush();
+  }
+
+  /** Another line may go into delivery: its reply, and those before it, fit maxPendingReplyBytes. */
+  #mayTake(): boolean {
+    const inflight = this.#inflight;
+    if (inflight >= this.#opts.maxPipelinedLines) return false;
+    const pending = this.#socket.writableLength + this.#readyBytes;
+    return pending + inflight * this.#replyEstimate <= this.#opts.maxPendingReplyBytes;
   }
 
   #push(reply: string | Promise<string>): void {
     if (typeof reply === 'string') {
       this.#slots.push(reply);
+      this.#readyBytes += reply.length + 1;
       return;
     }
     const i = this.#slots.length;
     this.#slots.push(undefined);
     reply.then((line) => {
       this.#slots[i] = line;
+      this.#readyBytes += line.length + 1;
+      // The first reply replaces the guess (maxLineBytes); after that, the largest one seen.
+      this.#replyEstimate = this.#estimated ? Math.max(this.#replyEstimate, line.length + 1) : line.length + 1;
+      this.#estimated = true;
       // Replies resolved in the same event-loop turn go out in one write.
       if (!this.#flushQueued) {
         this.#flushQueued = true;
@@ -249,8 +290,10 @@ class TextConnection {
       this.#slots = [];
       this.#head = 0;
     }
+    this.#readyBytes -= out.length;
     if (out.length > 0 && !this.#socket.destroyed) {
-      if (!this.#socket.write(out)) this.#writeBlocked = true;
+      // Written out: the connection may take lines again (a 'drain' comes only after a full buffer).
+      if (!this.#socket.write(out, this.#written)) this.#writeBlocked = true;
     }
     this.#updateFlow();
     this.#endIfDone();
@@ -261,9 +304,17 @@ class TextConnection {
   }
 
   #updateFlow(): void {
+    if (this.#finishing) this.#backlog = undefined;
+    else if (this.#backlog !== undefined && !this.#writeBlocked && this.#mayTake()) {
+      const backlog = this.#backlog;
+      this.#backlog = undefined;
+      this.#take(backlog);
+      this.#flush();
+      return;
+    }
     // While finishing, read on and drop what comes, so that closing never resets the connection
     // over unread data (which could discard replies the client has not read yet).
-    const shouldRead = this.#finishing || (!this.#writeBlocked && this.#inflight < this.#opts.maxPipelinedLines);
+    const shouldRead = this.#finishing || (!this.#writeBlocked && this.#backlog === undefined && this.#mayTake());
     if (shouldRead === this.#reading) return;
     this.#reading = shouldRead;
     if (shouldRead) this.#socket.resume();
@@ -272,7 +323,7 @@ class TextConnection {
 
   #endIfDone(): void {
     const socket = this.#socket;
-    if ((this.#ended || this.#finishing) && this.#inflight === 0 && !socket.destroyed && !socket.writableEnded) {
+    if ((this.#ended || this.#finishing) && this.#inflight === 0 && this.#backlog === undefined && !socket.destroyed && !socket.writableEnded) {
       // A client that half-closed closes its side itself; on shutdown we close ours once flushed.
       socket.end(this.#finishing ? () => socket.destroy() : undefined);
     }

@@ -13,7 +13,7 @@ import { AUTH_CLOSE, checkToken } from '../auth.js';
 import type { Limits } from '../config/load.js';
 import type { AckRelay } from '../store/acks.js';
 import type { Presence } from '../store/presence.js';
-import { BROADCAST_STREAM, type HistoryPage, type MessageStreams, type Publication, type StreamPosition, streamOf } from '../store/stream.js';
+import { BROADCAST_STREAM, type HistoryPage, type HistoryQuery, type MessageStreams, type Publication, type StreamPosition, streamOf } from '../store/stream.js';
 import { after } from '../maybe.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { Admission, type ConnectionLimits, NO_LIMITS } from './admission.js';
@@ -81,6 +81,8 @@ class Session extends WebSocket {
   epoch = '';
   /** While its replay is being read: live publications held back, merged in by offset after it. */
   held: Message[] | undefined = undefined;
+  /** Bytes of the frames in `held`: unsent data, counted against maxBufferedBytes with bufferedAmount. */
+  heldBytes = 0;
   /** The peer's address, for the per-IP limits. */
   ip = '';
   /** When it connected (ms), for ws.bindTimeout. */
@@ -103,13 +105,98 @@ function positionFor(msg: Message, uid: Uid): Publication | undefined {
   return stored.find((p) => p.stream === key || p.stream === BROADCAST_STREAM);
 }
 
-/** What a resuming session is sent before it goes live. */
-interface Replay {
-  publications: Publication[];
-  /** `since` named no stored message: messages may have been missed. */
-  gap: boolean;
-  u: StreamPosition;
-  b: StreamPosition;
+/** Publications per history read of a replay. */
+export const REPLAY_PAGE = 100;
+
+/** Where one stream's replay starts and how far it has been read. */
+interface Cursor {
+  stream: string;
+  /** The first read's position (`after` or `afterAt`); later reads go on after `last`. */
+  start: Omit<HistoryQuery, 'limit'>;
+  /** Publications this replay may still read from the stream (history.size). */
+  left: number;
+  /** Read, not yet sent. */
+  buf: Publication[];
+  last: Publication | undefined;
+  /** The stream's newest position at the latest read. */
+  top: StreamPosition;
+  /** The offset of the first publication read (undefined: none yet; null: the stream had none). */
+  first: number | null | undefined;
+  done: boolean;
+}
+
+/**
+ * What a resuming session is owed, read in pages as it is sent (a uid's stream and the broadcast
+ * stream, merged in publish order): a read takes at most REPLAY_PAGE publications of a stream,
+ * and the next one is taken only once those have been handed out, so a replay holds one page
+ * per stream however long the history is.
+ */
+class ReplayReader {
+  readonly u: Cursor;
+  readonly b: Cursor;
+  readonly #streams: MessageStreams;
+  readonly #budgetBytes: number;
+
+  constructor(streams: MessageStreams, uid: Uid, start: { u: Omit<HistoryQuery, 'limit'>; b: Omit<HistoryQuery, 'limit'> }, limit: number, budgetBytes: number) {
+    this.#streams = streams;
+    this.#budgetBytes = budgetBytes;
+    const cursor = (stream: string, from: Omit<HistoryQuery, 'limit'>): Cursor => ({
+      stream, start: from, left: limit, buf: [], last: undefined, top: { offset: 0, epoch: '' }, first: undefined, done: false,
+    });
+    this.u = cursor(streamOf(uid), start.u);
+    this.b = cursor(BROADCAST_STREAM, start.b);
+  }
+
+  /**
+   * The next publications to send, in publish order: at most REPLAY_PAGE of them and about
+   * budgetBytes of frames (at least one); none when the replay is over.
+   */
+  next(): Publication[] | Promise<Publication[]> {
+    let reads: void | Promise<void> = undefined;
+    for (const c of [this.u, this.b]) {
+      if (c.done || c.buf.length > 0) continue;
+      reads = after(reads, () => after(this.#streams.history(c.stream, this.#query(c)), (page) => this.#got(c, page)));
+    }
+    return after(reads, () => this.#take());
+  }
+
+  #query(c: Cursor): HistoryQuery {
+    const limit = Math.min(REPLAY_PAGE, c.left);
+    // `at` grows with every publish, so it marks a position in any epoch.
+    return c.last === undefined ? { ...c.start, limit } : { afterAt: c.last.at, limit };
+  }
+
+  #got(c: Cursor, page: HistoryPage): void {
+    const asked = Math.min(REPLAY_PAGE, c.left);
+    const n = page.publications.length;
+    c.buf = page.publications;
+    c.top = page.top;
+    c.left -= n;
+    if (c.first === undefined) c.first = page.publications[0]?.offset ?? null;
+    if (n > 0) c.last = page.publications[n - 1];
+    if (n < asked || c.left <= 0) c.done = true;
+  }
+
+  #take(): Publication[] {
+    const out: Publication[] = [];
+    let bytes = 0;
+    while (out.length < REPLAY_PAGE && (out.length === 0 || bytes < this.#budgetBytes)) {
+      let pick: Cursor | undefined;
+      for (const c of [this.u, this.b]) {
+        if (c.buf.length === 0) {
+          // Its next page may hold an earlier publication: read it before going on.
+          if (!c.done) return out;
+          continue;
+        }
+        if (pick === undefined || (c.buf[0] as Publication).at < (pick.buf[0] as Publication).at) pick = c;
+      }
+      if (pick === undefined) break;
+      const p = pick.buf.shift() as Publication;
+      out.push(p);
+      bytes += p.frame.length;
+    }
+    return out;
+  }
 }
 
 /**
@@ -230,11 +317,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
       const s = this.#conns.get(sid);
       if (s === undefined || s.readyState !== WebSocket.OPEN) {
         results.push({ transport: this.name, target: sid, status: 'failed', reason: 'session closing' });
-      } else if (s.bufferedAmount > this.#opts.maxBufferedBytes) {
-        const unsent = s.bufferedAmount;
-        s.terminate();
-        this.#opts.log.warn('slow consumer dropped', { sid, uid, unsentBytes: unsent });
-        results.push({ transport: this.name, target: sid, status: 'failed', reason: `slow consumer (${unsent} bytes unsent)` });
+      } else if (s.bufferedAmount + s.heldBytes > this.#opts.maxBufferedBytes) {
+        // Held live publications of a session whose replay is still being sent are unsent data too.
+        results.push({ transport: this.name, target: sid, status: 'failed', reason: this.#slowConsumer(s, s.bufferedAmount + s.heldBytes, 'live') });
       } else if (s.envelope) {
         this.#live(s, msg);
         results.push({ transport: this.name, target: sid, status: 'sent' });
@@ -430,6 +515,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     const token = typeof bind.token === 'string' ? bind.token : s.urlToken;
     s.envelope = true;
     s.held = [];
+    s.heldBytes = 0;
     if (!this.#bind(s, bind.uid, token)) return;
     const streams = this.#opts.streams;
     if (streams === undefined) {
@@ -441,37 +527,120 @@ export class WebSocketTransport implements Transport, LiveSessions {
   }
 
   /** What the session is owed: every stored message after `since` (its uid's and broadcasts, in publish order). */
-  #readSince(streams: MessageStreams, uid: Uid, since: string | undefined): Replay | Promise<Replay> {
+  #readSince(streams: MessageStreams, uid: Uid, since: string | undefined): { reader: ReplayReader; gap: (r: ReplayReader) => boolean } | Promise<{ reader: ReplayReader; gap: (r: ReplayReader) => boolean }> {
     const u = streamOf(uid);
-    const limit = this.#opts.replayLimit;
     const located = since === undefined ? undefined : after(streams.locate(u, since), (p) => p ?? streams.locate(BROADCAST_STREAM, since));
     return after(located, (at) => {
-      const afterAt = at?.at;
-      const q = afterAt === undefined ? { limit } : { afterAt, limit };
-      return after(streams.history(u, q), (hu) =>
-        after(streams.history(BROADCAST_STREAM, q), (hb) => merged(hu, hb, since !== undefined && at === undefined)),
-      );
+      const from = at === undefined ? {} : { afterAt: at.at };
+      const reader = new ReplayReader(streams, uid, { u: from, b: from }, this.#opts.replayLimit, this.#replayBudget);
+      const gap = since !== undefined && at === undefined;
+      return { reader, gap: () => gap };
     });
   }
 
-  /** Sends a replay, then what was held back meanwhile (by offset, none twice), and goes live. */
-  #recover(s: Session, replay: Replay | Promise<Replay>, since: string | null): void {
-    const done = (r: Replay): void => {
-      if (s.readyState !== WebSocket.OPEN) return;
-      if (r.gap) s.send(JSON.stringify({ type: 'gap', since }));
-      for (const p of r.publications) s.send(envelopeOf(p.id, p.frame, p.json));
-      s.epoch = r.u.epoch;
-      s.uPos = r.u.offset;
-      s.bPos = r.b.offset;
-      const held = s.held ?? [];
-      s.held = undefined;
-      for (const m of held) this.#live(s, m, false);
-    };
-    if (!(replay instanceof Promise)) return done(replay);
-    replay.then(done, (err: unknown) => {
+  /** What a live session missed: everything after its positions (a gap when they are not contiguous with the store). */
+  #readAfter(streams: MessageStreams, s: Session): { reader: ReplayReader; gap: (r: ReplayReader) => boolean } {
+    const { uPos, bPos, epoch } = s;
+    const reader = new ReplayReader(streams, s.uid as Uid, { u: { after: { offset: uPos, epoch } }, b: { after: { offset: bPos, epoch } } }, this.#opts.replayLimit, this.#replayBudget);
+    return { reader, gap: (r) => r.u.top.epoch !== epoch || (r.u.first ?? uPos + 1) !== uPos + 1 || (r.b.first ?? bPos + 1) !== bPos + 1 };
+  }
+
+  /** Bytes of frames one replay step sends at most (one publication at least): half of maxBufferedBytes. */
+  get #replayBudget(): number {
+    return Math.max(1, Math.floor(this.#opts.maxBufferedBytes / 2));
+  }
+
+  /**
+   * Sends a replay, then what was held back meanwhile (by offset, none twice), and goes live.
+   *
+   * The replay is paced by the socket: a step reads and sends about half of maxBufferedBytes;
+   * when the session's unsent bytes are then over that half, the next step waits until the
+   * step's last frame has been written out. A session that does not read therefore holds one
+   * step of its replay, never its history; live publications held for it meanwhile count
+   * against maxBufferedBytes too (deliver drops it as a slow consumer past it).
+   */
+  #recover(s: Session, start: { reader: ReplayReader; gap: (r: ReplayReader) => boolean } | Promise<{ reader: ReplayReader; gap: (r: ReplayReader) => boolean }>, since: string | null): void {
+    const fail = (err: unknown): void => {
       this.#opts.log.warn('resume failed: the store is unavailable', { sid: s.sid, uid: s.uid, error: err instanceof Error ? err.message : String(err) });
       if (s.readyState === WebSocket.OPEN) s.close(1011, 'store unavailable; reconnect');
-    });
+    };
+    const low = this.#replayBudget;
+    const max = this.#opts.maxBufferedBytes;
+    const run = ({ reader, gap }: { reader: ReplayReader; gap: (r: ReplayReader) => boolean }): void => {
+      let first = true;
+      /** Sends one step; true: go on at once. */
+      const send = (pubs: Publication[]): boolean => {
+        if (s.readyState !== WebSocket.OPEN) return false;
+        if (first) {
+          first = false;
+          if (gap(reader)) s.send(JSON.stringify({ type: 'gap', since }));
+        }
+        if (pubs.length === 0) {
+          this.#goLive(s, reader);
+          return false;
+        }
+        const last = pubs.length - 1;
+        for (let i = 0; i < last; i++) {
+          const p = pubs[i] as Publication;
+          s.send(envelopeOf(p.id, p.frame, p.json));
+        }
+        const p = pubs[last] as Publication;
+        let written = false;
+        let waiting = false;
+        s.send(envelopeOf(p.id, p.frame, p.json), () => {
+          written = true;
+          if (waiting) pump();
+        });
+        if (s.bufferedAmount <= low || written) return true;
+        waiting = true;
+        return false;
+      };
+      const pump = (): void => {
+        for (;;) {
+          if (s.readyState !== WebSocket.OPEN) return;
+          const unsent = s.bufferedAmount + s.heldBytes;
+          if (unsent > max) {
+            this.#slowConsumer(s, unsent, 'replay');
+            return;
+          }
+          let pubs: Publication[] | Promise<Publication[]>;
+          try {
+            pubs = reader.next();
+          } catch (err) {
+            return fail(err);
+          }
+          if (pubs instanceof Promise) {
+            pubs.then((p) => {
+              if (send(p)) pump();
+            }, fail);
+            return;
+          }
+          if (!send(pubs)) return;
+        }
+      };
+      pump();
+    };
+    if (start instanceof Promise) start.then(run, fail);
+    else run(start);
+  }
+
+  /** The replay is over: the session takes the positions it reached, then what was held back, and is live. */
+  #goLive(s: Session, reader: ReplayReader): void {
+    s.epoch = reader.u.top.epoch;
+    s.uPos = reader.u.top.offset;
+    s.bPos = reader.b.top.offset;
+    const held = s.held ?? [];
+    s.held = undefined;
+    s.heldBytes = 0;
+    for (const m of held) this.#live(s, m, false);
+  }
+
+  /** Drops a session whose unsent data passed maxBufferedBytes (centrifuge's DisconnectSlow). */
+  #slowConsumer(s: Session, unsentBytes: number, during: 'live' | 'replay'): string {
+    s.terminate();
+    this.#opts.log.warn('slow consumer dropped', { sid: s.sid, uid: s.uid, unsentBytes, during });
+    if (during === 'replay') this.#opts.telemetry.delivered(this.name, 'failed');
+    return `slow consumer (${unsentBytes} bytes unsent)`;
   }
 
   /**
@@ -482,6 +651,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
   #live(s: Session, msg: Message, mayRecover = true): void {
     if (s.held !== undefined) {
       s.held.push(msg);
+      s.heldBytes += msg.frame.length;
       return;
     }
     const p = positionFor(msg, s.uid as Uid);
@@ -496,6 +666,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
       const streams = this.#opts.streams;
       if (streams !== undefined) {
         s.held = [msg];
+        s.heldBytes = msg.frame.length;
         this.#recover(s, this.#readAfter(streams, s), null);
         return;
       }
@@ -503,16 +674,6 @@ export class WebSocketTransport implements Transport, LiveSessions {
     if (broadcast) s.bPos = p.offset;
     else s.uPos = p.offset;
     s.send(this.#envelope(msg));
-  }
-
-  /** What a live session missed: everything after its positions. */
-  #readAfter(streams: MessageStreams, s: Session): Replay | Promise<Replay> {
-    const limit = this.#opts.replayLimit;
-    return after(streams.history(streamOf(s.uid as Uid), { after: { offset: s.uPos, epoch: s.epoch }, limit }), (hu) =>
-      after(streams.history(BROADCAST_STREAM, { after: { offset: s.bPos, epoch: s.epoch }, limit }), (hb) =>
-        merged(hu, hb, hu.top.epoch !== s.epoch || (hu.publications[0]?.offset ?? s.uPos + 1) !== s.uPos + 1 || (hb.publications[0]?.offset ?? s.bPos + 1) !== s.bPos + 1),
-      ),
-    );
   }
 
   /** A frame from a resuming session after its bind: acks; anything else is ignored. */
@@ -567,12 +728,6 @@ export class WebSocketTransport implements Transport, LiveSessions {
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
     res.end('not found: WebSocket clients connect to any path; the demo page is at /, the browser client at /notify-client.js\n');
   }
-}
-
-/** A replay: both streams' publications in publish order. */
-function merged(u: HistoryPage, b: HistoryPage, gap: boolean): Replay {
-  const publications = b.publications.length === 0 ? u.publications : [...u.publications, ...b.publications].sort((x, y) => x.at - y.at);
-  return { publications, gap, u: u.top, b: b.top };
 }
 
 function markAlive(this: WebSocket): void {
