@@ -8,6 +8,43 @@ import { parseCidr } from '../net/allow.js';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
+const BYTE_UNITS: Readonly<Record<string, number>> = {
+  b: 1,
+  kb: 1000,
+  mb: 1000 ** 2,
+  gb: 1000 ** 3,
+  tb: 1000 ** 4,
+  kib: KiB,
+  mib: MiB,
+  gib: 1024 * MiB,
+  tib: 1024 * 1024 * MiB,
+};
+
+/**
+ * A byte size written "1GiB", "512MiB", "500MB" (KiB, MiB, GiB, TiB are powers of 1024; KB,
+ * MB, GB, TB of 1000) or a bare number of bytes; the value is in bytes.
+ */
+function byteSize<const D extends string>(o: { default: D; min: number }) {
+  const parse = (v: unknown): number | undefined => {
+    if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+    if (typeof v !== 'string') return undefined;
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v);
+    const unit = m === null ? undefined : BYTE_UNITS[(m[2] as string).toLowerCase() || 'b'];
+    return m === null || unit === undefined ? undefined : Math.round(Number(m[1]) * unit);
+  };
+  return custom(
+    (value, path, ctx) => {
+      const bytes = parse(value);
+      const name = path.join('.');
+      if (bytes === undefined) ctx.fail(path, `${name} must be a byte size such as "1GiB", "512MiB" or "500MB" (a bare number is bytes), got ${JSON.stringify(value)}`);
+      else if (bytes < o.min) ctx.fail(path, `${name} must be at least ${o.min} bytes, got ${JSON.stringify(value)}`);
+      else return bytes;
+      return parse(o.default) as number;
+    },
+    { default: o.default },
+  );
+}
+
 /** One entry under `transports:`: its `type` and that type's validated settings. */
 export interface TransportSettings {
   type: string;
@@ -123,6 +160,11 @@ export const CONFIG_SPEC = section({
     ttl: duration({ default: '24h', minMs: 1000 }),
     /** Stored rows in all (one per uid a message was for): the bound on disk and memory. */
     maxMessages: integer({ min: 1, max: 1_000_000_000, default: 1_000_000 }),
+    /**
+     * Message bytes stored in all (a message to many uids counts once): the bound on disk. The
+     * oldest go first. Written "1GiB", "512MiB"; in bytes once read.
+     */
+    maxBytes: byteSize({ min: MiB, default: '1GiB' }),
     /** How long a publisher's message id is remembered: a repeat gets the first answer. In ms once read. */
     dedupeWindow: duration({ default: '1h', minMs: 0 }),
   }),

@@ -54,7 +54,7 @@ export function embeddedBackends(config: Config, opts: { node: string; log: Logg
     const storeHealth = new StoreHealth(opts.log);
     const commit = new GroupCommit(db, storeHealth);
     const h = config.history;
-    const streams = h.enabled ? new SqliteStreams(db, commit, { size: h.size, ttlMs: h.ttl, maxMessages: h.maxMessages, log: opts.log }) : undefined;
+    const streams = h.enabled ? new SqliteStreams(db, commit, { size: h.size, ttlMs: h.ttl, maxMessages: h.maxMessages, maxBytes: h.maxBytes, log: opts.log }) : undefined;
     const sessions = new MemoryTargetIndex();
     const dedupe = new SqliteDedupe(db, commit, { windowMs: h.dedupeWindow });
     const devices = new SqliteDevices(db);

@@ -10,7 +10,7 @@ export type StateDb = Database.Database;
  * Schema migrations, in order; `PRAGMA user_version` records how many have run. Append only:
  * a shipped migration is never edited.
  */
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE device_registrations (
      transport  TEXT NOT NULL,
      token      TEXT NOT NULL,
@@ -77,6 +77,43 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE retries ADD COLUMN owner TEXT NOT NULL DEFAULT '';
    ALTER TABLE retries ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
    CREATE INDEX retries_lease_until ON retries (lease_until);`,
+  // A message's body once, not once per stream: a publish to more than one stream stores its
+  // frame in `bodies` (id: the seq of its first publication) and its rows point at it (frame
+  // NULL); a publish to one stream keeps its frame inline (one INSERT). `bytes`: the frame bytes
+  // a row accounts for (history.maxBytes): an inline frame's, a shared body's on the last row of
+  // its publish (the body goes when that row goes), 0 on the others. A publish's rows have
+  // consecutive seqs, so a body is referenced by one run of seqs only. Existing rows: a run of
+  // consecutive seqs with the same id, json and frame (one publish) becomes one body.
+  `CREATE TABLE bodies (
+     id    INTEGER PRIMARY KEY,
+     frame TEXT NOT NULL
+   );
+   CREATE TABLE publications_v5 (
+     seq        INTEGER PRIMARY KEY,
+     stream     TEXT NOT NULL,
+     pos        INTEGER NOT NULL,
+     id         TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     json       INTEGER NOT NULL,
+     frame      TEXT,
+     body       INTEGER,
+     bytes      INTEGER NOT NULL
+   );
+   CREATE TEMP TABLE runs AS
+     SELECT seq, min(seq) OVER w AS first, max(seq) OVER w AS last, count(*) OVER w AS n
+     FROM (SELECT seq, id, json, frame, seq - row_number() OVER (PARTITION BY id, json, frame ORDER BY seq) AS run FROM publications)
+     WINDOW w AS (PARTITION BY id, json, frame, run);
+   INSERT INTO bodies (id, frame)
+     SELECT p.seq, p.frame FROM publications p JOIN temp.runs r ON r.seq = p.seq WHERE r.n > 1 AND r.seq = r.first;
+   INSERT INTO publications_v5 (seq, stream, pos, id, expires_at, json, frame, body, bytes)
+     SELECT p.seq, p.stream, p.pos, p.id, p.expires_at, p.json,
+            CASE WHEN r.n > 1 THEN NULL ELSE p.frame END,
+            CASE WHEN r.n > 1 THEN r.first END,
+            CASE WHEN r.seq = r.last THEN length(CAST(p.frame AS BLOB)) ELSE 0 END
+     FROM publications p JOIN temp.runs r ON r.seq = p.seq ORDER BY p.seq;
+   DROP TABLE temp.runs;
+   DROP TABLE publications;
+   ALTER TABLE publications_v5 RENAME TO publications;`,
 ];
 
 /**
@@ -98,6 +135,8 @@ export function openState(dir: string): StateDb {
     // Short: a write lock held elsewhere fails a commit fast (the publish is answered with an
     // error) instead of freezing the event loop, and every session with it, for seconds.
     db.pragma('busy_timeout = 100');
+    // The WAL is cut back to this after a checkpoint instead of staying at its largest size.
+    db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
       throw new NotifyError('NOTIFY_ERR_CONFIG', `${file} was written by a newer notify (schema ${version}); upgrade notify`);

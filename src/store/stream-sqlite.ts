@@ -9,6 +9,11 @@ export interface SqliteStreamsOptions {
   ttlMs: number;
   /** Rows kept in all: the bound on disk and memory. */
   maxMessages: number;
+  /**
+   * Frame bytes kept in all (a body shared by several streams counts once): the bound on disk.
+   * @default 1 GiB
+   */
+  maxBytes?: number;
   log: Logger;
   /** @default Date.now */
   now?: () => number;
@@ -29,18 +34,23 @@ interface Row {
   seq: number;
   stream: string;
   pos: number;
-  id: string;
-  expiresAt: number;
-  frame: string;
-  json: number;
 }
+
+/** history.maxBytes's default. */
+export const DEFAULT_MAX_BYTES = 1024 * 1024 * 1024;
+
+/** A sweep starts right after a commit that puts the store this far past history.maxBytes. */
+const EAGER_SWEEP_SLACK = 1 / 8;
 
 /**
  * The embedded message streams: an append-only SQLite log (no secondary index, so an insert
  * only appends to one B-tree), with each stream's rows indexed in memory (rebuilt at start).
- * `at` is the log position, so one database orders every publication exactly. Writes go through
- * the database's group commit; old rows go by range (past history.ttl, or past
- * history.maxMessages in all). A single process owns the database: `follow` is a no-op.
+ * `at` is the log position, so one database orders every publication exactly. A publish to one
+ * stream is one row with its frame inline (one INSERT); a publish to several streams stores its
+ * frame once in `bodies` (id: its first seq) and its rows point at it. Writes go through the
+ * database's group commit; old rows go by range, oldest first (past history.ttl, past
+ * history.maxMessages rows or history.maxBytes frame bytes in all), and a body goes with the
+ * last row of its publish. A single process owns the database: `follow` is a no-op.
  */
 export class SqliteStreams implements MessageStreams {
   readonly #commit: GroupCommit;
@@ -50,6 +60,16 @@ export class SqliteStreams implements MessageStreams {
   readonly #stmt;
   #nextSeq: number;
   #rows = 0;
+  /**
+   * Frame bytes: `#cum` counts every byte ever written (this run), `#cumFloor` those swept, so
+   * `#cum - #cumFloor` are stored. The ledger holds, per publish (oldest first), its last seq and
+   * `#cum` through it: what a sweep up to that seq frees.
+   */
+  #cum = 0;
+  #cumFloor = 0;
+  readonly #ledgerSeq: number[] = [];
+  readonly #ledgerCum: number[] = [];
+  #sweepSoon: NodeJS.Immediate | undefined;
   /** (time, last seq then) checkpoints, oldest first, for deleting by age without an index. */
   readonly #checkpoints: { at: number; seq: number }[] = [];
   readonly #sweeper: NodeJS.Timeout;
@@ -57,15 +77,19 @@ export class SqliteStreams implements MessageStreams {
 
   constructor(db: StateDb, commit: GroupCommit, opts: SqliteStreamsOptions) {
     this.#commit = commit;
-    this.#o = { now: Date.now, ...opts };
+    this.#o = { now: Date.now, maxBytes: DEFAULT_MAX_BYTES, ...opts };
     this.#stmt = {
-      insert: db.prepare('INSERT INTO publications (seq, stream, pos, id, expires_at, frame, json) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      insert: db.prepare('INSERT INTO publications (seq, stream, pos, id, expires_at, json, frame, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      insertBody: db.prepare('INSERT INTO bodies (id, frame) VALUES (?, ?)'),
+      insertRef: db.prepare('INSERT INTO publications (seq, stream, pos, id, expires_at, json, body, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       row: db.prepare<[number], { id: string; frame: string; json: number; expires_at: number }>(
-        'SELECT id, frame, json, expires_at FROM publications WHERE seq = ?',
+        'SELECT p.id, coalesce(p.frame, b.frame) AS frame, p.json, p.expires_at FROM publications p LEFT JOIN bodies b ON b.id = p.body WHERE p.seq = ?',
       ),
       idOf: db.prepare<[number], { id: string }>('SELECT id FROM publications WHERE seq = ?'),
-      index: db.prepare<[], { seq: number; stream: string; pos: number }>('SELECT seq, stream, pos FROM publications ORDER BY seq'),
+      index: db.prepare<[], { seq: number; stream: string; pos: number; bytes: number }>('SELECT seq, stream, pos, bytes FROM publications ORDER BY seq'),
       deleteUpTo: db.prepare('DELETE FROM publications WHERE seq <= ?'),
+      firstAfter: db.prepare<[number], { body: number | null }>('SELECT body FROM publications WHERE seq > ? ORDER BY seq LIMIT 1'),
+      deleteBodiesUpTo: db.prepare('DELETE FROM bodies WHERE id <= ?'),
     };
     this.#epoch = (db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'").get()?.value ?? '0');
     let last = 0;
@@ -78,6 +102,7 @@ export class SqliteStreams implements MessageStreams {
       this.#trim(s);
       last = r.seq;
       this.#rows++;
+      if (r.bytes > 0) this.#account(r.seq, r.bytes);
     }
     this.#nextSeq = last + 1;
     this.#checkpoints.push({ at: this.#o.now(), seq: last });
@@ -91,6 +116,17 @@ export class SqliteStreams implements MessageStreams {
 
   get epoch(): string {
     return this.#epoch;
+  }
+
+  /** Frame bytes stored (a shared body once), the quantity history.maxBytes bounds. */
+  get bytes(): number {
+    return this.#cum - this.#cumFloor;
+  }
+
+  #account(lastSeq: number, bytes: number): void {
+    this.#cum += bytes;
+    this.#ledgerSeq.push(lastSeq);
+    this.#ledgerCum.push(this.#cum);
   }
 
   /** Keeps the newest `size` committed publications: one whose commit may still fail pushes out nothing. */
@@ -107,6 +143,7 @@ export class SqliteStreams implements MessageStreams {
     const json = msg.json ? 1 : 0;
     const rows: Row[] = [];
     const pubs: Publication[] = [];
+    const first = this.#nextSeq;
     for (const stream of streams) {
       let s = this.#streams.get(stream);
       if (s === undefined) this.#streams.set(stream, (s = { first: 1, seqs: [], next: 1, committed: 0 }));
@@ -115,14 +152,26 @@ export class SqliteStreams implements MessageStreams {
       if (s.seqs.length === 0) s.first = pos;
       s.seqs.push(seq);
       this.#rows++;
-      rows.push({ seq, stream, pos, id: msg.id, expiresAt, frame: msg.frame, json });
+      rows.push({ seq, stream, pos });
       pubs.push({ stream, offset: pos, epoch: this.#epoch, at: seq, id: msg.id, frame: msg.frame, json: msg.json });
     }
-    const { insert } = this.#stmt;
+    const last = this.#nextSeq - 1;
+    const bytes = rows.length > 0 ? Buffer.byteLength(msg.frame) : 0;
+    if (bytes > 0) this.#account(last, bytes);
+    const { insert, insertBody, insertRef } = this.#stmt;
+    const { id, frame } = msg;
     this.#commit.queue(
-      () => {
-        for (const r of rows) insert.run(r.seq, r.stream, r.pos, r.id, r.expiresAt, r.frame, r.json);
-      },
+      rows.length === 1
+        ? () => {
+            const r = rows[0] as Row;
+            insert.run(r.seq, r.stream, r.pos, id, expiresAt, json, frame, bytes);
+          }
+        : () => {
+            if (rows.length === 0) return;
+            // The body once; it goes with the last row (the one that counts its bytes).
+            insertBody.run(first, frame);
+            for (const r of rows) insertRef.run(r.seq, r.stream, r.pos, id, expiresAt, json, first, r.seq === last ? bytes : 0);
+          },
       () => this.#forget(rows),
     );
     return this.#commit.committed().then(() => {
@@ -133,12 +182,26 @@ export class SqliteStreams implements MessageStreams {
           this.#trim(s);
         }
       }
+      if (this.bytes > this.#o.maxBytes * (1 + EAGER_SWEEP_SLACK) && this.#sweepSoon === undefined && !this.#closed) {
+        // Far past history.maxBytes (large messages): make room now, not at the next tick.
+        this.#sweepSoon = setImmediate(() => {
+          this.#sweepSoon = undefined;
+          this.sweep();
+        });
+      }
       return pubs;
     });
   }
 
   /** A failed commit: its rows never existed; their offsets are handed out again. */
   #forget(rows: readonly Row[]): void {
+    // The failed transaction held the newest publishes: their bytes are the ledger's tail.
+    const firstSeq = rows[0]?.seq ?? Infinity;
+    while (this.#ledgerSeq.length > 0 && (this.#ledgerSeq.at(-1) as number) >= firstSeq) {
+      this.#ledgerSeq.pop();
+      this.#ledgerCum.pop();
+    }
+    this.#cum = this.#ledgerCum.at(-1) ?? this.#cumFloor;
     for (const r of rows) {
       this.#rows--;
       const s = this.#streams.get(r.stream);
@@ -188,8 +251,9 @@ export class SqliteStreams implements MessageStreams {
   onRemote(): void {}
 
   /**
-   * Deletes rows past history.ttl or beyond history.maxMessages (oldest first, by range). Runs
-   * on a timer; callable for tests.
+   * Deletes rows past history.ttl, beyond history.maxMessages rows or beyond history.maxBytes
+   * frame bytes (oldest first, by range), and the bodies no row points at any more. Runs on a
+   * timer, and right after a commit far past history.maxBytes; callable for tests.
    */
   sweep(): void {
     if (this.#closed) return;
@@ -198,10 +262,25 @@ export class SqliteStreams implements MessageStreams {
     while (this.#checkpoints.length > 0 && (this.#checkpoints[0] as { at: number }).at <= now - this.#o.ttlMs) {
       cutoff = Math.max(cutoff, (this.#checkpoints.shift() as { seq: number }).seq);
     }
+    const over = this.bytes - this.#o.maxBytes;
+    if (over > 0) {
+      // The oldest publishes whose bytes bring the store back under the bound.
+      const i = lowerBound(this.#ledgerCum, this.#cumFloor + over);
+      cutoff = Math.max(cutoff, this.#ledgerSeq[i] ?? this.#nextSeq - 1);
+    }
+    const freed = upperBound(this.#ledgerSeq, cutoff);
+    if (freed > 0) {
+      this.#cumFloor = this.#ledgerCum[freed - 1] as number;
+      this.#ledgerSeq.splice(0, freed);
+      this.#ledgerCum.splice(0, freed);
+    }
     if (cutoff > 0) {
-      const deleteUpTo = this.#stmt.deleteUpTo;
+      const { deleteUpTo, firstAfter, deleteBodiesUpTo } = this.#stmt;
       this.#commit.queue(() => {
         this.#rows -= deleteUpTo.run(cutoff).changes;
+        // A body whose publish has rows left (the cutoff fell inside it) stays.
+        const next = firstAfter.get(cutoff)?.body;
+        deleteBodiesUpTo.run(next != null && next <= cutoff ? next - 1 : cutoff);
       });
       for (const s of this.#streams.values()) {
         let drop = 0;
@@ -223,7 +302,20 @@ export class SqliteStreams implements MessageStreams {
     this.#commit.flush();
     this.#closed = true;
     clearInterval(this.#sweeper);
+    if (this.#sweepSoon !== undefined) clearImmediate(this.#sweepSoon);
   }
+}
+
+/** The index of the first element not less than `x` in an ascending array. */
+function lowerBound(a: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((a[mid] as number) < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** The index of the first element greater than `x` in an ascending array. */

@@ -27,6 +27,9 @@ import type { Uid } from '../types.js';
  * - `locate` finds a message id in a stream, expired publications included (a message past its
  *   own ttl still marks a position a client may resume from), until the store drops it.
  * - A failing backend rejects (NOTIFY_ERR_STORE) and never answers with a partial result.
+ * - Storage: a message to several streams should be stored once, not once per stream (the
+ *   embedded backend: one `bodies` row the publications point at; Redis would do the same with
+ *   one body key per message, its stream entries carrying the key, expired with the message).
  *
  * Reads return `T | Promise<T>`: the embedded backend answers synchronously on the hot path; a
  * network backend (Redis: a Stream plus a meta hash per key, appended and PUBLISHed by one Lua

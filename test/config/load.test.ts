@@ -38,7 +38,7 @@ test('config: the defaults', () => {
     http: { listen: '127.0.0.1:5680', token: null, maxBodyBytes: 1048576, insecure: false },
     limits: { connections: 100_000, connectionsPerIp: 1000, connectRatePerIp: 100, uidsPerMessage: 1000, sessionsPerUid: 100, silentTimeout: 10_000 },
     dispatch: { deliverTimeoutMs: 5000, route: 'all', ackTimeout: 2000 },
-    history: { enabled: true, size: 100, ttl: 86_400_000, maxMessages: 1_000_000, dedupeWindow: 3_600_000 },
+    history: { enabled: true, size: 100, ttl: 86_400_000, maxMessages: 1_000_000, maxBytes: 1024 ** 3, dedupeWindow: 3_600_000 },
     shutdown: { timeoutMs: 10000 },
     state: { dir: resolve('notify-data') },
     log: { level: 'info' },
@@ -244,4 +244,13 @@ test('config: the result is deeply frozen', () => {
   }, TypeError);
   assert.equal(c.ws.listen, '127.0.0.1:1234');
   assert.notEqual(defaultConfig(), defaultConfig(), 'each call gives its own copy');
+});
+
+test('config: history.maxBytes is a byte size: binary and decimal units or bytes; a bad or too small one is refused with its line:column', () => {
+  assert.equal(parseConfig('history:\n  maxBytes: 512MiB\n').history.maxBytes, 512 * 1024 * 1024);
+  assert.equal(parseConfig('history:\n  maxBytes: 2 GB\n').history.maxBytes, 2_000_000_000);
+  assert.equal(parseConfig('history:\n  maxBytes: 1.5gib\n').history.maxBytes, 1.5 * 1024 ** 3);
+  assert.equal(parseConfig('history:\n  maxBytes: 10485760\n').history.maxBytes, 10 * 1024 * 1024);
+  assert.match(oneProblem('history:\n  maxBytes: lots\n', 2, 13), /history\.maxBytes must be a byte size such as "1GiB"/);
+  assert.match(oneProblem('history:\n  maxBytes: 1KiB\n', 2, 13), /history\.maxBytes must be at least 1048576 bytes/);
 });

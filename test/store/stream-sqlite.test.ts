@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import { NotifyError } from '../../src/errors.js';
 import { silentLogger } from '../../src/obs/log.js';
 import { SqliteDedupe } from '../../src/store/dedupe-sqlite.js';
-import { GroupCommit, type StateDb, openState } from '../../src/store/sqlite.js';
+import { GroupCommit, MIGRATIONS, type StateDb, openState } from '../../src/store/sqlite.js';
 import { SqliteStreams, type SqliteStreamsOptions } from '../../src/store/stream-sqlite.js';
 import { BROADCAST_STREAM, type HistoryPage, type Publication, type StreamMessage, streamOf } from '../../src/store/stream.js';
 import { manualClock } from '../contracts/streams.contract.js';
@@ -63,7 +63,10 @@ function openStore(t: TestContext, opts: Opts = {}, dir = join(tempDir(t, 'notif
     db.close();
   };
   t.after(close);
-  const rowsStmt = peek.prepare<[], Row>('SELECT seq, stream, pos, id, expires_at, frame, json FROM publications ORDER BY seq');
+  // A row's frame is its own or its publish's shared body.
+  const rowsStmt = peek.prepare<[], Row>(
+    'SELECT p.seq, p.stream, p.pos, p.id, p.expires_at, coalesce(p.frame, b.frame) AS frame, p.json FROM publications p LEFT JOIN bodies b ON b.id = p.body ORDER BY p.seq',
+  );
   return {
     dir,
     db,
@@ -457,4 +460,197 @@ test('sqlite dedupe: the answer is found at once (before the commit), on disk af
   st2.dedupe.sweep(10_000);
   assert.deepEqual(st2.peek.prepare('SELECT id FROM answers').all(), [], 'the sweep deletes expired answers');
   assert.deepEqual(st2.dedupe.claim('order-1', 10_000), { first: true }, 'forgotten once the window has passed');
+});
+
+// ---------------------------------------------------------------------------------------------
+// A body once per message; history.maxBytes
+
+const MB = 1024 * 1024;
+const fileSize = (f: string): number => {
+  try {
+    return statSync(f).size;
+  } catch {
+    return 0;
+  }
+};
+
+test('sqlite streams: a 1 MB message to 200 uids stores its body once: the database plus WAL grow by a few MB, not 200; every uid reads it', async (t) => {
+  const st = openStore(t);
+  const db = join(st.dir, 'notify.db');
+  const wal = `${db}-wal`;
+  await st.s.publish([A], m('warm-up'));
+  st.db.pragma('wal_checkpoint(TRUNCATE)');
+  const before = fileSize(db) + fileSize(wal);
+  const frame = JSON.stringify({ blob: 'x'.repeat(MB) });
+  const uids = Array.from({ length: 200 }, (_, i) => streamOf(`u${i}`));
+  const pubs = await st.s.publish(uids, m('big', frame, true));
+  assert.equal(pubs.length, 200);
+  const walAfterCommit = fileSize(wal);
+  const dbAfterCommit = fileSize(db);
+  st.db.pragma('wal_checkpoint(TRUNCATE)');
+  const grown = fileSize(db) + fileSize(wal) - before;
+  t.diagnostic(`1 MB to 200 uids: WAL after the commit ${(walAfterCommit / MB).toFixed(2)} MB (database ${(dbAfterCommit / MB).toFixed(2)} MB); database plus WAL grew by ${(grown / MB).toFixed(2)} MB after a checkpoint`);
+  assert.ok(walAfterCommit < 20 * MB, `the commit writes the body once to the WAL: ${walAfterCommit} bytes`);
+  assert.ok(grown < 20 * MB, `the database plus WAL grew by ${grown} bytes`);
+  assert.deepEqual(st.peek.prepare('SELECT count(*) AS n FROM bodies').get(), { n: 1 });
+  assert.equal(st.s.bytes, Buffer.byteLength(frame) + 'warm-up'.length);
+  for (const u of uids) {
+    const [p] = st.s.history(u, { limit: 10 }).publications;
+    assert.ok(p !== undefined && p.id === 'big' && p.json && p.frame === frame, `${u} reads the message`);
+  }
+  const st2 = st.restart();
+  assert.equal(st2.s.bytes, Buffer.byteLength(frame) + 'warm-up'.length, 'the byte count is rebuilt at start');
+  assert.equal(st2.s.history(streamOf('u199'), { limit: 1 }).publications[0]?.frame, frame);
+});
+
+test('sqlite streams: a publish to one stream keeps its frame inline (one row, no body); a body is shared by the rows of one publish only', async (t) => {
+  const st = openStore(t);
+  await st.s.publish([A], m('solo', 'only alice'));
+  await st.s.publish([A, B, BROADCAST_STREAM], m('trio', 'three'));
+  await st.s.publish([B], m('solo2', 'only bob'));
+  assert.deepEqual(st.peek.prepare('SELECT seq, frame, body, bytes FROM publications ORDER BY seq').all(), [
+    { seq: 1, frame: 'only alice', body: null, bytes: 10 },
+    { seq: 2, frame: null, body: 2, bytes: 0 },
+    { seq: 3, frame: null, body: 2, bytes: 0 },
+    { seq: 4, frame: null, body: 2, bytes: 5 },
+    { seq: 5, frame: 'only bob', body: null, bytes: 8 },
+  ]);
+  assert.deepEqual(st.peek.prepare('SELECT id, frame FROM bodies').all(), [{ id: 2, frame: 'three' }]);
+  assert.equal(st.s.bytes, 23);
+});
+
+test('sqlite streams: a body stays while a row of its publish is left (history.maxMessages cut inside it) and goes with the last one', async (t) => {
+  const st = openStore(t, { maxMessages: 3 });
+  await st.s.publish([A, B, streamOf('c')], m('shared', 'body'));
+  await st.s.publish([A], m('a2'));
+  st.s.sweep();
+  assert.deepEqual(st.rows().map((r) => [r.stream, r.id, r.frame]), [
+    [B, 'shared', 'body'],
+    [streamOf('c'), 'shared', 'body'],
+    [A, 'a2', 'a2'],
+  ]);
+  assert.deepEqual(st.peek.prepare('SELECT id FROM bodies').all(), [{ id: 1 }], 'the body stays for the rows left');
+  assert.deepEqual(all(st.s, B), ['shared']);
+  assert.equal(st.s.bytes, 6, 'the shared body still counts');
+  await st.s.publish([A], m('a3'));
+  await st.s.publish([A], m('a4'));
+  st.s.sweep();
+  assert.deepEqual(st.rows().map((r) => r.id), ['a2', 'a3', 'a4']);
+  assert.deepEqual(st.peek.prepare('SELECT count(*) AS n FROM bodies').get(), { n: 0 }, 'no body is left without rows');
+  assert.equal(st.s.bytes, 6);
+  const st2 = st.restart();
+  assert.equal(st2.s.bytes, 6);
+  assert.deepEqual(all(st2.s, A), ['a2', 'a3', 'a4']);
+});
+
+test('sqlite streams: history.maxBytes: a sweep drops the oldest messages until the frames are under it, on disk and in history; a restart agrees', async (t) => {
+  const st = openStore(t, { maxBytes: 10_000 });
+  const kb = (n: number, c: string) => c.repeat(n * 1000);
+  await st.s.publish([A], m('a1', kb(3, 'a')));
+  await st.s.publish([A, B], m('ab', kb(3, 'b')));
+  await st.s.publish([B], m('b1', kb(3, 'c')));
+  assert.equal(st.s.bytes, 9000);
+  st.s.sweep();
+  assert.equal(st.rows().length, 4, 'under the bound: nothing goes');
+  await st.s.publish([BROADCAST_STREAM], m('all', kb(2, 'd')));
+  assert.equal(st.s.bytes, 11_000, 'past the bound until the sweep (not far enough for one at once)');
+  st.s.sweep();
+  assert.deepEqual(st.rows().map((r) => r.id), ['ab', 'ab', 'b1', 'all'], 'the oldest message went, just enough');
+  assert.equal(st.s.bytes, 8000);
+  const onDisk = () =>
+    (st.peek.prepare('SELECT (SELECT coalesce(sum(length(CAST(frame AS BLOB))), 0) FROM publications) + (SELECT coalesce(sum(length(CAST(frame AS BLOB))), 0) FROM bodies) AS n').get() as { n: number }).n;
+  assert.equal(onDisk(), 8000, 'the frames on disk are what is counted');
+  assert.deepEqual(all(st.s, A), ['ab']);
+  assert.equal(st.s.locate(A, 'a1'), undefined);
+
+  // One message larger than the rest together: everything older goes.
+  await st.s.publish([A, B], m('huge', kb(9, 'e')));
+  st.s.sweep();
+  assert.deepEqual(st.rows().map((r) => r.id), ['huge', 'huge']);
+  assert.equal(onDisk(), 9000);
+  assert.equal(st.s.bytes, 9000);
+  assert.deepEqual(replay(st.s, 'alice').map((p) => p.id), ['huge']);
+  assert.deepEqual(replay(st.s, 'bob').map((p) => p.id), ['huge']);
+  assert.deepEqual(st.s.history(B, { limit: 10 }).publications.map((p) => p.offset), [3], 'offsets go on');
+
+  const st2 = st.restart();
+  assert.equal(st2.s.bytes, 9000, 'the count is rebuilt from the rows');
+  assert.deepEqual(replay(st2.s, 'bob').map((p) => p.id), ['huge']);
+  await st2.s.publish([A], m('a5', kb(2, 'f')));
+  st2.s.sweep();
+  assert.deepEqual(st2.rows().map((r) => r.id), ['a5']);
+  assert.equal(st2.s.bytes, 2000);
+  assert.deepEqual(st2.peek.prepare('SELECT count(*) AS n FROM bodies').get(), { n: 0 });
+});
+
+test('sqlite streams: a commit far past history.maxBytes starts a sweep at once, without waiting for the timer', async (t) => {
+  const st = openStore(t, { maxBytes: 100 * 1000 });
+  for (let i = 0; i < 10; i++) await st.s.publish([A, B], m(`m${i}`, String(i).repeat(10_000)));
+  assert.equal(st.s.bytes, 100_000);
+  await st.s.publish([A], m('over', 'x'.repeat(20_000)));
+  await new Promise((r) => setImmediate(r));
+  await st.commit.committed();
+  assert.ok(st.s.bytes <= 100_000, `${st.s.bytes}`);
+  assert.deepEqual(all(st.s, A), ['m2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8', 'm9', 'over']);
+  assert.equal(st.rows()[0]?.id, 'm2');
+});
+
+test('sqlite streams: a failed publish is not counted in the stored bytes', async (t) => {
+  const st = openStore(t);
+  await st.s.publish([A], m('a1', 'x'.repeat(100)));
+  const other = new Database(join(st.dir, 'notify.db'));
+  t.after(() => other.close());
+  other.exec("CREATE TRIGGER refuse BEFORE INSERT ON publications BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+  await Promise.allSettled([st.s.publish([A, B], m('x1', 'y'.repeat(50))), st.s.publish([A], m('x2', 'z'))]);
+  assert.equal(st.s.bytes, 100);
+  assert.deepEqual(st.peek.prepare('SELECT count(*) AS n FROM bodies').get(), { n: 0 }, 'the body went with the failed transaction');
+  other.exec('DROP TRIGGER refuse');
+  await st.s.publish([A, B], m('x1', 'y'.repeat(50)));
+  assert.equal(st.s.bytes, 150);
+});
+
+test('sqlite streams: the migration to shared bodies converts existing rows: one body per multi-stream publish, inline frames otherwise; history reads the same', (t) => {
+  const dir = join(tempDir(t, 'notify-streams-'), 'state');
+  mkdirSync(dir, { recursive: true });
+  const old = new Database(join(dir, 'notify.db'));
+  for (const sql of MIGRATIONS.slice(0, 4)) old.exec(sql);
+  old.pragma('user_version = 4');
+  const ins = old.prepare('INSERT INTO publications (seq, stream, pos, id, expires_at, frame, json) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  const far = Date.now() + HOUR;
+  ins.run(1, A, 1, 'solo', far, 'only alice', 0);
+  ins.run(2, A, 2, 'both', far, '{"n":"é"}', 1);
+  ins.run(3, B, 1, 'both', far, '{"n":"é"}', 1);
+  // The same id again right after, with another frame (a publisher id reused after its window).
+  ins.run(4, A, 3, 'both', far, 'other', 0);
+  // A gap in seq (a failed commit), then a broadcast and a run of three.
+  ins.run(6, BROADCAST_STREAM, 1, 'bc', far, 'to all', 0);
+  ins.run(7, A, 4, 'tri', far, 'three', 0);
+  ins.run(8, B, 2, 'tri', far, 'three', 0);
+  ins.run(9, streamOf('c'), 1, 'tri', far, 'three', 0);
+  old.close();
+
+  const st = openStore(t, {}, dir);
+  assert.deepEqual(st.peek.prepare('SELECT seq, stream, pos, id, json, frame, body, bytes FROM publications ORDER BY seq').all(), [
+    { seq: 1, stream: A, pos: 1, id: 'solo', json: 0, frame: 'only alice', body: null, bytes: 10 },
+    { seq: 2, stream: A, pos: 2, id: 'both', json: 1, frame: null, body: 2, bytes: 0 },
+    { seq: 3, stream: B, pos: 1, id: 'both', json: 1, frame: null, body: 2, bytes: 10 },
+    { seq: 4, stream: A, pos: 3, id: 'both', json: 0, frame: 'other', body: null, bytes: 5 },
+    { seq: 6, stream: BROADCAST_STREAM, pos: 1, id: 'bc', json: 0, frame: 'to all', body: null, bytes: 6 },
+    { seq: 7, stream: A, pos: 4, id: 'tri', json: 0, frame: null, body: 7, bytes: 0 },
+    { seq: 8, stream: B, pos: 2, id: 'tri', json: 0, frame: null, body: 7, bytes: 0 },
+    { seq: 9, stream: streamOf('c'), pos: 1, id: 'tri', json: 0, frame: null, body: 7, bytes: 5 },
+  ]);
+  assert.deepEqual(st.peek.prepare('SELECT id, frame FROM bodies ORDER BY id').all(), [
+    { id: 2, frame: '{"n":"é"}' },
+    { id: 7, frame: 'three' },
+  ]);
+  assert.equal(st.s.bytes, 36, 'bytes, not characters');
+  assert.deepEqual(st.s.history(A, { limit: 10 }).publications.map((p) => [p.offset, p.id, p.frame, p.json]), [
+    [1, 'solo', 'only alice', false],
+    [2, 'both', '{"n":"é"}', true],
+    [3, 'both', 'other', false],
+    [4, 'tri', 'three', false],
+  ]);
+  assert.deepEqual(replay(st.s, 'bob').map((p) => [p.id, p.frame]), [['both', '{"n":"é"}'], ['bc', 'to all'], ['tri', 'three']]);
+  assert.equal(st.peek.pragma('user_version', { simple: true }), MIGRATIONS.length);
 });
