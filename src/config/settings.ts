@@ -171,6 +171,12 @@ export const CONFIG_SPEC = section({
   shutdown: section({
     /** How long a stop waits for deliveries in flight before it closes everything anyway. */
     timeoutMs: integer({ min: 0, default: 10_000 }),
+    /**
+     * How long a stopping (or, at a reload, replaced) push transport lets provider requests on the
+     * wire finish. Deliveries still queued, and requests cut off after it, go to the retry queue
+     * for the next process (or the successor transport) to send: at least once, never dropped.
+     */
+    graceMs: duration({ default: '5s', minMs: 0 }),
   }),
   state: section({
     /**

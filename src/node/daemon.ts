@@ -30,7 +30,9 @@ export interface Daemon {
   start(): Promise<void>;
   /**
    * Stops accepting, answers what was accepted, then closes sessions with 1001 and stops the
-   * transports. Idempotent; bounded by `shutdown.timeoutMs`.
+   * transports, which hand what they still hold to the retry queue for the next start (requests
+   * on the wire get `shutdown.graceMs`). Idempotent; bounded by `shutdown.timeoutMs` plus
+   * `shutdown.graceMs`.
    */
   stop(): Promise<void>;
   /**
@@ -113,7 +115,9 @@ export function createDaemon(config: Config, opts: { log?: Logger; backends?: No
     })();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), closeTimeoutMs + 1000);
+      // The transports' grace comes on top: a stop cut short before they hand over what they
+      // hold would lose it.
+      timer = setTimeout(() => resolve('timeout'), closeTimeoutMs + config.shutdown.graceMs + 1000);
     });
     if ((await Promise.race([work, deadline])) === 'timeout') {
       log.warn('shutdown timed out; closing anyway', { timeoutMs: closeTimeoutMs });

@@ -67,7 +67,11 @@ export interface NotifyNode {
    * changing nothing, when a new transport cannot be built.
    */
   reload(next: Config): Promise<ReloadResult>;
-  /** Refuses new messages, lets those in flight finish, stops the transports, closes the store. */
+  /**
+   * Refuses new messages, lets those in flight finish, stops the transports (requests on the wire
+   * get shutdown.graceMs; what is still queued, or cut off, is kept in the retry queue for the
+   * next start), closes the store.
+   */
   stop(): Promise<void>;
 }
 
@@ -125,7 +129,17 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     const kind = TRANSPORT_TYPES[settings.type];
     if (!kind) throw new TypeError(`transports.${tname}: unknown type ${settings.type}`);
     const retire = (target: string, reason: string) => void devices.retire(tname, target, reason);
-    return kind.create(settings, { name: tname, node: name, targets: targetsOf(backends.devices, tname), log, retire, retries: backends.retries, telemetry });
+    return kind.create(settings, {
+      name: tname,
+      node: name,
+      targets: targetsOf(backends.devices, tname),
+      log,
+      retire,
+      retries: backends.retries,
+      telemetry,
+      // shutdown is a restart section: the value this node started with.
+      stopGraceMs: config.shutdown.graceMs,
+    });
   };
   const transports: Transport[] = websocket ? [websocket] : [];
   for (const [tname, settings] of Object.entries(config.transports)) transports.push(make(tname, settings));
@@ -255,8 +269,9 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       websocket?.setLimits(next.limits);
       // What runs: the new applied settings, and the old values of what needs a restart.
       current = { ...next, ws: current.ws, text: current.text, http: current.http, state: current.state, history: current.history, shutdown: current.shutdown };
-      // Replaced and removed transports finish what they have in flight, then stop; what the
-      // replaced ones left waiting for a retry goes on in their successors.
+      // Replaced and removed transports let requests on the wire finish (shutdown.graceMs) and
+      // hand everything else (queued, waiting for a retry, cut off) to the retry queue as they
+      // stop; the successors of the replaced ones claim it at once and send it.
       for (const t of was.values()) {
         await t.stop();
         started.delete(t);
@@ -270,6 +285,8 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         await dispatcher.close();
         for (const t of [...transports].reverse()) if (started.has(t)) await t.stop();
         await backends.retries.handBack(name);
+        const held = backends.retries.size;
+        if (held) log.info('deliveries kept in the retry queue for the next start', { count: held });
         await backends.close();
       })();
       return stopping;

@@ -27,6 +27,11 @@ export interface TransportContext {
   retries: RetryQueue | undefined;
   /** Counters (retries) for /metrics. */
   telemetry: Telemetry;
+  /**
+   * How long stop() lets provider requests on the wire finish (shutdown.graceMs) before they are
+   * cut off and handed over through the retry queue. @default 5000
+   */
+  stopGraceMs?: number;
 }
 
 /** A kind of transport that can be configured under `transports.NAME` with `type: KIND`. */

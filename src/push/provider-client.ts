@@ -45,10 +45,18 @@ export interface ProviderClientOptions {
   pauseAfter?: (res: ProviderResponse) => number | undefined;
   /** Told of each retry (for /metrics). */
   onRetry?: () => void;
+  /**
+   * How long stop() lets requests on the wire finish before it cuts them off (they are then
+   * handed over through the retry queue, like those still queued). @default 5000 (shutdown.graceMs)
+   */
+  stopGraceMs?: number;
 }
 
+/** Default of `stopGraceMs` (shutdown.graceMs). */
+export const STOP_GRACE_DEFAULT_MS = 5000;
+
 const MAX_BODY_BYTES = 64 * 1024;
-/** How long stop() waits for deliveries to wind up once their requests are aborted. */
+/** How long stop() waits for deliveries to wind up (hand themselves over) once their requests are aborted. */
 const STOP_SETTLE_MS = 1000;
 const EXCERPT_CHARS = 200;
 
@@ -245,13 +253,17 @@ export class ProviderClient {
   }
 
   /**
-   * Stops: waits are cut short at once (deliveries waiting for a retry stay in the queue);
-   * requests in flight get up to requestTimeoutMs to finish, then are aborted; then it waits (at
-   * most a second) for the deliveries to wind up.
+   * Stops: waits are cut short at once, so deliveries queued for a slot (or paused, or waiting
+   * for a retry) are handed over through the retry queue without being sent; requests on the
+   * wire get `stopGraceMs` to finish, then are aborted and handed over likewise (the provider may
+   * have them: at least once); then it waits (at most a second) for the deliveries to wind up.
    */
   async stop(): Promise<void> {
     this.#stopWaits.abort();
-    await this.#requests.idle(this.#o.requestTimeoutMs);
+    const grace = this.#o.stopGraceMs ?? STOP_GRACE_DEFAULT_MS;
+    if (!(await this.#requests.idle(grace))) {
+      this.#o.log.warn('provider requests cut off at stop; handed over', { transport: this.#o.name, requests: this.#requests.count, graceMs: grace });
+    }
     this.#stopRequests.abort();
     await this.#inflight.idle(STOP_SETTLE_MS);
   }

@@ -70,7 +70,11 @@ export interface RetryOutcome {
   status: 'sent' | 'rejected' | 'failed';
   reason?: string;
   id?: string;
-  /** Notify stopped first: the delivery did not end (when it waits for a retry, the queue keeps it). */
+  /**
+   * The transport stopped (notify stops, or a reload replaced it) first: the delivery did not end
+   * here. When a retry queue is given, it holds the delivery, and the next process or the
+   * successor transport sends it; `reason` says so.
+   */
   stopped?: true;
 }
 
@@ -99,6 +103,16 @@ export class RetryTicket {
     if (!this.queue) return;
     if (this.#key === undefined) this.#key = await this.queue.hold({ ...this.subject, attempts, dueAt, reason }, this.owner, this.leaseMs);
     else await this.queue.update(this.#key, attempts, dueAt, reason, this.leaseMs);
+  }
+
+  /** Whether a queue keeps the delivery across a stop (false: in memory only). */
+  get keeps(): boolean {
+    return this.queue !== undefined;
+  }
+
+  /** Whether the queue holds the delivery now. */
+  get held(): boolean {
+    return this.#key !== undefined;
   }
 
   /** The delivery has ended: nothing left to retry. */
@@ -132,11 +146,13 @@ export interface RetryRun {
 }
 
 /**
- * The one retry loop of the provider transports: runs `attempt` (undefined: notify stopped
- * before an answer) until its verdict is final, retrying transient failures with exponential
+ * The one retry loop of the provider transports: runs `attempt` (undefined: the transport
+ * stopped before an answer) until its verdict is final, retrying transient failures with exponential
  * backoff and jitter (no sooner than Retry-After) at most retry.limit times; a Retry-After longer
  * than retry.maxDelayMs gives up. While it waits, the delivery is held in the retry queue (a
- * stop leaves it there for the next start); when it ends, it is released. A rejection with
+ * stop leaves it there for the next start); when it ends, it is released. A delivery the stop
+ * catches before an answer (queued, or cut off on the wire) is held too, due at once: the next
+ * process, or the transport that replaces this one, sends it. A rejection with
  * `prune` retires the target, here and nowhere else.
  */
 export async function runWithRetries(attempt: () => Promise<Verdict | undefined>, run: RetryRun): Promise<RetryOutcome> {
@@ -152,11 +168,22 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
     return out;
   };
   const failed = (reason: string) => end({ status: 'failed', reason });
-  const stopped = (last?: string): RetryOutcome => ({
-    status: 'failed',
-    reason: attempts > 0 ? `${last ?? 'not sent'}; notify is shutting down, the retry is kept for its next start` : 'not sent: notify is shutting down',
-    stopped: true,
-  });
+  // The transport stopped before the delivery ended: it is handed over through the retry queue,
+  // due now when it was not waiting for a retry (queued, or cut off on the wire: the provider
+  // may have it, so this is at least once), at its retry time when it was.
+  const stopped = async (last?: string): Promise<RetryOutcome> => {
+    const was = last ?? 'not sent';
+    if (!ticket.keeps) return { status: 'failed', reason: `${was}: notify is shutting down`, stopped: true };
+    if (!ticket.held) {
+      try {
+        await ticket.waiting(attempts, Date.now(), `${was}: handed over at a stop or reload`);
+      } catch (err) {
+        log.warn('delivery not handed over', { transport: run.transport, target: run.target, error: errorMessage(err) });
+        return { status: 'failed', reason: `${was}: notify is shutting down; not kept for a retry: ${errorMessage(err)}`, stopped: true };
+      }
+    }
+    return { status: 'failed', reason: `${was}; handed to the next transport or process (retry queue): it will be sent`, stopped: true };
+  };
   for (;;) {
     const v = await attempt();
     if (v === undefined) return stopped();

@@ -39,7 +39,7 @@ test('config: the defaults', () => {
     limits: { connections: 100_000, connectionsPerIp: 1000, connectRatePerIp: 100, uidsPerMessage: 1000, sessionsPerUid: 100, silentTimeout: 10_000 },
     dispatch: { deliverTimeoutMs: 5000, route: 'all', ackTimeout: 2000 },
     history: { enabled: true, size: 100, ttl: 86_400_000, maxMessages: 1_000_000, maxBytes: 1024 ** 3, dedupeWindow: 3_600_000 },
-    shutdown: { timeoutMs: 10000 },
+    shutdown: { timeoutMs: 10000, graceMs: 5000 },
     state: { dir: resolve('notify-data') },
     log: { level: 'info' },
     transports: {},

@@ -124,8 +124,37 @@ test('runWithRetries: a stop during the wait leaves the entry held and says so',
     },
     { ...loop(queue, []), stop: stop.signal },
   );
-  assert.deepEqual(out, { status: 'failed', reason: '503; notify is shutting down, the retry is kept for its next start', stopped: true });
-  assert.deepEqual(queue.calls, ['hold']);
+  assert.deepEqual(out, { status: 'failed', reason: '503; handed to the next transport or process (retry queue): it will be sent', stopped: true });
+  assert.deepEqual(queue.calls, ['hold'], 'held once, at its retry time; not moved');
+});
+
+test('runWithRetries: a stop before an answer (queued, or cut off on the wire) holds the delivery, due now, and the report says it was handed over', async () => {
+  const held: { attempts: number; dueAt: number; reason: string }[] = [];
+  const queue = new (class extends RecordingQueue {
+    override hold(e?: { attempts: number; dueAt: number; reason: string }): string {
+      if (e) held.push({ attempts: e.attempts, dueAt: e.dueAt, reason: e.reason });
+      return super.hold();
+    }
+  })();
+  const before = Date.now();
+  const out = await runWithRetries(async () => undefined, loop(queue, []));
+  assert.deepEqual(out, { status: 'failed', reason: 'not sent; handed to the next transport or process (retry queue): it will be sent', stopped: true });
+  assert.deepEqual(queue.calls, ['hold'], 'held, never released');
+  assert.equal(held.length, 1);
+  assert.equal(held[0]?.attempts, 0);
+  assert.ok((held[0]?.dueAt ?? 0) >= before && (held[0]?.dueAt ?? Infinity) <= Date.now(), 'due now: the successor sends it at once');
+  assert.match(held[0]?.reason ?? '', /handed over/);
+
+  // Without a retry queue nothing can keep it: the report says notify is shutting down.
+  const bare = await runWithRetries(async () => undefined, { ...loop(queue, []), ticket: new RetryTicket(undefined, 'node-1', { transport: 'hook', uid: 'u1', target: 'tok1', msg }) });
+  assert.deepEqual(bare, { status: 'failed', reason: 'not sent: notify is shutting down', stopped: true });
+
+  // A full queue: not kept, and the report says why.
+  const full = new RecordingQueue();
+  full.full = true;
+  const notKept = await runWithRetries(async () => undefined, loop(full, []));
+  assert.equal(notKept.status, 'failed');
+  assert.match(notKept.reason ?? '', /not kept for a retry: the retry queue is full/);
 });
 
 test('InFlight.idle: resolves true when the last one ends, false after the grace if one is still under way', async () => {

@@ -27,6 +27,7 @@ import {
 } from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { ApnSession } from './node-apn-session.js';
+import { STOP_GRACE_DEFAULT_MS } from '../provider-client.js';
 
 // node-apn is CommonJS and pulls in node-forge and jsonwebtoken: load it only when an APNs
 // transport is built, so CLI commands that never use it start fast.
@@ -200,8 +201,9 @@ const SHUTDOWN_GRACE_MS = 1000;
  *   number of times.
  * - ExpiredProviderToken: node-apn makes a fresh JWT; the request is retried once.
  * - Dead tokens (410 Unregistered, BadDeviceToken, DeviceTokenNotForTopic) are retired.
- * - Shutdown: waits for requests in flight, then shuts node-apn down with a time limit
- *   (its callback never fires after some TLS errors).
+ * - Shutdown: queued requests are handed over through the retry queue unsent; requests in
+ *   flight get shutdown.graceMs, then node-apn is shut down with a time limit (its callback
+ *   never fires after some TLS errors).
  */
 export class ApnsTransport implements Transport {
   readonly name: string;
@@ -226,6 +228,7 @@ export class ApnsTransport implements Transport {
   readonly #node: string;
   readonly #maxQueued: number;
   readonly #telemetry: Telemetry;
+  readonly #stopGraceMs: number;
   #state: 'running' | 'closing' | 'closed' = 'running';
   #sent = 0;
   #failed = 0;
@@ -240,6 +243,7 @@ export class ApnsTransport implements Transport {
     this.#node = ctx.node;
     this.#maxQueued = settings.maxQueued ?? MAX_QUEUED_DEFAULT;
     this.#telemetry = ctx.telemetry;
+    this.#stopGraceMs = ctx.stopGraceMs ?? STOP_GRACE_DEFAULT_MS;
     const apn = loadApn();
     const s = settings;
     const options: Apn.ProviderOptions = {
@@ -462,7 +466,9 @@ export class ApnsTransport implements Transport {
     for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i]?.resolve(undefined);
     this.#queue = [];
     this.#head = 0;
-    await this.#active.idle(this.#settings.requestTimeoutMs + 1000);
+    // Queued requests are handed over (the retry loop holds them, due now); those on the wire
+    // get shutdown.graceMs.
+    await this.#active.idle(this.#stopGraceMs);
     // node-apn's shutdown callback never fires after some TLS errors (reference B.4): bound it.
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([

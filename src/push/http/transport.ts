@@ -283,6 +283,7 @@ export class HttpTransport implements Transport {
       secrets: httpSecrets(settings),
       log: ctx.log,
       onRetry: () => ctx.telemetry.retried(ctx.name),
+      ...(ctx.stopGraceMs !== undefined ? { stopGraceMs: ctx.stopGraceMs } : {}),
     });
   }
 

@@ -206,6 +206,7 @@ export class JPushTransport implements Transport {
       log: ctx.log,
       onRetry: () => ctx.telemetry.retried(ctx.name),
       pauseAfter: (res) => (res.headers.get('x-rate-limit-remaining') === '0' ? resetMs(res) : undefined),
+      ...(ctx.stopGraceMs !== undefined ? { stopGraceMs: ctx.stopGraceMs } : {}),
     });
   }
 
