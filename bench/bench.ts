@@ -269,12 +269,28 @@ interface RunResult {
   serverRssBytes: { idle: number; withSessions: number; afterPushes: number };
   rssPerSessionBytes: number;
   rssGrowthMB: number;
+  /** notify only: growth of the V8 heap (total, used, new space) and external memory over the push phase, from /metrics. */
+  heapGrowthMB: Record<string, number> | undefined;
   delivered: number;
   lost: number;
   duplicates: number;
   misrouted: number;
   badFrames: number;
   replies: { ok: number; fail: number; error: number; missing: number; firstError?: string };
+}
+
+/** notify's V8 heap figures (bytes) from its /metrics; undefined for the bare server. */
+async function heapOf(s: { kind: ServerKind; http: string | undefined }): Promise<Record<string, number> | undefined> {
+  if (s.kind !== 'notify' || s.http === undefined) return undefined;
+  const text = await (await fetch(`http://${s.http}/metrics`)).text();
+  const read = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+  return {
+    heapTotal: read(/^notify_nodejs_heap_size_total_bytes (\S+)/m),
+    heapUsed: read(/^notify_nodejs_heap_size_used_bytes (\S+)/m),
+    newSpace: read(/^notify_nodejs_heap_space_size_total_bytes\{space="new"\} (\S+)/m),
+    oldSpace: read(/^notify_nodejs_heap_space_size_total_bytes\{space="old"\} (\S+)/m),
+    external: read(/^notify_nodejs_external_memory_bytes (\S+)/m),
+  };
 }
 
 /** Parses the seq of a frame `{"uid":"uNNN","seq":S}`: the digits before the final `}`; -1 when absent. */
@@ -362,6 +378,7 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
     const connectSec = (performance.now() - connectStart) / 1000;
     await sleep(2000);
     const withSessions = rssBytes(pid);
+    const heap0 = await heapOf(server);
 
     // The Text connections.
     const [host, port] = [server.text.slice(0, server.text.lastIndexOf(':')), Number(server.text.split(':').pop())];
@@ -441,6 +458,7 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
     const client1 = process.cpuUsage(client0);
     clearInterval(watchdog);
     const afterPushes = rssBytes(pid);
+    const heap1 = await heapOf(server);
     // A short grace for late duplicates or misrouted frames.
     await sleep(200);
     const seconds = (pushEnd - pushStart) / 1000;
@@ -467,6 +485,7 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
       serverRssBytes: { idle, withSessions, afterPushes },
       rssPerSessionBytes: Math.round((withSessions - idle) / N),
       rssGrowthMB: round((afterPushes - withSessions) / 2 ** 20, 1),
+      heapGrowthMB: heap0 && heap1 ? Object.fromEntries(Object.entries(heap1).map(([k, v]) => [k, round((v - (heap0[k] ?? 0)) / 2 ** 20, 1)])) : undefined,
       delivered,
       lost: P - delivered,
       duplicates,
@@ -609,7 +628,7 @@ async function main(): Promise<void> {
     process.stderr.write(
       `${caseName} ${label} run ${res.run}: ${res.pushesPerSec} pushes/s, ${res.cpuUsPerPush} µs CPU/push, ` +
         `p50 ${res.latencyMs.p50} ms, p99 ${res.latencyMs.p99} ms, ${Math.round(res.rssPerSessionBytes / 102.4) / 10} KB/session, ` +
-        `growth ${res.rssGrowthMB} MB, client ${res.clientCpuPct}%, lost/dup/misrouted ${res.lost}/${res.duplicates}/${res.misrouted}, ` +
+        `growth ${res.rssGrowthMB} MB${res.heapGrowthMB ? ` (heap ${JSON.stringify(res.heapGrowthMB)})` : ''}, client ${res.clientCpuPct}%, lost/dup/misrouted ${res.lost}/${res.duplicates}/${res.misrouted}, ` +
         `replies ${JSON.stringify(res.replies)}\n`,
     );
   };

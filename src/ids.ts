@@ -17,34 +17,49 @@ export class UlidGenerator {
     this.#now = now;
   }
 
+  /** The id without its last character (time and 15 random characters), while they stay the same. */
+  #head = '';
+
   next(): string {
-    let ms = this.#now();
+    const ms = this.#now();
     if (ms <= this.#lastMs) {
-      ms = this.#lastMs;
-      this.#increment();
+      // Within one millisecond (or a clock that went back): the previous id plus one.
+      if (this.#increment()) this.#head = this.#time(this.#lastMs) + this.#digits(15);
     } else {
       this.#lastMs = ms;
       const bytes = randomBytes(16);
       // 5 bits per character; the top character is kept below 16 so an increment never overflows.
       for (let i = 0; i < 16; i++) this.#random[i] = (bytes[i] as number) & 31;
       this.#random[0] = (this.#random[0] as number) & 15;
+      this.#head = this.#time(ms) + this.#digits(15);
     }
-    let time = '';
-    for (let i = 9, t = ms; i >= 0; i--, t = Math.floor(t / 32)) time = (CROCKFORD[t % 32] as string) + time;
-    let rand = '';
-    for (const d of this.#random) rand += CROCKFORD[d];
-    return time + rand;
+    return this.#head + (CROCKFORD[this.#random[15] as number] as string);
   }
 
-  #increment(): void {
+  #time(ms: number): string {
+    let time = '';
+    for (let i = 9, t = ms; i >= 0; i--, t = Math.floor(t / 32)) time = (CROCKFORD[t % 32] as string) + time;
+    return time;
+  }
+
+  /** The first `n` random characters. */
+  #digits(n: number): string {
+    let out = '';
+    for (let i = 0; i < n; i++) out += CROCKFORD[this.#random[i] as number];
+    return out;
+  }
+
+  /** Adds one to the random part; true when a carry changed more than the last character. */
+  #increment(): boolean {
     for (let i = 15; i >= 0; i--) {
       const d = (this.#random[i] as number) + 1;
       if (d < 32) {
         this.#random[i] = d;
-        return;
+        return i < 15;
       }
       this.#random[i] = 0;
     }
+    return true;
   }
 }
 

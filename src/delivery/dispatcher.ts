@@ -1,4 +1,4 @@
-import { Deadlines } from './deadlines.js';
+import { type DeadlineWindow, Deadlines } from './deadlines.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
@@ -95,16 +95,18 @@ export class Dispatcher {
   }
 
   /**
-   * Delivers `msg` to `audience` through every transport (or those `only` accepts). Rejects only
-   * when the dispatcher is closed. For a broadcast, `unreached` is empty.
+   * Delivers `msg` to `audience` through every transport (or those `only` accepts). Answers
+   * synchronously when every lookup and every delivery did (live sessions on this node), else
+   * with a promise. Rejects only when the dispatcher is closed. For a broadcast, `unreached` is
+   * empty.
    */
-  dispatch(audience: Audience, msg: Message, only?: (t: Transport) => boolean): Promise<DeliveryReport> {
+  dispatch(audience: Audience, msg: Message, only?: (t: Transport) => boolean): DeliveryReport | Promise<DeliveryReport> {
     if (this.#state !== 'running') {
       return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
     }
     const broadcast = 'broadcast' in audience;
     const run = (p: Plan) => this.#run(p.calls, broadcast ? [] : p.unreached, msg);
-    const go = (uids: readonly Uid[]): Promise<DeliveryReport> => {
+    const go = (uids: readonly Uid[]): DeliveryReport | Promise<DeliveryReport> => {
       const p = this.#plan(uids, only);
       return p instanceof Promise ? p.then(run) : run(p);
     };
@@ -141,19 +143,46 @@ export class Dispatcher {
     return pending ? Promise.all(answers).then(build) : build(answers as boolean[]);
   }
 
-  #run(calls: Call[], unreached: Uid[], msg: Message): Promise<DeliveryReport> {
+  #run(calls: Call[], unreached: Uid[], msg: Message): DeliveryReport | Promise<DeliveryReport> {
     if (this.#state !== 'running') {
       return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
     }
-    if (calls.length === 0) {
-      return Promise.resolve({ delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached });
-    }
+    if (calls.length === 0) return { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached };
     const window = this.#deadlines.current();
+    const settled: (DeliveryResult[] | undefined)[] = new Array(calls.length);
+    // The fast path: transports that answer at once (live sessions) are done here, without a
+    // promise or a deadline; the first one that answers with a promise makes the rest wait.
+    let next = 0;
+    let first: Promise<DeliveryResult[]> | undefined;
+    if (calls.length <= MAX_CALLS_IN_FLIGHT) {
+      while (next < calls.length) {
+        const c = calls[next] as Call;
+        const r = invoke(c.transport, c.uid, msg, window.signal);
+        if (r instanceof Promise) {
+          first = r;
+          break;
+        }
+        settled[next++] = r;
+      }
+      if (first === undefined) return this.#report(calls, settled, unreached);
+    }
+    return this.#wait(calls, unreached, msg, window, settled, next, first);
+  }
+
+  /** The rest of #run, for deliveries that answer with a promise: `first` is call `from`'s, started. */
+  #wait(
+    calls: Call[],
+    unreached: Uid[],
+    msg: Message,
+    window: DeadlineWindow,
+    settled: (DeliveryResult[] | undefined)[],
+    from: number,
+    first: Promise<DeliveryResult[]> | undefined,
+  ): Promise<DeliveryReport> {
     this.#inflight++;
     return new Promise((resolve) => {
-      const settled: (DeliveryResult[] | undefined)[] = new Array(calls.length);
-      let remaining = calls.length;
-      let next = 0;
+      let remaining = calls.length - from;
+      let next = from;
       let done = false;
       const finish = () => {
         done = true;
@@ -163,20 +192,23 @@ export class Dispatcher {
       };
       const waiter = { expire: () => done || finish() };
       window.add(waiter);
+      const settle = (i: number, results: DeliveryResult[]) => {
+        if (done) return;
+        settled[i] = results;
+        if (--remaining === 0) finish();
+        else start();
+      };
       // At most MAX_CALLS_IN_FLIGHT deliveries of one message run at once (a broadcast to every
       // uid does not start one per uid and transport); each that settles starts the next.
       const start = (): void => {
         if (done || next >= calls.length) return;
         const i = next++;
         const c = calls[i] as Call;
-        invoke(c.transport, c.uid, msg, window.signal).then((results) => {
-          if (done) return;
-          settled[i] = results;
-          if (--remaining === 0) finish();
-          else start();
-        });
+        const r = i === from && first !== undefined ? first : invoke(c.transport, c.uid, msg, window.signal);
+        if (r instanceof Promise) r.then((results) => settle(i, results));
+        else settle(i, r);
       };
-      for (let k = 0; k < MAX_CALLS_IN_FLIGHT && k < calls.length; k++) start();
+      for (let k = 0; k < MAX_CALLS_IN_FLIGHT && next < calls.length && !done; k++) start();
     });
   }
 
@@ -222,13 +254,14 @@ function reachable(transport: Transport, uid: Uid): boolean | Promise<boolean> {
 }
 
 /** Calls deliver() so that a throw or a rejection becomes one `failed` result, never an exception. */
-function invoke(transport: Transport, uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]> {
+function invoke(transport: Transport, uid: Uid, msg: Message, signal: AbortSignal): DeliveryResult[] | Promise<DeliveryResult[]> {
   const failed = (err: unknown): DeliveryResult[] => [
     { transport: transport.name, target: '*', status: 'failed', reason: errorMessage(err) },
   ];
   try {
-    return transport.deliver(uid, msg, signal).then(undefined, failed);
+    const r = transport.deliver(uid, msg, signal);
+    return r instanceof Promise ? r.then(undefined, failed) : r;
   } catch (err) {
-    return Promise.resolve(failed(err));
+    return failed(err);
   }
 }

@@ -106,15 +106,22 @@ export class Publisher {
   #publish(audience: Audience, body: MessageBody, opts: PublishOptions, id: string, started: number): Promise<PublishReport> {
     const route = opts.route ?? this.#route;
     const streams = this.#o.streams;
-    const msg: Message = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
-    const deliver = (m: Message) => this.#deliver(audience, m, route, opts.id, started);
+    const msg: { -readonly [K in keyof Message]: Message[K] } = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
     let answer: Promise<PublishReport>;
     if (streams === undefined) {
-      answer = deliver(msg);
+      try {
+        const r = this.#deliver(audience, msg, route, opts.id, started);
+        answer = r instanceof Promise ? r : Promise.resolve(r);
+      } catch (err) {
+        answer = Promise.reject(err);
+      }
     } else {
       const keys = 'broadcast' in audience ? [BROADCAST_STREAM] : audience.uids.length === 1 ? [streamOf(audience.uids[0] as Uid)] : [...new Set(audience.uids)].map(streamOf);
       // Committed before anyone has it: the last id a session saw is always one it can resume from.
-      answer = streams.publish(keys, msg).then((stored) => deliver({ ...msg, stored }));
+      answer = streams.publish(keys, msg).then((stored) => {
+        msg.stored = stored;
+        return this.#deliver(audience, msg, route, opts.id, started);
+      });
     }
     if (opts.id !== undefined) {
       const pid = opts.id;
@@ -127,12 +134,17 @@ export class Publisher {
     return answer;
   }
 
-  async #deliver(audience: Audience, msg: Message, route: Route, pid: string | undefined, started: number): Promise<PublishReport> {
-    const delivery = route === 'live-first' ? await this.#liveFirst(audience, msg) : await this.#o.dispatcher.dispatch(audience, msg);
-    const report: PublishReport = { id: msg.id, stored: this.#o.streams !== undefined, route, ...delivery };
-    if (pid !== undefined) await this.#o.dedupe.record(pid, JSON.stringify(report));
-    (this.#o.telemetry ?? noTelemetry).reported((performance.now() - started) / 1000);
-    return report;
+  /** Delivers along the route and makes the report: synchronously when every transport answered at once. */
+  #deliver(audience: Audience, msg: Message, route: Route, pid: string | undefined, started: number): PublishReport | Promise<PublishReport> {
+    const delivery = route === 'live-first' ? this.#liveFirst(audience, msg) : this.#o.dispatcher.dispatch(audience, msg);
+    return after(delivery, (d) => {
+      const report: PublishReport = { id: msg.id, stored: this.#o.streams !== undefined, route, ...d };
+      const done = () => {
+        (this.#o.telemetry ?? noTelemetry).reported((performance.now() - started) / 1000);
+        return report;
+      };
+      return pid === undefined ? done() : after(this.#o.dedupe.record(pid, JSON.stringify(report)), done);
+    });
   }
 
   /**

@@ -156,6 +156,8 @@ class TextConnection {
   /** Replies in request order; undefined while that line is being delivered. */
   #slots: (string | undefined)[] = [];
   #head = 0;
+  /** The line number of `#slots[0]` (lines numbered from 0 on this connection). */
+  #base = 0;
   /** Bytes of answered replies not yet handed to the socket. */
   #readyBytes = 0;
   /** The largest reply so far: what a line in delivery is expected to add. */
@@ -258,18 +260,19 @@ class TextConnection {
       this.#readyBytes += reply.length + 1;
       return;
     }
-    const i = this.#slots.length;
+    const n = this.#base + this.#slots.length;
     this.#slots.push(undefined);
     reply.then((line) => {
-      this.#slots[i] = line;
+      this.#slots[n - this.#base] = line;
       this.#readyBytes += line.length + 1;
       // The first reply replaces the guess (maxLineBytes); after that, the largest one seen.
       this.#replyEstimate = this.#estimated ? Math.max(this.#replyEstimate, line.length + 1) : line.length + 1;
       this.#estimated = true;
-      // Replies resolved in the same event-loop turn go out in one write.
+      // Replies that resolve together (one group commit) go out in one write: a tick runs once
+      // every promise reaction queued so far has run.
       if (!this.#flushQueued) {
         this.#flushQueued = true;
-        setImmediate(this.#flushLater);
+        process.nextTick(this.#flushLater);
       }
     });
     this.#updateFlow();
@@ -285,9 +288,11 @@ class TextConnection {
       out += `${reply}\n`;
       this.#head++;
     }
-    if (this.#head === slots.length && this.#head > 0) {
-      // All answered: reuse the array; pending callbacks hold indexes, so only reset when empty.
-      this.#slots = [];
+    if (this.#head > 0 && this.#head >= slots.length - this.#head) {
+      // More lines answered than waiting: drop them (pending callbacks hold line numbers), so a
+      // client that always keeps a line in flight does not grow the array for ever.
+      this.#slots = this.#head === slots.length ? [] : slots.slice(this.#head);
+      this.#base += this.#head;
       this.#head = 0;
     }
     this.#readyBytes -= out.length;

@@ -308,10 +308,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
     return this.#conns.get(target)?.envelope === true;
   }
 
-  deliver(uid: Uid, msg: Message, _signal: AbortSignal): Promise<DeliveryResult[]> {
-    if (this.#state === 'closed') {
-      return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'websocket transport is closed'));
-    }
+  /** Writes to every session of the uid at once: answers synchronously. */
+  deliver(uid: Uid, msg: Message, _signal: AbortSignal): DeliveryResult[] {
+    if (this.#state === 'closed') throw new NotifyError('NOTIFY_ERR_CLOSED', 'websocket transport is closed');
     const results: DeliveryResult[] = [];
     for (const sid of this.#opts.index.targets(uid)) {
       const s = this.#conns.get(sid);
@@ -328,7 +327,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
         results.push({ transport: this.name, target: sid, status: 'sent' });
       }
     }
-    return Promise.resolve(results);
+    return results;
   }
 
   health(): TransportHealth {

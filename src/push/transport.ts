@@ -13,8 +13,10 @@ export type { DeliveryResult, PendingRetry };
  *   backend answers at once (the embedded store), a promise where it does I/O. The dispatcher
  *   calls `deliver()` only for uids it said yes to.
  * - `deliver()` resolves with one result per target of the uid, failures included, in any
- *   order. It rejects only on misuse or after `stop()`. It must honour `signal`: when it aborts
- *   (the dispatcher's deadline), give up and resolve or reject promptly.
+ *   order: synchronously (an array) when it has them at once, as live sessions do (no promise,
+ *   no deadline on the hot path), else a promise. It rejects (or throws) only on misuse or after
+ *   `stop()`. It must honour `signal`: when it aborts (the dispatcher's deadline), give up and
+ *   resolve or reject promptly.
  * - `rejected` is permanent for that target; `failed` is transient and may be retried by the
  *   transport. A target gone for good is retired by the transport itself (its retry loop calls
  *   `TransportContext.retire`), never by the dispatcher.
@@ -27,7 +29,7 @@ export interface Transport {
   start(): Promise<void>;
   stop(): Promise<void>;
   canReach(uid: Uid): boolean | Promise<boolean>;
-  deliver(uid: Uid, msg: Message, signal: AbortSignal): Promise<DeliveryResult[]>;
+  deliver(uid: Uid, msg: Message, signal: AbortSignal): DeliveryResult[] | Promise<DeliveryResult[]>;
   /** Optional: a short state for /healthz, e.g. `{state: 'running', sessions: 3}`. */
   health?(): TransportHealth;
   /**

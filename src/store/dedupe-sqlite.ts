@@ -11,8 +11,8 @@ export class SqliteDedupe implements Dedupe {
   readonly #commit: GroupCommit;
   readonly #now: () => number;
   readonly #stmt;
-  /** Claims queued in the current group commit, with their answers so far. */
-  readonly #queued = new Map<string, string | undefined>();
+  /** Claims queued in the current group commit: when they were made, and their answers so far. */
+  readonly #queued = new Map<string, { at: number; answer: string | undefined }>();
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(db: StateDb, commit: GroupCommit, opts: { now?: () => number; windowMs: number }) {
@@ -29,21 +29,26 @@ export class SqliteDedupe implements Dedupe {
   }
 
   claim(id: string, windowMs: number): Claim {
-    if (this.#queued.has(id)) return { first: false, answer: this.#queued.get(id) };
     const now = this.#now();
-    const row = this.#stmt.get.get(id, now - windowMs);
+    const queued = this.#queued.get(id);
+    if (queued !== undefined && queued.at > now - windowMs) return { first: false, answer: queued.answer };
+    const row = queued === undefined ? this.#stmt.get.get(id, now - windowMs) : undefined;
     if (row !== undefined) return { first: false, answer: row.report === '' ? undefined : row.report };
-    this.#queued.set(id, undefined);
-    const done = () => this.#queued.delete(id);
+    const claim = { at: now, answer: undefined };
+    this.#queued.set(id, claim);
+    const done = () => {
+      if (this.#queued.get(id) === claim) this.#queued.delete(id);
+    };
     this.#commit.queue(() => {
-      this.#stmt.put.run(id, now, this.#queued.get(id) ?? '');
+      this.#stmt.put.run(id, claim.at, (this.#queued.get(id) ?? claim).answer ?? '');
       queueMicrotask(done);
     }, done);
     return { first: true };
   }
 
   record(id: string, answer: string): void {
-    if (this.#queued.has(id)) this.#queued.set(id, answer);
+    const queued = this.#queued.get(id);
+    if (queued !== undefined) queued.answer = answer;
     this.#commit.queue(() => this.#stmt.set.run(answer, id));
   }
 

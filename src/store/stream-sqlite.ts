@@ -36,6 +36,24 @@ interface Row {
   pos: number;
 }
 
+/** One publish waiting for the group commit. */
+interface PendingPublish {
+  rows: Row[];
+  /** The seq of its first and last row; a body shared by several rows is stored under `first`. */
+  first: number;
+  last: number;
+  id: string;
+  frame: string;
+  json: 0 | 1;
+  expiresAt: number;
+  bytes: number;
+}
+
+interface Batch {
+  publishes: PendingPublish[];
+  done: Promise<void>;
+}
+
 /** history.maxBytes's default. */
 export const DEFAULT_MAX_BYTES = 1024 * 1024 * 1024;
 
@@ -62,14 +80,18 @@ export class SqliteStreams implements MessageStreams {
   #rows = 0;
   /**
    * Frame bytes: `#cum` counts every byte ever written (this run), `#cumFloor` those swept, so
-   * `#cum - #cumFloor` are stored. The ledger holds, per publish (oldest first), its last seq and
-   * `#cum` through it: what a sweep up to that seq frees.
+   * `#cum - #cumFloor` are stored. The ledger holds, per run of publishes worth a grain of bytes
+   * (oldest first), its last seq and `#cum` through it: what a sweep up to that seq frees.
    */
   #cum = 0;
   #cumFloor = 0;
   readonly #ledgerSeq: number[] = [];
   readonly #ledgerCum: number[] = [];
+  /** Bytes of publishes that may share one ledger entry. */
+  readonly #grain: number;
   #sweepSoon: NodeJS.Immediate | undefined;
+  /** The publishes of this turn, not yet written. */
+  #batch: Batch | undefined;
   /** (time, last seq then) checkpoints, oldest first, for deleting by age without an index. */
   readonly #checkpoints: { at: number; seq: number }[] = [];
   readonly #sweeper: NodeJS.Timeout;
@@ -78,6 +100,7 @@ export class SqliteStreams implements MessageStreams {
   constructor(db: StateDb, commit: GroupCommit, opts: SqliteStreamsOptions) {
     this.#commit = commit;
     this.#o = { now: Date.now, maxBytes: DEFAULT_MAX_BYTES, ...opts };
+    this.#grain = Math.floor(this.#o.maxBytes / 4096);
     this.#stmt = {
       insert: db.prepare('INSERT INTO publications (seq, stream, pos, id, expires_at, json, frame, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       insertBody: db.prepare('INSERT INTO bodies (id, frame) VALUES (?, ?)'),
@@ -125,8 +148,16 @@ export class SqliteStreams implements MessageStreams {
 
   #account(lastSeq: number, bytes: number): void {
     this.#cum += bytes;
-    this.#ledgerSeq.push(lastSeq);
-    this.#ledgerCum.push(this.#cum);
+    const n = this.#ledgerSeq.length;
+    // Publishes are counted together until their bytes reach a grain (1/4096 of maxBytes): the
+    // ledger stays a few thousand entries, and a sweep frees at most a grain more than it must.
+    if (n > 1 && this.#cum - (this.#ledgerCum[n - 2] as number) <= this.#grain) {
+      this.#ledgerSeq[n - 1] = lastSeq;
+      this.#ledgerCum[n - 1] = this.#cum;
+    } else {
+      this.#ledgerSeq.push(lastSeq);
+      this.#ledgerCum.push(this.#cum);
+    }
   }
 
   /** Keeps the newest `size` committed publications: one whose commit may still fail pushes out nothing. */
@@ -139,8 +170,6 @@ export class SqliteStreams implements MessageStreams {
 
   publish(streams: readonly string[], msg: StreamMessage): Promise<Publication[]> {
     if (this.#closed) return Promise.reject(storeError(new Error('the message store is closed')));
-    const expiresAt = this.#o.now() + Math.min(msg.ttlMs ?? this.#o.ttlMs, this.#o.ttlMs);
-    const json = msg.json ? 1 : 0;
     const rows: Row[] = [];
     const pubs: Publication[] = [];
     const first = this.#nextSeq;
@@ -155,54 +184,80 @@ export class SqliteStreams implements MessageStreams {
       rows.push({ seq, stream, pos });
       pubs.push({ stream, offset: pos, epoch: this.#epoch, at: seq, id: msg.id, frame: msg.frame, json: msg.json });
     }
+    if (rows.length === 0) return Promise.resolve(pubs);
     const last = this.#nextSeq - 1;
-    const bytes = rows.length > 0 ? Buffer.byteLength(msg.frame) : 0;
-    if (bytes > 0) this.#account(last, bytes);
-    const { insert, insertBody, insertRef } = this.#stmt;
-    const { id, frame } = msg;
+    const bytes = Buffer.byteLength(msg.frame);
+    this.#account(last, bytes);
+    const expiresAt = this.#o.now() + Math.min(msg.ttlMs ?? this.#o.ttlMs, this.#o.ttlMs);
+    const batch = this.#batch ?? this.#newBatch();
+    batch.publishes.push({ rows, first, last, id: msg.id, frame: msg.frame, json: msg.json ? 1 : 0, expiresAt, bytes });
+    return batch.done.then(() => pubs);
+  }
+
+  /**
+   * The publishes of this turn: one write and one undo in the group commit for all of them, and
+   * one promise that settles when they are committed (a failed commit: none of them exist).
+   */
+  #newBatch(): Batch {
+    const publishes: PendingPublish[] = [];
     this.#commit.queue(
-      rows.length === 1
-        ? () => {
-            const r = rows[0] as Row;
-            insert.run(r.seq, r.stream, r.pos, id, expiresAt, json, frame, bytes);
-          }
-        : () => {
-            if (rows.length === 0) return;
-            // The body once; it goes with the last row (the one that counts its bytes).
-            insertBody.run(first, frame);
-            for (const r of rows) insertRef.run(r.seq, r.stream, r.pos, id, expiresAt, json, first, r.seq === last ? bytes : 0);
-          },
-      () => this.#forget(rows),
+      () => this.#write(publishes),
+      () => {
+        if (this.#batch?.publishes === publishes) this.#batch = undefined;
+        for (const p of publishes) this.#forget(p);
+      },
     );
-    return this.#commit.committed().then(() => {
-      for (const r of rows) {
+    // Asked for after the write is queued: it settles with that write's transaction.
+    const batch: Batch = { publishes, done: this.#commit.committed().then(() => this.#committed(publishes)) };
+    this.#batch = batch;
+    return batch;
+  }
+
+  #write(publishes: readonly PendingPublish[]): void {
+    if (this.#batch?.publishes === publishes) this.#batch = undefined;
+    const { insert, insertBody, insertRef } = this.#stmt;
+    for (const p of publishes) {
+      const rows = p.rows;
+      if (rows.length === 1) {
+        const r = rows[0] as Row;
+        insert.run(r.seq, r.stream, r.pos, p.id, p.expiresAt, p.json, p.frame, p.bytes);
+      } else {
+        // The body once; it goes with the last row (the one that counts its bytes).
+        insertBody.run(p.first, p.frame);
+        for (const r of rows) insertRef.run(r.seq, r.stream, r.pos, p.id, p.expiresAt, p.json, p.first, r.seq === p.last ? p.bytes : 0);
+      }
+    }
+  }
+
+  /** A batch is durable: its rows may be read back, and push older ones out of their streams. */
+  #committed(publishes: readonly PendingPublish[]): void {
+    for (const p of publishes) {
+      for (const r of p.rows) {
         const s = this.#streams.get(r.stream);
         if (s !== undefined && r.pos > s.committed) {
           s.committed = r.pos;
           this.#trim(s);
         }
       }
-      if (this.bytes > this.#o.maxBytes * (1 + EAGER_SWEEP_SLACK) && this.#sweepSoon === undefined && !this.#closed) {
-        // Far past history.maxBytes (large messages): make room now, not at the next tick.
-        this.#sweepSoon = setImmediate(() => {
-          this.#sweepSoon = undefined;
-          this.sweep();
-        });
-      }
-      return pubs;
-    });
+    }
+    if (this.bytes > this.#o.maxBytes * (1 + EAGER_SWEEP_SLACK) && this.#sweepSoon === undefined && !this.#closed) {
+      // Far past history.maxBytes (large messages): make room now, not at the next tick.
+      this.#sweepSoon = setImmediate(() => {
+        this.#sweepSoon = undefined;
+        this.sweep();
+      });
+    }
   }
 
   /** A failed commit: its rows never existed; their offsets are handed out again. */
-  #forget(rows: readonly Row[]): void {
-    // The failed transaction held the newest publishes: their bytes are the ledger's tail.
-    const firstSeq = rows[0]?.seq ?? Infinity;
-    while (this.#ledgerSeq.length > 0 && (this.#ledgerSeq.at(-1) as number) >= firstSeq) {
-      this.#ledgerSeq.pop();
-      this.#ledgerCum.pop();
+  #forget(p: PendingPublish): void {
+    // The failed transaction held the newest publishes: their bytes are in the ledger's tail
+    // entries (each counts every byte up to its seq).
+    for (let i = this.#ledgerSeq.length - 1; i >= 0 && (this.#ledgerSeq[i] as number) >= p.first; i--) {
+      this.#ledgerCum[i] = (this.#ledgerCum[i] as number) - p.bytes;
     }
-    this.#cum = this.#ledgerCum.at(-1) ?? this.#cumFloor;
-    for (const r of rows) {
+    this.#cum -= p.bytes;
+    for (const r of p.rows) {
       this.#rows--;
       const s = this.#streams.get(r.stream);
       if (s === undefined) continue;

@@ -152,7 +152,7 @@ test('close() waits for deliveries in flight, then dispatch rejects with NOTIFY_
   release();
   assert.equal((await inflight).sent, 1);
   await closing;
-  await assert.rejects(dispatcher.dispatch({ uids: ['uid1'] }, msg), (err: unknown) => {
+  await assert.rejects(async () => dispatcher.dispatch({ uids: ['uid1'] }, msg), (err: unknown) => {
     return err instanceof NotifyError && err.code === 'NOTIFY_ERR_CLOSED';
   });
 });

@@ -19,7 +19,7 @@ function index(d: TestDaemon) {
 }
 
 function push(d: TestDaemon, uid: string, frame: string): Promise<DeliveryReport> {
-  return d.dispatcher.dispatch({ uids: [uid] }, { id: `m-${frame.length}`, frame, json: false });
+  return Promise.resolve(d.dispatcher.dispatch({ uids: [uid] }, { id: `m-${frame.length}`, frame, json: false }));
 }
 
 /** A ws client with options (the helper takes none); closed resolves with [code, reason]. */
@@ -604,7 +604,7 @@ test('websocket: stop() closes every session with 1001, then dispatch rejects wi
   assert.equal(index(d).uidCount, 0);
 
   await assert.rejects(push(d, 'uid1', 'too late'), { code: 'NOTIFY_ERR_CLOSED' });
-  await assert.rejects(d.dispatcher.dispatch({ broadcast: true }, { id: 'late', frame: 'too late', json: false }), { code: 'NOTIFY_ERR_CLOSED' });
+  await assert.rejects(async () => d.dispatcher.dispatch({ broadcast: true }, { id: 'late', frame: 'too late', json: false }), { code: 'NOTIFY_ERR_CLOSED' });
   await d.stop(); // idempotent
 
   // The port no longer accepts connections.
