@@ -82,13 +82,21 @@ function validateSettings(value: unknown, path: string[], ctx: Validation): WebP
   }
   if (s.ca !== undefined) {
     const abs = resolve(ctx.baseDir, s.ca);
+    let pem: Buffer | undefined;
     try {
-      new X509Certificate(readFileSync(abs));
-      s.ca = abs;
+      pem = readFileSync(abs);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : code ? errorMessage(err) : 'not a PEM certificate';
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : errorMessage(err);
       ctx.fail([...path, 'ca'], `${name}.ca: cannot use ${abs}: ${why}`);
+    }
+    if (pem !== undefined) {
+      try {
+        new X509Certificate(pem);
+        s.ca = abs;
+      } catch {
+        ctx.fail([...path, 'ca'], `${name}.ca: cannot use ${abs}: not a PEM certificate`);
+      }
     }
   }
   return s;
