@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates } from 'node:tls';
 import { type Spec, type Validation, formatPath, validate } from '../../config/schema.js';
 import { NotifyError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../obs/log.js';
@@ -15,7 +15,7 @@ import { MAX_QUEUED_DEFAULT, type RetryPolicy, RetryTicket, type Verdict, maxQue
 import { type TransportTargets, countNow } from '../targets.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { type WebPushPackage, toWebPushPayload, ttlSeconds } from './payload.js';
-import { audienceOf, checkSubscription, normalizeSubscription, parseSubscription } from './subscription.js';
+import { type WebPushSubscription, audienceOf, checkSubscription, normalizeSubscription } from './subscription.js';
 import { VapidSigner, checkVapidPrivateKey, checkVapidPublicKey, checkVapidSubject, loadWebPush, vapidKeysMatch } from './vapid.js';
 
 export type Urgency = 'very-low' | 'low' | 'normal' | 'high';
@@ -210,7 +210,9 @@ export class WebPushTransport implements Transport {
     } catch (err) {
       throw new NotifyError('NOTIFY_ERR_CONFIG', `transports.${ctx.name}.ca: ${errorMessage(err)}`, { cause: err });
     }
-    this.#agent = new Agent({ keepAlive: true, maxSockets: settings.maxConcurrentRequests, ...(ca ? { ca } : {}) });
+    // One secure context for every connection: given `ca` itself, the agent would put the whole
+    // CA list into each request's pool key and build a context with it for each connection.
+    this.#agent = new Agent({ keepAlive: true, maxSockets: settings.maxConcurrentRequests, ...(ca ? { secureContext: createSecureContext({ ca }) } : {}) });
     this.#client = new ProviderClient({
       name: ctx.name,
       requestTimeoutMs: settings.requestTimeoutMs,
@@ -274,8 +276,14 @@ export class WebPushTransport implements Transport {
 
   /** The request for one subscription: encrypted and signed by web-push; a reason when it cannot be built. */
   #request(target: string, pkg: WebPushPackage, msg: Message): ProviderRequest | string {
-    const sub = parseSubscription(target);
-    if ('error' in sub) return `invalid subscription: ${sub.error}`;
+    // Targets were checked when they were registered (parseSubscription): read back, not re-validated.
+    let sub: WebPushSubscription;
+    try {
+      sub = JSON.parse(target) as WebPushSubscription;
+      if (typeof sub.endpoint !== 'string' || typeof sub.keys?.p256dh !== 'string' || typeof sub.keys.auth !== 'string') throw new Error('not a subscription');
+    } catch {
+      return 'invalid subscription: not {"endpoint", "keys": {"p256dh", "auth"}}';
+    }
     try {
       const details = loadWebPush().generateRequestDetails(sub, pkg.text, {
         // Never web-push's module-level VAPID details: the header is ours, cached per push service.
