@@ -2,7 +2,6 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { resolve } from 'node:path';
-import { Readable } from 'node:stream';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import { type Spec, type Validation, formatPath, validate } from '../../config/schema.js';
 import { NotifyError, errorMessage } from '../../errors.js';
@@ -135,36 +134,49 @@ export function webPushVerdict(res: ProviderResponse): Verdict {
   return httpVerdict(res, () => false);
 }
 
+/** Bytes of a push service's answer kept at most (an error page can be large; the report takes an excerpt). */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
 /**
  * Sends a request with node:https through `agent` (which carries the CA list): the
  * ProviderClient's `request` for push services, since fetch cannot be given a CA per client.
+ * The answer's body is read here (at most MAX_ANSWER_BYTES) and handed over in memory.
  */
 function httpsSender(agent: Agent): (req: ProviderRequest, signal: AbortSignal) => Promise<Response> {
   return (req, signal) =>
     new Promise<Response>((resolvePromise, reject) => {
+      const failed = (err: unknown) => reject(new TypeError('request failed', { cause: err }));
       let r: ReturnType<typeof httpsRequest>;
       try {
         r = httpsRequest(req.url, { method: req.method, headers: req.headers, agent, signal }, (res) => {
-          try {
-            const status = res.statusCode ?? 0;
-            const headers = new Headers();
-            for (const [k, v] of Object.entries(res.headers)) {
-              if (v === undefined) continue;
-              for (const one of Array.isArray(v) ? v : [v]) headers.append(k, one);
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            if (size >= MAX_ANSWER_BYTES) return;
+            chunks.push(c);
+            size += c.length;
+          });
+          res.on('error', failed);
+          res.on('end', () => {
+            try {
+              const status = res.statusCode ?? 0;
+              const headers = new Headers();
+              for (const [k, v] of Object.entries(res.headers)) {
+                if (v === undefined) continue;
+                for (const one of Array.isArray(v) ? v : [v]) headers.append(k, one);
+              }
+              const noBody = status === 204 || status === 205 || status === 304 || size === 0;
+              resolvePromise(new Response(noBody ? null : Buffer.concat(chunks, size).subarray(0, MAX_ANSWER_BYTES), { status, headers }));
+            } catch (err) {
+              reject(new TypeError('bad answer', { cause: err }));
             }
-            const noBody = status === 204 || status === 205 || status === 304;
-            if (noBody) res.resume();
-            resolvePromise(new Response(noBody ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, headers }));
-          } catch (err) {
-            res.destroy();
-            reject(new TypeError('bad answer', { cause: err }));
-          }
+          });
         });
       } catch (err) {
-        reject(new TypeError('request failed', { cause: err }));
+        failed(err);
         return;
       }
-      r.on('error', (err) => reject(new TypeError('request failed', { cause: err })));
+      r.on('error', failed);
       r.end(req.body);
     });
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createECDH, randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse, stringify } from 'yaml';
@@ -199,4 +199,21 @@ test('subscriptions through POST /v1/devices and the CLI: an object or its JSON 
   assert.equal(del.status, 200);
   assert.equal(((await del.json()) as { removed: boolean }).removed, true);
   assert.deepEqual(d.registry.index('webpush').targets('uid1'), []);
+});
+
+test('config.example.yaml: the webpush block parses as written, with the key pair from the environment', () => {
+  const file = new URL('../../../../config.example.yaml', import.meta.url);
+  const text = readFileSync(file, 'utf8');
+  const m = /^# >>> example: webpush\n([\s\S]*?)^# <<<$/m.exec(text);
+  assert.ok(m, 'config.example.yaml has a webpush example block');
+  const body = (m[1] as string).split('\n').map((l) => l.slice(1)).join('\n');
+  const keys = generateVapidKeys();
+  const cfg = parseConfig(`transports:\n${body}`, 'config.example.yaml', undefined, { NOTIFY_VAPID_PUBLIC_KEY: keys.publicKey, NOTIFY_VAPID_PRIVATE_KEY: keys.privateKey });
+  const web = cfg.transports.webpush as unknown as Record<string, unknown>;
+  assert.equal(web.type, 'webpush');
+  assert.deepEqual(web.vapid, { subject: 'mailto:ops@example.com', ...keys });
+  assert.equal(web.ttl, 24 * 3600 * 1000);
+  assert.equal(web.urgency, 'normal');
+  assert.equal(web.subscriptionsPerUid, 20);
+  assert.throws(() => parseConfig(`transports:\n${body}`, 'config.example.yaml', undefined, {}), /NOTIFY_VAPID_PUBLIC_KEY/);
 });
