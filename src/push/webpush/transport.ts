@@ -240,11 +240,6 @@ export class WebPushTransport implements Transport {
     });
   }
 
-  /** The VAPID public key pages subscribe with (`applicationServerKey`). */
-  get publicKey(): string {
-    return this.#s.vapid.publicKey;
-  }
-
   async start(): Promise<void> {}
 
   canReach(uid: Uid): boolean | Promise<boolean> {

@@ -164,3 +164,33 @@ test('page push assets: /notify-sw.js is served; /notify-client.js carries the V
   const bare = await (await fetch(`http://${plain.addresses().ws}/notify-client.js`)).text();
   assert.ok(bare.includes('var VAPID_PUBLIC_KEY = null;'));
 });
+
+test('live-first with Web Push: an open page (that acks) gets the message on its socket; with its tabs closed the uid gets it through Web Push; paths says which', async (t) => {
+  const w = await webpushWorld(t, { dispatch: { route: 'live-first', ackTimeout: '5s' } });
+  const d = await w.daemon();
+  const sub = w.fake.subscribe();
+  const page = await resumeSession(t, d.wsUrl, 'uid1');
+  page.ws.on('message', (data) => {
+    const f = JSON.parse(data.toString()) as { id?: unknown };
+    if (typeof f.id === 'string') page.ws.send(JSON.stringify({ type: 'ack', id: f.id }));
+  });
+  assert.equal((await ask(page, { type: 'push-subscribe', subscription: sub.subscription })).type, 'push-subscribed');
+  const send = async (msg: string) =>
+    (await (await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'uid1', msg }) })).json()) as {
+      route: string;
+      paths: Record<string, string>;
+      results: { transport: string; status: string }[];
+    };
+  const open = await send('open');
+  assert.equal(open.route, 'live-first');
+  assert.deepEqual(open.paths, { uid1: 'live' });
+  assert.deepEqual(open.results.map((r) => [r.transport, r.status]), [['websocket', 'sent']]);
+  assert.equal(w.fake.requests.length, 0, 'no browser push while the page is open');
+
+  page.ws.close();
+  await until(() => !d.registry.index('websocket').has('uid1'), 'the page to close');
+  const closed = await send('closed');
+  assert.deepEqual(closed.paths, { uid1: 'fallback' });
+  assert.deepEqual(closed.results.map((r) => [r.transport, r.status]), [['webpush', 'sent']]);
+  assert.equal(JSON.parse(w.fake.requests[0]?.plaintext ?? '{}').body, 'closed');
+});
