@@ -40,6 +40,10 @@
  * to that uid through the HTTP API; notifications per second until the report, and the
  * daemon's peak RSS (VmHWM). R runs, medians.
  *
+ * Then the Web Push row, the same way: a `webpush` transport trusting a fake push service
+ * (HTTPS, in this process, which verifies each VAPID JWT and decrypts each body), W subscriptions
+ * of one uid listed in the config, one message to that uid.
+ *
  * Options:
  *   --sessions N      WebSocket sessions, uids u0..u(N-1) (10000)
  *   --pushes M        pushes per run of the main case (200000); the per-push state is typed
@@ -53,7 +57,8 @@
  *                       on: on only; off: off only (R runs); both: R runs on and R runs off
  *   --server S        notify | bare | both (both): which servers the WebSocket cases run
  *   --apns-tokens T   device tokens of the APNs row (10000); 0 skips the APNs row
- *   --only ws|apns    run only the WebSocket cases, or only the APNs row
+ *   --webpush-subs W  subscriptions of the Web Push row (10000); 0 skips the Web Push row
+ *   --only ws|apns|webpush  run only the WebSocket cases, or only the APNs or the Web Push row
  *   --seed X          PRNG seed of the uid choice (1); run r uses X + r - 1
  * Env: NOTIFY_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" adds node flags to the server
  * processes (notify and bare).
@@ -83,6 +88,7 @@ const { values: args } = parseArgs({
     history: { type: 'string', default: 'default' },
     server: { type: 'string', default: 'both' },
     'apns-tokens': { type: 'string', default: '10000' },
+    'webpush-subs': { type: 'string', default: '10000' },
     only: { type: 'string' },
     seed: { type: 'string', default: '1' },
   },
@@ -100,14 +106,15 @@ const C = intArg('inflight', 1);
 const RUNS = intArg('runs', 1);
 const M1 = intArg('c1', 0);
 const APNS_TOKENS = intArg('apns-tokens', 0);
+const WEBPUSH_SUBS = intArg('webpush-subs', 0);
 const SEED = intArg('seed', 0);
 const HISTORY = args.history as string;
 if (!['default', 'on', 'off', 'both'].includes(HISTORY)) throw new Error('--history must be default, on, off or both');
 const SERVERS: ServerKind[] =
   args.server === 'both' ? ['notify', 'bare'] : args.server === 'notify' || args.server === 'bare' ? [args.server] : [];
 if (SERVERS.length === 0) throw new Error('--server must be notify, bare or both');
-const ONLY = args.only as 'ws' | 'apns' | undefined;
-if (ONLY !== undefined && ONLY !== 'ws' && ONLY !== 'apns') throw new Error('--only must be ws or apns');
+const ONLY = args.only as 'ws' | 'apns' | 'webpush' | undefined;
+if (ONLY !== undefined && ONLY !== 'ws' && ONLY !== 'apns' && ONLY !== 'webpush') throw new Error('--only must be ws, apns or webpush');
 /** History-on runs and history-off runs of notify in the main case. */
 const ON_RUNS = HISTORY === 'off' ? 0 : RUNS;
 const OFF_RUNS = HISTORY === 'on' ? 0 : HISTORY === 'default' ? 1 : RUNS;
@@ -561,6 +568,47 @@ async function runApns(): Promise<ApnsRunResult> {
   }
 }
 
+/** One message to a uid with W Web Push subscriptions, delivered through a fake push service. */
+async function runWebPush(): Promise<ApnsRunResult> {
+  const { startFakeWebPush } = await import('../test/helpers/fake-webpush.js');
+  const { generateVapidKeys } = await import('../src/push/webpush/vapid.js');
+  const vapid = generateVapidKeys();
+  const fake = await startFakeWebPush({ vapidPublicKey: vapid.publicKey });
+  const dir = mkdtempSync(join(tmpdir(), 'notify-bench-webpush-'));
+  writeFileSync(join(dir, 'ca.pem'), fake.ca);
+  const subs = Array.from({ length: WEBPUSH_SUBS }, () => fake.subscribe().target);
+  const yaml =
+    'dispatch: {deliverTimeoutMs: 600000}\n' +
+    'transports:\n  webpush:\n    type: webpush\n' +
+    `    vapid: {subject: "mailto:bench@example.com", publicKey: ${vapid.publicKey}, privateKey: ${vapid.privateKey}}\n` +
+    `    ca: ${JSON.stringify(join(dir, 'ca.pem'))}\n` +
+    `devices:\n  web-bench:\n    webpush:\n${subs.map((s) => `      - ${s}\n`).join('')}`;
+  const server = await startServer('notify', dir, { extraYaml: yaml });
+  try {
+    await sleep(500);
+    const started = performance.now();
+    const res = await fetch(`http://${server.http}/v1/send`, {
+      method: 'POST',
+      body: JSON.stringify({ uid: 'web-bench', title: 'bench', msg: 'notify webpush bench' }),
+    });
+    const report = (await res.json()) as { sent: number; failed: number; rejected: number };
+    const seconds = (performance.now() - started) / 1000;
+    if (fake.refused.length > 0) process.stderr.write(`webpush: the fake refused ${fake.refused.length}, e.g. ${JSON.stringify(fake.refused[0])}\n`);
+    return {
+      tokens: WEBPUSH_SUBS,
+      sent: report.sent,
+      failed: report.failed + report.rejected,
+      seconds: round(seconds, 3),
+      notificationsPerSec: Math.round(report.sent / seconds),
+      daemonPeakRssBytes: peakRssBytes(server.child.pid as number),
+    };
+  } finally {
+    await stopServer(server);
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) return NaN;
@@ -632,7 +680,7 @@ async function main(): Promise<void> {
         `replies ${JSON.stringify(res.replies)}\n`,
     );
   };
-  if (ONLY !== 'apns') {
+  if (ONLY !== 'apns' && ONLY !== 'webpush') {
     for (let r = 1; r <= RUNS; r++) {
       if (SERVERS.includes('notify') && r <= ON_RUNS) record(main.name, 'notify', await run('notify', main, r, true));
       if (SERVERS.includes('bare')) record(main.name, 'bare', await run('bare', main, r, false));
@@ -645,11 +693,19 @@ async function main(): Promise<void> {
     }
   }
   const apnsResults: ApnsRunResult[] = [];
-  if (ONLY !== 'ws' && SERVERS.includes('notify') && APNS_TOKENS > 0) {
+  if ((ONLY === undefined || ONLY === 'apns') && SERVERS.includes('notify') && APNS_TOKENS > 0) {
     for (let r = 1; r <= RUNS; r++) {
       const res = await runApns();
       apnsResults.push(res);
       process.stderr.write(`apns run ${r}: ${JSON.stringify(res)}\n`);
+    }
+  }
+  const webpushResults: ApnsRunResult[] = [];
+  if ((ONLY === undefined || ONLY === 'webpush') && SERVERS.includes('notify') && WEBPUSH_SUBS > 0) {
+    for (let r = 1; r <= RUNS; r++) {
+      const res = await runWebPush();
+      webpushResults.push(res);
+      process.stderr.write(`webpush run ${r}: ${JSON.stringify(res)}\n`);
     }
   }
 
@@ -672,6 +728,7 @@ async function main(): Promise<void> {
     }
   }
   const amed = (f: (r: ApnsRunResult) => number) => median(apnsResults.map(f));
+  const wmed = (f: (r: ApnsRunResult) => number) => median(webpushResults.map(f));
   const summary = {
     config,
     cases,
@@ -688,6 +745,18 @@ async function main(): Promise<void> {
         raw: apnsResults,
       },
     }),
+    ...(webpushResults.length > 0 && {
+      webpush: {
+        subscriptions: WEBPUSH_SUBS,
+        median: {
+          notificationsPerSec: wmed((r) => r.notificationsPerSec),
+          seconds: wmed((r) => r.seconds),
+          daemonPeakRssBytes: wmed((r) => r.daemonPeakRssBytes),
+        },
+        notSent: webpushResults.reduce((n, r) => n + (r.tokens - r.sent), 0),
+        raw: webpushResults,
+      },
+    }),
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   if (rows.size > 0) process.stderr.write(`\n${table(cases, ratios)}`);
@@ -695,6 +764,12 @@ async function main(): Promise<void> {
     process.stderr.write(
       `\nAPNs: ${APNS_TOKENS} tokens, median ${amed((r) => r.notificationsPerSec)} notifications/s, ` +
         `peak RSS ${round(amed((r) => r.daemonPeakRssBytes) / 2 ** 20, 1)} MB, not sent ${summary.apns?.notSent}\n`,
+    );
+  }
+  if (webpushResults.length > 0) {
+    process.stderr.write(
+      `\nWeb Push: ${WEBPUSH_SUBS} subscriptions, median ${wmed((r) => r.notificationsPerSec)} notifications/s, ` +
+        `peak RSS ${round(wmed((r) => r.daemonPeakRssBytes) / 2 ** 20, 1)} MB, not sent ${summary.webpush?.notSent}\n`,
     );
   }
   process.exit(0);

@@ -5,6 +5,7 @@ import { addSendCommands } from './commands/send.js';
 import { addServeCommand } from './commands/serve.js';
 import { addStatusCommand } from './commands/status.js';
 import { addTokenCommand } from './commands/token.js';
+import { addVapidCommand } from './commands/vapid.js';
 import type { Io, Result } from './io.js';
 
 export { CliError, EXIT, type Io, type Result, processIo } from './io.js';
@@ -29,6 +30,7 @@ export function buildProgram(io: Io, result: Result): Command {
   addSendCommands(program, io, result);
   addDevicesCommands(program, io, result);
   addTokenCommand(program, io, result);
+  addVapidCommand(program, io, result);
   addStatusCommand(program, io, result);
   addConfigCommands(program, io, result);
   return program;

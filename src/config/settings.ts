@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { isLoopback } from '../net/listen.js';
 import { LOG_LEVELS } from '../obs/log.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
-import { type Infer, type Validation, boolean, custom, defaultsOf, deepFreeze, duration, integer, listOf, listen, mapOf, oneOf, section, string, validate } from './schema.js';
+import { type Infer, type Validation, boolean, custom, defaultsOf, deepFreeze, duration, formatPath, integer, listOf, listen, mapOf, oneOf, section, string, validate } from './schema.js';
 import { parseCidr } from '../net/allow.js';
 
 const KiB = 1024;
@@ -44,6 +44,18 @@ function byteSize<const D extends string>(o: { default: D; min: number }) {
     { default: o.default },
   );
 }
+
+/**
+ * One device token under `devices.UID.NAME`: a string (an APNs token, a registration id), or a
+ * mapping (a Web Push subscription `{endpoint, keys: {p256dh, auth}}`), kept as its JSON text.
+ * The transport's kind checks it (checkDevices).
+ */
+const deviceToken = custom<string>((value, path, ctx) => {
+  if (typeof value === 'string') return value;
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) return JSON.stringify(value);
+  ctx.fail(path, `${formatPath(path)} must be a device token (a string) or a Web Push subscription (a mapping {endpoint, keys: {p256dh, auth}})`);
+  return '';
+});
 
 /** One entry under `transports:`: its `type` and that type's validated settings. */
 export interface TransportSettings {
@@ -200,7 +212,7 @@ export const CONFIG_SPEC = section({
   /** Configured transports by name (APNs, HTTP push); the WebSocket transport is always on. */
   transports,
   /** Device tokens: uid -> transport name -> tokens. */
-  devices: mapOf(mapOf(listOf(string())), { checkKey: (uid) => (uid.length === 0 ? 'a uid must not be empty' : undefined) }),
+  devices: mapOf(mapOf(listOf(deviceToken)), { checkKey: (uid) => (uid.length === 0 ? 'a uid must not be empty' : undefined) }),
 });
 
 /** A validated config: what `parseConfig` returns (frozen). */

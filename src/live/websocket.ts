@@ -18,8 +18,11 @@ import { after } from '../maybe.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { Admission, type ConnectionLimits, NO_LIMITS } from './admission.js';
 import { DEMO_PAGE } from './assets/demo-page.js';
-import { NOTIFY_CLIENT_JS } from './assets/notify-client.js';
+import { notifyClientJs } from './assets/notify-client.js';
+import { NOTIFY_SW_JS } from './assets/notify-sw.js';
 import type { LiveSessions, Transport, TransportHealth } from '../push/transport.js';
+import type { PagePush } from '../push/webpush/page.js';
+import { errorMessage } from '../errors.js';
 
 export interface WebSocketTransportOptions {
   /** "host:port" to listen on. @default '127.0.0.1:1234' */
@@ -54,7 +57,12 @@ export interface WebSocketTransportOptions {
   /** Connection and session caps. @default no caps */
   limits?: Partial<ConnectionLimits>;
   telemetry?: Telemetry;
+  /** Web Push registration for pages (the push-* frames) and the VAPID key the client script is served with. */
+  push?: PagePush;
 }
+
+/** push-subscribe and push-unsubscribe frames one session may send in all; a page needs one or two. */
+export const PUSH_FRAMES_PER_SESSION = 16;
 
 
 /** Close codes this transport sends (RFC 6455 section 7.4.1). */
@@ -89,6 +97,9 @@ class Session extends WebSocket {
   born = 0;
   /** A token given in the URL, used when it binds. */
   urlToken: string | undefined = undefined;
+  /** push-* frames received (bounded by PUSH_FRAMES_PER_SESSION); whether one is being handled. */
+  pushFrames = 0;
+  pushBusy = false;
 }
 
 /** A message as one envelope of the resume protocol: `{"id":"…","data":…}`. */
@@ -215,7 +226,7 @@ class ReplayReader {
  */
 export class WebSocketTransport implements Transport, LiveSessions {
   readonly name = 'websocket';
-  readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits'>> & Pick<WebSocketTransportOptions, 'streams'>;
+  readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits' | 'push'>> & Pick<WebSocketTransportOptions, 'streams' | 'push'>;
   readonly #admission: Admission;
   #sweeper: NodeJS.Timeout | undefined;
   readonly #server: Server;
@@ -675,7 +686,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     s.send(this.#envelope(msg));
   }
 
-  /** A frame from a resuming session after its bind: acks; anything else is ignored. */
+  /** A frame from a resuming session after its bind: acks, and the push-* frames; anything else is ignored. */
   #control(s: Session, text: string): void {
     let frame: unknown;
     try {
@@ -683,10 +694,46 @@ export class WebSocketTransport implements Transport, LiveSessions {
     } catch {
       return;
     }
-    const f = frame as { type?: unknown; id?: unknown } | null;
-    if (f === null || typeof f !== 'object' || f.type !== 'ack' || typeof f.id !== 'string' || s.uid === undefined) return;
+    const f = frame as { type?: unknown; id?: unknown; subscription?: unknown } | null;
+    if (f === null || typeof f !== 'object' || s.uid === undefined) return;
+    if (f.type === 'push-subscribe' || f.type === 'push-unsubscribe') {
+      this.#pushFrame(s, f.type, f.subscription);
+      return;
+    }
+    if (f.type !== 'ack' || typeof f.id !== 'string') return;
     const r = this.#opts.acks.ack(f.id, s.uid);
     if (r instanceof Promise) r.catch(() => {});
+  }
+
+  /**
+   * A page registers (or removes) its browser's Web Push subscription for the uid its session is
+   * bound to. One at a time per session, PUSH_FRAMES_PER_SESSION in all; each is answered with
+   * `push-subscribed`, `push-unsubscribed` or `push-refused` (with the reason).
+   */
+  #pushFrame(s: Session, type: 'push-subscribe' | 'push-unsubscribe', subscription: unknown): void {
+    const reply = (answer: Record<string, unknown>) => {
+      if (s.readyState === WebSocket.OPEN) s.send(JSON.stringify(answer));
+    };
+    const refuse = (reason: string) => reply({ type: 'push-refused', reason });
+    const push = this.#opts.push;
+    if (push === undefined || push.publicKey() === undefined) return refuse('Web Push is not configured on this daemon (no transport with type: webpush)');
+    if (s.pushBusy) return refuse('one push registration at a time: wait for the answer to the previous one');
+    if (++s.pushFrames > PUSH_FRAMES_PER_SESSION) {
+      this.#opts.telemetry.refused('pushFrames');
+      return refuse(`too many push registrations on this session (at most ${PUSH_FRAMES_PER_SESSION})`);
+    }
+    s.pushBusy = true;
+    const uid = s.uid as Uid;
+    const done =
+      type === 'push-subscribe'
+        ? push.subscribe(uid, subscription).then((r) => reply({ type: 'push-subscribed', endpoint: r.endpoint, added: r.added }))
+        : push.unsubscribe(uid, subscription).then((r) => reply({ type: 'push-unsubscribed', endpoint: r.endpoint, removed: r.removed }));
+    done
+      .catch((err: unknown) => {
+        this.#opts.log.debug('push registration refused', { sid: s.sid, uid, type, reason: errorMessage(err) });
+        refuse(errorMessage(err));
+      })
+      .finally(() => (s.pushBusy = false));
   }
 
   #beat(): void {
@@ -721,11 +768,15 @@ export class WebSocketTransport implements Transport, LiveSessions {
       return;
     }
     if (get && path === '/notify-client.js') {
-      serve('text/javascript; charset=utf-8', NOTIFY_CLIENT_JS, { 'access-control-allow-origin': '*' });
+      serve('text/javascript; charset=utf-8', notifyClientJs(this.#opts.push?.publicKey()), { 'access-control-allow-origin': '*' });
+      return;
+    }
+    if (get && path === '/notify-sw.js') {
+      serve('text/javascript; charset=utf-8', NOTIFY_SW_JS, {});
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
-    res.end('not found: WebSocket clients connect to any path; the demo page is at /, the browser client at /notify-client.js\n');
+    res.end('not found: WebSocket clients connect to any path; the demo page is at /, the browser client at /notify-client.js, its service worker at /notify-sw.js\n');
   }
 }
 

@@ -9,6 +9,7 @@ import { DeviceService } from '../push/devices.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
 import { RETRY_LEASE_MS } from '../push/retry.js';
 import { targetsOf } from '../push/targets.js';
+import { pagePush } from '../push/webpush/page.js';
 import type { Transport } from '../push/transport.js';
 import { type Backends, type BackendFactory, backendsFor } from '../store/backends.js';
 import { MemoryRegistry, type Registry, type TargetIndex } from '../store/target-index.js';
@@ -116,6 +117,8 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         log,
         streams: backends.streams,
         replayLimit: config.history.size,
+        // Pages register Web Push subscriptions with the config in force (a reload applies).
+        push: pagePush({ config: () => current, devices }),
       })
     : undefined;
   // Only a backend that keeps the device directory in this process has indexes to show.

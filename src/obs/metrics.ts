@@ -13,6 +13,7 @@ export type LimitName =
   | 'textAllow'
   | 'auth'
   | 'bindTimeout'
+  | 'pushFrames'
   | 'silent';
 
 /** What the parts of the daemon report as it happens; the daemon wires it to Prometheus metrics. */

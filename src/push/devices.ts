@@ -14,6 +14,8 @@ export interface DeviceEntry {
   source: 'config' | 'api';
 }
 
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 function invalid(message: string): NotifyError {
   return new NotifyError('NOTIFY_ERR_INVALID_DEVICE', message, { status: 400 });
 }
@@ -73,7 +75,9 @@ export class DeviceService {
     }
     const settings = this.#config.transports[transport];
     if (!settings) throw invalid(`no transport named "${transport}" takes device tokens (configured: ${names.join(', ') || 'none configured'})`);
-    if (typeof token !== 'string' || token === '') throw invalid('"token" must be a non-empty string');
+    // A token given as a JSON object (a Web Push subscription) is its JSON text; the transport's kind checks it.
+    if (isPlainObject(token)) token = JSON.stringify(token);
+    if (typeof token !== 'string' || token === '') throw invalid('"token" must be a non-empty string (or, for a webpush transport, a subscription object)');
     const problem = TRANSPORT_TYPES[settings.type]?.checkTarget?.(token);
     if (problem) throw invalid(`"token": ${problem}`);
     return { uid: uid as Uid, transport, token: this.#normalize(transport, token) };

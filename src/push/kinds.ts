@@ -6,6 +6,7 @@ import type { RetryQueue } from '../store/retry-queue.js';
 import { apnsType } from './apns/transport.js';
 import { httpType } from './http/transport.js';
 import { jpushType } from './jpush/transport.js';
+import { webpushType } from './webpush/transport.js';
 import type { Transport } from './transport.js';
 
 /** What a configured transport (one entry under `transports:`) is built from. */
@@ -53,4 +54,5 @@ export const TRANSPORT_TYPES: Readonly<Record<string, TransportType>> = {
   apns: apnsType,
   http: httpType,
   jpush: jpushType,
+  webpush: webpushType,
 };

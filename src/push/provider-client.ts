@@ -9,7 +9,7 @@ export interface ProviderRequest {
   method: string;
   url: string;
   headers: Record<string, string>;
-  body?: string;
+  body?: string | Uint8Array;
 }
 
 /** What came back (the body read up to a limit). */
@@ -45,6 +45,12 @@ export interface ProviderClientOptions {
   pauseAfter?: (res: ProviderResponse) => number | undefined;
   /** Told of each retry (for /metrics). */
   onRetry?: () => void;
+  /**
+   * How a request goes on the wire, for a provider that needs its own HTTP client (Web Push:
+   * an https.Agent trusting a private CA). It must honour `signal`, and reject (with the
+   * network error as `cause`) when no answer came. @default fetch
+   */
+  request?: (req: ProviderRequest, signal: AbortSignal) => Promise<Response>;
   /**
    * How long stop() lets requests on the wire finish before it cuts them off (they are then
    * handed over through the retry queue, like those still queued). @default 5000 (shutdown.graceMs)
@@ -184,13 +190,16 @@ export class ProviderClient {
       const timeout = AbortSignal.timeout(this.#o.requestTimeoutMs);
       let res: Response;
       try {
-        res = await fetch(req.url, {
-          method: req.method,
-          headers: req.headers,
-          ...(req.body !== undefined ? { body: req.body } : {}),
-          signal: AbortSignal.any([hardStop, timeout]),
-          redirect: 'manual',
-        });
+        const signal = AbortSignal.any([hardStop, timeout]);
+        res = this.#o.request
+          ? await this.#o.request(req, signal)
+          : await fetch(req.url, {
+              method: req.method,
+              headers: req.headers,
+              ...(req.body !== undefined ? { body: req.body } : {}),
+              signal,
+              redirect: 'manual',
+            });
       } catch (err) {
         if (hardStop.aborted) return undefined;
         if (timeout.aborted) return { kind: 'retry', reason: `no answer within ${this.#o.requestTimeoutMs} ms (requestTimeoutMs)` };

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { TestContext } from 'node:test';
-import { type Page, chromium } from 'playwright-core';
+import { type BrowserContext, type Page, chromium } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 // CI installs Chromium, so there a missing binary is a failure, not a skip.
@@ -25,13 +25,22 @@ export interface BrowserPage {
  * and since t.after hooks run in reverse order, before whatever the test started earlier stops.
  */
 export async function openPage(t: TestContext): Promise<BrowserPage> {
+  return (await openContext(t)).open;
+}
+
+/**
+ * Like openPage, in a browser context of its own (`context.newPage()` opens more pages in it;
+ * a page of `browser.newPage()` cannot). Its pages share service workers and permissions.
+ */
+export async function openContext(t: TestContext): Promise<{ context: BrowserContext; open: BrowserPage }> {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     timeout: SLOW_MS,
   });
   t.after(() => browser.close());
-  const page = await browser.newPage();
+  const context = await browser.newContext();
+  const page = await context.newPage();
   page.setDefaultTimeout(SLOW_MS);
 
   const pageErrors: string[] = [];
@@ -41,5 +50,5 @@ export async function openPage(t: TestContext): Promise<BrowserPage> {
     if (new URL(url).hostname !== '127.0.0.1') foreign.push(url);
   };
   page.on('request', (req) => checkHost(req.url()));
-  return { page, pageErrors, foreign, checkHost };
+  return { context, open: { page, pageErrors, foreign, checkHost } };
 }

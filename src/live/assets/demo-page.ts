@@ -2,7 +2,9 @@
  * The demo page served at `GET /` on the WebSocket port, after the original web.html: it binds
  * the uid from its URL (`/?uid=uid1`, default uid1) and lists every push as it arrives. It uses
  * the browser client (`/notify-client.js`): it resumes from the last message it saw, so pushes
- * sent while it was closed or reconnecting appear too, and it acks each one.
+ * sent while it was closed or reconnecting appear too, and it acks each one. When the daemon has a
+ * webpush transport, its "enable notifications" button subscribes the browser to Web Push for the
+ * uid (subscribePush), so pushes arrive as notifications when the tab is closed.
  */
 export const DEMO_PAGE = `<!doctype html>
 <html lang="en">
@@ -25,6 +27,7 @@ export const DEMO_PAGE = `<!doctype html>
 <p>uid <code id="uid"></code>: <span id="state">connecting</span></p>
 <p class="hint">Push to this page: <code id="cmd"></code><br>
 Another uid: open this page with <code>?uid=NAME</code>.</p>
+<p id="push-row"><button id="push" type="button" hidden>enable notifications</button> <span id="push-state" class="hint"></span></p>
 <h2>Pushes</h2>
 <ol id="pushes"></ol>
 <script src="/notify-client.js"></script>
@@ -36,7 +39,7 @@ Another uid: open this page with <code>?uid=NAME</code>.</p>
   document.getElementById('uid').textContent = uid;
   document.getElementById('cmd').textContent = 'notify send --uid ' + JSON.stringify(uid) + ' --msg "hello"';
   function setState(text, cls) { stateEl.textContent = text; stateEl.className = cls; }
-  NotifyClient({
+  var client = NotifyClient({
     uid: uid,
     onState: function (s, d) {
       if (s === 'open') setState('connected', 'open');
@@ -55,6 +58,24 @@ Another uid: open this page with <code>?uid=NAME</code>.</p>
       list.appendChild(li);
     }
   });
+  // Browser notifications: a push reaches this uid even when no tab is open.
+  var pushButton = document.getElementById('push');
+  var pushState = document.getElementById('push-state');
+  if (!NotifyClient.pushAvailable) {
+    pushState.textContent = 'Browser notifications: configure a webpush transport (notify vapid) to enable them.';
+  } else {
+    pushButton.hidden = false;
+    pushButton.addEventListener('click', function () {
+      pushButton.disabled = true;
+      pushState.textContent = 'subscribing…';
+      client.subscribePush().then(function () {
+        pushState.textContent = 'notifications on: pushes to ' + uid + ' arrive even with this tab closed';
+      }, function (err) {
+        pushButton.disabled = false;
+        pushState.textContent = 'not enabled: ' + (err && err.message ? err.message : String(err));
+      });
+    });
+  }
 })();
 </script>
 </body>

@@ -15,13 +15,39 @@
  * the script's own host, ws/wss); `onMessage(data,
  * id)`; `onState(state, detail)` with 'connecting' | 'open' | 'closed' | 'gap'; `storage`
  * (default localStorage, for the last id across reloads; null to keep it in memory).
- * Returns `{ close(), lastId() }`.
+ * Returns `{ close(), lastId(), subscribePush(options), unsubscribePush() }`.
+ *
+ * Browser notifications (Web Push), when the daemon has a `type: webpush` transport (the script
+ * is served with its VAPID public key; `NotifyClient.pushAvailable` says whether it has one):
+ * `subscribePush({serviceWorker})` asks for notification permission, registers the service
+ * worker (default `/notify-sw.js`, on the page's own origin: a page served elsewhere serves a
+ * copy), subscribes with the daemon's key, and registers the subscription for this client's uid
+ * over its session with a `push-subscribe` frame (queued until the session is bound). It
+ * resolves with the subscription JSON once the daemon confirmed it, and rejects with the reason
+ * the daemon or the browser gave. `unsubscribePush()` undoes it (`push-unsubscribe`).
  */
 export const NOTIFY_CLIENT_JS = `/* notify browser client: resume, ack, reconnect. */
 (function (root) {
   'use strict';
   var script = typeof document !== 'undefined' ? document.currentScript : null;
   var scriptUrl = script && script.src ? new URL(script.src) : null;
+  var VAPID_PUBLIC_KEY = null; /* set by the daemon when it serves this script */
+
+  function keyBytes(b64) {
+    var s = b64.replace(/-/g, '+').replace(/_/g, '/');
+    while (s.length % 4) s += '=';
+    var raw = atob(s);
+    var out = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+    return out;
+  }
+  function sameKey(buffer, bytes) {
+    if (!buffer) return false;
+    var a = new Uint8Array(buffer);
+    if (a.length !== bytes.length) return false;
+    for (var i = 0; i < a.length; i++) if (a[i] !== bytes[i]) return false;
+    return true;
+  }
 
   function NotifyClient(opts) {
     if (!opts || typeof opts.uid !== 'string' || opts.uid === '') throw new TypeError('NotifyClient: uid is required');
@@ -36,8 +62,41 @@ export const NOTIFY_CLIENT_JS = `/* notify browser client: resume, ack, reconnec
     var seenSet = {};
     var delayMs = 250;
     var ws = null;
+    var bound = false;
     var closed = false;
     var timer = null;
+    /* push-subscribe / push-unsubscribe frames: sent one at a time, in order, resent after a reconnect until answered. */
+    var pushQueue = [];
+    var pushSent = false;
+
+    function pushFlush() {
+      if (pushSent || pushQueue.length === 0 || !ws || !bound || ws.readyState !== 1) return;
+      pushSent = true;
+      ws.send(pushQueue[0].frame);
+    }
+    function pushAnswer(frame) {
+      var job = pushQueue.shift();
+      pushSent = false;
+      if (job) {
+        if (frame.type === 'push-refused') job.reject(new Error(frame.reason || 'refused'));
+        else job.resolve(frame);
+      }
+      pushFlush();
+    }
+    function pushFrame(frame) {
+      return new Promise(function (resolve, reject) {
+        pushQueue.push({ frame: JSON.stringify(frame), resolve: resolve, reject: reject });
+        pushFlush();
+      });
+    }
+    function pushRegistration(o) {
+      if (typeof navigator === 'undefined' || !('serviceWorker' in navigator) || typeof PushManager === 'undefined') {
+        return Promise.reject(new Error('this browser has no Web Push (or the page is not a secure context)'));
+      }
+      return navigator.serviceWorker.register((o && o.serviceWorker) || '/notify-sw.js').then(function () {
+        return navigator.serviceWorker.ready;
+      });
+    }
 
     function state(s, detail) { if (opts.onState) opts.onState(s, detail); }
     function remember(id) {
@@ -57,12 +116,16 @@ export const NOTIFY_CLIENT_JS = `/* notify browser client: resume, ack, reconnec
         var token = typeof opts.token === 'function' ? opts.token() : opts.token;
         if (token) bind.token = token;
         ws.send(JSON.stringify(bind));
+        bound = true;
+        pushSent = false;
         state('open');
+        pushFlush();
       };
       ws.onmessage = function (e) {
         var frame;
         try { frame = JSON.parse(e.data); } catch (err) { return; }
         if (frame && frame.type === 'gap') { state('gap', frame); return; }
+        if (frame && typeof frame.type === 'string' && frame.type.indexOf('push-') === 0) { pushAnswer(frame); return; }
         if (!frame || typeof frame.id !== 'string') return;
         ws.send(JSON.stringify({ type: 'ack', id: frame.id }));
         if (seenSet[frame.id]) return;
@@ -71,6 +134,8 @@ export const NOTIFY_CLIENT_JS = `/* notify browser client: resume, ack, reconnec
       };
       ws.onclose = function (e) {
         ws = null;
+        bound = false;
+        pushSent = false;
         state('closed', { code: e.code, reason: e.reason });
         if (closed) return;
         var wait = delayMs / 2 + Math.random() * delayMs / 2;
@@ -80,12 +145,60 @@ export const NOTIFY_CLIENT_JS = `/* notify browser client: resume, ack, reconnec
     }
     connect();
     return {
-      close: function () { closed = true; clearTimeout(timer); if (ws) ws.close(1000, 'closed by the page'); },
-      lastId: function () { return last; }
+      close: function () {
+        closed = true;
+        clearTimeout(timer);
+        if (ws) ws.close(1000, 'closed by the page');
+        pushQueue.splice(0).forEach(function (job) { job.reject(new Error('the client was closed')); });
+      },
+      lastId: function () { return last; },
+      subscribePush: function (o) {
+        var key = (o && o.vapidPublicKey) || VAPID_PUBLIC_KEY;
+        if (!key) return Promise.reject(new Error('the daemon has no webpush transport (transports.NAME.type: webpush)'));
+        var bytes = keyBytes(key);
+        var reg;
+        var perm = typeof Notification === 'undefined' ? Promise.resolve('denied') : Promise.resolve(Notification.requestPermission());
+        return perm.then(function (p) {
+          if (p !== 'granted') throw new Error('notifications are not allowed on this page (' + p + ')');
+          return pushRegistration(o);
+        }).then(function (r) {
+          reg = r;
+          return reg.pushManager.getSubscription();
+        }).then(function (sub) {
+          if (sub && sameKey(sub.options && sub.options.applicationServerKey, bytes)) return sub;
+          /* None yet, or made with another key (the daemon's key changed): subscribe anew. */
+          return (sub ? sub.unsubscribe() : Promise.resolve()).then(function () {
+            return reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: bytes });
+          });
+        }).then(function (sub) {
+          var json = typeof sub.toJSON === 'function' ? sub.toJSON() : sub;
+          var subscription = { endpoint: json.endpoint, keys: { p256dh: json.keys.p256dh, auth: json.keys.auth } };
+          return pushFrame({ type: 'push-subscribe', subscription: subscription }).then(function () { return subscription; });
+        });
+      },
+      unsubscribePush: function (o) {
+        return pushRegistration(o).then(function (reg) {
+          return reg.pushManager.getSubscription();
+        }).then(function (sub) {
+          if (!sub) return false;
+          var json = sub.toJSON();
+          var subscription = { endpoint: json.endpoint, keys: { p256dh: json.keys.p256dh, auth: json.keys.auth } };
+          return pushFrame({ type: 'push-unsubscribe', subscription: subscription }).then(function (answer) {
+            return sub.unsubscribe().then(function () { return answer.removed === true; });
+          });
+        });
+      }
     };
   }
 
+  NotifyClient.pushAvailable = VAPID_PUBLIC_KEY !== null;
   root.NotifyClient = NotifyClient;
   if (typeof module === 'object' && module.exports) module.exports = NotifyClient;
 })(typeof self !== 'undefined' ? self : this);
 `;
+
+/** The client script as served: with the daemon's VAPID public key (null: no webpush transport). */
+export function notifyClientJs(vapidPublicKey: string | undefined): string {
+  if (vapidPublicKey === undefined) return NOTIFY_CLIENT_JS;
+  return NOTIFY_CLIENT_JS.replace('var VAPID_PUBLIC_KEY = null;', `var VAPID_PUBLIC_KEY = ${JSON.stringify(vapidPublicKey)};`);
+}

@@ -183,13 +183,13 @@ export function compileHttp(s: HttpSettings): CompiledHttp {
 }
 
 /** The request for one uid (or one device token) and one message. Pure. */
-export function toPushRequest(c: CompiledHttp, auth: HttpSettings['auth'], v: TemplateValues): ProviderRequest {
+export function toPushRequest(c: CompiledHttp, auth: HttpSettings['auth'], v: TemplateValues): ProviderRequest & { body?: string } {
   const headers: Record<string, string> = {};
   if (c.contentType) headers['content-type'] = c.contentType;
   if (auth?.bearer !== undefined) headers.authorization = `Bearer ${auth.bearer}`;
   if (auth?.basic) headers.authorization = `Basic ${Buffer.from(`${auth.basic.username}:${auth.basic.password}`).toString('base64')}`;
   for (const [k, parts] of c.headers) headers[k] = renderHeader(parts, v);
-  const req: ProviderRequest = { method: c.method, url: renderUrl(c.url, v), headers };
+  const req: ProviderRequest & { body?: string } = { method: c.method, url: renderUrl(c.url, v), headers };
   const b = c.body;
   if (b === undefined) return req;
   if (b.format === 'text') req.body = renderText(b.parts, v);
