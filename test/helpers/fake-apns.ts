@@ -140,7 +140,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DEVICE_PATH = /^\/3\/device\/([0-9a-fA-F]+)$/;
 const JWT_MAX_AGE_S = 3600;
 
-async function selfSignedCert(dir: string): Promise<{ key: string; cert: string }> {
+export async function selfSignedCert(dir: string): Promise<{ key: string; cert: string }> {
   const keyFile = path.join(dir, 'key.pem');
   const certFile = path.join(dir, 'cert.pem');
   await execFileAsync('openssl', [
