@@ -111,6 +111,8 @@ export interface FakeFcmOptions {
   tokenRespond?: (n: number) => FakeFcmAnswer | undefined;
   /** expires_in of issued access tokens. @default 3599 */
   expiresInS?: number;
+  /** How far an assertion's iat may be from the fake's clock, in seconds. @default 60 */
+  clockToleranceS?: number;
 }
 
 export interface FakeFcm {
@@ -291,8 +293,8 @@ export async function startFakeFcm(opts: FakeFcmOptions): Promise<FakeFcm> {
     const iat = Number(claims.iat);
     const exp = Number(claims.exp);
     if (!Number.isInteger(iat) || !Number.isInteger(exp)) return refuse('Invalid JWT: iat and exp must be integers');
-    if (Math.abs(iat - now) > 60) return refuse('Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values');
-    if (exp <= now || exp - iat > 3600) return refuse('Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values');
+    if (Math.abs(iat - now) > (opts.clockToleranceS ?? 60)) return refuse('Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values');
+    if (exp <= now - (opts.clockToleranceS ?? 60) || exp - iat > 3600) return refuse('Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values');
     const token = `ya29.fake-${issued.length + 1}-${randomBytes(24).toString('base64url')}`;
     issued.push(token);
     valid.set(token, Date.now() + expiresInS * 1000);
