@@ -118,3 +118,30 @@ test('fcm daemon: live-first: an open page takes the message (nothing pushed); w
   assert.deepEqual(parsed.paths, { u1: 'fallback' });
   assert.deepEqual(parsed.results.map((e) => e.transport), ['fcm']);
 });
+
+test('fcm daemon: the fcm example of config.example.yaml works as written (only its url pointed at the fake)', async (t) => {
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { parseConfig } = await import('../../../src/config/load.js');
+  const { createDaemon } = await import('../../../src/node/daemon.js');
+  const { serviceAccountJson } = await import('../../helpers/fake-fcm.js');
+  const text = readFileSync(new URL('../../../../config.example.yaml', import.meta.url), 'utf8');
+  const m = /^# >>> example: fcm\n([\s\S]*?)^# <<<$/m.exec(text);
+  assert.ok(m, 'config.example.yaml has an fcm example block');
+  const block = (m[1] as string)
+    .split('\n')
+    .map((l) => l.slice(1))
+    .join('\n');
+  const w = await fcmWorld(t);
+  writeFileSync(join(w.dir, 'firebase-service-account.json'), serviceAccountJson(w.account, w.fake.tokenUrl));
+  const pointed = block.replace(/^(\s*url: )https:\/\/fcm\.googleapis\.com$/m, `$1${w.fake.url}`);
+  assert.notEqual(pointed, block, 'the example has a url line to point at the fake');
+  const token = fcmToken();
+  const yaml = `ws: {listen: "127.0.0.1:0"}\ntext: {listen: "127.0.0.1:0"}\nhttp: {listen: "127.0.0.1:0"}\nstate: {dir: ./state}\ntransports:\n${pointed}devices:\n  uid1:\n    fcm: [${token}]\n`;
+  const d = createDaemon(parseConfig(yaml, 'example', w.dir));
+  await d.start();
+  t.after(() => d.stop());
+  const report = await send(`http://${d.addresses().http}`, { uid: 'uid1', msg: 'from the example' });
+  assert.deepEqual(report.results.map((e) => [e.transport, e.status]), [['fcm', 'sent']]);
+  assert.deepEqual(w.fake.violations, []);
+});
