@@ -174,15 +174,14 @@ export class ProviderClient {
     const signal = AbortSignal.any([this.#stopRequests.signal, timeout]);
     this.#requests.begin();
     try {
-      let res: Response;
       try {
-        res = await this.#fetch(req, signal);
+        const res = await this.#fetch(req, signal);
+        const body = this.scrub(await readLimited(res));
+        return { status: res.status, headers: res.headers, body };
       } catch (err) {
-        if (timeout.aborted) throw new Error(`no answer within ${this.#o.requestTimeoutMs} ms (requestTimeoutMs)`);
+        if (timeout.aborted) throw new Error(`no complete answer within ${this.#o.requestTimeoutMs} ms (requestTimeoutMs)`);
         throw new Error(`request failed: ${failureOf(err)}`);
       }
-      const body = this.scrub(await readLimited(res));
-      return { status: res.status, headers: res.headers, body };
     } finally {
       this.#requests.end();
     }

@@ -192,7 +192,7 @@ export class FcmTransport implements Transport {
       onRetry,
     });
     if (out.status === 'sent') this.#sent++;
-    else this.#failed++;
+    else if (this.#state === 'running') this.#failed++; // at a stop it was handed over, not failed
     return { transport: this.name, target: token, ...out };
   }
 
