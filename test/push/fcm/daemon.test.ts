@@ -145,3 +145,19 @@ test('fcm daemon: the fcm example of config.example.yaml works as written (only 
   assert.deepEqual(report.results.map((e) => [e.transport, e.status]), [['fcm', 'sent']]);
   assert.deepEqual(w.fake.violations, []);
 });
+
+test('fcm daemon: without ca, the fake\'s self-signed certificate is not trusted: the token request fails with the TLS reason (retried, then failed), nothing is sent', async (t) => {
+  const token = fcmToken();
+  const w = await fcmWorld(t, { devices: { u1: [token] }, fake: { tls: true }, fcm: { retry: { limit: 1, baseDelayMs: 10, maxDelayMs: 100 } } });
+  delete (w.raw.transports as { fcm: Record<string, unknown> }).fcm.ca;
+  const d = await w.daemon();
+  const report = await send(d.httpUrl, { uid: 'u1', msg: 'hi' });
+  assert.equal(report.results[0]?.status, 'failed');
+  assert.match(
+    report.results[0]?.reason ?? '',
+    /^access token request to https:\/\/127\.0\.0\.1:\d+\/token failed: request failed: (DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|[A-Z_]*CERT[A-Z_]*) \(gave up after 2 attempts\)$/,
+  );
+  assert.equal(w.fake.tokenRequests.length, 0, 'the TLS handshake failed before any request');
+  assert.equal(w.fake.requests.length, 0);
+  assert.deepEqual(d.registry.index('fcm').targets('u1'), [token], 'the token is kept');
+});
