@@ -44,6 +44,13 @@
  * (HTTPS, in this process, which verifies each VAPID JWT and decrypts each body), W subscriptions
  * of one uid listed in the config, one message to that uid.
  *
+ * Then the FCM row, the same way: a notify daemon whose `fcm` transport points at a fake FCM
+ * and OAuth token endpoint (HTTPS, in this process; the daemon trusts its certificate with `ca`)
+ * and whose config lists T registration tokens for one uid; one message to that uid through the
+ * HTTP API; notifications per second until the report (the access token fetch included), and
+ * the daemon's peak RSS. The transport runs with its defaults (maxConcurrentRequests 32,
+ * HTTP/1.1 keep-alive). R runs, medians.
+ *
  * Options:
  *   --sessions N      WebSocket sessions, uids u0..u(N-1) (10000)
  *   --pushes M        pushes per run of the main case (200000); the per-push state is typed
@@ -58,13 +65,14 @@
  *   --server S        notify | bare | both (both): which servers the WebSocket cases run
  *   --apns-tokens T   device tokens of the APNs row (10000); 0 skips the APNs row
  *   --webpush-subs W  subscriptions of the Web Push row (10000); 0 skips the Web Push row
- *   --only ws|apns|webpush  run only the WebSocket cases, or only the APNs or the Web Push row
+ *   --fcm-tokens T    registration tokens of the FCM row (10000); 0 skips the FCM row
+ *   --only ws|apns|webpush|fcm  run only the WebSocket cases, or only the APNs, the Web Push or the FCM row
  *   --seed X          PRNG seed of the uid choice (1); run r uses X + r - 1
  * Env: NOTIFY_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" adds node flags to the server
  * processes (notify and bare).
  *
  * Output: one JSON object on stdout (config, every run's raw figures, medians per case and
- * server, ratios notify/bare, the APNs row); progress lines and a table of the medians on
+ * server, ratios notify/bare, the APNs, Web Push and FCM rows); progress lines and a table of the medians on
  * stderr. npm prints its own "> notify@..." lines (and the build's) on stdout: for clean JSON,
  * `npm run -s bench -- ... > bench.json`, or `node dist/bench/bench.js ...` after a build.
  */
@@ -89,6 +97,7 @@ const { values: args } = parseArgs({
     server: { type: 'string', default: 'both' },
     'apns-tokens': { type: 'string', default: '10000' },
     'webpush-subs': { type: 'string', default: '10000' },
+    'fcm-tokens': { type: 'string', default: '10000' },
     only: { type: 'string' },
     seed: { type: 'string', default: '1' },
   },
@@ -107,14 +116,15 @@ const RUNS = intArg('runs', 1);
 const M1 = intArg('c1', 0);
 const APNS_TOKENS = intArg('apns-tokens', 0);
 const WEBPUSH_SUBS = intArg('webpush-subs', 0);
+const FCM_TOKENS = intArg('fcm-tokens', 0);
 const SEED = intArg('seed', 0);
 const HISTORY = args.history as string;
 if (!['default', 'on', 'off', 'both'].includes(HISTORY)) throw new Error('--history must be default, on, off or both');
 const SERVERS: ServerKind[] =
   args.server === 'both' ? ['notify', 'bare'] : args.server === 'notify' || args.server === 'bare' ? [args.server] : [];
 if (SERVERS.length === 0) throw new Error('--server must be notify, bare or both');
-const ONLY = args.only as 'ws' | 'apns' | 'webpush' | undefined;
-if (ONLY !== undefined && ONLY !== 'ws' && ONLY !== 'apns' && ONLY !== 'webpush') throw new Error('--only must be ws, apns or webpush');
+const ONLY = args.only as 'ws' | 'apns' | 'webpush' | 'fcm' | undefined;
+if (ONLY !== undefined && !['ws', 'apns', 'webpush', 'fcm'].includes(ONLY)) throw new Error('--only must be ws, apns, webpush or fcm');
 /** History-on runs and history-off runs of notify in the main case. */
 const ON_RUNS = HISTORY === 'off' ? 0 : RUNS;
 const OFF_RUNS = HISTORY === 'on' ? 0 : HISTORY === 'default' ? 1 : RUNS;
@@ -609,6 +619,47 @@ async function runWebPush(): Promise<ApnsRunResult> {
   }
 }
 
+/** One message to a uid with T FCM registration tokens, delivered through a fake FCM (HTTPS). */
+async function runFcm(): Promise<ApnsRunResult> {
+  const { makeFcmAccount, serviceAccountJson, startFakeFcm } = await import('../test/helpers/fake-fcm.js');
+  const { fcmToken } = await import('../test/helpers/fcm.js');
+  const account = makeFcmAccount('notify-bench');
+  const fake = await startFakeFcm({ account, tls: true });
+  const dir = mkdtempSync(join(tmpdir(), 'notify-bench-fcm-'));
+  writeFileSync(join(dir, 'sa.json'), serviceAccountJson(account, fake.tokenUrl));
+  writeFileSync(join(dir, 'ca.pem'), fake.ca as string);
+  const tokens = Array.from({ length: FCM_TOKENS }, () => fcmToken());
+  const yaml =
+    'dispatch: {deliverTimeoutMs: 600000}\n' +
+    `transports:\n  fcm:\n    type: fcm\n    serviceAccount: ${JSON.stringify(join(dir, 'sa.json'))}\n` +
+    `    url: ${fake.url}\n    ca: ${JSON.stringify(join(dir, 'ca.pem'))}\n` +
+    `devices:\n  android-bench:\n    fcm:\n${tokens.map((t) => `      - ${t}\n`).join('')}`;
+  const server = await startServer('notify', dir, { extraYaml: yaml });
+  try {
+    await sleep(500);
+    const started = performance.now();
+    const res = await fetch(`http://${server.http}/v1/send`, {
+      method: 'POST',
+      body: JSON.stringify({ uid: 'android-bench', title: 'bench', msg: 'notify fcm bench' }),
+    });
+    const report = (await res.json()) as { sent: number; failed: number; rejected: number };
+    const seconds = (performance.now() - started) / 1000;
+    if (fake.violations.length > 0) process.stderr.write(`fcm: the fake refused ${fake.violations.length} messages: ${fake.violations[0]}\n`);
+    return {
+      tokens: FCM_TOKENS,
+      sent: report.sent,
+      failed: report.failed + report.rejected,
+      seconds: round(seconds, 3),
+      notificationsPerSec: Math.round(report.sent / seconds),
+      daemonPeakRssBytes: peakRssBytes(server.child.pid as number),
+    };
+  } finally {
+    await stopServer(server);
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) return NaN;
@@ -680,7 +731,7 @@ async function main(): Promise<void> {
         `replies ${JSON.stringify(res.replies)}\n`,
     );
   };
-  if (ONLY !== 'apns' && ONLY !== 'webpush') {
+  if (ONLY === undefined || ONLY === 'ws') {
     for (let r = 1; r <= RUNS; r++) {
       if (SERVERS.includes('notify') && r <= ON_RUNS) record(main.name, 'notify', await run('notify', main, r, true));
       if (SERVERS.includes('bare')) record(main.name, 'bare', await run('bare', main, r, false));
@@ -708,6 +759,14 @@ async function main(): Promise<void> {
       process.stderr.write(`webpush run ${r}: ${JSON.stringify(res)}\n`);
     }
   }
+  const fcmResults: ApnsRunResult[] = [];
+  if ((ONLY === undefined || ONLY === 'fcm') && SERVERS.includes('notify') && FCM_TOKENS > 0) {
+    for (let r = 1; r <= RUNS; r++) {
+      const res = await runFcm();
+      fcmResults.push(res);
+      process.stderr.write(`fcm run ${r}: ${JSON.stringify(res)}\n`);
+    }
+  }
 
   const cases: Record<string, Record<string, Summary>> = {};
   for (const row of rows.values()) (cases[row.case] ??= {})[row.server] = summarize(row.results);
@@ -729,6 +788,7 @@ async function main(): Promise<void> {
   }
   const amed = (f: (r: ApnsRunResult) => number) => median(apnsResults.map(f));
   const wmed = (f: (r: ApnsRunResult) => number) => median(webpushResults.map(f));
+  const fmed = (f: (r: ApnsRunResult) => number) => median(fcmResults.map(f));
   const summary = {
     config,
     cases,
@@ -757,6 +817,18 @@ async function main(): Promise<void> {
         raw: webpushResults,
       },
     }),
+    ...(fcmResults.length > 0 && {
+      fcm: {
+        tokens: FCM_TOKENS,
+        median: {
+          notificationsPerSec: fmed((r) => r.notificationsPerSec),
+          seconds: fmed((r) => r.seconds),
+          daemonPeakRssBytes: fmed((r) => r.daemonPeakRssBytes),
+        },
+        notSent: fcmResults.reduce((n, r) => n + (r.tokens - r.sent), 0),
+        raw: fcmResults,
+      },
+    }),
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   if (rows.size > 0) process.stderr.write(`\n${table(cases, ratios)}`);
@@ -770,6 +842,12 @@ async function main(): Promise<void> {
     process.stderr.write(
       `\nWeb Push: ${WEBPUSH_SUBS} subscriptions, median ${wmed((r) => r.notificationsPerSec)} notifications/s, ` +
         `peak RSS ${round(wmed((r) => r.daemonPeakRssBytes) / 2 ** 20, 1)} MB, not sent ${summary.webpush?.notSent}\n`,
+    );
+  }
+  if (fcmResults.length > 0) {
+    process.stderr.write(
+      `FCM: ${FCM_TOKENS} tokens, median ${fmed((r) => r.notificationsPerSec)} notifications/s, ` +
+        `peak RSS ${round(fmed((r) => r.daemonPeakRssBytes) / 2 ** 20, 1)} MB, not sent ${summary.fcm?.notSent}\n`,
     );
   }
   process.exit(0);

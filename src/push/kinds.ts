@@ -4,6 +4,7 @@ import type { TransportTargets } from './targets.js';
 import type { Telemetry } from '../obs/metrics.js';
 import type { RetryQueue } from '../store/retry-queue.js';
 import { apnsType } from './apns/transport.js';
+import { fcmType } from './fcm/transport.js';
 import { httpType } from './http/transport.js';
 import { jpushType } from './jpush/transport.js';
 import { webpushType } from './webpush/transport.js';
@@ -52,6 +53,7 @@ export interface TransportType {
  */
 export const TRANSPORT_TYPES: Readonly<Record<string, TransportType>> = {
   apns: apnsType,
+  fcm: fcmType,
   http: httpType,
   jpush: jpushType,
   webpush: webpushType,

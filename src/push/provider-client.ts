@@ -1,3 +1,7 @@
+import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { createSecureContext, rootCertificates } from 'node:tls';
+import { Readable } from 'node:stream';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 import { InFlight, type RetryPolicy, type RetryTicket, type Verdict, parseRetryAfter, runWithRetries, sleep } from './retry.js';
@@ -11,6 +15,14 @@ export interface ProviderRequest {
   headers: Record<string, string>;
   body?: string | Uint8Array;
 }
+
+/**
+ * A request, or how to make one for each attempt (a provider whose credentials expire builds
+ * the request anew, e.g. with a fresh bearer token). The builder may answer with a verdict
+ * instead (the credentials cannot be had: a configuration error, or a transient failure), or
+ * undefined when notify stopped first.
+ */
+export type RequestSource = ProviderRequest | (() => Promise<ProviderRequest | Verdict | undefined>);
 
 /** What came back (the body read up to a limit). */
 export interface ProviderResponse {
@@ -46,22 +58,24 @@ export interface ProviderClientOptions {
   /** Told of each retry (for /metrics). */
   onRetry?: () => void;
   /**
-   * How a request goes on the wire, for a provider that needs its own HTTP client (Web Push:
-   * an https.Agent trusting a private CA). It must honour `signal`, and reject (with the
-   * network error as `cause`) when no answer came. @default fetch
-   */
-  request?: (req: ProviderRequest, signal: AbortSignal) => Promise<Response>;
-  /**
    * How long stop() lets requests on the wire finish before it cuts them off (they are then
    * handed over through the retry queue, like those still queued). @default 5000 (shutdown.graceMs)
    */
   stopGraceMs?: number;
+  /**
+   * PEM certificates to trust besides the system's (a private CA, a test server). Requests then
+   * go through node:https with keep-alive agents that share one TLS context (global fetch takes
+   * no CA per request; an agent given `ca` itself would build a context per connection).
+   */
+  ca?: string;
 }
 
 /** Default of `stopGraceMs` (shutdown.graceMs). */
 export const STOP_GRACE_DEFAULT_MS = 5000;
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** Run-time secrets (access tokens) kept for scrubbing; older ones have long expired. */
+const MAX_RUNTIME_SECRETS = 16;
 /** How long stop() waits for deliveries to wind up (hand themselves over) once their requests are aborted. */
 const STOP_SETTLE_MS = 1000;
 const EXCERPT_CHARS = 200;
@@ -122,17 +136,72 @@ export class ProviderClient {
   /** Requests on the wire. */
   readonly #requests = new InFlight();
 
+  /** Secrets learnt at run time (access tokens), the latest MAX_RUNTIME_SECRETS. */
+  readonly #runtimeSecrets: string[] = [];
+  /** With `ca`: keep-alive agents trusting it; requests go through node:http(s) instead of fetch. */
+  readonly #agents: { http: HttpAgent; https: HttpsAgent } | undefined;
+
   constructor(opts: ProviderClientOptions) {
     this.#o = opts;
     // Longest first, so a secret that contains another is replaced whole.
     this.#secrets = [...new Set(opts.secrets.filter((s) => s.length >= 4))].sort((a, b) => b.length - a.length);
+    if (opts.ca !== undefined) {
+      const sockets = { keepAlive: true, maxSockets: opts.maxConcurrentRequests + 1 };
+      const secureContext = createSecureContext({ ca: [...rootCertificates, opts.ca] });
+      this.#agents = { http: new HttpAgent(sockets), https: new HttpsAgent({ ...sockets, secureContext }) };
+    }
   }
 
-  /** Replaces every configured secret in `text` with [redacted]. */
+  /** Replaces every configured secret (and every one added since) in `text` with [redacted]. */
   scrub(text: string): string {
     let out = text;
     for (const s of this.#secrets) out = out.split(s).join('[redacted]');
+    for (const s of this.#runtimeSecrets) out = out.split(s).join('[redacted]');
     return out;
+  }
+
+  /** Adds a secret learnt at run time (an access token) to what `scrub` removes; the oldest are forgotten. */
+  addSecret(secret: string): void {
+    if (secret.length < 4 || this.#runtimeSecrets.includes(secret)) return;
+    this.#runtimeSecrets.push(secret);
+    if (this.#runtimeSecrets.length > MAX_RUNTIME_SECRETS) this.#runtimeSecrets.shift();
+  }
+
+  /**
+   * One request outside the delivery queue and the retry loop (an OAuth token request), bounded
+   * by requestTimeoutMs and cut off at stop. The body comes back scrubbed; a network failure
+   * or timeout rejects with a short reason.
+   */
+  async request(req: ProviderRequest): Promise<ProviderResponse> {
+    const timeout = AbortSignal.timeout(this.#o.requestTimeoutMs);
+    const signal = AbortSignal.any([this.#stopRequests.signal, timeout]);
+    this.#requests.begin();
+    try {
+      try {
+        const res = await this.#fetch(req, signal);
+        const body = this.scrub(await readLimited(res));
+        return { status: res.status, headers: res.headers, body };
+      } catch (err) {
+        if (timeout.aborted) throw new Error(`no complete answer within ${this.#o.requestTimeoutMs} ms (requestTimeoutMs)`);
+        throw new Error(`request failed: ${failureOf(err)}`);
+      }
+    } finally {
+      this.#requests.end();
+    }
+  }
+
+  /** fetch, or with `ca`, node:http(s) through the client's keep-alive agents. */
+  #fetch(req: ProviderRequest, signal: AbortSignal): Promise<Response> {
+    if (this.#agents === undefined) {
+      return fetch(req.url, {
+        method: req.method,
+        headers: req.headers,
+        ...(req.body !== undefined ? { body: req.body } : {}),
+        signal,
+        redirect: 'manual',
+      });
+    }
+    return agentFetch(req, this.#agents, signal);
   }
 
   /** Deliveries under way (sending or waiting to retry). */
@@ -146,7 +215,7 @@ export class ProviderClient {
   }
 
   /** Sends `req` until the verdict is final or retries run out (or notify stops). */
-  async send(req: ProviderRequest, judge: (res: ProviderResponse) => Verdict, d: Delivery): Promise<SendOutcome> {
+  async send(req: RequestSource, judge: (res: ProviderResponse) => Verdict, d: Delivery): Promise<SendOutcome> {
     this.#inflight.begin();
     try {
       const out = await runWithRetries(
@@ -175,10 +244,24 @@ export class ProviderClient {
   }
 
   /** One attempt; undefined when notify stopped before an answer. */
-  async #attempt(req: ProviderRequest, judge: (res: ProviderResponse) => Verdict): Promise<Verdict | undefined> {
+  async #attempt(source: RequestSource, judge: (res: ProviderResponse) => Verdict): Promise<Verdict | undefined> {
     const stop = this.#stopWaits.signal;
     const paused = this.#pausedUntil - Date.now();
     if (paused > 0 && !(await sleep(paused, stop))) return undefined;
+    let req: ProviderRequest;
+    if (typeof source === 'function') {
+      let built: ProviderRequest | Verdict | undefined;
+      try {
+        built = await source();
+      } catch (err) {
+        built = { kind: 'retry', reason: errorMessage(err) };
+      }
+      if (built === undefined || stop.aborted) return undefined;
+      if ('kind' in built) return built;
+      req = built;
+    } else {
+      req = source;
+    }
     const slot = await this.#acquire(stop);
     if (slot === 'full') {
       return { kind: 'failed', reason: `queue full (${this.#waiting.length} waiting; transports.${this.#o.name}.maxQueued)` };
@@ -190,21 +273,11 @@ export class ProviderClient {
       const timeout = AbortSignal.timeout(this.#o.requestTimeoutMs);
       let res: Response;
       try {
-        const signal = AbortSignal.any([hardStop, timeout]);
-        res = this.#o.request
-          ? await this.#o.request(req, signal)
-          : await fetch(req.url, {
-              method: req.method,
-              headers: req.headers,
-              ...(req.body !== undefined ? { body: req.body } : {}),
-              signal,
-              redirect: 'manual',
-            });
+        res = await this.#fetch(req, AbortSignal.any([hardStop, timeout]));
       } catch (err) {
         if (hardStop.aborted) return undefined;
         if (timeout.aborted) return { kind: 'retry', reason: `no answer within ${this.#o.requestTimeoutMs} ms (requestTimeoutMs)` };
-        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-        return { kind: 'retry', reason: `request failed: ${cause?.code ?? cause?.message ?? errorMessage(err)}` };
+        return { kind: 'retry', reason: `request failed: ${failureOf(err)}` };
       }
       let body: string;
       try {
@@ -275,7 +348,48 @@ export class ProviderClient {
     }
     this.#stopRequests.abort();
     await this.#inflight.idle(STOP_SETTLE_MS);
+    this.#agents?.http.destroy();
+    this.#agents?.https.destroy();
   }
+}
+
+/** A failed request's reason: the system error code where there is one (ECONNREFUSED), else the message. */
+function failureOf(err: unknown): string {
+  const e = err as { code?: unknown; cause?: { code?: string; message?: string } };
+  if (e.cause !== undefined) return e.cause.code ?? e.cause.message ?? errorMessage(err);
+  return typeof e.code === 'string' ? e.code : errorMessage(err);
+}
+
+/** Statuses whose Response must have no body (the Response constructor refuses one). */
+const NULL_BODY = new Set([101, 103, 204, 205, 304]);
+
+/**
+ * One request through node:http(s) with the given keep-alive agents, answered as a fetch
+ * Response (so reading and judging are the same as with fetch). Redirects are not followed.
+ */
+function agentFetch(req: ProviderRequest, agents: { http: HttpAgent; https: HttpsAgent }, signal: AbortSignal): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(req.url);
+    const tls = url.protocol === 'https:';
+    const headers: Record<string, string> = { ...req.headers };
+    if (req.body !== undefined) headers['content-length'] = String(Buffer.byteLength(req.body));
+    const r = (tls ? httpsRequest : httpRequest)(url, { method: req.method, headers, agent: tls ? agents.https : agents.http, signal }, (res: IncomingMessage) => {
+      const h = new Headers();
+      for (const [k, v] of Object.entries(res.headers)) {
+        if (Array.isArray(v)) for (const one of v) h.append(k, one);
+        else if (v !== undefined) h.set(k, v);
+      }
+      const status = res.statusCode ?? 0;
+      if (NULL_BODY.has(status) || status < 200 || status > 599) {
+        res.resume();
+        resolve(new Response(null, { status: status >= 200 && status <= 599 ? status : 502, headers: h }));
+        return;
+      }
+      resolve(new Response(Readable.toWeb(res) as ReadableStream<Uint8Array>, { status, headers: h }));
+    });
+    r.on('error', reject);
+    r.end(req.body);
+  });
 }
 
 /** Reads a response body as text, at most MAX_BODY_BYTES (a provider's error page can be large). */

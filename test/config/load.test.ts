@@ -147,8 +147,9 @@ test('config: a YAML syntax error is reported with its line:column', () => {
 test('config: an unknown transport type under transports is an error naming it and its line:column', () => {
   const p = oneProblem('transports:\n  ios:\n    type: apnz\n', 3, 11);
   assert.match(p, /transports\.ios\.type: unknown transport type "apnz" \(known: apns/);
-  const byName = oneProblem('transports:\n  fcm: {}\n', 2, 8);
-  assert.match(byName, /transports\.fcm\.type: unknown transport type "fcm"/, 'the type defaults to the name');
+  const byName = oneProblem('transports:\n  hms: {}\n', 2, 8);
+  assert.match(byName, /transports\.hms\.type: unknown transport type "hms"/, 'the type defaults to the name');
+  assert.match(oneProblem('transports:\n  fcm: {}\n', 2, 8), /transports\.fcm\.serviceAccount is required/, 'a known type by its name');
   const reserved = configError('transports:\n  websocket: {type: websocket}\n');
   assert.ok(reserved.problems.some((q) => /^cfg\.yaml:2:3: transports\.websocket: the name "websocket" is taken/.test(q)), JSON.stringify(reserved.problems));
 });

@@ -134,60 +134,13 @@ export function webPushVerdict(res: ProviderResponse): Verdict {
   return httpVerdict(res, () => false);
 }
 
-/** Bytes of a push service's answer kept at most (an error page can be large; the report takes an excerpt). */
-const MAX_ANSWER_BYTES = 64 * 1024;
-
-/**
- * Sends a request with node:https through `agent` (which carries the CA list): the
- * ProviderClient's `request` for push services, since fetch cannot be given a CA per client.
- * The answer's body is read here (at most MAX_ANSWER_BYTES) and handed over in memory.
- */
-function httpsSender(agent: Agent): (req: ProviderRequest, signal: AbortSignal) => Promise<Response> {
-  return (req, signal) =>
-    new Promise<Response>((resolvePromise, reject) => {
-      const failed = (err: unknown) => reject(new TypeError('request failed', { cause: err }));
-      let r: ReturnType<typeof httpsRequest>;
-      try {
-        r = httpsRequest(req.url, { method: req.method, headers: req.headers, agent, signal }, (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            if (size >= MAX_ANSWER_BYTES) return;
-            chunks.push(c);
-            size += c.length;
-          });
-          res.on('error', failed);
-          res.on('end', () => {
-            try {
-              const status = res.statusCode ?? 0;
-              const headers = new Headers();
-              for (const [k, v] of Object.entries(res.headers)) {
-                if (v === undefined) continue;
-                for (const one of Array.isArray(v) ? v : [v]) headers.append(k, one);
-              }
-              const noBody = status === 204 || status === 205 || status === 304 || size === 0;
-              resolvePromise(new Response(noBody ? null : Buffer.concat(chunks, size).subarray(0, MAX_ANSWER_BYTES), { status, headers }));
-            } catch (err) {
-              reject(new TypeError('bad answer', { cause: err }));
-            }
-          });
-        });
-      } catch (err) {
-        failed(err);
-        return;
-      }
-      r.on('error', failed);
-      r.end(req.body);
-    });
-}
-
 /**
  * Browsers through the Web Push protocol (RFC 8030): one POST per subscription to its push
  * service, the payload encrypted for the browser (aes128gcm, RFC 8291) and signed with the
  * VAPID key (RFC 8292), both by the `web-push` package (`generateRequestDetails`, with the
  * VAPID header from `getVapidHeaders`, cached per push service). Requests go out through the
- * shared ProviderClient (concurrency, timeouts, the one retry loop, stop and hand-over) over
- * node:https with a keep-alive agent that trusts `ca` besides the system's CAs.
+ * shared ProviderClient (concurrency, timeouts, the one retry loop, stop and hand-over), which
+ * trusts `ca` besides the system's CAs.
  *
  * A subscription is a target in its canonical JSON text (subscription.ts). A uid's
  * subscriptions are sent by a pool of at most maxConcurrentRequests workers, each encrypting
@@ -198,7 +151,6 @@ export class WebPushTransport implements Transport {
   readonly #s: WebPushSettings;
   readonly #targets: TransportTargets;
   readonly #client: ProviderClient;
-  readonly #agent: Agent;
   readonly #vapid: VapidSigner;
   readonly #retries: RetryQueue | undefined;
   readonly #node: string;
@@ -216,15 +168,12 @@ export class WebPushTransport implements Transport {
     this.#node = ctx.node;
     this.#log = ctx.log;
     this.#vapid = new VapidSigner(settings.vapid.subject, settings.vapid.publicKey, settings.vapid.privateKey);
-    let ca: string[] | undefined;
+    let ca: string | undefined;
     try {
-      ca = settings.ca === undefined ? undefined : [...rootCertificates, readFileSync(settings.ca, 'utf8')];
+      ca = settings.ca === undefined ? undefined : readFileSync(settings.ca, 'utf8');
     } catch (err) {
       throw new NotifyError('NOTIFY_ERR_CONFIG', `transports.${ctx.name}.ca: ${errorMessage(err)}`, { cause: err });
     }
-    // One secure context for every connection: given `ca` itself, the agent would put the whole
-    // CA list into each request's pool key and build a context with it for each connection.
-    this.#agent = new Agent({ keepAlive: true, maxSockets: settings.maxConcurrentRequests, ...(ca ? { secureContext: createSecureContext({ ca }) } : {}) });
     this.#client = new ProviderClient({
       name: ctx.name,
       requestTimeoutMs: settings.requestTimeoutMs,
@@ -235,7 +184,7 @@ export class WebPushTransport implements Transport {
       secrets: [settings.vapid.privateKey],
       log: ctx.log,
       onRetry: () => ctx.telemetry.retried(ctx.name),
-      request: httpsSender(this.#agent),
+      ...(ca !== undefined ? { ca } : {}),
       ...(ctx.stopGraceMs !== undefined ? { stopGraceMs: ctx.stopGraceMs } : {}),
     });
   }
@@ -343,7 +292,6 @@ export class WebPushTransport implements Transport {
     this.#state = 'closing';
     this.#stopping.abort();
     await this.#client.stop();
-    this.#agent.destroy();
     this.#state = 'closed';
   }
 }
