@@ -1,0 +1,97 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { TestContext } from 'node:test';
+
+const REDIS_SERVER = '/usr/bin/redis-server';
+
+// CI installs redis-server, so there a missing binary is a failure, not a skip.
+export const SKIP_REDIS = existsSync(REDIS_SERVER) || process.env.CI ? false : `${REDIS_SERVER} not installed (.ci/run installs it)`;
+
+export interface RedisServer {
+  port: number;
+  /** redis://127.0.0.1:PORT */
+  url: string;
+  /** Runs one command through redis-cli and returns its output, trimmed. */
+  cli(...args: string[]): string;
+  /** Stops the server (SIGTERM, then SIGKILL); the test's end stops it too. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port (no persistence: it comes back empty). */
+  restart(): Promise<void>;
+  /** Its process, for kill tests. */
+  readonly child: ChildProcess;
+}
+
+/** A port nobody listens on now (Redis takes no port 0); the start retries on the rare collision. */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+function spawnRedis(port: number, extra: readonly string[]): Promise<ChildProcess> {
+  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('Ready to accept connections')) {
+        child.stdout?.off('data', onData);
+        child.stdout?.resume();
+        resolve(child);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.resume();
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`redis-server on port ${port} exited with ${code}: ${out.slice(-500)}`)));
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Starts a redis-server of its own for this test on a free loopback port, without persistence
+ * (no RDB, no AOF), and stops it when the test ends. `extra` are more redis-server arguments,
+ * e.g. ['--maxmemory-policy', 'allkeys-lru'].
+ */
+export async function startRedis(t: TestContext, extra: readonly string[] = []): Promise<RedisServer> {
+  let port = 0;
+  let child: ChildProcess | undefined;
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 5 && child === undefined; attempt++) {
+    port = await freePort();
+    try {
+      child = await spawnRedis(port, extra);
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  if (child === undefined) throw lastError;
+  const server: RedisServer = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get child() {
+      return child as ChildProcess;
+    },
+    cli: (...args) => execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim(),
+    stop: () => stopChild(child as ChildProcess),
+    async restart() {
+      await stopChild(child as ChildProcess);
+      child = await spawnRedis(port, extra);
+    },
+  };
+  t.after(() => stopChild(child as ChildProcess));
+  return server;
+}
