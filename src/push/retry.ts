@@ -2,7 +2,7 @@ import type { Spec } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 import type { PendingRetry, RetryQueue } from '../store/retry-queue.js';
-import type { Message, Uid } from '../types.js';
+import type { DeliveryResult, Message, Uid } from '../types.js';
 
 /** How a transport retries transient failures (429, 5xx, connection resets). */
 export interface RetryPolicy {
@@ -309,6 +309,43 @@ export async function settleBy<T>(promises: readonly Promise<T>[], signal: Abort
     deadline.dispose();
   }
   return out;
+}
+
+/**
+ * Sends to each of a uid's targets through a pool of at most `concurrency` workers that take the
+ * targets in order, so memory stays proportional to the requests in flight, not to the uid's
+ * number of devices. The pool carries every target to its end, also after the report is due
+ * (only `running()` turning false stops it early); at the deadline (`signal`) the report is made
+ * with what has ended, and the others are `failed` with their latest reason.
+ */
+export async function sendToEach(
+  transport: string,
+  targets: readonly string[],
+  o: {
+    concurrency: number;
+    signal: AbortSignal;
+    running: () => boolean;
+    /** Sends to one target; `note` records the reason of an attempt that will be retried. */
+    send: (target: string, note: (reason: string) => void) => Promise<Omit<DeliveryResult, 'transport' | 'target'>>;
+  },
+): Promise<DeliveryResult[]> {
+  const results: (Omit<DeliveryResult, 'transport' | 'target'> | undefined)[] = new Array(targets.length);
+  const lastReason: (string | undefined)[] = new Array(targets.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < targets.length && o.running()) {
+      const i = next++;
+      results[i] = await o.send(targets[i] as string, (r) => (lastReason[i] = r));
+    }
+  };
+  const workers = Math.min(targets.length, o.concurrency);
+  await settleBy([Promise.all(Array.from({ length: workers }, worker))], o.signal);
+  return targets.map((target, i) => {
+    const r = results[i];
+    if (r !== undefined) return { ...r, transport, target };
+    const last = lastReason[i];
+    return { transport, target, status: 'failed', reason: `not delivered by the deadline; still trying${last ? ` (last: ${last})` : ''}` };
+  });
 }
 
 /**

@@ -23,7 +23,7 @@ import {
   resumeWhenDue,
   retrySpec,
   runWithRetries,
-  settleBy,
+  sendToEach,
 } from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { ApnSession } from './node-apn-session.js';
@@ -296,25 +296,11 @@ export class ApnsTransport implements Transport {
     const note = this.#notification(msg);
     if (typeof note === 'string') return tokens.map((target) => ({ transport: this.name, target, status: 'rejected', reason: note }));
 
-    // A pool of workers, at most maxConcurrentStreams, pulls tokens in order: memory stays
-    // proportional to the requests in flight, not to the uid's number of devices. The pool
-    // finishes the message even after the report is due (only a stop ends it early).
-    const results: (DeliveryResult | undefined)[] = new Array(tokens.length);
-    const lastReason: (string | undefined)[] = new Array(tokens.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < tokens.length && this.#state === 'running') {
-        const i = next++;
-        results[i] = await this.#deliverToken(uid, tokens[i] as string, msg, note, undefined, (r) => (lastReason[i] = r));
-      }
-    };
-    const workers = Math.min(tokens.length, this.#settings.maxConcurrentStreams);
-    await settleBy([Promise.all(Array.from({ length: workers }, worker))], signal);
-    return tokens.map((target, i) => {
-      const r = results[i];
-      if (r !== undefined) return r;
-      const last = lastReason[i];
-      return { transport: this.name, target, status: 'failed', reason: `not delivered by the deadline; still trying${last ? ` (last: ${last})` : ''}` };
+    return sendToEach(this.name, tokens, {
+      concurrency: this.#settings.maxConcurrentStreams,
+      signal,
+      running: () => this.#state === 'running',
+      send: (token, noteReason) => this.#deliverToken(uid, token, msg, note, undefined, noteReason),
     });
   }
 

@@ -5,7 +5,7 @@ import type { RetryQueue } from '../../store/retry-queue.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { TransportContext, TransportType } from '../kinds.js';
 import { type ProviderRequest, type ProviderResponse, ProviderClient, type Verdict } from '../provider-client.js';
-import { MAX_QUEUED_DEFAULT, RetryTicket, resumeWhenDue, settleBy } from '../retry.js';
+import { MAX_QUEUED_DEFAULT, RetryTicket, resumeWhenDue, sendToEach } from '../retry.js';
 import { type TransportTargets, countNow } from '../targets.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { AccessTokenRefused, AccessTokenSource } from './oauth.js';
@@ -127,24 +127,11 @@ export class FcmTransport implements Transport {
     const pkg = toFcmMessage(msg);
     if ('error' in pkg) return tokens.map((target) => ({ transport: this.name, target, status: 'rejected', reason: pkg.error }));
 
-    // A pool of at most maxConcurrentRequests workers takes the tokens in order and carries each
-    // to its end, also after the report is due (only a stop ends it early).
-    const results: (DeliveryResult | undefined)[] = new Array(tokens.length);
-    const lastReason: (string | undefined)[] = new Array(tokens.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < tokens.length && this.#state === 'running') {
-        const i = next++;
-        results[i] = await this.#sendToken(uid, tokens[i] as string, msg, pkg, undefined, (r) => (lastReason[i] = r));
-      }
-    };
-    const workers = Math.min(tokens.length, this.#s.maxConcurrentRequests);
-    await settleBy([Promise.all(Array.from({ length: workers }, worker))], signal);
-    return tokens.map((target, i) => {
-      const r = results[i];
-      if (r !== undefined) return r;
-      const last = lastReason[i];
-      return { transport: this.name, target, status: 'failed', reason: `not delivered by the deadline; still trying${last ? ` (last: ${last})` : ''}` };
+    return sendToEach(this.name, tokens, {
+      concurrency: this.#s.maxConcurrentRequests,
+      signal,
+      running: () => this.#state === 'running',
+      send: (token, note) => this.#sendToken(uid, token, msg, pkg, undefined, note),
     });
   }
 

@@ -10,7 +10,7 @@ import type { RetryQueue } from '../../store/retry-queue.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { TransportContext, TransportType } from '../kinds.js';
 import { type ProviderRequest, type ProviderResponse, ProviderClient, type SendOutcome, excerpt, httpVerdict } from '../provider-client.js';
-import { MAX_QUEUED_DEFAULT, type RetryPolicy, RetryTicket, type Verdict, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
+import { MAX_QUEUED_DEFAULT, type RetryPolicy, RetryTicket, type Verdict, maxQueuedSpec, resumeWhenDue, retrySpec, sendToEach } from '../retry.js';
 import { type TransportTargets, countNow } from '../targets.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { type WebPushPackage, toWebPushPayload, ttlSeconds } from './payload.js';
@@ -211,22 +211,11 @@ export class WebPushTransport implements Transport {
     const targets = await this.#targets.targets(uid);
     const pkg = toWebPushPayload(msg);
     if ('error' in pkg) return targets.map((target) => ({ transport: this.name, target, status: 'rejected', reason: pkg.error }));
-    const results: (SendOutcome | undefined)[] = new Array(targets.length);
-    const last: (string | undefined)[] = new Array(targets.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < targets.length && this.#state === 'running') {
-        const i = next++;
-        results[i] = await this.#send(uid, msg, pkg, targets[i] as string, undefined, (r) => (last[i] = r));
-      }
-    };
-    const workers = Math.min(targets.length, this.#s.maxConcurrentRequests);
-    await settleBy([Promise.all(Array.from({ length: workers }, worker))], signal);
-    return targets.map((target, i) => {
-      const out = results[i];
-      if (out) return { transport: this.name, target, ...out };
-      const tail = last[i] ? ` (last: ${last[i]})` : '';
-      return { transport: this.name, target, status: 'failed', reason: `not delivered by the deadline; still trying${tail}` };
+    return sendToEach(this.name, targets, {
+      concurrency: this.#s.maxConcurrentRequests,
+      signal,
+      running: () => this.#state === 'running',
+      send: (target, note) => this.#send(uid, msg, pkg, target, undefined, note),
     });
   }
 
