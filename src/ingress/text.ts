@@ -148,7 +148,6 @@ export class TextIngress {
 class TextConnection {
   readonly #socket: Socket;
   readonly #opts: Required<TextIngressOptions>;
-  readonly #onGone: () => void;
   /** Bytes of the line being read, when it spans packets. */
   #partial: Buffer | undefined;
   /** True while skipping the rest of an oversized line. */
@@ -179,7 +178,6 @@ class TextConnection {
   constructor(socket: Socket, opts: Required<TextIngressOptions>, onGone: () => void) {
     this.#socket = socket;
     this.#opts = opts;
-    this.#onGone = onGone;
     this.#replyEstimate = opts.maxLineBytes;
     socket.setKeepAlive(true, 60_000);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));

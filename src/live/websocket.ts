@@ -10,7 +10,6 @@ import { MAX_UID_BYTES, uidProblem } from '../message.js';
 import type { TargetIndex } from '../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
 import { AUTH_CLOSE, checkToken } from '../auth.js';
-import type { Limits } from '../config/load.js';
 import type { AckRelay } from '../store/acks.js';
 import type { Presence } from '../store/presence.js';
 import { BROADCAST_STREAM, type HistoryPage, type HistoryQuery, type MessageStreams, type Publication, type StreamPosition, streamOf } from '../store/stream.js';

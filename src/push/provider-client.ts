@@ -4,7 +4,8 @@ import { createSecureContext, rootCertificates } from 'node:tls';
 import { Readable } from 'node:stream';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
-import { InFlight, type RetryPolicy, type RetryTicket, type Verdict, parseRetryAfter, runWithRetries, sleep } from './retry.js';
+import type { TransportContext } from './kinds.js';
+import { InFlight, MAX_QUEUED_DEFAULT, type RetryPolicy, type RetryTicket, type Verdict, parseRetryAfter, runWithRetries, sleep } from './retry.js';
 
 export type { Verdict };
 
@@ -68,6 +69,38 @@ export interface ProviderClientOptions {
    * no CA per request; an agent given `ca` itself would build a context per connection).
    */
   ca?: string;
+}
+
+/** The settings every provider transport has (`transports.NAME.*`). */
+export interface ProviderSettings {
+  requestTimeoutMs: number;
+  maxConcurrentRequests: number;
+  maxQueued?: number | undefined;
+  retry: RetryPolicy;
+}
+
+/**
+ * The ProviderClient of a configured transport: its settings, and from the transport context
+ * its name, retire, log, retry counter and shutdown.graceMs; `more` adds the transport's own
+ * (secrets, a CA, a rate-limit reader).
+ */
+export function providerClientFor(
+  ctx: Pick<TransportContext, 'name' | 'retire' | 'log' | 'telemetry' | 'stopGraceMs'>,
+  settings: ProviderSettings,
+  more: Pick<ProviderClientOptions, 'secrets'> & Partial<Pick<ProviderClientOptions, 'ca' | 'pauseAfter'>>,
+): ProviderClient {
+  return new ProviderClient({
+    name: ctx.name,
+    requestTimeoutMs: settings.requestTimeoutMs,
+    maxConcurrentRequests: settings.maxConcurrentRequests,
+    maxQueued: settings.maxQueued ?? MAX_QUEUED_DEFAULT,
+    retry: settings.retry,
+    retire: ctx.retire,
+    log: ctx.log,
+    onRetry: () => ctx.telemetry.retried(ctx.name),
+    ...(ctx.stopGraceMs !== undefined ? { stopGraceMs: ctx.stopGraceMs } : {}),
+    ...more,
+  });
 }
 
 /** Default of `stopGraceMs` (shutdown.graceMs). */

@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
-import { HANG_MS, textClient, until, wsClient, type WsClient } from '../helpers/clients.js';
+import { HANG_MS, textClient, until, wsClient } from '../helpers/clients.js';
 import { wsFrame } from '../helpers/ws-frame.js';
 
 /**

@@ -4,8 +4,8 @@ import type { Logger } from '../../obs/log.js';
 import type { RetryQueue } from '../../store/retry-queue.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { type ProviderRequest, type ProviderResponse, ProviderClient, type Verdict } from '../provider-client.js';
-import { MAX_QUEUED_DEFAULT, RetryTicket, resumeWhenDue, sendToEach } from '../retry.js';
+import { type ProviderRequest, type ProviderResponse, ProviderClient, type Verdict, providerClientFor } from '../provider-client.js';
+import { RetryTicket, resumeWhenDue, sendToEach } from '../retry.js';
 import { type TransportTargets, countNow } from '../targets.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { AccessTokenRefused, AccessTokenSource } from './oauth.js';
@@ -77,19 +77,10 @@ export class FcmTransport implements Transport {
     }
     const projectId = (settings.projectId ?? account.projectId) as string;
     this.#sendUrl = `${settings.url.replace(/\/+$/, '')}/v1/projects/${encodeURIComponent(projectId)}/messages:send`;
-    this.#client = new ProviderClient({
-      name: ctx.name,
-      requestTimeoutMs: settings.requestTimeoutMs,
-      maxConcurrentRequests: settings.maxConcurrentRequests,
-      maxQueued: settings.maxQueued ?? MAX_QUEUED_DEFAULT,
-      retry: settings.retry,
-      retire: ctx.retire,
+    this.#client = providerClientFor(ctx, settings, {
       // The key as PEM and as the file spells it (newlines escaped): never shown.
       secrets: [account.privateKeyPem, JSON.stringify(account.privateKeyPem).slice(1, -1)],
-      log: ctx.log,
-      onRetry: () => ctx.telemetry.retried(ctx.name),
       ...(ca !== undefined ? { ca } : {}),
-      ...(ctx.stopGraceMs !== undefined ? { stopGraceMs: ctx.stopGraceMs } : {}),
     });
     this.#tokens = new AccessTokenSource({
       clientEmail: account.clientEmail,

@@ -4,9 +4,9 @@ import { type TransportTargets, countNow } from '../targets.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
 import type { RetryQueue } from '../../store/retry-queue.js';
-import { type ProviderRequest, ProviderClient, type SendOutcome, httpVerdict } from '../provider-client.js';
+import { type ProviderRequest, ProviderClient, type SendOutcome, httpVerdict, providerClientFor } from '../provider-client.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { MAX_QUEUED_DEFAULT, type RetryPolicy, RetryTicket, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
+import { type RetryPolicy, RetryTicket, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
 import {
   type Parts,
   type Placeholder,
@@ -273,17 +273,8 @@ export class HttpTransport implements Transport {
     this.#log = ctx.log;
     const ok = settings.successStatus;
     this.#isSuccess = ok ? (st) => ok.includes(st) : (st) => st >= 200 && st < 300;
-    this.#client = new ProviderClient({
-      name: ctx.name,
-      requestTimeoutMs: settings.requestTimeoutMs,
-      maxConcurrentRequests: settings.maxConcurrentRequests,
-      maxQueued: settings.maxQueued ?? MAX_QUEUED_DEFAULT,
-      retry: settings.retry,
-      retire: ctx.retire,
+    this.#client = providerClientFor(ctx, settings, {
       secrets: httpSecrets(settings),
-      log: ctx.log,
-      onRetry: () => ctx.telemetry.retried(ctx.name),
-      ...(ctx.stopGraceMs !== undefined ? { stopGraceMs: ctx.stopGraceMs } : {}),
     });
   }
 

@@ -4,9 +4,9 @@ import { type TransportTargets, countNow } from '../targets.js';
 import type { DeliveryResult, Message, MessageBody, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
 import type { RetryQueue } from '../../store/retry-queue.js';
-import { type ProviderResponse, ProviderClient, type SendOutcome, type Verdict, excerpt, httpVerdict } from '../provider-client.js';
+import { type ProviderResponse, ProviderClient, type SendOutcome, type Verdict, excerpt, httpVerdict, providerClientFor } from '../provider-client.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { MAX_QUEUED_DEFAULT, type RetryPolicy, RetryTicket, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
+import { type RetryPolicy, RetryTicket, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 
 /** How a request's target is written in the retry queue. */
@@ -195,18 +195,9 @@ export class JPushTransport implements Transport {
     this.#log = ctx.log;
     const basic = Buffer.from(`${settings.appKey}:${settings.masterSecret}`).toString('base64');
     this.#authorization = `Basic ${basic}`;
-    this.#client = new ProviderClient({
-      name: ctx.name,
-      requestTimeoutMs: settings.requestTimeoutMs,
-      maxConcurrentRequests: settings.maxConcurrentRequests,
-      maxQueued: settings.maxQueued ?? MAX_QUEUED_DEFAULT,
-      retry: settings.retry,
-      retire: ctx.retire,
+    this.#client = providerClientFor(ctx, settings, {
       secrets: [settings.masterSecret, basic],
-      log: ctx.log,
-      onRetry: () => ctx.telemetry.retried(ctx.name),
       pauseAfter: (res) => (res.headers.get('x-rate-limit-remaining') === '0' ? resetMs(res) : undefined),
-      ...(ctx.stopGraceMs !== undefined ? { stopGraceMs: ctx.stopGraceMs } : {}),
     });
   }
 

@@ -1,16 +1,14 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Agent, request as httpsRequest } from 'node:https';
 import { resolve } from 'node:path';
-import { createSecureContext, rootCertificates } from 'node:tls';
 import { type Spec, type Validation, formatPath, validate } from '../../config/schema.js';
 import { NotifyError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../obs/log.js';
 import type { RetryQueue } from '../../store/retry-queue.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { type ProviderRequest, type ProviderResponse, ProviderClient, type SendOutcome, excerpt, httpVerdict } from '../provider-client.js';
-import { MAX_QUEUED_DEFAULT, type RetryPolicy, RetryTicket, type Verdict, maxQueuedSpec, resumeWhenDue, retrySpec, sendToEach } from '../retry.js';
+import { type ProviderRequest, type ProviderResponse, ProviderClient, type SendOutcome, excerpt, httpVerdict, providerClientFor } from '../provider-client.js';
+import { type RetryPolicy, RetryTicket, type Verdict, maxQueuedSpec, resumeWhenDue, retrySpec, sendToEach } from '../retry.js';
 import { type TransportTargets, countNow } from '../targets.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { type WebPushPackage, toWebPushPayload, ttlSeconds } from './payload.js';
@@ -174,18 +172,9 @@ export class WebPushTransport implements Transport {
     } catch (err) {
       throw new NotifyError('NOTIFY_ERR_CONFIG', `transports.${ctx.name}.ca: ${errorMessage(err)}`, { cause: err });
     }
-    this.#client = new ProviderClient({
-      name: ctx.name,
-      requestTimeoutMs: settings.requestTimeoutMs,
-      maxConcurrentRequests: settings.maxConcurrentRequests,
-      maxQueued: settings.maxQueued ?? MAX_QUEUED_DEFAULT,
-      retry: settings.retry,
-      retire: ctx.retire,
+    this.#client = providerClientFor(ctx, settings, {
       secrets: [settings.vapid.privateKey],
-      log: ctx.log,
-      onRetry: () => ctx.telemetry.retried(ctx.name),
       ...(ca !== undefined ? { ca } : {}),
-      ...(ctx.stopGraceMs !== undefined ? { stopGraceMs: ctx.stopGraceMs } : {}),
     });
   }
 
