@@ -59,6 +59,13 @@ export interface ProviderClientOptions {
   /** Told of each retry (for /metrics). */
   onRetry?: () => void;
   /**
+   * What a rate-limit pause (a 429 with Retry-After, or `pauseAfter`) holds back: every request
+   * of the transport (one provider behind it), or only those to the same origin (a transport that
+   * talks to many services, as Web Push does: one push service asking to slow down must not stop
+   * the others). @default 'transport'
+   */
+  pauseScope?: 'transport' | 'origin';
+  /**
    * How long stop() lets requests on the wire finish before it cuts them off (they are then
    * handed over through the retry queue, like those still queued). @default 5000 (shutdown.graceMs)
    */
@@ -87,7 +94,7 @@ export interface ProviderSettings {
 export function providerClientFor(
   ctx: Pick<TransportContext, 'name' | 'retire' | 'log' | 'telemetry' | 'stopGraceMs'>,
   settings: ProviderSettings,
-  more: Pick<ProviderClientOptions, 'secrets'> & Partial<Pick<ProviderClientOptions, 'ca' | 'pauseAfter'>>,
+  more: Pick<ProviderClientOptions, 'secrets'> & Partial<Pick<ProviderClientOptions, 'ca' | 'pauseAfter' | 'pauseScope'>>,
 ): ProviderClient {
   return new ProviderClient({
     name: ctx.name,
@@ -107,6 +114,8 @@ export function providerClientFor(
 export const STOP_GRACE_DEFAULT_MS = 5000;
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** Origins with a rate-limit pause remembered at once, at most. */
+const MAX_PAUSES = 1024;
 /** Run-time secrets (access tokens) kept for scrubbing; older ones have long expired. */
 const MAX_RUNTIME_SECRETS = 16;
 /** How long stop() waits for deliveries to wind up (hand themselves over) once their requests are aborted. */
@@ -159,7 +168,8 @@ export class ProviderClient {
   readonly #secrets: string[];
   #active = 0;
   readonly #waiting: (() => void)[] = [];
-  #pausedUntil = 0;
+  /** Rate-limit pauses: until when, by scope ('' for the whole transport, else an origin). */
+  readonly #pausedUntil = new Map<string, number>();
   /** Aborts waits (backoff, rate-limit pauses, queueing) at stop. */
   readonly #stopWaits = new AbortController();
   /** Aborts requests in flight, after a grace period at stop. */
@@ -244,7 +254,29 @@ export class ProviderClient {
 
   /** Milliseconds until the rate-limit pause ends (0 when not paused). */
   get pausedForMs(): number {
-    return Math.max(0, this.#pausedUntil - Date.now());
+    let until = 0;
+    for (const u of this.#pausedUntil.values()) until = Math.max(until, u);
+    return Math.max(0, until - Date.now());
+  }
+
+  /** The pause a request waits for: the transport's, or its origin's. */
+  #scopeOf(req: ProviderRequest): string {
+    if (this.#o.pauseScope !== 'origin') return '';
+    try {
+      return new URL(req.url).origin;
+    } catch {
+      return '';
+    }
+  }
+
+  #pause(scope: string, ms: number): void {
+    const now = Date.now();
+    if (this.#pausedUntil.size >= MAX_PAUSES) {
+      // Bounded: pauses that are over go first; if all still run, the oldest.
+      for (const [k, until] of this.#pausedUntil) if (until <= now) this.#pausedUntil.delete(k);
+      if (this.#pausedUntil.size >= MAX_PAUSES) this.#pausedUntil.delete(this.#pausedUntil.keys().next().value as string);
+    }
+    this.#pausedUntil.set(scope, Math.max(this.#pausedUntil.get(scope) ?? 0, now + ms));
   }
 
   /** Sends `req` until the verdict is final or retries run out (or notify stops). */
@@ -279,8 +311,8 @@ export class ProviderClient {
   /** One attempt; undefined when notify stopped before an answer. */
   async #attempt(source: RequestSource, judge: (res: ProviderResponse) => Verdict): Promise<Verdict | undefined> {
     const stop = this.#stopWaits.signal;
-    const paused = this.#pausedUntil - Date.now();
-    if (paused > 0 && !(await sleep(paused, stop))) return undefined;
+    const transportPause = (this.#pausedUntil.get('') ?? 0) - Date.now();
+    if (transportPause > 0 && !(await sleep(transportPause, stop))) return undefined;
     let req: ProviderRequest;
     if (typeof source === 'function') {
       let built: ProviderRequest | Verdict | undefined;
@@ -294,6 +326,11 @@ export class ProviderClient {
       req = built;
     } else {
       req = source;
+    }
+    const scope = this.#scopeOf(req);
+    if (scope !== '') {
+      const paused = (this.#pausedUntil.get(scope) ?? 0) - Date.now();
+      if (paused > 0 && !(await sleep(paused, stop))) return undefined;
     }
     const slot = await this.#acquire(stop);
     if (slot === 'full') {
@@ -324,12 +361,12 @@ export class ProviderClient {
       const response = { status: res.status, headers: res.headers, body };
       const pause = this.#o.pauseAfter?.(response);
       if (pause !== undefined && pause > 0) {
-        this.#pausedUntil = Math.max(this.#pausedUntil, Date.now() + pause);
-        this.#o.log.info('provider rate limit: pausing', { transport: this.#o.name, pauseMs: pause });
+        this.#pause(scope, pause);
+        this.#o.log.info('provider rate limit: pausing', { transport: this.#o.name, pauseMs: pause, ...(scope ? { origin: scope } : {}) });
       }
       const verdict = judge(response);
       if (verdict.kind === 'retry' && res.status === 429 && verdict.retryAfterMs !== undefined) {
-        this.#pausedUntil = Math.max(this.#pausedUntil, Date.now() + verdict.retryAfterMs);
+        this.#pause(scope, verdict.retryAfterMs);
       }
       return verdict;
     } finally {

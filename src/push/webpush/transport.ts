@@ -174,6 +174,8 @@ export class WebPushTransport implements Transport {
     }
     this.#client = providerClientFor(ctx, settings, {
       secrets: [settings.vapid.privateKey],
+      // One push service asking to slow down (429) must not hold back the others.
+      pauseScope: 'origin',
       ...(ca !== undefined ? { ca } : {}),
     });
   }

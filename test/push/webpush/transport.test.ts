@@ -131,6 +131,36 @@ test('webpush: 429 with Retry-After is retried no sooner than asked, then delive
   assert.equal(a?.plaintext, b?.plaintext);
 });
 
+test('webpush: a 429 from one push service holds back only that service; subscriptions on other services are sent at once', async (t) => {
+  // Service A asks for 30 s of quiet; service B is fine.
+  const w = await webpushWorld(t, {
+    respond: () => ({ status: 429, headers: { 'retry-after': '30' }, body: 'slow down' }),
+    webpush: { retry: { limit: 3, baseDelayMs: 20, maxDelayMs: 60_000 } },
+  });
+  const { startFakeWebPush } = await import('../../helpers/fake-webpush.js');
+  const other = await startFakeWebPush({ vapidPublicKey: w.vapid.publicKey });
+  t.after(() => other.close());
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  writeFileSync(join(w.dir, 'fake-ca.pem'), `${w.fake.ca}\n${other.ca}`);
+  const onA = w.fake.subscribe();
+  const onB = other.subscribe();
+  w.raw.devices = { uid1: { webpush: [onA.subscription] }, uid2: { webpush: [onB.subscription] } };
+  const d = await w.daemon();
+
+  const first = send(d.httpUrl, { uid: 'uid1', msg: 'to A' });
+  for (const deadline = Date.now() + 30_000; w.fake.requests.length === 0; ) {
+    if (Date.now() > deadline) assert.fail('service A was never asked');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const report = await send(d.httpUrl, { uid: 'uid2', msg: 'to B' });
+  assert.equal(entries(report)[0]?.status, 'sent', JSON.stringify(report));
+  assert.equal(to(other, onB).length, 1);
+  assert.equal(w.fake.requests.length, 1, 'service A is still paused (no retry yet) when B has been served');
+  const firstReport = await first;
+  assert.match(entries(firstReport)[0]?.reason ?? '', /still trying/, 'A\'s subscription waits for its service, not failed for good');
+});
+
 test('webpush: a Retry-After longer than retry.maxDelayMs fails the subscription with the reason, without retiring it', async (t) => {
   let sub: TestSubscription | undefined;
   const w = await webpushWorld(t, {
