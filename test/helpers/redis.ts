@@ -1,5 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import type { TestContext } from 'node:test';
 
@@ -31,8 +33,10 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function spawnRedis(port: number, extra: readonly string[]): Promise<ChildProcess> {
-  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra], {
+function spawnRedis(port: number, dir: string, extra: readonly string[]): Promise<ChildProcess> {
+  // A folder of its own: a replica writes what it syncs to dump.rdb there, and a server started
+  // in a folder with a dump.rdb would load it.
+  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolve, reject) => {
@@ -67,13 +71,14 @@ async function stopChild(child: ChildProcess): Promise<void> {
  * e.g. ['--maxmemory-policy', 'allkeys-lru'].
  */
 export async function startRedis(t: TestContext, extra: readonly string[] = []): Promise<RedisServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'notify-redis-'));
   let port = 0;
   let child: ChildProcess | undefined;
   let lastError: unknown;
   for (let attempt = 0; attempt < 5 && child === undefined; attempt++) {
     port = await freePort();
     try {
-      child = await spawnRedis(port, extra);
+      child = await spawnRedis(port, dir, extra);
     } catch (err) {
       lastError = err;
     }
@@ -89,9 +94,14 @@ export async function startRedis(t: TestContext, extra: readonly string[] = []):
     stop: () => stopChild(child as ChildProcess),
     async restart() {
       await stopChild(child as ChildProcess);
-      child = await spawnRedis(port, extra);
+      // Empty again, as a server without persistence comes back.
+      rmSync(join(dir, 'dump.rdb'), { force: true });
+      child = await spawnRedis(port, dir, extra);
     },
   };
-  t.after(() => stopChild(child as ChildProcess));
+  t.after(async () => {
+    await stopChild(child as ChildProcess);
+    rmSync(dir, { recursive: true, force: true });
+  });
   return server;
 }
