@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test, type TestContext } from 'node:test';
+import { test as nodeTest, type TestContext } from 'node:test';
 import type { MessageStreams, Publication, StreamMessage } from '../../src/store/stream.js';
 import { BROADCAST_STREAM, streamOf } from '../../src/store/stream.js';
 
@@ -26,9 +26,11 @@ const idsOf = (pubs: readonly Publication[]): string[] => pubs.map((p) => p.id);
 
 /**
  * The MessageStreams contract (src/store/stream.ts), written against the interface only, so it
- * runs unchanged against every backend. `make` builds a fresh, empty backend per test.
+ * runs unchanged against every backend. `make` builds a fresh, empty backend per test; `skip`
+ * skips the suite where the backend's server is not installed.
  */
-export function streamsContract(name: string, make: MakeStreams): void {
+export function streamsContract(name: string, make: MakeStreams, opts: { skip?: string | boolean } = {}): void {
+  const test = (title: string, fn: (t: TestContext) => Promise<void>) => nodeTest(title, { skip: opts.skip ?? false }, fn);
   const HOUR = 3_600_000;
   async function open(t: TestContext, over: Partial<StreamsSetup> = {}) {
     const clock = manualClock();
