@@ -68,6 +68,8 @@ export interface DeliveryResult {
   reason?: string;
   /** The provider's id for this delivery, when it gives one (APNs `apns-id`, JPush `msg_id`). */
   id?: string;
+  /** In a cluster: the node whose session this is (websocket targets). */
+  node?: string;
 }
 
 /** A DeliveryResult within a report, tagged with the uid it was for. */

@@ -223,6 +223,7 @@ export class Dispatcher {
         const entry: ReportEntry = { uid, transport: r.transport, target: r.target, status: r.status };
         if (r.reason !== undefined) entry.reason = r.reason;
         if (r.id !== undefined) entry.id = r.id;
+        if (r.node !== undefined) entry.node = r.node;
         report.results.push(entry);
         report[r.status]++;
         this.#telemetry.delivered(r.transport, r.status);

@@ -12,7 +12,7 @@ import type { DeliveryResult, Message, Uid } from '../types.js';
 import { AUTH_CLOSE, checkToken } from '../auth.js';
 import type { AckRelay } from '../store/acks.js';
 import type { Presence } from '../store/presence.js';
-import { BROADCAST_STREAM, type HistoryPage, type HistoryQuery, type MessageStreams, type Publication, type StreamPosition, streamOf } from '../store/stream.js';
+import { BROADCAST_STREAM, type HistoryPage, type HistoryQuery, type MessageStreams, type Publication, type StreamPosition, streamOf, uidOfStream } from '../store/stream.js';
 import { after } from '../maybe.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { Admission, type ConnectionLimits, NO_LIMITS } from './admission.js';
@@ -58,6 +58,13 @@ export interface WebSocketTransportOptions {
   telemetry?: Telemetry;
   /** Web Push registration for pages (the push-* frames) and the VAPID key the client script is served with. */
   push?: PagePush;
+  /**
+   * One of several nodes sharing `presence` and `streams` (cluster.redis): a uid's sessions may
+   * be on other nodes, which get its messages through the streams (this node follows the stream
+   * of each uid it has sessions of, and the broadcast stream); reports name each session's node.
+   * @default false
+   */
+  cluster?: boolean;
 }
 
 /** push-subscribe and push-unsubscribe frames one session may send in all; a page needs one or two. */
@@ -242,6 +249,8 @@ export class WebSocketTransport implements Transport, LiveSessions {
   #address = '';
   #heartbeat: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
+  /** Cluster: the uids whose stream this node follows (true) or is subscribing to (the promise). */
+  readonly #following = new Map<Uid, true | Promise<void>>();
   /** The envelope of the message being delivered: built once, sent to every resuming session. */
   #envelopeFor: { msg: Message; text: string } | undefined;
   readonly #onMessage: (this: WebSocket, data: RawData, isBinary: boolean) => void;
@@ -252,7 +261,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     for (const key of ['maxPayloadBytes', 'maxBufferedBytes', 'heartbeatIntervalMs'] as const) {
       if (!Number.isInteger(opts[key]) || opts[key] <= 0) throw new RangeError(`${key} must be a positive integer`);
     }
-    this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, replayLimit: 100, ...opts };
+    this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, replayLimit: 100, ...opts, cluster: opts.cluster ?? false };
     if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
     this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
     this.#wss = new WebSocketServer({
@@ -276,6 +285,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'text'));
 
+    if (this.#opts.cluster && this.#opts.streams !== undefined) this.#opts.streams.onRemote((pub) => this.#remote(pub));
     const transport = this;
     this.#onMessage = function (data, isBinary) {
       const s = this as Session;
@@ -300,6 +310,8 @@ export class WebSocketTransport implements Transport, LiveSessions {
   async start(): Promise<void> {
     if (this.#state !== 'new') return;
     this.#state = 'running';
+    // Cluster: broadcasts published on other nodes reach this node's sessions.
+    if (this.#opts.cluster && this.#opts.streams !== undefined) await this.#opts.streams.follow(BROADCAST_STREAM);
     this.#address = await listen(this.#server, this.#opts.listen, 'ws.listen');
     this.#heartbeat = setInterval(() => this.#beat(), this.#opts.heartbeatIntervalMs);
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, this.#opts.bindTimeoutMs / 2)));
@@ -318,26 +330,58 @@ export class WebSocketTransport implements Transport, LiveSessions {
     return this.#conns.get(target)?.envelope === true;
   }
 
-  /** Writes to every session of the uid at once: answers synchronously. */
-  deliver(uid: Uid, msg: Message, _signal: AbortSignal): DeliveryResult[] {
+  /**
+   * Writes to every session of the uid on this node at once (synchronously). In a cluster, the
+   * uid's sessions on other nodes are reported too: they get the message from the stream it was
+   * published to before this call (`sent`: handed to their node), named with their node.
+   */
+  deliver(uid: Uid, msg: Message, _signal: AbortSignal): DeliveryResult[] | Promise<DeliveryResult[]> {
     if (this.#state === 'closed') throw new NotifyError('NOTIFY_ERR_CLOSED', 'websocket transport is closed');
     const results: DeliveryResult[] = [];
+    const node = this.#opts.cluster ? this.#opts.node : undefined;
     for (const sid of this.#opts.index.targets(uid)) {
       const s = this.#conns.get(sid);
-      if (s === undefined || s.readyState !== WebSocket.OPEN) {
-        results.push({ transport: this.name, target: sid, status: 'failed', reason: 'session closing' });
-      } else if (s.bufferedAmount + s.heldBytes > this.#opts.maxBufferedBytes) {
-        // Held live publications of a session whose replay is still being sent are unsent data too.
-        results.push({ transport: this.name, target: sid, status: 'failed', reason: this.#slowConsumer(s, s.bufferedAmount + s.heldBytes, 'live') });
-      } else if (s.envelope) {
-        this.#live(s, msg);
-        results.push({ transport: this.name, target: sid, status: 'sent' });
-      } else {
-        s.send(msg.frame);
-        results.push({ transport: this.name, target: sid, status: 'sent' });
-      }
+      const r = s === undefined ? { transport: this.name, target: sid, status: 'failed' as const, reason: 'session closing' } : this.#write(s, msg);
+      if (node !== undefined) r.node = node;
+      results.push(r);
     }
-    return results;
+    if (!this.#opts.cluster || msg.stored === undefined) return results;
+    return after(this.#opts.presence.sessions(uid), (entries) => {
+      for (const e of entries) if (e.node !== node) results.push({ transport: this.name, target: e.sid, status: 'sent', node: e.node });
+      return results;
+    });
+  }
+
+  /** One message to one session of this node: its outcome. */
+  #write(s: Session, msg: Message): DeliveryResult {
+    if (s.readyState !== WebSocket.OPEN) return { transport: this.name, target: s.sid, status: 'failed', reason: 'session closing' };
+    if (s.bufferedAmount + s.heldBytes > this.#opts.maxBufferedBytes) {
+      // Held live publications of a session whose replay is still being sent are unsent data too.
+      return { transport: this.name, target: s.sid, status: 'failed', reason: this.#slowConsumer(s, s.bufferedAmount + s.heldBytes, 'live') };
+    }
+    if (s.envelope) this.#live(s, msg);
+    else s.send(msg.frame);
+    return { transport: this.name, target: s.sid, status: 'sent' };
+  }
+
+  /** A publication made on another node (cluster): to this node's sessions of its uid, or to all for a broadcast. */
+  #remote(pub: Publication): void {
+    if (this.#state !== 'running') return;
+    const msg: Message = { id: pub.id, frame: pub.frame, json: pub.json, stored: [pub] };
+    try {
+      if (pub.stream === BROADCAST_STREAM) {
+        for (const s of this.#conns.values()) if (s.uid !== undefined && this.#opts.index.uidOf(s.sid) !== undefined) this.#write(s, msg);
+        return;
+      }
+      const uid = uidOfStream(pub.stream);
+      if (uid === undefined) return;
+      for (const sid of this.#opts.index.targets(uid)) {
+        const s = this.#conns.get(sid);
+        if (s !== undefined) this.#write(s, msg);
+      }
+    } catch (err) {
+      this.#opts.log.error('delivering a publication from another node failed', { stream: pub.stream, id: pub.id, error: err instanceof Error ? err.message : String(err) });
+    }
   }
 
   health(): TransportHealth {
@@ -462,7 +506,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     this.#bind(s, text);
   }
 
-  #bind(s: Session, uid: string, token: string | undefined = s.urlToken): boolean {
+  #bind(s: Session, uid: string, token: string | undefined = s.urlToken): boolean | Promise<boolean> {
     const problem = uidProblem(uid);
     if (problem !== undefined) {
       s.close(CLOSE.policyViolation, problem === 'empty' ? 'empty uid' : `uid longer than ${MAX_UID_BYTES} bytes`);
@@ -478,21 +522,74 @@ export class WebSocketTransport implements Transport, LiveSessions {
       }
     }
     const perUid = this.#admission.limits.sessionsPerUid;
-    if (this.#opts.index.count(uid) >= perUid) {
-      this.#opts.telemetry.refused('sessionsPerUid');
-      s.close(AUTH_CLOSE.tooManySessions, `too many sessions for this uid (limits.sessionsPerUid: ${perUid})`);
-      return false;
-    }
+    // Counted on every node (presence); on one node that is this node's index.
+    const count = perUid === Infinity ? 0 : this.#opts.presence.count(uid);
+    // Taken now: frames that come while a shared backend answers are not binds.
     s.uid = uid;
     s.urlToken = undefined;
-    this.#opts.index.add(uid, s.sid);
-    this.#presence(this.#opts.presence.add(uid, s.sid, this.#opts.node), s);
-    return true;
+    const unavailable = (err: unknown): false => {
+      this.#opts.log.warn('presence unavailable; closing the session', { sid: s.sid, uid, error: err instanceof Error ? err.message : String(err) });
+      if (s.readyState === WebSocket.OPEN) s.close(1011, 'presence unavailable; reconnect');
+      return false;
+    };
+    const admit = (n: number): boolean | Promise<boolean> => {
+      if (n >= perUid) {
+        this.#opts.telemetry.refused('sessionsPerUid');
+        s.close(AUTH_CLOSE.tooManySessions, `too many sessions for this uid (limits.sessionsPerUid: ${perUid})`);
+        return false;
+      }
+      if (s.readyState !== WebSocket.OPEN) return false;
+      this.#opts.index.add(uid, s.sid);
+      // Following the uid's stream before the session is in presence: once another node can see
+      // the session, what it publishes for the uid reaches this node.
+      return after(this.#follow(uid), () => {
+        this.#presence(this.#opts.presence.add(uid, s.sid, this.#opts.node), s);
+        return true;
+      });
+    };
+    try {
+      const r = after(count, admit);
+      return r instanceof Promise ? r.catch(unavailable) : r;
+    } catch (err) {
+      return unavailable(err);
+    }
   }
 
   #unbind(s: Session): void {
+    const uid = s.uid as Uid;
     this.#opts.index.remove(s.sid);
-    this.#presence(this.#opts.presence.remove(s.uid as Uid, s.sid), s);
+    this.#presence(this.#opts.presence.remove(uid, s.sid), s);
+    if (this.#opts.cluster && this.#opts.index.count(uid) === 0 && this.#following.has(uid)) {
+      this.#following.delete(uid);
+      const streams = this.#opts.streams as MessageStreams;
+      const r = streams.unfollow(streamOf(uid));
+      if (r instanceof Promise) r.catch((err: unknown) => this.#opts.log.debug('unfollow failed', { uid, error: err instanceof Error ? err.message : String(err) }));
+    }
+  }
+
+  /** Cluster: follows the uid's stream (once per uid with sessions here); settles when subscribed. */
+  #follow(uid: Uid): void | Promise<void> {
+    const streams = this.#opts.streams;
+    if (!this.#opts.cluster || streams === undefined) return;
+    const cur = this.#following.get(uid);
+    if (cur === true) return;
+    if (cur !== undefined) return cur;
+    const r = streams.follow(streamOf(uid));
+    if (!(r instanceof Promise)) {
+      this.#following.set(uid, true);
+      return;
+    }
+    const p = r.then(
+      () => {
+        if (this.#following.get(uid) === p) this.#following.set(uid, true);
+      },
+      (err: unknown) => {
+        if (this.#following.get(uid) === p) this.#following.delete(uid);
+        throw err;
+      },
+    );
+    this.#following.set(uid, p);
+    return p;
   }
 
   /** A presence write that failed: the session cannot be found by other nodes, so it ends (they would miss it). */
@@ -525,14 +622,20 @@ export class WebSocketTransport implements Transport, LiveSessions {
     s.envelope = true;
     s.held = [];
     s.heldBytes = 0;
-    if (!this.#bind(s, bind.uid, token)) return;
-    const streams = this.#opts.streams;
-    if (streams === undefined) {
-      s.held = undefined;
-      if (since !== undefined) s.send(JSON.stringify({ type: 'gap', since }));
-      return;
-    }
-    this.#recover(s, this.#readSince(streams, bind.uid, since), since ?? null);
+    const uid = bind.uid;
+    const bound = (ok: boolean): void => {
+      if (!ok) return;
+      const streams = this.#opts.streams;
+      if (streams === undefined) {
+        s.held = undefined;
+        if (since !== undefined) s.send(JSON.stringify({ type: 'gap', since }));
+        return;
+      }
+      this.#recover(s, this.#readSince(streams, uid, since), since ?? null);
+    };
+    const r = this.#bind(s, uid, token);
+    if (r instanceof Promise) void r.then(bound);
+    else bound(r);
   }
 
   /** What the session is owed: every stored message after `since` (its uid's and broadcasts, in publish order). */

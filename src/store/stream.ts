@@ -104,3 +104,8 @@ export const BROADCAST_STREAM = 'b:*';
 export function streamOf(uid: Uid): string {
   return UID_PREFIX + uid;
 }
+
+/** The uid whose stream `stream` is; undefined for the broadcast stream or another key. */
+export function uidOfStream(stream: string): Uid | undefined {
+  return stream.startsWith(UID_PREFIX) ? stream.slice(UID_PREFIX.length) : undefined;
+}
