@@ -4,6 +4,8 @@ import { LOG_LEVELS } from '../obs/log.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
 import { type Infer, type Validation, boolean, custom, defaultsOf, deepFreeze, duration, formatPath, integer, listOf, listen, mapOf, oneOf, section, string, validate } from './schema.js';
 import { parseCidr } from '../net/allow.js';
+import { errorMessage } from '../errors.js';
+import { parseRedisUrl } from '../store/redis-url.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -189,6 +191,34 @@ export const CONFIG_SPEC = section({
      * for the next process (or the successor transport) to send: at least once, never dropped.
      */
     graceMs: duration({ default: '5s', minMs: 0 }),
+  }),
+  cluster: section({
+    /**
+     * The Redis that several notify processes share (every piece of state lives there):
+     * redis://[user:pass@]host:port[/db], rediss://… (TLS), or
+     * redis+sentinel://host:26379[,host2:26379]/MASTERNAME. Unset: one process on the embedded
+     * store in state.dir.
+     */
+    redis: custom(
+      (v, path, ctx) => {
+        if (v === undefined || v === null || v === '') return null;
+        if (typeof v !== 'string') {
+          ctx.fail(path, 'cluster.redis must be a Redis URL (a string)');
+          return null;
+        }
+        try {
+          parseRedisUrl(v);
+        } catch (err) {
+          ctx.fail(path, `cluster.redis: ${errorMessage(err)}`);
+        }
+        return v;
+      },
+      { default: null },
+    ),
+    /** This process's name in the cluster (presence, leases, reports). Default: HOSTNAME-PID. */
+    node: string({ default: null, check: (v) => (/^[A-Za-z0-9._-]{1,64}$/.test(v) ? undefined : 'must be 1-64 letters, digits, dots, dashes or underscores') }),
+    /** The prefix of every Redis key and channel notify uses, so several deployments can share one Redis. */
+    prefix: string({ default: 'notify', check: (v) => (/^[A-Za-z0-9._-]{1,32}$/.test(v) ? undefined : 'must be 1-32 letters, digits, dots, dashes or underscores') }),
   }),
   state: section({
     /**

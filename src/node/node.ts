@@ -80,12 +80,16 @@ export function defaultNodeName(): string {
   return `${hostname()}-${process.pid}`;
 }
 
-/** Builds a node (nothing runs until `start()`). Throws NOTIFY_ERR_CONFIG when the store cannot be opened or a transport built. */
-export function buildNode(config: Config, opts: NodeOptions): NotifyNode {
+/**
+ * Builds a node (nothing runs until `start()`): opens its state backends (for a cluster: connects
+ * to Redis and checks it). Rejects with NOTIFY_ERR_CONFIG when the store cannot be opened or a
+ * transport built.
+ */
+export async function buildNode(config: Config, opts: NodeOptions): Promise<NotifyNode> {
   const { log } = opts;
   const telemetry = opts.telemetry ?? noTelemetry;
-  const name = opts.name ?? defaultNodeName();
-  const backends = (opts.backends ?? backendsFor(config))(config, { node: name, log });
+  const name = opts.name ?? config.cluster.node ?? defaultNodeName();
+  const backends = await (opts.backends ?? backendsFor(config))(config, { node: name, log });
   try {
     const devices = new DeviceService({ directory: backends.devices, config, log });
     return assemble(config, opts, name, telemetry, backends, devices);

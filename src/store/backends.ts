@@ -5,7 +5,7 @@ import { type Backends, embeddedBackends } from './embedded.js';
 export type { Backends };
 
 /** Builds one set of backends for a node. */
-export type BackendFactory = (config: Config, opts: { node: string; log: Logger }) => Backends;
+export type BackendFactory = (config: Config, opts: { node: string; log: Logger }) => Backends | Promise<Backends>;
 
 /**
  * The backend sets a node can run on, by name. `embedded` (SQLite in state.dir plus memory, one

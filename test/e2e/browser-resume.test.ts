@@ -21,7 +21,7 @@ test('browser: the demo page resumes after a daemon restart: pushes sent while i
 
   const daemons: Daemon[] = [];
   const startDaemon = async (): Promise<Daemon> => {
-    const d = createDaemon(config);
+    const d = await createDaemon(config);
     daemons.push(d);
     await d.start();
     return d;

@@ -355,7 +355,7 @@ async function world(t: TestContext): Promise<World> {
   ].join('\n');
   const logs: string[] = [];
   const log = createLogger({ level: 'debug', write: (line) => void logs.push(line) });
-  const daemon = createDaemon(parseConfig(yaml, 'example', dir, { ...ENV }), { log });
+  const daemon = await createDaemon(parseConfig(yaml, 'example', dir, { ...ENV }), { log });
   await daemon.start();
   t.after(() => daemon.stop());
   const http = `http://${daemon.addresses().http}`;

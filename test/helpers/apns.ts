@@ -73,7 +73,7 @@ export async function apnsWorld(
     async daemon() {
       const logs: Record<string, unknown>[] = [];
       const log: Logger = createLogger({ level: 'debug', write: (line) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-      const d = createDaemon(world.config(), { log });
+      const d = await createDaemon(world.config(), { log });
       await d.start();
       t.after(() => d.stop());
       const a = d.addresses();

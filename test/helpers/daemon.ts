@@ -53,7 +53,7 @@ export interface TestDaemon extends Daemon {
 export async function startDaemon(t: TestContext, overrides: Overrides = {}, level: LogLevel = 'debug'): Promise<TestDaemon> {
   const logs: Record<string, unknown>[] = [];
   const log: Logger = createLogger({ level, write: (line) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-  const daemon = createDaemon(testConfig(overrides, t), { log });
+  const daemon = await createDaemon(testConfig(overrides, t), { log });
   await daemon.start();
   t.after(() => daemon.stop());
   const a = daemon.addresses();

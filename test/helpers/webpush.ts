@@ -74,7 +74,7 @@ export async function webpushWorld(
           logs.push(JSON.parse(line) as Record<string, unknown>);
         },
       });
-      const d = createDaemon(world.config(), { log });
+      const d = await createDaemon(world.config(), { log });
       await d.start();
       t.after(() => d.stop());
       const a = d.addresses();

@@ -544,7 +544,7 @@ test('ids: a publisher id is the message id; a repeat (HTTP, Text, CLI) is not d
 
 test('ids: after a restart on the same state dir, a repeat still gets the first answer and is not delivered; the stored message is replayed once', async (t) => {
   const config = testConfig({}, t);
-  const daemon1 = createDaemon(config);
+  const daemon1 = await createDaemon(config);
   await daemon1.start();
   const d1 = addressed(daemon1);
   t.after(() => d1.stop());
@@ -555,7 +555,7 @@ test('ids: after a restart on the same state dir, a repeat still gets the first 
   const firstText = JSON.parse(await say(t1, JSON.stringify({ uid: 'rs', n: 1, id: 'keep-2', reply: 'json' }))) as PublishReport;
   await d1.stop();
 
-  const daemon2 = createDaemon(config);
+  const daemon2 = await createDaemon(config);
   await daemon2.start();
   const d2 = addressed(daemon2);
   t.after(() => d2.stop());

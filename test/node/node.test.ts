@@ -15,7 +15,7 @@ test('buildNode live:false: no WebSocket transport; start() seeds the YAML devic
     transports: { hook: { type: 'http', url: `${fake.url}/p/{{token}}`, perDevice: true } },
     devices: { alice: { hook: ['tok-1'] } },
   }, t);
-  const node = buildNode(config, { live: false, log: silentLogger, name: 'n1' });
+  const node = await buildNode(config, { live: false, log: silentLogger, name: 'n1' });
   t.after(() => node.stop());
   assert.equal(node.websocket, undefined);
   assert.deepEqual(node.transports.map((x) => x.name), ['hook']);
@@ -33,7 +33,7 @@ test('buildNode live:false: no WebSocket transport; start() seeds the YAML devic
 });
 
 test('buildNode: stop() closes the store (idempotently): publishing rejects with NOTIFY_ERR_STORE, the database is closed', async (t) => {
-  const node = buildNode(testConfig({}, t), { live: false, log: silentLogger });
+  const node = await buildNode(testConfig({}, t), { live: false, log: silentLogger });
   await node.start();
   const stopping = node.stop();
   assert.equal(node.stop(), stopping, 'stop() twice is the same stop');
@@ -53,13 +53,13 @@ test('buildNode: what one node stored is there for the next on the same state di
     devices: { alice: { hook: ['tok-1', 'tok-2'] } },
     state: { dir },
   }, t);
-  const one = buildNode(config(), { live: false, log: silentLogger });
+  const one = await buildNode(config(), { live: false, log: silentLogger });
   await one.start();
   await one.backends.devices.retire('hook', 'tok-1', '410 Unregistered');
   await one.backends.devices.register('hook', 'bob', 'tok-b');
   await one.stop();
 
-  const two = buildNode(config(), { live: false, log: silentLogger });
+  const two = await buildNode(config(), { live: false, log: silentLogger });
   t.after(() => two.stop());
   await two.start();
   assert.deepEqual(await two.backends.devices.targets('hook', 'alice'), ['tok-2']);

@@ -110,7 +110,7 @@ async function publishDirect(io: Io, body: Record<string, unknown>, o: PublishOp
   const options = parsePublishOptions(body);
   let node;
   try {
-    node = buildNode(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
+    node = await buildNode(config, { log: createLogger({ level: 'warn', write: io.err }), live: false });
   } catch (err) {
     // A daemon runs on this state directory: it owns the store, so the message goes through it.
     if (!(err instanceof StateLockedError)) throw err;

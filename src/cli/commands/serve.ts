@@ -21,9 +21,9 @@ async function serve(io: Io, o: { config?: string }): Promise<number> {
   const config = readConfig(o.config);
   const log = createLogger({ level: config.log.level, write: io.err });
   const unlistenWarnings = logProcessWarnings(log);
-  let daemon: ReturnType<typeof createDaemon>;
+  let daemon: Awaited<ReturnType<typeof createDaemon>>;
   try {
-    daemon = createDaemon(config, { log });
+    daemon = await createDaemon(config, { log });
   } catch (err) {
     unlistenWarnings();
     throw err;
@@ -59,7 +59,7 @@ async function serve(io: Io, o: { config?: string }): Promise<number> {
 }
 
 /** SIGHUP: reads the config file again; a bad one is reported and the running config kept. */
-async function reload(daemon: ReturnType<typeof createDaemon>, path: string | undefined, log: ReturnType<typeof createLogger>): Promise<void> {
+async function reload(daemon: Awaited<ReturnType<typeof createDaemon>>, path: string | undefined, log: ReturnType<typeof createLogger>): Promise<void> {
   if (path === undefined) {
     log.warn('SIGHUP: running on the built-in defaults, there is no config file to reload');
     return;

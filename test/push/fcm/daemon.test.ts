@@ -138,7 +138,7 @@ test('fcm daemon: the fcm example of config.example.yaml works as written (only 
   assert.notEqual(pointed, block, 'the example has a url line to point at the fake');
   const token = fcmToken();
   const yaml = `ws: {listen: "127.0.0.1:0"}\ntext: {listen: "127.0.0.1:0"}\nhttp: {listen: "127.0.0.1:0"}\nstate: {dir: ./state}\ntransports:\n${pointed}devices:\n  uid1:\n    fcm: [${token}]\n`;
-  const d = createDaemon(parseConfig(yaml, 'example', w.dir));
+  const d = await createDaemon(parseConfig(yaml, 'example', w.dir));
   await d.start();
   t.after(() => d.stop());
   const report = await send(`http://${d.addresses().http}`, { uid: 'uid1', msg: 'from the example' });
