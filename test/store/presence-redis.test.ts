@@ -153,3 +153,17 @@ test('RedisPresence: Redis down: every call rejects with NOTIFY_ERR_STORE; after
   assert.deepEqual((await p.uids()).sort(), ['alice', 'carol']);
   assert.equal(await p.count('bob'), 0, 'the session removed while Redis was away is not brought back');
 });
+
+test('RedisPresence: one heartbeat refreshes thousands of sessions over many uids (one pipeline, a script per uid)', opts, async (t) => {
+  const { clock, a, b } = await twoNodes(t);
+  const sids: string[] = [];
+  for (let i = 0; i < 3000; i++) sids.push(`s${i}`);
+  await Promise.all(sids.map((sid, i) => a.add(`u${i % 700}`, sid, 'node-a')));
+  clock.now += TTL - 1;
+  await a.touch('node-a', sids);
+  clock.now += TTL - 1;
+  assert.equal((await b.uids()).length, 700, 'every uid still present, one ttl after the first');
+  assert.equal(await b.count('u0'), 5);
+  clock.now += 1;
+  assert.deepEqual(await b.uids(), [], 'and all gone one ttl after the heartbeat');
+});
