@@ -12,7 +12,8 @@ import type { Uid } from '../types.js';
  *   message nobody waits for is dropped (acks are not stored).
  * - Waiters are bounded by the publishes in flight; each ends by its timeout.
  *
- * Redis: a PUBLISH on `<prefix>:ack:<id>` that the waiting node subscribed to for the wait.
+ * Redis (acks-redis.ts): the waiting node registers in `<prefix>:ackwait:<id>`; an ack PUBLISHes to
+ * each registered node's own channel `<prefix>:ack:<node>`, subscribed once per node.
  */
 export interface AckRelay {
   wait(id: string, uids: ReadonlySet<Uid>, timeoutMs: number): Promise<Set<Uid>>;

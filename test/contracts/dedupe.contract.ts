@@ -17,14 +17,14 @@ export type MakeDedupe = (t: TestContext, opts: { now: () => number }) => Dedupe
 const WINDOW = 10_000;
 
 /** The Dedupe contract (src/store/dedupe.ts), against the interface only. */
-export function dedupeContract(name: string, make: MakeDedupe): void {
+export function dedupeContract(name: string, make: MakeDedupe, opts: { skip?: string | false } = {}): void {
   async function open(t: TestContext) {
     const clock = { now: 1_700_000_000_000 };
     const subject = await make(t, { now: () => clock.now });
     return { ...subject, clock };
   }
 
-  test(`${name} contract: exactly one first claim per id within the window; the others see no answer while none is recorded`, async (t) => {
+  test(`${name} contract: exactly one first claim per id within the window; the others see no answer while none is recorded`, opts, async (t) => {
     const { dedupe } = await open(t);
     const together = await Promise.all([1, 2, 3, 4].map(() => dedupe.claim('order-1', WINDOW)));
     assert.deepEqual(together.filter((c) => c.first).length, 1, `one first claim: ${JSON.stringify(together)}`);
@@ -34,7 +34,7 @@ export function dedupeContract(name: string, make: MakeDedupe): void {
     assert.deepEqual(await dedupe.claim('order-2', WINDOW), { first: true }, 'ids are independent');
   });
 
-  test(`${name} contract: a later claim sees the recorded answer; the latest record wins`, async (t) => {
+  test(`${name} contract: a later claim sees the recorded answer; the latest record wins`, opts, async (t) => {
     const { dedupe } = await open(t);
     assert.deepEqual(await dedupe.claim('order-1', WINDOW), { first: true });
     await dedupe.record('order-1', '{"provisional":true}');
@@ -44,7 +44,7 @@ export function dedupeContract(name: string, make: MakeDedupe): void {
     assert.deepEqual(await dedupe.claim('order-2', WINDOW), { first: true }, "another id does not see order-1's answer");
   });
 
-  test(`${name} contract: once the window has passed, the id can be claimed again (and the old answer is gone)`, async (t) => {
+  test(`${name} contract: once the window has passed, the id can be claimed again (and the old answer is gone)`, opts, async (t) => {
     const { dedupe, clock } = await open(t);
     assert.deepEqual(await dedupe.claim('order-1', WINDOW), { first: true });
     await dedupe.record('order-1', '{"n":1}');
@@ -55,7 +55,7 @@ export function dedupeContract(name: string, make: MakeDedupe): void {
     assert.deepEqual(await dedupe.claim('order-1', WINDOW), { first: false, answer: undefined }, 'the new claim has no answer yet');
   });
 
-  test(`${name} contract: when the backend outlives the process, a claim and its answer are there for the next one`, async (t) => {
+  test(`${name} contract: when the backend outlives the process, a claim and its answer are there for the next one`, opts, async (t) => {
     const { dedupe, reopen } = await open(t);
     if (reopen === undefined) {
       t.skip('this backend lives in one process');

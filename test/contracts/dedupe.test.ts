@@ -4,11 +4,14 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { silentLogger } from '../../src/obs/log.js';
 import { MemoryDedupe } from '../../src/store/dedupe-memory.js';
+import { RedisDedupe } from '../../src/store/dedupe-redis.js';
 import { SqliteDedupe } from '../../src/store/dedupe-sqlite.js';
 import { GroupCommit, openState } from '../../src/store/sqlite.js';
 import { SqliteStreams } from '../../src/store/stream-sqlite.js';
 import { streamOf } from '../../src/store/stream.js';
 import { tempDir } from '../helpers/daemon.js';
+import { SKIP_REDIS, startRedis } from '../helpers/redis.js';
+import { redisClient } from '../helpers/redis-client.js';
 import { dedupeContract } from './dedupe.contract.js';
 
 const HOUR = 3_600_000;
@@ -49,6 +52,17 @@ dedupeContract('SqliteDedupe', (t, o) => {
     },
   };
 });
+
+// Redis outlives a node: the next process is another client of the same server.
+dedupeContract(
+  'RedisDedupe',
+  async (t, o) => {
+    const server = await startRedis(t);
+    const dedupe = new RedisDedupe(await redisClient(t, server), { now: o.now });
+    return { dedupe, reopen: async () => new RedisDedupe(await redisClient(t, server), { now: o.now }) };
+  },
+  { skip: SKIP_REDIS },
+);
 
 test('SqliteDedupe: a claim is committed with the message it belongs to: after a crash once the publish resolved, a retry is not first', async (t) => {
   const dir = join(tempDir(t, 'notify-dedupe-'), 'state');
