@@ -21,8 +21,9 @@ const sorted = <T>(xs: readonly T[]): T[] => [...xs].sort();
 /**
  * The DeviceDirectory contract (src/store/devices.ts), against the interface only. Every test
  * seeds the transports it uses first, as a node does at start (the YAML may list none).
+ * `options.skip` skips every test with that reason (a backend whose server is not installed).
  */
-export function devicesContract(name: string, make: MakeDevices): void {
+export function devicesContract(name: string, make: MakeDevices, options: { skip?: string | false } = {}): void {
   const NONE = seedOf({ apns: {}, hook: {} });
 
   async function open(t: TestContext) {
@@ -31,7 +32,7 @@ export function devicesContract(name: string, make: MakeDevices): void {
     return s;
   }
 
-  test(`${name} contract: register adds a token to a uid (added once); targets/has/list/count read it`, async (t) => {
+  test(`${name} contract: register adds a token to a uid (added once); targets/has/list/count read it`, options, async (t) => {
     const { directory: d } = await open(t);
     assert.deepEqual(await d.register('apns', 'alice', 'tok-a1'), { added: true });
     assert.deepEqual(await d.register('apns', 'alice', 'tok-a1'), { added: false }, 'registering again adds nothing');
@@ -49,7 +50,7 @@ export function devicesContract(name: string, make: MakeDevices): void {
     assert.deepEqual(await d.count('hook'), { devices: 0, uids: 0 });
   });
 
-  test(`${name} contract: a token belongs to at most one uid per transport: registering it for another uid moves it`, async (t) => {
+  test(`${name} contract: a token belongs to at most one uid per transport: registering it for another uid moves it`, options, async (t) => {
     const { directory: d } = await open(t);
     await d.register('apns', 'alice', 'tok');
     await d.register('hook', 'alice', 'tok');
@@ -61,7 +62,7 @@ export function devicesContract(name: string, make: MakeDevices): void {
     assert.deepEqual(await d.count('apns'), { devices: 1, uids: 1 });
   });
 
-  test(`${name} contract: remove takes a token from its uid (false when the uid did not have it)`, async (t) => {
+  test(`${name} contract: remove takes a token from its uid (false when the uid did not have it)`, options, async (t) => {
     const { directory: d } = await open(t);
     await d.register('apns', 'alice', 'tok-a');
     await d.register('apns', 'bob', 'tok-b');
@@ -74,7 +75,7 @@ export function devicesContract(name: string, make: MakeDevices): void {
     assert.equal(await d.remove('apns', 'alice', 'tok-a'), false, 'a second remove finds nothing');
   });
 
-  test(`${name} contract: a YAML token removed stays removed when the YAML is seeded again`, async (t) => {
+  test(`${name} contract: a YAML token removed stays removed when the YAML is seeded again`, options, async (t) => {
     const { directory: d } = await open(t);
     const yaml = seedOf({ apns: { alice: ['yaml-1', 'yaml-2'] } });
     await d.seed(yaml);
@@ -84,7 +85,7 @@ export function devicesContract(name: string, make: MakeDevices): void {
     assert.deepEqual(await d.targets('apns', 'alice'), ['yaml-2']);
   });
 
-  test(`${name} contract: retire takes a token out of service and answers fresh only for the first retirement`, async (t) => {
+  test(`${name} contract: retire takes a token out of service and answers fresh only for the first retirement`, options, async (t) => {
     const { directory: d } = await open(t);
     await d.register('apns', 'alice', 'dead');
     await d.register('apns', 'alice', 'alive');
@@ -104,7 +105,7 @@ export function devicesContract(name: string, make: MakeDevices): void {
     assert.deepEqual((await d.retired('hook')).map((e) => e.token), ['other']);
   });
 
-  test(`${name} contract: a retired token stays out of a later seed; registering it again brings it back`, async (t) => {
+  test(`${name} contract: a retired token stays out of a later seed; registering it again brings it back`, options, async (t) => {
     const { directory: d } = await open(t);
     const yaml = seedOf({ apns: { alice: ['yaml-tok'] } });
     await d.seed(yaml);
@@ -119,7 +120,7 @@ export function devicesContract(name: string, make: MakeDevices): void {
     assert.deepEqual(await d.targets('apns', 'alice'), ['yaml-tok'], 'and it stays after the next seed');
   });
 
-  test(`${name} contract: seed replaces the previous seed and keeps run-time registrations`, async (t) => {
+  test(`${name} contract: seed replaces the previous seed and keeps run-time registrations`, options, async (t) => {
     const { directory: d } = await open(t);
     await d.seed(seedOf({ apns: { alice: ['y1'], bob: ['y2'] }, hook: { carol: ['h1'] } }));
     await d.register('apns', 'dave', 'runtime');
@@ -130,7 +131,7 @@ export function devicesContract(name: string, make: MakeDevices): void {
     assert.deepEqual(await d.targets('hook', 'carol'), ['h1']);
   });
 
-  test(`${name} contract: registrations, removals and retirements survive reopening`, async (t) => {
+  test(`${name} contract: registrations, removals and retirements survive reopening`, options, async (t) => {
     const s = await open(t);
     const d = s.directory;
     const yaml = seedOf({ apns: { alice: ['yaml-1', 'yaml-2'] }, hook: {} });
