@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.js';
 import { hostname } from 'node:os';
 import type { Config, TransportSettings } from '../config/load.js';
 import { Dispatcher } from '../delivery/dispatcher.js';
@@ -121,6 +122,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         log,
         streams: backends.streams,
         replayLimit: config.history.size,
+        cluster: backends.shared === true,
         // Pages register Web Push subscriptions with the config in force (a reload applies).
         push: pagePush({ config: () => current, devices }),
       })
@@ -291,7 +293,13 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       stopping ??= (async () => {
         await dispatcher.close();
         for (const t of [...transports].reverse()) if (started.has(t)) await t.stop();
-        await backends.retries.handBack(name);
+        try {
+          await backends.retries.handBack(name);
+        } catch (err) {
+          // A shared queue that cannot be reached now: this node's leases run out and another
+          // node (or the next start) takes the deliveries up then.
+          log.warn('could not hand back the retry queue; its deliveries are taken up when their leases end', { error: errorMessage(err) });
+        }
         const held = backends.retries.size;
         if (held) log.info('deliveries kept in the retry queue for the next start', { count: held });
         await backends.close();

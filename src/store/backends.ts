@@ -1,5 +1,6 @@
 import type { Config } from '../config/load.js';
 import type { Logger } from '../obs/log.js';
+import { redisBackends } from './cluster.js';
 import { type Backends, embeddedBackends } from './embedded.js';
 
 export type { Backends };
@@ -9,13 +10,14 @@ export type BackendFactory = (config: Config, opts: { node: string; log: Logger 
 
 /**
  * The backend sets a node can run on, by name. `embedded` (SQLite in state.dir plus memory, one
- * process) is the default; the cluster's set registers here and is chosen by `backendsFor`.
+ * process) is the default; `redis` (cluster.redis, store/cluster.ts) is the cluster's.
  */
 export const BACKENDS: Readonly<Record<string, BackendFactory>> = {
   embedded: embeddedBackends,
+  redis: redisBackends,
 };
 
-/** The backend set a config asks for. */
-export function backendsFor(_config: Config): BackendFactory {
-  return BACKENDS.embedded as BackendFactory;
+/** The backend set a config asks for: the cluster's Redis when cluster.redis is set. */
+export function backendsFor(config: Config): BackendFactory {
+  return (config.cluster.redis ? BACKENDS.redis : BACKENDS.embedded) as BackendFactory;
 }

@@ -33,6 +33,11 @@ export interface Backends {
   deviceIndexes?: Registry;
   retries: RetryQueue;
   acks: AckRelay;
+  /**
+   * Shared with other nodes (the cluster's Redis): a uid's sessions may be elsewhere, and
+   * messages reach them through `streams`. @default false
+   */
+  shared?: boolean;
   /** Whether the backends work now, for /healthz. */
   health(): { state: 'ok' } | { state: 'unavailable'; [key: string]: unknown };
   /** Closes every backend (after the transports have stopped). */

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import type { PublishReport } from '../../src/types.js';
+import { HANG_MS, session, textClient, until, wsClient } from '../helpers/clients.js';
+import { type Overrides, type TestDaemon, startDaemon } from '../helpers/daemon.js';
+import { type RedisServer, SKIP_REDIS, startRedis } from '../helpers/redis.js';
+
+/** Three nodes (A, B, C) on one Redis, each with its own listeners, as behind a load balancer. */
+async function cluster(t: TestContext, more: Overrides = {}): Promise<{ redis: RedisServer; nodes: TestDaemon[] }> {
+  const nodes: TestDaemon[] = [];
+  // Registered before Redis's own stop (t.after hooks run in the order they were added): the
+  // nodes stop while their Redis still runs.
+  t.after(() => Promise.all(nodes.map((d) => d.stop())));
+  const redis = await startRedis(t);
+  for (const name of ['node-a', 'node-b', 'node-c']) {
+    nodes.push(await startDaemon(t, { ...more, cluster: { redis: redis.url, node: name } }));
+  }
+  return { redis, nodes };
+}
+
+/** Waits until every node sees `n` sessions of `uid` (presence is shared). */
+async function seen(nodes: TestDaemon[], uid: string, n = 1): Promise<void> {
+  const counts = async () => Promise.all(nodes.map(async (d) => d.node.backends.presence.count(uid)));
+  const deadline = Date.now() + HANG_MS;
+  for (;;) {
+    const c = await counts();
+    if (c.every((x) => x === n)) return;
+    if (Date.now() > deadline) assert.fail(`presence of ${uid}: ${JSON.stringify(c)}, expected ${n} on every node`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function send(d: TestDaemon, body: Record<string, unknown>): Promise<PublishReport> {
+  const res = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify(body) });
+  assert.equal(res.status, 200, await res.clone().text());
+  return (await res.json()) as PublishReport;
+}
+
+test('cluster: a page bound on node B gets what a backend writes to node A (original protocol: ok/fail); no session anywhere is fail', { skip: SKIP_REDIS }, async (t) => {
+  const { nodes } = await cluster(t);
+  const [a, b] = nodes as [TestDaemon, TestDaemon, TestDaemon];
+  const page = await session(t, b, 'uid1');
+  await seen(nodes, 'uid1');
+
+  const backend = await textClient(t, a.textPort);
+  backend.write('{"uid":"uid1","percent":"88%"}\n');
+  assert.deepEqual(await backend.replies(1), ['ok']);
+  assert.equal(await page.frame(1), '{"uid":"uid1","percent":"88%"}');
+
+  backend.write('{"uid":"nobody","percent":"1%"}\n');
+  assert.deepEqual(await backend.replies(2), ['ok', 'fail']);
+  assert.equal(page.frames.length, 1, 'nothing else reached the page');
+});
+
+test('cluster: the report names the node of each session; sessions on two nodes both get it, each once', { skip: SKIP_REDIS }, async (t) => {
+  const { nodes } = await cluster(t);
+  const [a, b, c] = nodes as [TestDaemon, TestDaemon, TestDaemon];
+  const onB = await session(t, b, 'uid1');
+  const onC = await session(t, c, 'uid1');
+  await seen(nodes, 'uid1', 2);
+
+  const report = await send(a, { uid: 'uid1', msg: 'hello' });
+  assert.equal(report.delivered, true);
+  const ws = report.results.filter((e) => e.transport === 'websocket');
+  assert.deepEqual(ws.map((e) => [e.node, e.status]).sort(), [['node-b', 'sent'], ['node-c', 'sent']]);
+  assert.equal(await onB.frame(1), 'hello');
+  assert.equal(await onC.frame(1), 'hello');
+
+  // Published on a node that has a session itself: its own session once, the other node's once.
+  const report2 = await send(b, { uid: 'uid1', msg: 'again' });
+  assert.deepEqual(report2.results.filter((e) => e.transport === 'websocket').map((e) => e.node).sort(), ['node-b', 'node-c']);
+  assert.equal(await onB.frame(2), 'again');
+  assert.equal(await onC.frame(2), 'again');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual([onB.frames, onC.frames], [['hello', 'again'], ['hello', 'again']], 'none twice');
+});
+
+test('cluster: a broadcast reaches every session on every node', { skip: SKIP_REDIS }, async (t) => {
+  const { nodes } = await cluster(t);
+  const [a, b, c] = nodes as [TestDaemon, TestDaemon, TestDaemon];
+  const pages = [await session(t, a, 'u-a'), await session(t, b, 'u-b'), await session(t, c, 'u-c')];
+  await Promise.all(['u-a', 'u-b', 'u-c'].map((u) => seen(nodes, u)));
+  const report = await send(b, { broadcast: true, msg: 'to everyone' });
+  assert.equal(report.delivered, true);
+  for (const p of pages) assert.equal(await p.frame(1), 'to everyone');
+});
+
+test('cluster: limits.sessionsPerUid counts the sessions on every node', { skip: SKIP_REDIS }, async (t) => {
+  const { nodes } = await cluster(t, { limits: { sessionsPerUid: 2 } });
+  const [a, b, c] = nodes as [TestDaemon, TestDaemon, TestDaemon];
+  await session(t, a, 'uid1');
+  await session(t, b, 'uid1');
+  await seen(nodes, 'uid1', 2);
+  const third = await wsClient(t, c.wsUrl, { bind: 'uid1' });
+  const [code, reason] = await third.closed;
+  assert.equal(code, 4429);
+  assert.match(reason, /too many sessions for this uid \(limits\.sessionsPerUid: 2\)/);
+});
+
+test('cluster: a page that leaves is no longer reached; the node stops following its uid', { skip: SKIP_REDIS }, async (t) => {
+  const { nodes } = await cluster(t);
+  const [a, b] = nodes as [TestDaemon, TestDaemon, TestDaemon];
+  const page = await session(t, b, 'uid1');
+  await seen(nodes, 'uid1');
+  page.ws.close();
+  await seen(nodes, 'uid1', 0);
+  const backend = await textClient(t, a.textPort);
+  backend.write('{"uid":"uid1","msg":"gone"}\n');
+  assert.deepEqual(await backend.replies(1), ['fail']);
+  await until(() => !(b.streams as { followed?: string[] }).followed?.includes('u:uid1'), 'node B to unfollow u:uid1');
+});
