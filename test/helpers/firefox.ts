@@ -222,9 +222,10 @@ export async function launchFirefox(t: TestContext, prefs: Record<string, PrefVa
     }),
   );
 
-  // MOZ_DISABLE_NONLOCAL_CONNECTIONS is what Firefox's own test harness sets: the socket layer
-  // refuses non-local addresses, and remote settings honour services.settings.server (a release
-  // build ignores it otherwise, and polls Mozilla's server).
+  // MOZ_DISABLE_NONLOCAL_CONNECTIONS is what Firefox's own test harness sets: a direct connection
+  // to a non-local address (one that bypasses the proxy) is a fatal error in the socket layer,
+  // and remote settings honour services.settings.server (a release build ignores the pref
+  // otherwise and polls firefox.settings.services.mozilla.com, which the trap caught).
   const ff = spawn(FIREFOX, ['--headless', '--no-remote', '--remote-debugging-port=0', '--profile', profile, 'about:blank'], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, MOZ_CRASHREPORTER_DISABLE: '1', MOZ_DISABLE_AUTO_SAFE_MODE: '1', MOZ_DISABLE_NONLOCAL_CONNECTIONS: '1' },
