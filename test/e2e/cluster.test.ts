@@ -97,6 +97,37 @@ test('cluster: limits.sessionsPerUid counts the sessions on every node', { skip:
   assert.match(reason, /too many sessions for this uid \(limits\.sessionsPerUid: 2\)/);
 });
 
+test('cluster: a page that was on node B resumes on node C with since: every message after it, in order, none twice, then live ones', { skip: SKIP_REDIS }, async (t) => {
+  const { nodes } = await cluster(t);
+  const [a, b, c] = nodes as [TestDaemon, TestDaemon, TestDaemon];
+  const first = await wsClient(t, b.wsUrl, { bind: JSON.stringify({ type: 'bind', uid: 'uid1' }) });
+  await seen(nodes, 'uid1');
+  const backend = await textClient(t, a.textPort);
+  for (let i = 1; i <= 3; i++) backend.write(`{"uid":"uid1","n":${i}}\n`);
+  assert.deepEqual(await backend.replies(3), ['ok', 'ok', 'ok']);
+  const env = (f: string) => JSON.parse(f) as { id: string; data: { n: number } };
+  await first.frame(3);
+  const seenIds = first.frames.map((f) => env(f).id);
+  assert.deepEqual(first.frames.map((f) => env(f).data.n), [1, 2, 3]);
+  first.ws.close();
+  await seen(nodes, 'uid1', 0);
+
+  // While the page is away: published through another node; nobody is reached, all are stored.
+  for (let i = 4; i <= 8; i++) backend.write(`{"uid":"uid1","n":${i}}\n`);
+  assert.deepEqual((await backend.replies(8)).slice(3), ['fail', 'fail', 'fail', 'fail', 'fail']);
+
+  const again = await wsClient(t, c.wsUrl, { bind: JSON.stringify({ type: 'bind', uid: 'uid1', since: seenIds[2] }) });
+  await again.frame(5);
+  assert.deepEqual(again.frames.map((f) => env(f).data.n), [4, 5, 6, 7, 8], 'the missed ones, in order');
+  await seen(nodes, 'uid1');
+  backend.write('{"uid":"uid1","n":9}\n');
+  assert.deepEqual((await backend.replies(9)).slice(8), ['ok']);
+  assert.equal(env(await again.frame(6)).data.n, 9, 'then live ones');
+  await new Promise((r) => setTimeout(r, 200));
+  const ids = again.frames.map((f) => env(f).id);
+  assert.equal(new Set([...seenIds, ...ids]).size, 9, 'nine messages, each once');
+});
+
 test('cluster: a page that leaves is no longer reached; the node stops following its uid', { skip: SKIP_REDIS }, async (t) => {
   const { nodes } = await cluster(t);
   const [a, b] = nodes as [TestDaemon, TestDaemon, TestDaemon];
