@@ -312,6 +312,9 @@ export class HttpIngress {
     }
     // After a refused body the rest of it may still be arriving: don't keep the connection.
     if (status === 413) res.setHeader('connection', 'close');
+    // The store (SQLite, the cluster's Redis) cannot take it now: a publisher may try again soon,
+    // with the same "id" so that a publish that did get through is not made twice.
+    if (known && err.code === 'NOTIFY_ERR_STORE') res.setHeader('retry-after', '1');
     this.#reply(res, status, { code: known ? err.code : 'NOTIFY_ERR_INTERNAL', error: known ? err.message : 'internal error' });
   }
 }

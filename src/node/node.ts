@@ -188,12 +188,13 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
   let current = config;
   const started = new Set<Transport>();
   let stopping: Promise<void> | undefined;
+  let claimer: NodeJS.Timeout | undefined;
 
   /**
    * Claims deliveries left waiting for a retry (by the previous process, or by a transport that a
    * reload replaced) and hands them to their transports; only those of `names` when given.
    */
-  const resumePending = async (names?: readonly string[]): Promise<number> => {
+  const resumePending = async (names?: readonly string[], quiet = false): Promise<number> => {
     const retries = backends.retries;
     let n = 0;
     const kept = new Map<string, number>();
@@ -212,7 +213,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       }
     }
     for (const [transport, count] of kept) {
-      log.warn('deliveries waiting for a retry belong to a transport that is no longer configured; kept', { transport, count });
+      log[quiet ? 'debug' : 'warn']('deliveries waiting for a retry belong to a transport that is no longer configured; kept', { transport, count });
     }
     if (n > 0) log.info('resuming deliveries that were waiting for a retry', { count: n });
     return n;
@@ -237,6 +238,14 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         started.add(t);
       }
       await resumePending();
+      if (backends.shared) {
+        // A shared queue: deliveries of a node that died (its leases ran out) are taken up by
+        // whichever node claims them first, checked every half lease.
+        claimer = setInterval(() => {
+          resumePending(undefined, true).catch((err: unknown) => log.warn('claiming deliveries waiting for a retry failed', { error: errorMessage(err) }));
+        }, RETRY_LEASE_MS / 2);
+        claimer.unref();
+      }
     },
     async reload(next) {
       const restartNeeded = RESTART_SECTIONS.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k])).map(String);
@@ -291,6 +300,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     },
     stop() {
       stopping ??= (async () => {
+        clearInterval(claimer);
         await dispatcher.close();
         for (const t of [...transports].reverse()) if (started.has(t)) await t.stop();
         try {

@@ -128,6 +128,41 @@ test('cluster: a page that was on node B resumes on node C with since: every mes
   assert.equal(new Set([...seenIds, ...ids]).size, 9, 'nine messages, each once');
 });
 
+test('cluster: while Redis is down a publish is an error (Text) or 503 with Retry-After (HTTP), never ok; /healthz says so; sessions stay; once it is back (empty) publishing works again without a restart', { skip: SKIP_REDIS }, async (t) => {
+  // A short heartbeat: presence that Redis lost is written again at the next one.
+  const { redis, nodes } = await cluster(t, { ws: { heartbeatIntervalMs: 300 } });
+  const [a, b] = nodes as [TestDaemon, TestDaemon, TestDaemon];
+  const page = await session(t, b, 'uid1');
+  await seen(nodes, 'uid1');
+  const backend = await textClient(t, a.textPort);
+  await redis.stop();
+
+  backend.write('{"uid":"uid1","msg":"while down"}\n');
+  const [reply] = await backend.replies(1);
+  assert.match(reply as string, /^error: store unavailable \(/);
+  const res = await fetch(`${a.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'uid1', msg: 'while down' }) });
+  assert.equal(res.status, 503);
+  assert.equal(res.headers.get('retry-after'), '1');
+  assert.equal(((await res.json()) as { code: string }).code, 'NOTIFY_ERR_STORE');
+  const health = await fetch(`${a.httpUrl}/healthz`);
+  assert.equal(health.status, 503);
+  assert.equal(((await health.json()) as { status: string }).status, 'store unavailable');
+  assert.equal(page.ws.readyState, page.ws.OPEN, 'the session stays connected');
+  assert.deepEqual(page.frames, [], 'nothing was delivered');
+
+  await redis.restart();
+  const deadline = Date.now() + HANG_MS;
+  for (let n = 2; ; n++) {
+    backend.write('{"uid":"uid1","msg":"back"}\n');
+    const lines = await backend.replies(n);
+    if (lines[n - 1] === 'ok') break;
+    if (Date.now() > deadline) assert.fail(`publishing did not work again: ${JSON.stringify(lines)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await page.frame(1), '{"uid":"uid1","msg":"back"}');
+  assert.equal((await fetch(`${a.httpUrl}/healthz`)).status, 200);
+});
+
 test('cluster: a page that leaves is no longer reached; the node stops following its uid', { skip: SKIP_REDIS }, async (t) => {
   const { nodes } = await cluster(t);
   const [a, b] = nodes as [TestDaemon, TestDaemon, TestDaemon];
