@@ -59,7 +59,7 @@ interface Startable {
 }
 
 /** A node with its listeners: the WebSocket port (the node's live transport), the Text ingress and the HTTP API. */
-export async function createDaemon(config: Config, opts: { log?: Logger; backends?: NodeOptions['backends'] } = {}): Promise<Daemon> {
+export async function createDaemon(config: Config, opts: { log?: Logger; backends?: NodeOptions['backends']; name?: string } = {}): Promise<Daemon> {
   const log = opts.log ?? silentLogger;
   const gauges = {
     sessions: () => node.backends.sessions.targetCount,
@@ -67,7 +67,7 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     storeRows: () => node.backends.streams?.size ?? 0,
   };
   const metrics = new Metrics(gauges);
-  const node = await buildNode(config, { log, live: true, telemetry: metrics, ...(opts.backends ? { backends: opts.backends } : {}) });
+  const node = await buildNode(config, { log, live: true, telemetry: metrics, ...(opts.backends ? { backends: opts.backends } : {}), ...(opts.name !== undefined ? { name: opts.name } : {}) });
   const { transports, dispatcher, publisher } = node;
   const ws = node.websocket as WebSocketTransport;
   const closeTimeoutMs = config.shutdown.timeoutMs;

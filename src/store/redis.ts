@@ -49,7 +49,7 @@ export async function openRedis(target: RedisTarget, o: OpenRedisOptions): Promi
     lastError = err;
   });
   client.on('close', () => {
-    if (!up) return;
+    if (!up || closing.has(client)) return;
     up = false;
     o.log.warn('redis connection lost; reconnecting (publishes fail until it is back)', { redis: target.display, role, ...(lastError ? { error: errorMessage(lastError) } : {}) });
   });
@@ -85,9 +85,13 @@ export async function openRedis(target: RedisTarget, o: OpenRedisOptions): Promi
   return client;
 }
 
+/** Connections being closed on purpose: their close is not an outage. */
+const closing = new WeakSet<Redis>();
+
 /** Closes a connection for good and waits until its socket is gone. */
 export async function closeRedis(client: Redis): Promise<void> {
   if (client.status === 'end') return;
+  closing.add(client);
   const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
   client.disconnect();
   await ended;

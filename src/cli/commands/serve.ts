@@ -1,10 +1,12 @@
-import type { Command } from 'commander';
+import cluster from 'node:cluster';
+import { type Command, InvalidArgumentError } from 'commander';
 import { type Config, ConfigError, loadConfig } from '../../config/load.js';
 import { createDaemon } from '../../node/daemon.js';
 import { errorMessage } from '../../errors.js';
 import { createLogger, logProcessWarnings } from '../../obs/log.js';
 import type { Io, Result } from '../io.js';
 import { configOption, readConfig } from '../options.js';
+import { runPrimary, workerSlot } from './workers.js';
 
 /** `notify serve`: the daemon in the foreground, until SIGINT/SIGTERM; SIGHUP reloads. */
 export function addServeCommand(program: Command, io: Io, result: Result): void {
@@ -12,18 +14,29 @@ export function addServeCommand(program: Command, io: Io, result: Result): void 
     .command('serve')
     .description('run the daemon in the foreground (stop with SIGINT or SIGTERM)')
     .addOption(configOption())
-    .action(async (o: { config?: string }) => {
+    .option('--workers <n>', 'run N worker processes sharing the ports (needs cluster.redis when N > 1)', parseWorkers, 1)
+    .action(async (o: { config?: string; workers: number }) => {
       result.code = await serve(io, o);
     });
 }
 
-async function serve(io: Io, o: { config?: string }): Promise<number> {
+function parseWorkers(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new InvalidArgumentError('--workers must be a whole number from 1 to 256');
+  return n;
+}
+
+async function serve(io: Io, o: { config?: string; workers: number }): Promise<number> {
   const config = readConfig(o.config);
   const log = createLogger({ level: config.log.level, write: io.err });
+  const slot = workerSlot();
+  if (slot === undefined && o.workers > 1) return runPrimary(io, config, o.workers, log);
   const unlistenWarnings = logProcessWarnings(log);
   let daemon: Awaited<ReturnType<typeof createDaemon>>;
   try {
-    daemon = await createDaemon(config, { log });
+    // A worker's node name: cluster.node plus its slot, or HOSTNAME-PID (distinct per worker).
+    const name = slot !== undefined && config.cluster.node ? `${config.cluster.node}-w${slot}` : undefined;
+    daemon = await createDaemon(config, { log, ...(name !== undefined ? { name } : {}) });
   } catch (err) {
     unlistenWarnings();
     throw err;
@@ -50,6 +63,8 @@ async function serve(io: Io, o: { config?: string }): Promise<number> {
     log.info(`${signal}: shutting down; finishing deliveries in flight`);
     await daemon.stop();
     log.info('stopped');
+    // A worker of `serve --workers N`: its channel to the primary would keep it running.
+    if (slot !== undefined) cluster.worker?.disconnect();
     return 0;
   } finally {
     unlisten();
