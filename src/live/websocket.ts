@@ -346,8 +346,20 @@ export class WebSocketTransport implements Transport, LiveSessions {
       results.push(r);
     }
     if (!this.#opts.cluster || msg.stored === undefined) return results;
+    // The uid's sessions on other nodes have it when another node took the publication from the
+    // stream's channel; none did: their presence is stale (a node that died, not yet expired).
+    const pub = positionFor(msg, uid);
+    const self = pub?.stream === BROADCAST_STREAM || this.#following.get(uid) === true ? 1 : 0;
+    const others = pub?.receivers === undefined ? 1 : pub.receivers - self;
     return after(this.#opts.presence.sessions(uid), (entries) => {
-      for (const e of entries) if (e.node !== node) results.push({ transport: this.name, target: e.sid, status: 'sent', node: e.node });
+      for (const e of entries) {
+        if (e.node === node) continue;
+        results.push(
+          others > 0
+            ? { transport: this.name, target: e.sid, status: 'sent', node: e.node }
+            : { transport: this.name, target: e.sid, status: 'failed', reason: 'no node took it: the node of this session is not following (down?)', node: e.node },
+        );
+      }
       return results;
     });
   }

@@ -113,8 +113,8 @@ for i = 1, n do
     redis.call('XADD', hist, 'MAXLEN', ARGV[7], off .. '-0', 'i', id, 'a', ats, 'x', ARGV[6], 'j', json, 'f', frame)
   end
   redis.call('PEXPIRE', hist, ARGV[8])
-  redis.call('PUBLISH', ARGV[11 + i], off .. ' ' .. ats .. ' ' .. json .. ' ' .. epoch .. ' ' .. #node .. ' ' .. #id .. ' ' .. node .. id .. frame)
-  offsets[i] = off
+  local took = redis.call('PUBLISH', ARGV[11 + i], off .. ' ' .. ats .. ' ' .. json .. ' ' .. epoch .. ' ' .. #node .. ' ' .. #id .. ' ' .. node .. id .. frame)
+  offsets[i] = off .. ':' .. took
 end
 local result = epoch .. ' ' .. ats .. ' ' .. table.concat(offsets, ',')
 redis.call('SET', KEYS[2], result, 'PX', ARGV[11])
@@ -293,9 +293,19 @@ export class RedisStreams implements MessageStreams {
       throw storeError(err);
     }
     const [epoch = '', at = '0', offsets = ''] = reply.split(' ');
-    const offs = offsets.split(',');
+    // Each "offset:receivers": the nodes subscribed to the stream's channel when it was published.
+    const offs = offsets.split(',').map((o) => o.split(':'));
     this.#size += streams.length;
-    return streams.map((stream, i) => ({ stream, offset: Number(offs[i]), epoch, at: Number(at), id: msg.id, frame: msg.frame, json: msg.json }));
+    return streams.map((stream, i) => ({
+      stream,
+      offset: Number(offs[i]?.[0]),
+      epoch,
+      at: Number(at),
+      id: msg.id,
+      frame: msg.frame,
+      json: msg.json,
+      receivers: Number(offs[i]?.[1] ?? 0),
+    }));
   }
 
   async history(stream: string, q: HistoryQuery): Promise<HistoryPage> {

@@ -73,6 +73,12 @@ export interface Publication {
   id: string;
   frame: string;
   json: boolean;
+  /**
+   * A shared backend's publish only: how many nodes took it from the stream's channel when it
+   * was published (the publishing node included when it follows the stream). Undefined where
+   * there is no fan-out (one process) and for publications read back from history.
+   */
+  receivers?: number;
 }
 
 export interface StreamPosition {

@@ -163,6 +163,25 @@ test('cluster: while Redis is down a publish is an error (Text) or 503 with Retr
   assert.equal((await fetch(`${a.httpUrl}/healthz`)).status, 200);
 });
 
+test('cluster: a session whose node no longer follows its uid (a node that died, before its presence expires) is not counted as reached', { skip: SKIP_REDIS }, async (t) => {
+  const { nodes } = await cluster(t);
+  const [a, b] = nodes as [TestDaemon, TestDaemon, TestDaemon];
+  await session(t, b, 'uid1');
+  await seen(nodes, 'uid1');
+  // Node B stops taking the uid's messages, as a node that was killed does; its session stays in
+  // presence until it expires.
+  await (b.streams as NonNullable<typeof b.streams>).unfollow('u:uid1');
+  const report = await send(a, { uid: 'uid1', msg: 'nobody takes it' });
+  assert.equal(report.delivered, false);
+  const entry = report.results.find((e) => e.transport === 'websocket');
+  assert.equal(entry?.status, 'failed');
+  assert.equal(entry?.node, 'node-b');
+  assert.match(entry?.reason ?? '', /no node took it/);
+  const backend = await textClient(t, a.textPort);
+  backend.write('{"uid":"uid1","msg":"nobody"}\n');
+  assert.deepEqual(await backend.replies(1), ['fail']);
+});
+
 test('cluster: a page that leaves is no longer reached; the node stops following its uid', { skip: SKIP_REDIS }, async (t) => {
   const { nodes } = await cluster(t);
   const [a, b] = nodes as [TestDaemon, TestDaemon, TestDaemon];

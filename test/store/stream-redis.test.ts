@@ -8,6 +8,7 @@ import { BROADCAST_STREAM, type Publication, streamOf } from '../../src/store/st
 import { RedisStreams, type RedisStreamsOptions } from '../../src/store/stream-redis.js';
 import { tempDir } from '../helpers/daemon.js';
 import { SKIP_REDIS, startRedis } from '../helpers/redis.js';
+import { stored } from '../contracts/streams.contract.js';
 
 /** A node: its own two connections to the Redis at `url` and a RedisStreams on them. */
 async function node(t: TestContext, url: string, opts: Partial<RedisStreamsOptions> = {}) {
@@ -50,21 +51,21 @@ test('RedisStreams, two nodes on one Redis: a publish on A reaches B for a follo
   const [p2] = await a.streams.publish([streamOf('bob')], { id: 'not-followed', frame: 'x', json: false });
   const both = await a.streams.publish([alice, BROADCAST_STREAM], { id: 'm2', frame: 'to both ✓', json: false });
   await until(() => b.remote.length === 3, "A's publications at B");
-  assert.deepEqual(b.remote, [p1, ...both], 'B gets exactly what A stored, in order, and nothing of a stream it does not follow');
+  assert.deepEqual(b.remote, [p1, ...both].map(stored), 'B gets exactly what A stored, in order, and nothing of a stream it does not follow');
   assert.equal(p2?.offset, 1);
   assert.deepEqual(a.remote, [], 'A is not handed its own publications');
 
   // B publishes too: A, which follows alice, gets it.
   const [p3] = await b.streams.publish([alice], { id: 'from-b', frame: 'b says hi', json: false });
   await until(() => a.remote.length === 1, "B's publication at A");
-  assert.deepEqual(a.remote, [p3]);
+  assert.deepEqual(a.remote, [p3].map(stored));
   assert.equal(p3?.offset, 3, "B's publish continues A's offsets");
 
   const fromA = await a.streams.history(alice, { limit: 10 });
   const fromB = await b.streams.history(alice, { limit: 10 });
   assert.deepEqual(fromA, fromB, 'one history for both nodes');
   assert.deepEqual(fromA.publications.map((p) => [p.id, p.offset, p.frame, p.json]), [['mé1', 1, '{"text":"héllo"}', true], ['m2', 2, 'to both ✓', false], ['from-b', 3, 'b says hi', false]]);
-  assert.deepEqual(await b.streams.locate(alice, 'mé1'), { ...(p1 as Publication), frame: '', json: false }, 'B finds what A published');
+  assert.deepEqual(await b.streams.locate(alice, 'mé1'), { ...(stored(p1) as Publication), frame: '', json: false }, 'B finds what A published');
 
   // Unfollowed: nothing more reaches B.
   await b.streams.unfollow(alice);
@@ -159,7 +160,7 @@ test('RedisStreams, Redis down: a publish rejects at once with NOTIFY_ERR_STORE 
   assert.equal(p?.offset, 1, 'Redis came back empty: a new epoch');
   const [q] = await a.streams.publish([streamOf('bob')], { id: 'to-bob', frame: 'z', json: false });
   await until(() => b.remote.length === 3, 'the publications after the outage at B');
-  assert.deepEqual(b.remote.slice(1), [p, q]);
+  assert.deepEqual(b.remote.slice(1), [p, q].map(stored));
   assert.equal(a.streams.size, 3, 'what this node stored: refused publishes are not counted');
 });
 
