@@ -35,3 +35,14 @@ export class NotifyError extends Error {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * What a failure of the store (SQLite, the cluster's Redis) becomes for whoever publishes:
+ * NOTIFY_ERR_STORE, answered `error: store unavailable (...)` on the Text port and 503 on the
+ * HTTP API, never `ok`. A NotifyError passes through as it is; `backend` names a store whose own
+ * messages do not ("Connection is closed." is Redis's).
+ */
+export function storeError(err: unknown, backend?: 'redis'): NotifyError {
+  if (err instanceof NotifyError) return err;
+  return new NotifyError('NOTIFY_ERR_STORE', `store unavailable (${backend ? `${backend}: ` : ''}${errorMessage(err)})`, { status: 503, cause: err });
+}

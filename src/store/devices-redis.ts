@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { NotifyError } from '../errors.js';
 import type { Uid } from '../types.js';
 import type { DeviceDirectory, RetiredEntry } from './devices.js';
-import { storeError } from './sqlite.js';
+import { storeError } from '../errors.js';
 
 /** Options of a RedisDevices. */
 export interface RedisDevicesOptions {
@@ -206,7 +206,7 @@ export class RedisDevices implements DeviceDirectory {
     try {
       return await op();
     } catch (err) {
-      throw err instanceof NotifyError ? err : storeError(err);
+      throw err instanceof NotifyError ? err : storeError(err, 'redis');
     }
   }
 

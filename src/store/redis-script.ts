@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { NotifyError, errorMessage } from '../errors.js';
+import { storeError } from '../errors.js';
 
 /** One argument of a Redis command or script. */
 export type RedisArg = string | number;
@@ -38,11 +38,7 @@ export function defineScript(client: Redis, name: string, numberOfKeys: number, 
   };
 }
 
-/** A Redis failure as the callers of a store see it: NOTIFY_ERR_STORE, answered 503. */
-export function storeError(err: unknown): NotifyError {
-  if (err instanceof NotifyError) return err;
-  return new NotifyError('NOTIFY_ERR_STORE', `store unavailable (redis: ${errorMessage(err)})`, { status: 503, cause: err });
-}
+export { storeError };
 
 /**
  * Runs `f` (Redis calls) and turns whatever it throws, synchronously or not, into a rejected
@@ -52,7 +48,7 @@ export async function viaRedis<T>(f: () => Promise<T>): Promise<T> {
   try {
     return await f();
   } catch (err) {
-    throw storeError(err);
+    throw storeError(err, 'redis');
   }
 }
 

@@ -3,7 +3,7 @@ import { NotifyError } from '../errors.js';
 import { UlidGenerator } from '../ids.js';
 import type { Message } from '../types.js';
 import type { PendingRetry, RetryEntry, RetryQueue } from './retry-queue.js';
-import { storeError } from './sqlite.js';
+import { storeError } from '../errors.js';
 
 /** Options of a RedisRetryQueue. */
 export interface RedisRetryQueueOptions {
@@ -178,7 +178,7 @@ export class RedisRetryQueue implements RetryQueue {
     try {
       return await op();
     } catch (err) {
-      throw err instanceof NotifyError ? err : storeError(err);
+      throw err instanceof NotifyError ? err : storeError(err, 'redis');
     }
   }
 

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { NotifyError, errorMessage } from '../errors.js';
+import { NotifyError, errorMessage, storeError } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 
 export type StateDb = Database.Database;
@@ -168,10 +168,7 @@ export function openState(dir: string): StateDb {
   return db;
 }
 
-/** The error a store failure becomes: a publish is answered with it, never with `ok`. */
-export function storeError(err: unknown): NotifyError {
-  return new NotifyError('NOTIFY_ERR_STORE', `store unavailable (${errorMessage(err)})`, { status: 503, cause: err });
-}
+export { storeError } from '../errors.js';
 
 /** Whether the store's writes work: shown in /healthz; a failure is logged once per burst. */
 export class StoreHealth {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import { NotifyError, errorMessage } from '../errors.js';
+import { storeError } from '../errors.js';
 import type { HistoryPage, HistoryQuery, MessageStreams, Publication, StreamMessage } from './stream.js';
 
 export interface RedisStreamsOptions {
@@ -174,11 +174,6 @@ while true do
 end
 `;
 
-/** The error a Redis failure becomes (the same as the embedded store's): a publish is answered with it, never with `ok`. */
-function storeError(err: unknown): NotifyError {
-  if (err instanceof NotifyError) return err;
-  return new NotifyError('NOTIFY_ERR_STORE', `store unavailable (${errorMessage(err)})`, { status: 503, cause: err });
-}
 
 /**
  * Message streams in Redis, shared by every node of a cluster (reference/scale-out.md §1.3, §5).
@@ -290,7 +285,7 @@ export class RedisStreams implements MessageStreams {
     try {
       reply = await this.#client.notifyStreamsPublish(keys.length, ...keys, ...args);
     } catch (err) {
-      throw storeError(err);
+      throw storeError(err, 'redis');
     }
     const [epoch = '', at = '0', offsets = ''] = reply.split(' ');
     // Each "offset:receivers": the nodes subscribed to the stream's channel when it was published.
@@ -317,7 +312,7 @@ export class RedisStreams implements MessageStreams {
         newEpoch(), q.after?.offset ?? -1, q.after?.epoch ?? '', q.afterAt ?? -1, Math.max(0, Math.floor(q.limit)), this.#o.now(), this.#o.metaTtlMs,
       );
     } catch (err) {
-      throw storeError(err);
+      throw storeError(err, 'redis');
     }
     const [epoch, top, entries] = reply;
     return {
@@ -332,7 +327,7 @@ export class RedisStreams implements MessageStreams {
     try {
       reply = await this.#client.notifyStreamsLocate(this.#epochKey, k.meta, k.hist, newEpoch(), id);
     } catch (err) {
-      throw storeError(err);
+      throw storeError(err, 'redis');
     }
     if (reply === null) return undefined;
     const [epoch, offset, at] = reply;
@@ -351,7 +346,7 @@ export class RedisStreams implements MessageStreams {
     try {
       await this.#sub.subscribe(channel);
     } catch (err) {
-      throw storeError(err);
+      throw storeError(err, 'redis');
     }
   }
 
@@ -362,7 +357,7 @@ export class RedisStreams implements MessageStreams {
       await this.#sub.unsubscribe(channel);
     } catch (err) {
       // Nothing from it reaches onRemote any more; a subscription restored by a reconnect is dropped then.
-      throw storeError(err);
+      throw storeError(err, 'redis');
     }
   }
 
