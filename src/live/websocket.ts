@@ -285,7 +285,10 @@ export class WebSocketTransport implements Transport, LiveSessions {
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'text'));
 
-    if (this.#opts.cluster && this.#opts.streams !== undefined) this.#opts.streams.onRemote((pub) => this.#remote(pub));
+    if (this.#opts.cluster && this.#opts.streams !== undefined) {
+      this.#opts.streams.onRemote((pub) => this.#remote(pub));
+      this.#opts.streams.onResubscribed?.(() => this.#catchUp());
+    }
     const transport = this;
     this.#onMessage = function (data, isBinary) {
       const s = this as Session;
@@ -374,6 +377,26 @@ export class WebSocketTransport implements Transport, LiveSessions {
     if (s.envelope) this.#live(s, msg);
     else s.send(msg.frame);
     return { transport: this.name, target: s.sid, status: 'sent' };
+  }
+
+  /**
+   * Cluster: the subscriptions are back after a lost connection. Publications made meanwhile
+   * reached no node; each resume-protocol session reads what it missed from its streams (its
+   * positions against the store, as centrifuge's position check does). Plain sessions of the
+   * original protocol have no positions: they get what comes from now on.
+   */
+  #catchUp(): void {
+    const streams = this.#opts.streams;
+    if (streams === undefined || this.#state !== 'running') return;
+    let n = 0;
+    for (const s of this.#conns.values()) {
+      if (!s.envelope || s.uid === undefined || s.held !== undefined || s.readyState !== WebSocket.OPEN) continue;
+      s.held = [];
+      s.heldBytes = 0;
+      this.#recover(s, this.#readAfter(streams, s), null);
+      n++;
+    }
+    if (n > 0) this.#opts.log.info('subscriptions back: resuming sessions catch up from the store', { sessions: n });
   }
 
   /** A publication made on another node (cluster): to this node's sessions of its uid, or to all for a broadcast. */

@@ -47,6 +47,12 @@ export interface MessageStreams {
   unfollow(stream: string): void | Promise<void>;
   /** Where publications from other nodes go, in offset order per stream. */
   onRemote(handler: (pub: Publication) => void): void;
+  /**
+   * Optional (a shared backend): `handler` is told, with the followed streams, when the
+   * subscriptions are back after a lost connection; what was published meanwhile reached no
+   * node, so the sessions of those streams catch up from `history`.
+   */
+  onResubscribed?(handler: (streams: string[]) => void): void;
   /** Publications stored in all (for status and metrics). */
   readonly size: number;
   close(): void | Promise<void>;
