@@ -60,7 +60,7 @@ export async function redisBackends(config: Config, opts: { node: string; log: L
     shared: true,
     health() {
       const down = [client, subscriber].filter((c) => c.status !== 'ready');
-      return down.length === 0 ? { state: 'ok' } : { state: 'unavailable', error: 'redis connection lost; reconnecting', redis: target.display };
+      return down.length === 0 ? { state: 'ok', redis: target.display, node } : { state: 'unavailable', error: 'redis connection lost; reconnecting', redis: target.display, node };
     },
     async close() {
       streams.close();

@@ -39,7 +39,7 @@ export interface Backends {
    */
   shared?: boolean;
   /** Whether the backends work now, for /healthz. */
-  health(): { state: 'ok' } | { state: 'unavailable'; [key: string]: unknown };
+  health(): { state: 'ok'; [key: string]: unknown } | { state: 'unavailable'; [key: string]: unknown };
   /** Closes every backend (after the transports have stopped). */
   close(): void | Promise<void>;
 }

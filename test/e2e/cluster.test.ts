@@ -160,7 +160,9 @@ test('cluster: while Redis is down a publish is an error (Text) or 503 with Retr
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.equal(await page.frame(1), '{"uid":"uid1","msg":"back"}');
-  assert.equal((await fetch(`${a.httpUrl}/healthz`)).status, 200);
+  const healthy = await fetch(`${a.httpUrl}/healthz`);
+  assert.equal(healthy.status, 200);
+  assert.deepEqual(((await healthy.json()) as { store: unknown }).store, { state: 'ok', redis: redis.url, node: 'node-a' });
 });
 
 test('cluster: a session whose node no longer follows its uid (a node that died, before its presence expires) is not counted as reached', { skip: SKIP_REDIS }, async (t) => {
