@@ -46,6 +46,7 @@ export interface AckRelay {
 interface Wait {
   /** The uids it needs (undefined until `until`: then it keeps every uid that acks). */
   uids: ReadonlySet<Uid> | undefined;
+  /** The uids that acked; once `uids` is known, only those of `uids` (so it is done when the sizes match). */
   acked: Set<Uid>;
   timer: NodeJS.Timeout | undefined;
   resolve: ((acked: Set<Uid>) => void) | undefined;
@@ -80,7 +81,8 @@ export class AckWaits {
           }
           w.uids = uids;
           w.resolve = resolve;
-          if ([...uids].every((u) => w.acked.has(u))) {
+          for (const u of w.acked) if (!uids.has(u)) w.acked.delete(u);
+          if (w.acked.size === uids.size) {
             finish();
             return;
           }
@@ -98,7 +100,7 @@ export class AckWaits {
     for (const w of [...waits]) {
       if (w.uids !== undefined && !w.uids.has(uid)) continue;
       w.acked.add(uid);
-      if (w.uids !== undefined && w.resolve !== undefined && [...w.uids].every((u) => w.acked.has(u))) this.#end(id, w);
+      if (w.uids !== undefined && w.acked.size === w.uids.size) this.#end(id, w);
     }
   }
 
@@ -111,8 +113,7 @@ export class AckWaits {
       this.#waits.delete(id);
       this.hooks.onLast?.(id);
     }
-    const uids = w.uids;
-    w.resolve?.(uids === undefined ? new Set() : new Set([...w.acked].filter((u) => uids.has(u))));
+    w.resolve?.(w.uids === undefined ? new Set() : w.acked);
   }
 
   /** Ends every wait now, with the acks it has. */
