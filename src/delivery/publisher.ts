@@ -4,7 +4,7 @@ import { after } from '../maybe.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { isLive, type LiveSessions, type Transport } from '../push/transport.js';
-import type { AckRelay } from '../store/acks.js';
+import type { AckRelay, AckWait } from '../store/acks.js';
 import type { Claim, Dedupe } from '../store/dedupe.js';
 import { BROADCAST_STREAM, type MessageStreams, streamOf } from '../store/stream.js';
 import type { Audience, DeliveryReport, Message, MessageBody, PublishOptions, PublishReport, Route, Uid } from '../types.js';
@@ -107,10 +107,13 @@ export class Publisher {
     const route = opts.route ?? this.#route;
     const streams = this.#o.streams;
     const msg: { -readonly [K in keyof Message]: Message[K] } = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
+    // Live-first: acks count from before the message goes out. In a cluster a session on another
+    // node gets it from the stream publish below and may ack before this node has delivered it.
+    const acks = route === 'live-first' ? this.#o.acks.expect(id, this.#ackTimeoutMs) : undefined;
     let answer: Promise<PublishReport>;
     if (streams === undefined) {
       try {
-        const r = this.#deliver(audience, msg, route, opts.id, started);
+        const r = this.#deliver(audience, msg, route, opts.id, started, acks);
         answer = r instanceof Promise ? r : Promise.resolve(r);
       } catch (err) {
         answer = Promise.reject(err);
@@ -120,9 +123,11 @@ export class Publisher {
       // Committed before anyone has it: the last id a session saw is always one it can resume from.
       answer = streams.publish(keys, msg).then((stored) => {
         msg.stored = stored;
-        return this.#deliver(audience, msg, route, opts.id, started);
+        return this.#deliver(audience, msg, route, opts.id, started, acks);
       });
     }
+    // However it ended (a wait that ran already ended; a failed publish never waited).
+    if (acks !== undefined) answer.then(() => acks.end(), () => acks.end());
     if (opts.id !== undefined) {
       const pid = opts.id;
       this.#underway.set(pid, answer);
@@ -135,8 +140,8 @@ export class Publisher {
   }
 
   /** Delivers along the route and makes the report: synchronously when every transport answered at once. */
-  #deliver(audience: Audience, msg: Message, route: Route, pid: string | undefined, started: number): PublishReport | Promise<PublishReport> {
-    const delivery = route === 'live-first' ? this.#liveFirst(audience, msg) : this.#o.dispatcher.dispatch(audience, msg);
+  #deliver(audience: Audience, msg: Message, route: Route, pid: string | undefined, started: number, acks: AckWait | undefined): PublishReport | Promise<PublishReport> {
+    const delivery = acks !== undefined ? this.#liveFirst(audience, msg, acks) : this.#o.dispatcher.dispatch(audience, msg);
     return after(delivery, (d) => {
       const report: PublishReport = { id: msg.id, stored: this.#o.streams !== undefined, route, ...d };
       const done = () => {
@@ -150,10 +155,10 @@ export class Publisher {
   /**
    * Live sessions first; the push transports only for uids that no live session took: a plain
    * session (original protocol) takes it when written, a resuming session when it acks within
-   * ackTimeout.
+   * ackTimeout (its acks count from before the message went out: `acks`, expected by #publish).
    */
-  async #liveFirst(audience: Audience, msg: Message): Promise<DeliveryReport & { paths: Record<Uid, 'live' | 'fallback' | 'none'> }> {
-    const { dispatcher, acks } = this.#o;
+  async #liveFirst(audience: Audience, msg: Message, acks: AckWait): Promise<DeliveryReport & { paths: Record<Uid, 'live' | 'fallback' | 'none'> }> {
+    const { dispatcher } = this.#o;
     const everyone = [...(await dispatcher.resolve(audience))];
     const live = await dispatcher.dispatch({ uids: everyone }, msg, isLive);
     const sessions = dispatcher.transports.filter(isLive);
@@ -168,8 +173,8 @@ export class Publisher {
     }
     for (const uid of delivered) awaiting.delete(uid);
     if (awaiting.size > 0) {
-      for (const uid of await acks.wait(msg.id, awaiting, this.#ackTimeoutMs)) delivered.add(uid);
-    }
+      for (const uid of await acks.until(awaiting, this.#ackTimeoutMs)) delivered.add(uid);
+    } else acks.end();
     const rest = everyone.filter((u) => !delivered.has(u));
     const push = rest.length > 0 ? await dispatcher.dispatch({ uids: rest }, msg, isPush) : emptyReport();
     const fallback = new Set(push.results.filter((e) => e.status === 'sent').map((e) => e.uid));

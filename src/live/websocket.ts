@@ -67,6 +67,9 @@ export interface WebSocketTransportOptions {
   cluster?: boolean;
 }
 
+/** The first letter of the id of a session bound with the resume protocol (a plain one's is `s`). */
+export const RESUME_SID = 'r';
+
 /** push-subscribe and push-unsubscribe frames one session may send in all; a page needs one or two. */
 export const PUSH_FRAMES_PER_SESSION = 16;
 
@@ -242,7 +245,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
   #nextSid = 0;
   /**
    * Session ids are unique across nodes and restarts, not only in this process: a per-process
-   * random prefix, then a counter (presence on a shared backend keys sessions by id).
+   * random prefix, then a counter (presence on a shared backend keys sessions by id). A session
+   * that binds with the resume protocol has its first letter changed to RESUME_SID (see
+   * confirmsByAck).
    */
   readonly #sidPrefix = `s${randomBytes(3).toString('hex')}.`;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
@@ -329,8 +334,16 @@ export class WebSocketTransport implements Transport, LiveSessions {
     return this.#opts.presence.has(uid);
   }
 
+  /**
+   * Whether a session has a message only once it acks it (the resume protocol). A session of this
+   * node is asked; one of another node (cluster: a report names it with its node) says so by its
+   * id, which presence carries: resume-protocol sessions' ids start with RESUME_SID. So live-first
+   * waits for the ack of a resuming page on any node, and takes a plain page's write as delivered.
+   */
   confirmsByAck(target: string): boolean {
-    return this.#conns.get(target)?.envelope === true;
+    const s = this.#conns.get(target);
+    if (s !== undefined) return s.envelope;
+    return this.#opts.cluster && target.startsWith(RESUME_SID);
   }
 
   /**
@@ -654,6 +667,10 @@ export class WebSocketTransport implements Transport, LiveSessions {
     }
     const since = typeof bind.since === 'string' && bind.since !== '' ? bind.since : undefined;
     const token = typeof bind.token === 'string' ? bind.token : s.urlToken;
+    // Not yet in the index or presence: the id can still change, to say that it acks.
+    this.#conns.delete(s.sid);
+    s.sid = RESUME_SID + s.sid.slice(1);
+    this.#conns.set(s.sid, s);
     s.envelope = true;
     s.held = [];
     s.heldBytes = 0;

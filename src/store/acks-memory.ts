@@ -1,49 +1,29 @@
 import type { Uid } from '../types.js';
-import type { AckRelay } from './acks.js';
-
-interface Wait {
-  uids: ReadonlySet<Uid>;
-  acked: Set<Uid>;
-  done: () => void;
-}
+import { type AckRelay, type AckWait, AckWaits } from './acks.js';
 
 /** The ack relay of a single process: acks and the publishes waiting for them meet in memory. */
 export class MemoryAckRelay implements AckRelay {
-  /** Waiters by message id: an ack counts for each of them. */
-  readonly #waits = new Map<string, Set<Wait>>();
+  readonly #waits = new AckWaits();
+
+  expect(id: string, timeoutMs: number): AckWait {
+    return this.#waits.expect(id, timeoutMs);
+  }
 
   wait(id: string, uids: ReadonlySet<Uid>, timeoutMs: number): Promise<Set<Uid>> {
-    return new Promise((resolve) => {
-      const acked = new Set<Uid>();
-      const done = () => {
-        clearTimeout(timer);
-        const waits = this.#waits.get(id);
-        waits?.delete(wait);
-        if (waits?.size === 0) this.#waits.delete(id);
-        resolve(acked);
-      };
-      const wait: Wait = { uids, acked, done };
-      const timer = setTimeout(done, timeoutMs);
-      let waits = this.#waits.get(id);
-      if (waits === undefined) this.#waits.set(id, (waits = new Set()));
-      waits.add(wait);
-    });
+    return this.expect(id, timeoutMs).until(uids, timeoutMs);
   }
 
   ack(id: string, uid: Uid): void {
-    const waits = this.#waits.get(id);
-    if (waits === undefined) return;
-    for (const wait of [...waits]) {
-      if (!wait.uids.has(uid)) continue;
-      wait.acked.add(uid);
-      if (wait.acked.size === wait.uids.size) wait.done();
-    }
+    this.#waits.count(id, uid);
   }
 
-  /** Publishes waiting for acks now. */
+  /** Publishes waiting for acks now (that know which uids they need). */
   get waiting(): number {
-    let n = 0;
-    for (const waits of this.#waits.values()) n += waits.size;
-    return n;
+    return this.#waits.waiting;
+  }
+
+  /** Publishes whose acks count from now on, waiting or not yet. */
+  get expected(): number {
+    return this.#waits.expected;
   }
 }

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { NotifyError } from '../errors.js';
 import type { Uid } from '../types.js';
-import type { AckRelay } from './acks.js';
+import { type AckRelay, type AckWait, AckWaits } from './acks.js';
 import { type RedisScript, checkPrefix, defineScript, viaRedis } from './redis-script.js';
 
 export interface RedisAckRelayOptions {
@@ -39,22 +39,17 @@ end
 return n
 `;
 
-interface Wait {
-  uids: ReadonlySet<Uid>;
-  acked: Set<Uid>;
-  done: () => void;
-}
-
 /**
  * The ack relay of a cluster on Redis. Each node subscribes once to its own channel
  * `<prefix>:ack:<node>`; a wait registers the node in `<prefix>:ackwait:<id>` (a SET of node
- * names, with the wait's timeout as TTL) before it is answered, and an ack runs one script that
+ * names, with the wait's timeout as TTL) when the publish expects its acks, before the message
+ * goes out, and an ack runs one script that
  * PUBLISHes `[id, uid]` to each node in that set. An ack on the waiting node itself counts at
  * once, without Redis.
  *
  * Why a channel per node and not one per message id: the registration goes over the command
  * connection, like the publish whose acks are awaited, so Redis has it before any session can
- * receive the message (if the wait is registered first); a SUBSCRIBE per message would go over the
+ * receive the message (the wait is registered first); a SUBSCRIBE per message would go over the
  * subscriber connection, with no order against the publish, and cost two more round trips each.
  *
  * Pub/sub is at most once: an ack lost while a connection is down counts as no ack, and the
@@ -68,7 +63,12 @@ export class RedisAckRelay implements AckRelay {
   readonly #node: string;
   readonly #graceMs: number;
   readonly #channel: string;
-  readonly #waits = new Map<string, Set<Wait>>();
+  readonly #waits = new AckWaits({
+    onFirst: (id, timeoutMs) => this.#register(id, timeoutMs),
+    onUntil: (id, timeoutMs) => this.#extend(id, timeoutMs),
+    // Nobody here waits for it any more; the TTL removes it if this fails.
+    onLast: (id) => void this.#redis.srem(this.key(id), this.#node).catch(() => {}),
+  });
   readonly #wait: RedisScript;
   readonly #ack: RedisScript;
   #state: 'new' | 'running' | 'closed' = 'new';
@@ -121,34 +121,38 @@ export class RedisAckRelay implements AckRelay {
     return `${this.#prefix}:ackwait:${id}`;
   }
 
+  expect(id: string, timeoutMs: number): AckWait {
+    if (this.#state === 'closed') return { until: () => Promise.resolve(new Set()), end: () => {} };
+    return this.#waits.expect(id, timeoutMs);
+  }
+
   wait(id: string, uids: ReadonlySet<Uid>, timeoutMs: number): Promise<Set<Uid>> {
-    if (uids.size === 0 || this.#state === 'closed') return Promise.resolve(new Set());
-    return new Promise((resolve) => {
-      const acked = new Set<Uid>();
-      const done = () => {
-        clearTimeout(timer);
-        const waits = this.#waits.get(id);
-        if (waits?.delete(wait) && waits.size === 0) {
-          this.#waits.delete(id);
-          // Nobody here waits for it any more; the TTL removes it if this fails.
-          this.#redis.srem(this.key(id), this.#node).catch(() => {});
-        }
-        resolve(acked);
-      };
-      const wait: Wait = { uids, acked, done };
-      const timer = setTimeout(done, timeoutMs);
-      let waits = this.#waits.get(id);
-      if (waits === undefined) this.#waits.set(id, (waits = new Set()));
-      waits.add(wait);
-      // Registered in Redis before any later command of this node (the publish's delivery) runs.
-      // If Redis cannot take it, acks from other nodes cannot arrive: the wait ends at its
-      // timeout with those acked here.
-      try {
-        this.#wait.run([this.key(id)], [this.#node, Math.ceil(timeoutMs) + this.#graceMs]).catch(() => {});
-      } catch {
-        // ioredis refused before sending (e.g. not connected): the same as a failed registration.
-      }
-    });
+    if (uids.size === 0) return Promise.resolve(new Set());
+    return this.expect(id, timeoutMs).until(uids, timeoutMs);
+  }
+
+  /**
+   * Registers this node as waiting for acks of `id`: SADD and PEXPIRE in one MULTI, sent now, so
+   * Redis runs it before any later command of this connection (the publish that sends the
+   * message). Plain commands, not a script: a script that Redis lost would be resent as EVAL
+   * after NOSCRIPT, behind the publish. If Redis cannot take it, acks from other nodes cannot
+   * arrive: the wait ends at its timeout with those acked here.
+   */
+  #register(id: string, timeoutMs: number): void {
+    try {
+      this.#redis.multi().sadd(this.key(id), this.#node).pexpire(this.key(id), Math.ceil(timeoutMs) + this.#graceMs).exec().catch(() => {});
+    } catch {
+      // ioredis refused before sending (e.g. not connected): the same as a failed registration.
+    }
+  }
+
+  /** The wait now waits `timeoutMs` more: its registration lasts at least that long (PEXPIRE only raises it). */
+  #extend(id: string, timeoutMs: number): void {
+    try {
+      this.#wait.run([this.key(id)], [this.#node, Math.ceil(timeoutMs) + this.#graceMs]).catch(() => {});
+    } catch {
+      // As in #register.
+    }
   }
 
   ack(id: string, uid: Uid): Promise<void> {
@@ -159,22 +163,14 @@ export class RedisAckRelay implements AckRelay {
     });
   }
 
-  /** An ack of `uid` for message `id` counts for each wait of this node that waits for `uid`. */
+  /** An ack of `uid` for message `id` counts for each wait of it under way on this node. */
   #count(id: string, uid: Uid): void {
-    const waits = this.#waits.get(id);
-    if (waits === undefined) return;
-    for (const wait of [...waits]) {
-      if (!wait.uids.has(uid)) continue;
-      wait.acked.add(uid);
-      if (wait.acked.size === wait.uids.size) wait.done();
-    }
+    this.#waits.count(id, uid);
   }
 
   /** Publishes waiting for acks on this node now. */
   get waiting(): number {
-    let n = 0;
-    for (const waits of this.#waits.values()) n += waits.size;
-    return n;
+    return this.#waits.waiting;
   }
 
   /** Ends every wait now (with the acks it has) and unsubscribes. Idempotent; the connections stay the caller's. */
@@ -182,7 +178,7 @@ export class RedisAckRelay implements AckRelay {
     if (this.#state === 'closed') return;
     const wasRunning = this.#state === 'running';
     this.#state = 'closed';
-    for (const waits of [...this.#waits.values()]) for (const wait of [...waits]) wait.done();
+    this.#waits.endAll();
     this.#subscriber.off('message', this.#onMessage);
     if (wasRunning && this.#subscriber.status === 'ready') await this.#subscriber.unsubscribe(this.#channel).catch(() => {});
   }

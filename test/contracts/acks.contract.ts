@@ -10,7 +10,9 @@ const NEVER_MS = 30_000;
 const SHORT_MS = 30;
 
 /**
- * The AckRelay contract (src/store/acks.ts), against the interface only. A wait with a timeout
+ * The AckRelay contract (src/store/acks.ts), against the interface only. `ack` is awaited before
+ * what should count it is checked; a relay across nodes (acks.test.ts) makes sure, before each
+ * ack, that Redis has the waiting node's registration, as the publish after it ensures in use. A wait with a timeout
  * of NEVER_MS that resolves at all resolved early: the test's own timeout would end it first.
  */
 export function ackRelayContract(name: string, make: MakeAckRelay, extra: { skip?: string | false } = {}): void {
@@ -61,5 +63,32 @@ export function ackRelayContract(name: string, make: MakeAckRelay, extra: { skip
     const done = await r.wait('m2', new Set(['alice']), SHORT_MS);
     await r.ack('m2', 'alice');
     assert.deepEqual([...done], [], 'a late ack changes nothing already answered');
+  });
+
+  test(`${name} contract: an ack that comes after expect and before until counts (an ack may overtake the delivery, never the expect)`, opts, async (t) => {
+    const r = await make(t);
+    const e = r.expect('m1', NEVER_MS);
+    await r.ack('m1', 'alice');
+    await r.ack('m1', 'mallory');
+    assert.deepEqual([...(await e.until(new Set(['alice']), NEVER_MS))], ['alice'], 'resolved early, with the uids it waits for only');
+  });
+
+  test(`${name} contract: until resolves at its timeout with those acked before and during it`, opts, async (t) => {
+    const r = await make(t);
+    const e = r.expect('m1', SHORT_MS);
+    await r.ack('m1', 'alice');
+    const w = e.until(new Set(['alice', 'bob', 'carol']), SHORT_MS);
+    await r.ack('m1', 'bob');
+    assert.deepEqual([...(await w)].sort(), ['alice', 'bob']);
+  });
+
+  test(`${name} contract: end ends the wait: a later ack is dropped, and until on it resolves at once with nothing`, opts, async (t) => {
+    const r = await make(t);
+    const e = r.expect('m1', NEVER_MS);
+    e.end();
+    e.end();
+    await r.ack('m1', 'alice');
+    assert.deepEqual([...(await e.until(new Set(['alice']), NEVER_MS))], []);
+    assert.deepEqual([...(await r.wait('m1', new Set(['alice']), SHORT_MS))], [], 'the ack was not kept for a later wait either');
   });
 }
