@@ -100,7 +100,7 @@ const { values: args } = parseArgs({
     'fcm-tokens': { type: 'string', default: '10000' },
     only: { type: 'string' },
     cluster: { type: 'string', default: '0' },
-    'cluster-pin': { type: 'string', default: 'split' },
+    'cluster-pin': { type: 'string', default: 'free' },
     seed: { type: 'string', default: '1' },
   },
 });
@@ -131,7 +131,7 @@ if (ONLY !== undefined && !['ws', 'apns', 'webpush', 'fcm', 'cluster'].includes(
 const CLUSTER = ONLY === 'cluster' && intArg('cluster', 0) === 0 ? 2 : intArg('cluster', 0);
 if (CLUSTER === 1) throw new Error('--cluster must be 0 (no cluster case) or 2 or more nodes');
 const CLUSTER_PIN = args['cluster-pin'] as string;
-if (!['split', 'none'].includes(CLUSTER_PIN)) throw new Error('--cluster-pin must be split or none');
+if (!['free', 'split', 'none'].includes(CLUSTER_PIN)) throw new Error('--cluster-pin must be free, split or none');
 const REDIS_SERVER = process.env.NOTIFY_BENCH_REDIS_SERVER ?? 'redis-server';
 /** History-on runs and history-off runs of notify in the main case. */
 const ON_RUNS = HISTORY === 'off' ? 0 : RUNS;
@@ -987,9 +987,11 @@ async function main(): Promise<void> {
         nodes: CLUSTER,
         pinned: !PIN
           ? 'no'
-          : CLUSTER_PIN === 'split'
-            ? 'single node on cpu0; cluster: redis-server and every node on cpu0; client cpu1'
-            : 'nothing pinned (servers and client float over every CPU)',
+          : CLUSTER_PIN === 'free'
+            ? 'single node cpu0 and client cpu1 (as the other cases); cluster: nothing pinned (redis-server, the nodes and the client share every CPU)'
+            : CLUSTER_PIN === 'split'
+              ? 'single node cpu0, client cpu1; cluster: redis-server and every node on cpu0, client cpu1'
+              : 'nothing pinned (servers and client float over every CPU)',
       },
     }),
     clkTck: CLK_TCK,
@@ -1030,15 +1032,22 @@ async function main(): Promise<void> {
   const clusterCase = caseSpec(`cluster C=${C}`, M, K, C);
   const clusterLabel = `cluster of ${CLUSTER}`;
   if (CLUSTER > 0 && (ONLY === undefined || ONLY === 'cluster')) {
-    // split: every server process on CPU 0 (the single node as in the other cases; the cluster's
-    // nodes and redis-server share it), the client on CPU 1. none: nothing pinned.
-    const serverCpus = PIN && CLUSTER_PIN === 'split' ? '0' : null;
-    if (PIN && CLUSTER_PIN === 'none') execFileSync('taskset', ['-cp', `0-${cpus - 1}`, String(process.pid)], { stdio: 'ignore' });
+    // free: the single node on CPU 0 and the client on CPU 1 as in the other cases; the cluster
+    // (redis-server and the nodes) and the client float over every CPU. split: every server
+    // process on CPU 0 (the cluster's nodes and redis-server share it), the client on CPU 1.
+    // none: nothing pinned.
+    const pinClient = (on: boolean) => {
+      if (PIN) execFileSync('taskset', ['-cp', on ? '1' : `0-${cpus - 1}`, String(process.pid)], { stdio: 'ignore' });
+    };
+    const singleCpus = PIN && CLUSTER_PIN !== 'none' ? '0' : null;
+    const clusterCpus = PIN && CLUSTER_PIN === 'split' ? '0' : null;
     for (let r = 1; r <= RUNS; r++) {
-      record(clusterCase.name, 'single node', await run('notify', clusterCase, r, true, serverCpus));
-      record(clusterCase.name, clusterLabel, await runCluster(CLUSTER, clusterCase, r, serverCpus));
+      pinClient(CLUSTER_PIN !== 'none');
+      record(clusterCase.name, 'single node', await run('notify', clusterCase, r, true, singleCpus));
+      pinClient(CLUSTER_PIN === 'split');
+      record(clusterCase.name, clusterLabel, await runCluster(CLUSTER, clusterCase, r, clusterCpus));
     }
-    if (PIN && CLUSTER_PIN === 'none') execFileSync('taskset', ['-cp', '1', String(process.pid)], { stdio: 'ignore' });
+    pinClient(true);
   }
   const apnsResults: ApnsRunResult[] = [];
   if ((ONLY === undefined || ONLY === 'apns') && SERVERS.includes('notify') && APNS_TOKENS > 0) {
