@@ -51,6 +51,30 @@
  * the daemon's peak RSS. The transport runs with its defaults (maxConcurrentRequests 32,
  * HTTP/1.1 keep-alive). R runs, medians.
  *
+ * Then, with --cluster NODES (or --only cluster), the cluster case: the main case's workload
+ * (N sessions, M pushes, K connections, C in flight) against a single notify node with the
+ * embedded store, then against a cluster, alternating run by run (R runs each). A cluster run
+ * starts a redis-server of its own (`redis-server` on PATH, or NOTIFY_BENCH_REDIS_SERVER: a free
+ * loopback port, `--save '' --appendonly no`, a temp dir of its own; stopped at the end of the run)
+ * and NODES notify nodes on it (each `notify serve` with cluster.redis and cluster.node
+ * bench-1, bench-2, ...; the rest of the config as above). Session i connects to node i % NODES,
+ * Text connection k to node k % NODES, so with two nodes half the sessions and half the
+ * connections are on each node and about half of the pushes cross nodes. The sessions count as
+ * bound when every node's /healthz has its share and every uid is in the cluster's presence
+ * (ZCARD notify:uids). Measured as above (latency from the line's write to the frame's arrival,
+ * whichever node the session is on; lost/dup/misrouted and every reply ok), plus: the latency of
+ * the cross-node pushes (written to one node, session on another) and of the same-node ones;
+ * per node its KB RSS/session (over its own sessions), CPU µs/push (its CPU over the push phase /
+ * all M pushes) and CPU % of one core; Redis's CPU (/proc of the redis-server over the push
+ * phase) per push and in % of one core. CPU µs/push of the cluster row is nodes + Redis. The
+ * JSON's `cluster` holds the ratios cluster/single and the issue's targets (nothing lost,
+ * cross-node p99 under 20 ms at C in flight, cluster pushes/s at least 0.5x the single node's),
+ * each with met true or false. Pinning (--cluster-pin): free (default): the single node on CPU 0
+ * and this process on CPU 1 as in the other cases, while for the cluster runs nothing is pinned
+ * (redis-server, the nodes and this process share both cores); split: the single node, and the
+ * cluster's redis-server and nodes, all on CPU 0, this process on CPU 1 (the same server CPU
+ * budget); none: nothing pinned in either.
+ *
  * Options:
  *   --sessions N      WebSocket sessions, uids u0..u(N-1) (10000)
  *   --pushes M        pushes per run of the main case (200000); the per-push state is typed
@@ -66,14 +90,18 @@
  *   --apns-tokens T   device tokens of the APNs row (10000); 0 skips the APNs row
  *   --webpush-subs W  subscriptions of the Web Push row (10000); 0 skips the Web Push row
  *   --fcm-tokens T    registration tokens of the FCM row (10000); 0 skips the FCM row
- *   --only ws|apns|webpush|fcm  run only the WebSocket cases, or only the APNs, the Web Push or the FCM row
+ *   --only ws|apns|webpush|fcm|cluster  run only the WebSocket cases, or only the APNs, the Web Push
+ *                     or the FCM row, or only the cluster case
+ *   --cluster NODES   add the cluster case with NODES nodes (0: none, the default; --only cluster
+ *                     alone means 2)
+ *   --cluster-pin P   free | split | none (free): pinning of the cluster case, see above
  *   --seed X          PRNG seed of the uid choice (1); run r uses X + r - 1
  * Env: NOTIFY_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" adds node flags to the server
- * processes (notify and bare).
+ * processes (notify and bare, and each node of a cluster).
  *
  * Output: one JSON object on stdout (config, every run's raw figures, medians per case and
- * server, ratios notify/bare, the APNs, Web Push and FCM rows); progress lines and a table of the medians on
- * stderr. npm prints its own "> notify@..." lines (and the build's) on stdout: for clean JSON,
+ * server, ratios notify/bare, the APNs, Web Push and FCM rows, the cluster case's ratios and targets); progress
+ * lines and a table of the medians on stderr (and one of the cluster case's own figures). npm prints its own "> notify@..." lines (and the build's) on stdout: for clean JSON,
  * `npm run -s bench -- ... > bench.json`, or `node dist/bench/bench.js ...` after a build.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
