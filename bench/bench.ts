@@ -51,6 +51,30 @@
  * the daemon's peak RSS. The transport runs with its defaults (maxConcurrentRequests 32,
  * HTTP/1.1 keep-alive). R runs, medians.
  *
+ * Then, with --cluster NODES (or --only cluster), the cluster case: the main case's workload
+ * (N sessions, M pushes, K connections, C in flight) against a single notify node with the
+ * embedded store, then against a cluster, alternating run by run (R runs each). A cluster run
+ * starts a redis-server of its own (`redis-server` on PATH, or NOTIFY_BENCH_REDIS_SERVER: a free
+ * loopback port, `--save '' --appendonly no`, a temp dir of its own; stopped at the end of the run)
+ * and NODES notify nodes on it (each `notify serve` with cluster.redis and cluster.node
+ * bench-1, bench-2, ...; the rest of the config as above). Session i connects to node i % NODES,
+ * Text connection k to node k % NODES, so with two nodes half the sessions and half the
+ * connections are on each node and about half of the pushes cross nodes. The sessions count as
+ * bound when every node's /healthz has its share and every uid is in the cluster's presence
+ * (ZCARD notify:uids). Measured as above (latency from the line's write to the frame's arrival,
+ * whichever node the session is on; lost/dup/misrouted and every reply ok), plus: the latency of
+ * the cross-node pushes (written to one node, session on another) and of the same-node ones;
+ * per node its KB RSS/session (over its own sessions), CPU µs/push (its CPU over the push phase /
+ * all M pushes) and CPU % of one core; Redis's CPU (/proc of the redis-server over the push
+ * phase) per push and in % of one core. CPU µs/push of the cluster row is nodes + Redis. The
+ * JSON's `cluster` holds the ratios cluster/single and the issue's targets (nothing lost,
+ * cross-node p99 under 20 ms at C in flight, cluster pushes/s at least 0.5x the single node's),
+ * each with met true or false. Pinning (--cluster-pin): free (default): the single node on CPU 0
+ * and this process on CPU 1 as in the other cases, while for the cluster runs nothing is pinned
+ * (redis-server, the nodes and this process share both cores); split: the single node, and the
+ * cluster's redis-server and nodes, all on CPU 0, this process on CPU 1 (the same server CPU
+ * budget); none: nothing pinned in either.
+ *
  * Options:
  *   --sessions N      WebSocket sessions, uids u0..u(N-1) (10000)
  *   --pushes M        pushes per run of the main case (200000); the per-push state is typed
@@ -66,20 +90,24 @@
  *   --apns-tokens T   device tokens of the APNs row (10000); 0 skips the APNs row
  *   --webpush-subs W  subscriptions of the Web Push row (10000); 0 skips the Web Push row
  *   --fcm-tokens T    registration tokens of the FCM row (10000); 0 skips the FCM row
- *   --only ws|apns|webpush|fcm  run only the WebSocket cases, or only the APNs, the Web Push or the FCM row
+ *   --only ws|apns|webpush|fcm|cluster  run only the WebSocket cases, or only the APNs, the Web Push
+ *                     or the FCM row, or only the cluster case
+ *   --cluster NODES   add the cluster case with NODES nodes (0: none, the default; --only cluster
+ *                     alone means 2)
+ *   --cluster-pin P   free | split | none (free): pinning of the cluster case, see above
  *   --seed X          PRNG seed of the uid choice (1); run r uses X + r - 1
  * Env: NOTIFY_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" adds node flags to the server
- * processes (notify and bare).
+ * processes (notify and bare, and each node of a cluster).
  *
  * Output: one JSON object on stdout (config, every run's raw figures, medians per case and
- * server, ratios notify/bare, the APNs, Web Push and FCM rows); progress lines and a table of the medians on
- * stderr. npm prints its own "> notify@..." lines (and the build's) on stdout: for clean JSON,
+ * server, ratios notify/bare, the APNs, Web Push and FCM rows, the cluster case's ratios and targets); progress
+ * lines and a table of the medians on stderr (and one of the cluster case's own figures). npm prints its own "> notify@..." lines (and the build's) on stdout: for clean JSON,
  * `npm run -s bench -- ... > bench.json`, or `node dist/bench/bench.js ...` after a build.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -99,6 +127,8 @@ const { values: args } = parseArgs({
     'webpush-subs': { type: 'string', default: '10000' },
     'fcm-tokens': { type: 'string', default: '10000' },
     only: { type: 'string' },
+    cluster: { type: 'string', default: '0' },
+    'cluster-pin': { type: 'string', default: 'free' },
     seed: { type: 'string', default: '1' },
   },
 });
@@ -123,8 +153,14 @@ if (!['default', 'on', 'off', 'both'].includes(HISTORY)) throw new Error('--hist
 const SERVERS: ServerKind[] =
   args.server === 'both' ? ['notify', 'bare'] : args.server === 'notify' || args.server === 'bare' ? [args.server] : [];
 if (SERVERS.length === 0) throw new Error('--server must be notify, bare or both');
-const ONLY = args.only as 'ws' | 'apns' | 'webpush' | 'fcm' | undefined;
-if (ONLY !== undefined && !['ws', 'apns', 'webpush', 'fcm'].includes(ONLY)) throw new Error('--only must be ws, apns, webpush or fcm');
+const ONLY = args.only as 'ws' | 'apns' | 'webpush' | 'fcm' | 'cluster' | undefined;
+if (ONLY !== undefined && !['ws', 'apns', 'webpush', 'fcm', 'cluster'].includes(ONLY)) throw new Error('--only must be ws, apns, webpush, fcm or cluster');
+/** Nodes of the cluster case (0: no cluster case); `--only cluster` alone means 2. */
+const CLUSTER = ONLY === 'cluster' && intArg('cluster', 0) === 0 ? 2 : intArg('cluster', 0);
+if (CLUSTER === 1) throw new Error('--cluster must be 0 (no cluster case) or 2 or more nodes');
+const CLUSTER_PIN = args['cluster-pin'] as string;
+if (!['free', 'split', 'none'].includes(CLUSTER_PIN)) throw new Error('--cluster-pin must be free, split or none');
+const REDIS_SERVER = process.env.NOTIFY_BENCH_REDIS_SERVER ?? 'redis-server';
 /** History-on runs and history-off runs of notify in the main case. */
 const ON_RUNS = HISTORY === 'off' ? 0 : RUNS;
 const OFF_RUNS = HISTORY === 'on' ? 0 : HISTORY === 'default' ? 1 : RUNS;
@@ -174,10 +210,19 @@ interface Server {
   ws: string;
   text: string;
   http: string | undefined;
+  /** cluster.node, in a cluster run. */
+  node?: string;
 }
 
-/** Starts a server and reads its listener addresses from its JSON log lines. `extraYaml` is appended to notify's config. */
-async function startServer(kind: ServerKind, dir: string, opts: { history?: boolean; extraYaml?: string } = {}): Promise<Server> {
+/**
+ * Starts a server and reads its listener addresses from its JSON log lines. `extraYaml` is appended to notify's config.
+ * `cpus`: the taskset CPU list it runs on (default: CPU 0 when pinning; null: not pinned).
+ */
+async function startServer(
+  kind: ServerKind,
+  dir: string,
+  opts: { history?: boolean; extraYaml?: string; cpus?: string | null; label?: string } = {},
+): Promise<Server> {
   const node = [process.execPath, ...NODE_ARGS];
   let cmd: string[];
   if (kind === 'bare') {
@@ -194,12 +239,14 @@ async function startServer(kind: ServerKind, dir: string, opts: { history?: bool
     );
     cmd = [...node, join(ROOT, 'bin/notify'), 'serve', '--config', config];
   }
-  if (PIN) cmd = ['taskset', '-c', '0', ...cmd];
+  const cpus = opts.cpus === undefined ? (PIN ? '0' : null) : opts.cpus;
+  if (cpus !== null) cmd = ['taskset', '-c', cpus, ...cmd];
+  const label = opts.label ?? kind;
   const child = spawn(cmd[0] as string, cmd.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   const found: Record<string, string> = {};
   let buf = '';
   await new Promise<void>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code} before listening`)));
+    child.once('exit', (code) => reject(new Error(`${label} server exited with ${code} before listening`)));
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       buf += chunk;
@@ -210,9 +257,9 @@ async function startServer(kind: ServerKind, dir: string, opts: { history?: bool
         try {
           const e = JSON.parse(line) as { listener?: string; address?: string; level?: string };
           if (e.listener && e.address) found[e.listener] = e.address;
-          if (e.level === 'error' || e.level === 'warn') process.stderr.write(`${kind}: ${line}\n`);
+          if (e.level === 'error' || e.level === 'warn') process.stderr.write(`${label}: ${line}\n`);
         } catch {
-          process.stderr.write(`${kind}: ${line}\n`);
+          process.stderr.write(`${label}: ${line}\n`);
         }
         if (found.ws && found.text && (kind === 'bare' || found.http)) resolve();
       }
@@ -294,6 +341,8 @@ interface RunResult {
   misrouted: number;
   badFrames: number;
   replies: { ok: number; fail: number; error: number; missing: number; firstError?: string };
+  /** The cluster case's cluster runs: per node, Redis, and the latency of cross-node and same-node pushes. */
+  cluster?: ClusterFigures;
 }
 
 /** notify's V8 heap figures (bytes) from its /metrics; undefined for the bare server. */
@@ -327,22 +376,82 @@ function seqOf(data: Buffer): number {
   return digits > 0 && i >= 0 && data[i] === 0x3a ? seq : -1;
 }
 
-async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: boolean): Promise<RunResult> {
+async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: boolean, cpus?: string | null): Promise<RunResult> {
   const dir = mkdtempSync(join(tmpdir(), 'notify-bench-'));
-  const server = await startServer(kind, dir, { history });
-  const pid = server.child.pid as number;
+  const server = await startServer(kind, dir, { history, cpus });
+  try {
+    return await measure([server], spec, runIndex, history);
+  } finally {
+    await stopServer(server);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The per-node figures of a cluster run. */
+interface NodeFigures {
+  node: string;
+  sessions: number;
+  /** Pushes written to this node's Text port. */
+  published: number;
+  rssBytes: { idle: number; withSessions: number; afterPushes: number };
+  rssPerSessionBytes: number;
+  cpuSeconds: number;
+  cpuUsPerPush: number;
+  /** Its CPU over the push phase, in % of one core. */
+  cpuPct: number;
+}
+
+interface LatencyFigures {
+  pushes: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** What a cluster run adds to a RunResult. */
+interface ClusterFigures {
+  nodes: NodeFigures[];
+  redis: { cpuSeconds: number; cpuUsPerPush: number; cpuPct: number; rssBytes: { withSessions: number; afterPushes: number } };
+  /** Pushes written to one node for a session on another, and those whose session was on the node written to. */
+  crossNode: LatencyFigures;
+  sameNode: LatencyFigures;
+}
+
+function latencyOf(sorted: Float64Array): LatencyFigures {
+  return {
+    pushes: sorted.length,
+    p50: round(percentile(sorted, 50), 3),
+    p99: round(percentile(sorted, 99), 3),
+    max: round(sorted[sorted.length - 1] ?? NaN, 3),
+  };
+}
+
+/**
+ * The workload of one run against servers that are started (one, or the nodes of a cluster).
+ * Session i connects to servers[i % n], Text connection k to servers[k % n]. With a cluster,
+ * `redis` is the redis-server: its CPU over the push phase is measured, and the sessions count
+ * as bound once every uid is in the cluster's presence too.
+ */
+async function measure(servers: Server[], spec: CaseSpec, runIndex: number, history: boolean, redis?: RedisServer): Promise<RunResult> {
+  const n = servers.length;
+  const kind = (servers[0] as Server).kind;
+  const pids = servers.map((s) => s.child.pid as number);
   const clients: WebSocket[] = [];
   const texts: Socket[] = [];
   try {
     await sleep(1000);
-    const idle = rssBytes(pid);
+    const idle = pids.map(rssBytes);
 
     const P = spec.pushes;
     const sendTime = new Float64Array(P);
     const target = new Uint32Array(P);
+    /** The index of the server whose Text port the push was written to. */
+    const via = new Uint8Array(P);
     /** 1 once the push has been delivered. */
     const arrivals = new Uint8Array(P);
     const latency = new Float64Array(P);
+    /** Cluster: 1 when the delivered push (in delivery order) crossed nodes. */
+    const crossed = new Uint8Array(n > 1 ? P : 0);
     let delivered = 0;
     let duplicates = 0;
     let misrouted = 0;
@@ -358,7 +467,7 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
       const open = () => {
         if (next >= N) return;
         const i = next++;
-        const ws = new WebSocket(`ws://${server.ws}/`, { perMessageDeflate: false });
+        const ws = new WebSocket(`ws://${(servers[i % n] as Server).ws}/`, { perMessageDeflate: false });
         clients.push(ws);
         ws.on('open', () => {
           ws.send(`u${i}`);
@@ -382,6 +491,7 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
             return;
           }
           arrivals[seq] = 1;
+          if (n > 1) crossed[delivered] = via[seq] === i % n ? 0 : 1;
           latency[delivered++] = now - (sendTime[seq] as number);
           checkDone();
         });
@@ -389,35 +499,46 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
       };
       for (let k = 0; k < 500; k++) open();
     });
-    for (const deadline = Date.now() + 60_000; (await boundSessions(server)) < N; await sleep(50)) {
+    const expected = servers.map((_, j) => Math.floor(N / n) + (j < N % n ? 1 : 0));
+    for (const deadline = Date.now() + 60_000; ; await sleep(50)) {
+      const bound = await Promise.all(servers.map(boundSessions));
+      if (bound.every((b, j) => b >= (expected[j] as number)) && (redis === undefined || redis.presentUids() >= N)) break;
       if (Date.now() > deadline) throw new Error(`${kind}: sessions not all bound after 60 s`);
     }
     const connectSec = (performance.now() - connectStart) / 1000;
     await sleep(2000);
-    const withSessions = rssBytes(pid);
-    const heap0 = await heapOf(server);
+    const withSessions = pids.map(rssBytes);
+    const redisWithSessions = redis ? rssBytes(redis.pid) : NaN;
+    const heap0 = n === 1 ? await heapOf(servers[0] as Server) : undefined;
 
-    // The Text connections.
-    const [host, port] = [server.text.slice(0, server.text.lastIndexOf(':')), Number(server.text.split(':').pop())];
+    // The Text connections: connection k to server k % n.
+    const textVia: number[] = [];
     for (let k = 0; k < spec.windows.length; k++) {
+      const addr = (servers[k % n] as Server).text;
+      const [host, port] = [addr.slice(0, addr.lastIndexOf(':')), Number(addr.split(':').pop())];
       const s = connect({ host, port, noDelay: true });
       texts.push(s);
+      textVia.push(k % n);
       await once(s, 'connect');
     }
+    const published = servers.map(() => 0);
 
     const rand = prng(SEED + runIndex - 1);
     const replies = { ok: 0, fail: 0, error: 0, missing: 0, firstError: undefined as string | undefined };
     let sent = 0;
     /** Appends the next push's line to `out` and records its target; its time is set at the write. */
-    const nextLine = (): string => {
+    const nextLine = (k: number): string => {
       const seq = sent++;
       const uid = Math.floor(rand() * N);
       target[seq] = uid;
+      via[seq] = textVia[k] as number;
       return `{"uid":"u${uid}","seq":${seq}}\n`;
     };
-    const write = (s: Socket, from: number, lines: string) => {
+    const write = (s: Socket, k: number, from: number, lines: string) => {
       const now = performance.now();
       for (let q = from; q < sent; q++) sendTime[q] = now;
+      const j = textVia[k] as number;
+      published[j] = (published[j] as number) + sent - from;
       s.write(lines);
     };
     const answered = () => replies.ok + replies.fail + replies.error;
@@ -426,7 +547,7 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
     checkDone = () => {
       if (delivered === P && answered() === P) resolveDone();
     };
-    for (const s of texts) {
+    texts.forEach((s, k) => {
       let buf = '';
       s.setEncoding('latin1');
       s.on('data', (chunk: string) => {
@@ -442,19 +563,20 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
             replies.firstError ??= buf.slice(start, nl);
           }
           start = nl + 1;
-          if (sent < P) lines += nextLine();
+          if (sent < P) lines += nextLine(k);
         }
         buf = buf.slice(start);
         if (start > 0) lastProgress = Date.now();
-        if (lines) write(s, from, lines);
+        if (lines) write(s, k, from, lines);
         checkDone();
       });
       s.on('error', (err) => {
         replies.firstError ??= `connection error: ${err.message}`;
       });
-    }
+    });
 
-    const cpu0 = cpuSeconds(pid);
+    const cpu0 = pids.map(cpuSeconds);
+    const redisCpu0 = redis ? cpuSeconds(redis.pid) : 0;
     const client0 = process.cpuUsage();
     const pushStart = performance.now();
     let pushEnd = pushStart;
@@ -466,24 +588,55 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
     texts.forEach((s, k) => {
       const from = sent;
       let lines = '';
-      for (let j = 0; j < (spec.windows[k] as number) && sent < P; j++) lines += nextLine();
-      if (lines) write(s, from, lines);
+      for (let j = 0; j < (spec.windows[k] as number) && sent < P; j++) lines += nextLine(k);
+      if (lines) write(s, k, from, lines);
     });
     await done;
     pushEnd = delivered === P && answered() === P ? performance.now() : lastProgressPerf(lastProgress, pushStart);
-    const cpu1 = cpuSeconds(pid);
+    const cpu1 = pids.map(cpuSeconds);
+    const redisCpu1 = redis ? cpuSeconds(redis.pid) : 0;
     const client1 = process.cpuUsage(client0);
     clearInterval(watchdog);
-    const afterPushes = rssBytes(pid);
-    const heap1 = await heapOf(server);
+    const afterPushes = pids.map(rssBytes);
+    const redisAfterPushes = redis ? rssBytes(redis.pid) : NaN;
+    const heap1 = n === 1 ? await heapOf(servers[0] as Server) : undefined;
     // A short grace for late duplicates or misrouted frames.
     await sleep(200);
     const seconds = (pushEnd - pushStart) / 1000;
     replies.missing = P - answered();
 
     const lat = latency.slice(0, delivered).sort();
-    const serverCpu = cpu1 - cpu0;
+    const nodeCpu = cpu1.map((c, j) => c - (cpu0[j] as number));
+    const redisCpu = redisCpu1 - redisCpu0;
+    const serverCpu = nodeCpu.reduce((a, b) => a + b, 0) + redisCpu;
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     const { firstError, ...counts } = replies;
+    let cluster: ClusterFigures | undefined;
+    if (n > 1 && redis) {
+      const cross: number[] = [];
+      const same: number[] = [];
+      for (let d = 0; d < delivered; d++) (crossed[d] ? cross : same).push(latency[d] as number);
+      cluster = {
+        nodes: servers.map((s, j) => ({
+          node: s.node ?? `node${j + 1}`,
+          sessions: expected[j] as number,
+          published: published[j] as number,
+          rssBytes: { idle: idle[j] as number, withSessions: withSessions[j] as number, afterPushes: afterPushes[j] as number },
+          rssPerSessionBytes: Math.round(((withSessions[j] as number) - (idle[j] as number)) / (expected[j] as number)),
+          cpuSeconds: round(nodeCpu[j] as number, 2),
+          cpuUsPerPush: round(((nodeCpu[j] as number) * 1e6) / P, 2),
+          cpuPct: Math.round(((nodeCpu[j] as number) / seconds) * 100),
+        })),
+        redis: {
+          cpuSeconds: round(redisCpu, 2),
+          cpuUsPerPush: round((redisCpu * 1e6) / P, 2),
+          cpuPct: Math.round((redisCpu / seconds) * 100),
+          rssBytes: { withSessions: redisWithSessions, afterPushes: redisAfterPushes },
+        },
+        crossNode: latencyOf(Float64Array.from(cross).sort()),
+        sameNode: latencyOf(Float64Array.from(same).sort()),
+      };
+    }
     return {
       server: kind,
       history: kind === 'notify' ? (history ? 'on' : 'off') : null,
@@ -499,9 +652,9 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
       cpuUsPerPush: round((serverCpu * 1e6) / P, 2),
       clientCpuPct: Math.round(((client1.user + client1.system) / 1e6 / seconds) * 100),
       latencyMs: { p50: round(percentile(lat, 50), 3), p99: round(percentile(lat, 99), 3), max: round(lat[lat.length - 1] ?? NaN, 3) },
-      serverRssBytes: { idle, withSessions, afterPushes },
-      rssPerSessionBytes: Math.round((withSessions - idle) / N),
-      rssGrowthMB: round((afterPushes - withSessions) / 2 ** 20, 1),
+      serverRssBytes: { idle: sum(idle), withSessions: sum(withSessions), afterPushes: sum(afterPushes) },
+      rssPerSessionBytes: Math.round((sum(withSessions) - sum(idle)) / N),
+      rssGrowthMB: round((sum(afterPushes) - sum(withSessions)) / 2 ** 20, 1),
       heapGrowthMB: heap0 && heap1 ? Object.fromEntries(Object.entries(heap1).map(([k, v]) => [k, round((v - (heap0[k] ?? 0)) / 2 ** 20, 1)])) : undefined,
       delivered,
       lost: P - delivered,
@@ -509,12 +662,106 @@ async function run(kind: ServerKind, spec: CaseSpec, runIndex: number, history: 
       misrouted,
       badFrames,
       replies: firstError === undefined ? counts : { ...counts, firstError },
+      ...(cluster && { cluster }),
     };
   } finally {
     for (const s of texts) s.destroy();
     for (const ws of clients) ws.terminate();
-    await stopServer(server);
-    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The cluster case's redis-server. */
+interface RedisServer {
+  child: ChildProcess;
+  pid: number;
+  port: number;
+  url: string;
+  dir: string;
+  /** Uids in the cluster's presence (the `notify:uids` index). */
+  presentUids(): number;
+}
+
+/** A loopback port nobody listens on now (redis-server takes no port 0; the start retries on a collision). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** A redis-server of the bench's own: a free loopback port, no persistence, a temp dir of its own. */
+async function startRedis(cpus: string | null): Promise<RedisServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'notify-bench-redis-'));
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort();
+    let cmd = [REDIS_SERVER, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
+    if (cpus !== null) cmd = ['taskset', '-c', cpus, ...cmd];
+    const child = spawn(cmd[0] as string, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        const onData = (chunk: Buffer) => {
+          out += chunk.toString();
+          if (out.includes('Ready to accept connections')) {
+            child.stdout?.off('data', onData);
+            child.stdout?.resume();
+            resolve();
+          }
+        };
+        child.stdout?.on('data', onData);
+        child.stderr?.resume();
+        child.once('error', reject);
+        child.once('exit', (code) => reject(new Error(`redis-server on port ${port} exited with ${code}: ${out.slice(-500)}`)));
+      });
+    } catch (err) {
+      lastError = err;
+      continue;
+    }
+    return {
+      child,
+      pid: child.pid as number,
+      port,
+      url: `redis://127.0.0.1:${port}`,
+      dir,
+      presentUids: () => Number(execFileSync('redis-cli', ['-p', String(port), 'ZCARD', 'notify:uids'], { encoding: 'utf8' }).trim()),
+    };
+  }
+  rmSync(dir, { recursive: true, force: true });
+  throw lastError;
+}
+
+async function stopRedis(r: RedisServer): Promise<void> {
+  if (r.child.exitCode === null && r.child.signalCode === null) {
+    const exited = once(r.child, 'exit');
+    r.child.kill('SIGTERM');
+    const timer = setTimeout(() => r.child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+  rmSync(r.dir, { recursive: true, force: true });
+}
+
+/** One run of the cluster case's cluster: a fresh redis-server and `nodes` notify nodes on it, each `notify serve` with cluster.redis. */
+async function runCluster(nodes: number, spec: CaseSpec, runIndex: number, cpus: string | null): Promise<RunResult> {
+  const redis = await startRedis(cpus);
+  const dirs: string[] = [];
+  const servers: Server[] = [];
+  try {
+    for (let j = 1; j <= nodes; j++) {
+      const dir = mkdtempSync(join(tmpdir(), 'notify-bench-'));
+      dirs.push(dir);
+      const node = `bench-${j}`;
+      const server = await startServer('notify', dir, { history: true, cpus, label: node, extraYaml: `cluster: {redis: ${JSON.stringify(redis.url)}, node: ${node}}\n` });
+      server.node = node;
+      servers.push(server);
+    }
+    return await measure(servers, spec, runIndex, true, redis);
+  } finally {
+    await Promise.all(servers.map(stopServer));
+    await stopRedis(redis);
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -688,10 +935,59 @@ function summarize(results: RunResult[]) {
     misrouted: sum((r) => r.misrouted),
     badFrames: sum((r) => r.badFrames),
     notOkReplies: sum((r) => r.replies.fail + r.replies.error + r.replies.missing),
+    ...(results[0]?.cluster && { cluster: clusterMedians(results.map((r) => r.cluster as ClusterFigures)) }),
     raw: results,
   };
 }
 type Summary = ReturnType<typeof summarize>;
+
+/** Medians of the cluster figures of a cluster's runs (per node by position). */
+function clusterMedians(runs: ClusterFigures[]) {
+  const med = (f: (c: ClusterFigures) => number, digits = 3) => round(median(runs.map(f)), digits);
+  const lat = (f: (c: ClusterFigures) => LatencyFigures) => ({
+    pushes: med((c) => f(c).pushes, 0),
+    p50: med((c) => f(c).p50),
+    p99: med((c) => f(c).p99),
+    max: med((c) => f(c).max),
+  });
+  return {
+    crossNodeLatencyMs: lat((c) => c.crossNode),
+    sameNodeLatencyMs: lat((c) => c.sameNode),
+    nodes: (runs[0] as ClusterFigures).nodes.map((n0, j) => ({
+      node: n0.node,
+      sessions: n0.sessions,
+      published: med((c) => (c.nodes[j] as NodeFigures).published, 0),
+      rssPerSessionBytes: med((c) => (c.nodes[j] as NodeFigures).rssPerSessionBytes, 0),
+      rssWithSessionsBytes: med((c) => (c.nodes[j] as NodeFigures).rssBytes.withSessions, 0),
+      cpuUsPerPush: med((c) => (c.nodes[j] as NodeFigures).cpuUsPerPush, 2),
+      cpuPct: med((c) => (c.nodes[j] as NodeFigures).cpuPct, 0),
+    })),
+    redis: {
+      cpuUsPerPush: med((c) => c.redis.cpuUsPerPush, 2),
+      cpuPct: med((c) => c.redis.cpuPct, 0),
+      rssAfterPushesBytes: med((c) => c.redis.rssBytes.afterPushes, 0),
+    },
+  };
+}
+
+/** The cluster case against the issue's targets: nothing lost, cross-node p99 under 20 ms, at least 0.5x the single node's pushes/s. */
+function clusterVerdict(byServer: Record<string, Summary>, clusterLabel: string) {
+  const single = byServer['single node'];
+  const cl = byServer[clusterLabel];
+  if (!single || !cl?.cluster) return undefined;
+  const ratio = round(cl.median.pushesPerSec / single.median.pushesPerSec, 3);
+  const wrong = (s: Summary) => s.lost + s.duplicates + s.misrouted + s.badFrames + s.notOkReplies;
+  const p99 = cl.cluster.crossNodeLatencyMs.p99;
+  return {
+    nodes: CLUSTER,
+    ratio: { pushesPerSec: ratio, cpuUsPerPush: round(cl.median.cpuUsPerPush / single.median.cpuUsPerPush, 3), p50Ms: round(cl.median.latencyMs.p50 / single.median.latencyMs.p50, 3) },
+    targets: {
+      nothingLost: { lostDupMisroutedNotOk: wrong(cl) + wrong(single), met: wrong(cl) + wrong(single) === 0 },
+      crossNodeP99Under20Ms: { p99Ms: p99, inflight: C, met: p99 < 20 },
+      throughputAtLeastHalf: { ratio, met: ratio >= 0.5 },
+    },
+  };
+}
 
 async function main(): Promise<void> {
   const cpus = availableParallelism();
@@ -714,6 +1010,18 @@ async function main(): Promise<void> {
     node: process.version,
     cpus,
     pinned: PIN ? 'server cpu0, client cpu1' : 'no',
+    ...(CLUSTER > 0 && {
+      cluster: {
+        nodes: CLUSTER,
+        pinned: !PIN
+          ? 'no'
+          : CLUSTER_PIN === 'free'
+            ? 'single node cpu0 and client cpu1 (as the other cases); cluster: nothing pinned (redis-server, the nodes and the client share every CPU)'
+            : CLUSTER_PIN === 'split'
+              ? 'single node cpu0, client cpu1; cluster: redis-server and every node on cpu0, client cpu1'
+              : 'nothing pinned (servers and client float over every CPU)',
+      },
+    }),
     clkTck: CLK_TCK,
     serverNodeArgs: NODE_ARGS,
   };
@@ -728,7 +1036,13 @@ async function main(): Promise<void> {
       `${caseName} ${label} run ${res.run}: ${res.pushesPerSec} pushes/s, ${res.cpuUsPerPush} µs CPU/push, ` +
         `p50 ${res.latencyMs.p50} ms, p99 ${res.latencyMs.p99} ms, ${Math.round(res.rssPerSessionBytes / 102.4) / 10} KB/session, ` +
         `growth ${res.rssGrowthMB} MB${res.heapGrowthMB ? ` (heap ${JSON.stringify(res.heapGrowthMB)})` : ''}, client ${res.clientCpuPct}%, lost/dup/misrouted ${res.lost}/${res.duplicates}/${res.misrouted}, ` +
-        `replies ${JSON.stringify(res.replies)}\n`,
+        `replies ${JSON.stringify(res.replies)}` +
+        (res.cluster
+          ? `; cross-node ${res.cluster.crossNode.pushes} p50 ${res.cluster.crossNode.p50} ms p99 ${res.cluster.crossNode.p99} ms, ` +
+            `same-node p99 ${res.cluster.sameNode.p99} ms, nodes ${res.cluster.nodes.map((x) => `${x.node} ${x.cpuUsPerPush} µs/push ${x.cpuPct}% ${Math.round(x.rssPerSessionBytes / 102.4) / 10} KB/session`).join(', ')}, ` +
+            `redis ${res.cluster.redis.cpuUsPerPush} µs/push ${res.cluster.redis.cpuPct}%`
+          : '') +
+        '\n',
     );
   };
   if (ONLY === undefined || ONLY === 'ws') {
@@ -742,6 +1056,26 @@ async function main(): Promise<void> {
         for (const kind of SERVERS) record(c1.name, kind, await run(kind, c1, r, true));
       }
     }
+  }
+  const clusterCase = caseSpec(`cluster C=${C}`, M, K, C);
+  const clusterLabel = `cluster of ${CLUSTER}`;
+  if (CLUSTER > 0 && (ONLY === undefined || ONLY === 'cluster')) {
+    // free: the single node on CPU 0 and the client on CPU 1 as in the other cases; the cluster
+    // (redis-server and the nodes) and the client float over every CPU. split: every server
+    // process on CPU 0 (the cluster's nodes and redis-server share it), the client on CPU 1.
+    // none: nothing pinned.
+    const pinClient = (on: boolean) => {
+      if (PIN) execFileSync('taskset', ['-cp', on ? '1' : `0-${cpus - 1}`, String(process.pid)], { stdio: 'ignore' });
+    };
+    const singleCpus = PIN && CLUSTER_PIN !== 'none' ? '0' : null;
+    const clusterCpus = PIN && CLUSTER_PIN === 'split' ? '0' : null;
+    for (let r = 1; r <= RUNS; r++) {
+      pinClient(CLUSTER_PIN !== 'none');
+      record(clusterCase.name, 'single node', await run('notify', clusterCase, r, true, singleCpus));
+      pinClient(CLUSTER_PIN === 'split');
+      record(clusterCase.name, clusterLabel, await runCluster(CLUSTER, clusterCase, r, clusterCpus));
+    }
+    pinClient(true);
   }
   const apnsResults: ApnsRunResult[] = [];
   if ((ONLY === undefined || ONLY === 'apns') && SERVERS.includes('notify') && APNS_TOKENS > 0) {
@@ -773,6 +1107,7 @@ async function main(): Promise<void> {
   const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b === 0 ? null : round(a / b, 3));
   const ratios: Record<string, Record<string, number | null>> = {};
   for (const [name, byServer] of Object.entries(cases)) {
+    if (name === clusterCase.name) continue;
     const bare = byServer.bare?.median;
     if (!bare) continue;
     for (const label of Object.keys(byServer).filter((l) => l !== 'bare')) {
@@ -789,10 +1124,12 @@ async function main(): Promise<void> {
   const amed = (f: (r: ApnsRunResult) => number) => median(apnsResults.map(f));
   const wmed = (f: (r: ApnsRunResult) => number) => median(webpushResults.map(f));
   const fmed = (f: (r: ApnsRunResult) => number) => median(fcmResults.map(f));
+  const clusterSummary = cases[clusterCase.name] ? clusterVerdict(cases[clusterCase.name] as Record<string, Summary>, clusterLabel) : undefined;
   const summary = {
     config,
     cases,
     ratios,
+    ...(clusterSummary && { cluster: clusterSummary }),
     ...(apnsResults.length > 0 && {
       apns: {
         tokens: APNS_TOKENS,
@@ -832,6 +1169,7 @@ async function main(): Promise<void> {
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   if (rows.size > 0) process.stderr.write(`\n${table(cases, ratios)}`);
+  if (clusterSummary) process.stderr.write(`\n${clusterTable(cases[clusterCase.name] as Record<string, Summary>, clusterSummary)}`);
   if (apnsResults.length > 0) {
     process.stderr.write(
       `\nAPNs: ${APNS_TOKENS} tokens, median ${amed((r) => r.notificationsPerSec)} notifications/s, ` +
@@ -851,6 +1189,38 @@ async function main(): Promise<void> {
     );
   }
   process.exit(0);
+}
+
+/** The cluster case's own figures as a Markdown table, then its targets. */
+function clusterTable(byServer: Record<string, Summary>, v: NonNullable<ReturnType<typeof clusterVerdict>>): string {
+  const head = ['cluster case', 'pushes/s', 'p50 ms', 'p99 ms', 'cross-node p50/p99 ms', 'same-node p50/p99 ms', 'KB RSS/session per node', 'CPU µs/push per node', 'Redis CPU µs/push (% core)', 'CPU µs/push all', 'lost/dup/misrouted', 'not ok'];
+  const lines = [head, head.map(() => '---')];
+  for (const [label, s] of Object.entries(byServer)) {
+    const m = s.median;
+    const c = s.cluster;
+    lines.push([
+      `${label} (${s.runs} run${s.runs === 1 ? '' : 's'})`,
+      String(m.pushesPerSec),
+      String(m.latencyMs.p50),
+      String(m.latencyMs.p99),
+      c ? `${c.crossNodeLatencyMs.p50}/${c.crossNodeLatencyMs.p99}` : '-',
+      c ? `${c.sameNodeLatencyMs.p50}/${c.sameNodeLatencyMs.p99}` : `${m.latencyMs.p50}/${m.latencyMs.p99}`,
+      c ? c.nodes.map((n) => round(n.rssPerSessionBytes / 1024, 2)).join(' / ') : String(round(m.rssPerSessionBytes / 1024, 2)),
+      c ? c.nodes.map((n) => n.cpuUsPerPush).join(' / ') : String(m.cpuUsPerPush),
+      c ? `${c.redis.cpuUsPerPush} (${c.redis.cpuPct}%)` : '-',
+      String(m.cpuUsPerPush),
+      `${s.lost}/${s.duplicates}/${s.misrouted}`,
+      String(s.notOkReplies + s.badFrames),
+    ]);
+  }
+  const t = v.targets;
+  const yes = (b: boolean) => (b ? 'met' : 'NOT met');
+  return (
+    `${lines.map((l) => `| ${l.join(' | ')} |`).join('\n')}\n` +
+    `targets: nothing lost (${t.nothingLost.lostDupMisroutedNotOk} lost/dup/misrouted/not ok): ${yes(t.nothingLost.met)}; ` +
+    `cross-node p99 ${t.crossNodeP99Under20Ms.p99Ms} ms < 20 ms at ${C} in flight: ${yes(t.crossNodeP99Under20Ms.met)}; ` +
+    `cluster/single pushes/s ${t.throughputAtLeastHalf.ratio}x >= 0.5x: ${yes(t.throughputAtLeastHalf.met)}\n`
+  );
 }
 
 /** The medians as a Markdown table, with the notify/bare ratios. */
