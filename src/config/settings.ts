@@ -217,6 +217,12 @@ export const CONFIG_SPEC = section({
     ),
     /** This process's name in the cluster (presence, leases, reports). Default: HOSTNAME-PID. */
     node: string({ default: null, check: (v) => (/^[A-Za-z0-9._-]{1,64}$/.test(v) ? undefined : 'must be 1-64 letters, digits, dots, dashes or underscores') }),
+    /**
+     * How long a node holds a delivery waiting for a retry past its due time before another node
+     * may take it up (a node that died: its deliveries are completed by another, once). In ms
+     * once read.
+     */
+    retryLease: duration({ default: '60s', minMs: 100 }),
     /** The prefix of every Redis key and channel notify uses, so several deployments can share one Redis. */
     prefix: string({ default: 'notify', check: (v) => (/^[A-Za-z0-9._-]{1,32}$/.test(v) ? undefined : 'must be 1-32 letters, digits, dots, dashes or underscores') }),
   }),

@@ -8,7 +8,6 @@ import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { DeviceService } from '../push/devices.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
-import { RETRY_LEASE_MS } from '../push/retry.js';
 import { targetsOf } from '../push/targets.js';
 import { pagePush } from '../push/webpush/page.js';
 import type { Transport } from '../push/transport.js';
@@ -16,8 +15,6 @@ import { type Backends, type BackendFactory, backendsFor } from '../store/backen
 import { MemoryRegistry, type Registry, type TargetIndex } from '../store/target-index.js';
 import type { Uid } from '../types.js';
 
-/** How `resumePending` claims waiting retries: in batches of `limit`, each leased past its due time. */
-const RESUME_CLAIM = { limit: 500, leaseMs: RETRY_LEASE_MS };
 
 /** The config sections a running node cannot apply: a reload lists their changes as needing a restart. */
 export const RESTART_SECTIONS = ['ws', 'text', 'http', 'state', 'history', 'shutdown'] as const;
@@ -103,6 +100,8 @@ export async function buildNode(config: Config, opts: NodeOptions): Promise<Noti
 
 function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Telemetry, backends: Backends, devices: DeviceService): NotifyNode {
   const { log } = opts;
+  // A held retry's lease past its due time (cluster.retryLease; one process: a restart's takeover).
+  const leaseMs = config.cluster.retryLease;
   const ws = config.ws;
   const websocket = opts.live
     ? new WebSocketTransport({
@@ -148,6 +147,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       telemetry,
       // shutdown is a restart section: the value this node started with.
       stopGraceMs: config.shutdown.graceMs,
+      retryLeaseMs: leaseMs,
     });
   };
   const transports: Transport[] = websocket ? [websocket] : [];
@@ -200,7 +200,9 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     const kept = new Map<string, number>();
     // Claimed entries of other transports stay leased to this node: the transports carrying
     // them in memory go on, and those of a transport no longer configured are kept.
-    for (let batch = await retries.claim(name, RESUME_CLAIM); batch.length > 0; batch = await retries.claim(name, RESUME_CLAIM)) {
+    // In batches, each claimed entry leased to this node past its due time.
+    const claim = { limit: 500, leaseMs };
+    for (let batch = await retries.claim(name, claim); batch.length > 0; batch = await retries.claim(name, claim)) {
       for (const p of batch) {
         if (names && !names.includes(p.transport)) continue;
         const t = transports.find((x) => x.name === p.transport);
@@ -243,7 +245,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         // whichever node claims them first, checked every half lease.
         claimer = setInterval(() => {
           resumePending(undefined, true).catch((err: unknown) => log.warn('claiming deliveries waiting for a retry failed', { error: errorMessage(err) }));
-        }, RETRY_LEASE_MS / 2);
+        }, leaseMs / 2);
         claimer.unref();
       }
     },

@@ -29,6 +29,8 @@ export interface TransportContext {
   retries: RetryQueue | undefined;
   /** Counters (retries) for /metrics. */
   telemetry: Telemetry;
+  /** How long a held retry is leased to this node past its due time (cluster.retryLease). @default 60000 */
+  retryLeaseMs?: number;
   /**
    * How long stop() lets provider requests on the wire finish (shutdown.graceMs) before they are
    * cut off and handed over through the retry queue. @default 5000

@@ -40,7 +40,7 @@ test('config: the defaults', () => {
     dispatch: { deliverTimeoutMs: 5000, route: 'all', ackTimeout: 2000 },
     history: { enabled: true, size: 100, ttl: 86_400_000, maxMessages: 1_000_000, maxBytes: 1024 ** 3, dedupeWindow: 3_600_000 },
     shutdown: { timeoutMs: 10000, graceMs: 5000 },
-    cluster: { redis: null, node: null, prefix: 'notify' },
+    cluster: { redis: null, node: null, retryLease: 60_000, prefix: 'notify' },
     state: { dir: resolve('notify-data') },
     log: { level: 'info' },
     transports: {},

@@ -226,6 +226,8 @@ export class ApnsTransport implements Transport {
   readonly #stopping = new AbortController();
   readonly #retries: RetryQueue | undefined;
   readonly #node: string;
+  /** cluster.retryLease (undefined: the default). */
+  readonly #leaseMs: number | undefined;
   readonly #maxQueued: number;
   readonly #telemetry: Telemetry;
   readonly #stopGraceMs: number;
@@ -241,6 +243,7 @@ export class ApnsTransport implements Transport {
     this.#retire = ctx.retire;
     this.#retries = ctx.retries;
     this.#node = ctx.node;
+    this.#leaseMs = ctx.retryLeaseMs;
     this.#maxQueued = settings.maxQueued ?? MAX_QUEUED_DEFAULT;
     this.#telemetry = ctx.telemetry;
     this.#stopGraceMs = ctx.stopGraceMs ?? STOP_GRACE_DEFAULT_MS;
@@ -330,7 +333,7 @@ export class ApnsTransport implements Transport {
       transport: this.name,
       target: token,
       policy: this.#settings.retry,
-      ticket: new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target: token, msg }, resumed?.key),
+      ticket: new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target: token, msg }, resumed?.key, this.#leaseMs),
       ...(resumed ? { attempts: resumed.attempts } : {}),
       stop,
       log: this.#log,

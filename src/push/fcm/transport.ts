@@ -51,6 +51,8 @@ export class FcmTransport implements Transport {
   readonly #sendUrl: string;
   readonly #retries: RetryQueue | undefined;
   readonly #node: string;
+  /** cluster.retryLease (undefined: the default). */
+  readonly #leaseMs: number | undefined;
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
@@ -65,6 +67,7 @@ export class FcmTransport implements Transport {
     this.#targets = ctx.targets;
     this.#retries = ctx.retries;
     this.#node = ctx.node;
+    this.#leaseMs = ctx.retryLeaseMs;
     this.#log = ctx.log;
     // Read again (the config was checked at load; the file may have changed since).
     let account;
@@ -165,7 +168,7 @@ export class FcmTransport implements Transport {
     };
     const out = await this.#client.send(build, judge, {
       target: token,
-      ticket: new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target: token, msg }, resumed?.key),
+      ticket: new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target: token, msg }, resumed?.key, this.#leaseMs),
       ...(resumed ? { attempts: resumed.attempts } : {}),
       onRetry,
     });

@@ -259,6 +259,8 @@ export class HttpTransport implements Transport {
   readonly #isSuccess: (status: number) => boolean;
   readonly #retries: RetryQueue | undefined;
   readonly #node: string;
+  /** cluster.retryLease (undefined: the default). */
+  readonly #leaseMs: number | undefined;
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
@@ -270,6 +272,7 @@ export class HttpTransport implements Transport {
     this.#targets = ctx.targets;
     this.#retries = ctx.retries;
     this.#node = ctx.node;
+    this.#leaseMs = ctx.retryLeaseMs;
     this.#log = ctx.log;
     const ok = settings.successStatus;
     this.#isSuccess = ok ? (st) => ok.includes(st) : (st) => st >= 200 && st < 300;
@@ -309,7 +312,7 @@ export class HttpTransport implements Transport {
   #send(uid: Uid, msg: Message, token: string | undefined, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
     const req = toPushRequest(this.#compiled, this.#s.auth, templateValues(uid, msg, token));
     const target = token ?? uid;
-    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key);
+    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key, this.#leaseMs);
     return this.#client.send(req, (res) => httpVerdict(res, this.#isSuccess), {
       target,
       ticket,

@@ -182,6 +182,8 @@ export class JPushTransport implements Transport {
   readonly #authorization: string;
   readonly #retries: RetryQueue | undefined;
   readonly #node: string;
+  /** cluster.retryLease (undefined: the default). */
+  readonly #leaseMs: number | undefined;
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
@@ -192,6 +194,7 @@ export class JPushTransport implements Transport {
     this.#targets = ctx.targets;
     this.#retries = ctx.retries;
     this.#node = ctx.node;
+    this.#leaseMs = ctx.retryLeaseMs;
     this.#log = ctx.log;
     const basic = Buffer.from(`${settings.appKey}:${settings.masterSecret}`).toString('base64');
     this.#authorization = `Basic ${basic}`;
@@ -241,7 +244,7 @@ export class JPushTransport implements Transport {
   #send(uid: Uid, msg: Message, target: string, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
     const audience = target.startsWith(RIDS) ? { registration_id: target.slice(RIDS.length).split(',') } : { alias: [uid] };
     const body = toJPushRequest(msg, audience, this.#s);
-    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key);
+    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key, this.#leaseMs);
     return this.#client.send(
       { method: 'POST', url: this.#s.url, headers: { 'content-type': 'application/json', authorization: this.#authorization }, body: JSON.stringify(body) },
       judgeJPush,

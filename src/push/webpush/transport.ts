@@ -152,6 +152,8 @@ export class WebPushTransport implements Transport {
   readonly #vapid: VapidSigner;
   readonly #retries: RetryQueue | undefined;
   readonly #node: string;
+  /** cluster.retryLease (undefined: the default). */
+  readonly #leaseMs: number | undefined;
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closing' | 'closed' = 'running';
@@ -164,6 +166,7 @@ export class WebPushTransport implements Transport {
     this.#targets = ctx.targets;
     this.#retries = ctx.retries;
     this.#node = ctx.node;
+    this.#leaseMs = ctx.retryLeaseMs;
     this.#log = ctx.log;
     this.#vapid = new VapidSigner(settings.vapid.subject, settings.vapid.publicKey, settings.vapid.privateKey);
     let ca: string | undefined;
@@ -239,7 +242,7 @@ export class WebPushTransport implements Transport {
 
   /** One subscription, carried to its end (retries included). */
   async #send(uid: Uid, msg: Message, pkg: WebPushPackage, target: string, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
-    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key);
+    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key, this.#leaseMs);
     const req = this.#request(target, pkg, msg);
     let out: SendOutcome;
     if (typeof req === 'string') {
