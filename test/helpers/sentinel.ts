@@ -27,8 +27,10 @@ export interface SentinelSetup {
   primary: SentinelServer;
   replica: SentinelServer;
   sentinels: SentinelServer[];
-  /** The port the sentinels report for the primary now (asks each until one answers). */
-  masterPort(): number | undefined;
+  /** The port each sentinel reports for the primary now (undefined: it did not answer). */
+  masterPorts(): (number | undefined)[];
+  /** Waits until every sentinel reports `port` as the primary's (they learn a failover from each other). */
+  agreeOn(port: number): Promise<void>;
   /** SIGKILLs the primary's redis-server and waits until it has exited. */
   killPrimary(): Promise<void>;
 }
@@ -151,22 +153,22 @@ export async function startSentinels(t: TestContext): Promise<SentinelSetup> {
     });
   }
 
+  const masterPorts = () =>
+    sentinels.map((s) => {
+      try {
+        const [, port] = s.cli('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME).split('\n');
+        return port === undefined ? undefined : Number(port.trim());
+      } catch {
+        return undefined;
+      }
+    });
   return {
     url: `redis+sentinel://${sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/${MASTER_NAME}`,
     primary,
     replica,
     sentinels,
-    masterPort() {
-      for (const s of sentinels) {
-        try {
-          const [, port] = s.cli('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME).split('\n');
-          if (port !== undefined) return Number(port.trim());
-        } catch {
-          // This one does not answer: the next is asked.
-        }
-      }
-      return undefined;
-    },
+    masterPorts,
+    agreeOn: (port) => waitFor(`every sentinel to report port ${port} as the primary's`, () => masterPorts().every((p) => p === port)),
     async killPrimary() {
       const child = primary.child;
       if (child.exitCode !== null || child.signalCode !== null) return;
