@@ -67,9 +67,11 @@ test('serve --workers 2: two processes share the ports as nodes of one cluster; 
   await waitFor('the killed worker to be replaced', () => (p.logs().filter((l) => l.msg === 'worker started').length === 3 && ready(p) >= 3 ? true : undefined));
   assert.ok(p.logs().some((l) => l.msg === 'worker exited; starting another' && l.pid === workers[0]));
   const again = await wsClient(t, `ws://${addr('ws')}/`, { bind: 'after' });
+  // A new backend connection: the first one may have been served by the killed worker.
+  const backend2 = await textClient(t, Number(addr('text').split(':').pop()));
   for (let n = 1; ; n++) {
-    backend.write('{"uid":"after","msg":"still served"}\n');
-    const lines = await backend.replies(backend.lines.length + 1);
+    backend2.write('{"uid":"after","msg":"still served"}\n');
+    const lines = await backend2.replies(backend2.lines.length + 1);
     if (lines.at(-1) === 'ok') break;
     assert.ok(n < 500, 'the page after the restart never became reachable');
     await new Promise((r) => setTimeout(r, 20));
