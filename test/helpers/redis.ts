@@ -25,7 +25,7 @@ export interface RedisServer {
 }
 
 /** A port nobody listens on now (Redis takes no port 0); the start retries on the rare collision. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
   const port = (s.address() as { port: number }).port;
@@ -33,7 +33,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function spawnRedis(port: number, dir: string, extra: readonly string[]): Promise<ChildProcess> {
+export function spawnRedis(port: number, dir: string, extra: readonly string[]): Promise<ChildProcess> {
   // A folder of its own: a replica writes what it syncs to dump.rdb there, and a server started
   // in a folder with a dump.rdb would load it.
   const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra], {
@@ -56,7 +56,7 @@ function spawnRedis(port: number, dir: string, extra: readonly string[]): Promis
   });
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
