@@ -398,9 +398,28 @@ export class WebSocketTransport implements Transport, LiveSessions {
    * positions against the store, as centrifuge's position check does). Plain sessions of the
    * original protocol have no positions: they get what comes from now on.
    */
-  #catchUp(): void {
+  #catchUp(attempt = 0): void {
     const streams = this.#opts.streams;
     if (streams === undefined || this.#state !== 'running') return;
+    // The store must answer reads first: the subscriber may be back before the command
+    // connection, and a replay that fails would close the session. Checked with an empty read,
+    // every half second for up to a minute.
+    let probe: HistoryPage | Promise<HistoryPage>;
+    try {
+      probe = streams.history(BROADCAST_STREAM, { limit: 0 });
+    } catch (err) {
+      probe = Promise.reject(err);
+    }
+    Promise.resolve(probe).then(
+      () => this.#catchUpNow(streams),
+      () => {
+        if (attempt < 120 && this.#state === 'running') setTimeout(() => this.#catchUp(attempt + 1), 500).unref();
+      },
+    );
+  }
+
+  #catchUpNow(streams: MessageStreams): void {
+    if (this.#state !== 'running') return;
     let n = 0;
     for (const s of this.#conns.values()) {
       if (!s.envelope || s.uid === undefined || s.held !== undefined || s.readyState !== WebSocket.OPEN) continue;
