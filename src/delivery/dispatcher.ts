@@ -105,7 +105,7 @@ export class Dispatcher {
       return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
     }
     const broadcast = 'broadcast' in audience;
-    const run = (p: Plan) => this.#run(p.calls, broadcast ? [] : p.unreached, msg);
+    const run = (p: Plan) => this.#run(p.calls, broadcast ? undefined : p.unreached, msg);
     const go = (uids: readonly Uid[]): DeliveryReport | Promise<DeliveryReport> => {
       const p = this.#plan(uids, only);
       return p instanceof Promise ? p.then(run) : run(p);
@@ -143,11 +143,11 @@ export class Dispatcher {
     return pending ? Promise.all(answers).then(build) : build(answers as boolean[]);
   }
 
-  #run(calls: Call[], unreached: Uid[], msg: Message): DeliveryReport | Promise<DeliveryReport> {
+  #run(calls: Call[], unreached: Uid[] | undefined, msg: Message): DeliveryReport | Promise<DeliveryReport> {
     if (this.#state !== 'running') {
       return Promise.reject(new NotifyError('NOTIFY_ERR_CLOSED', 'notify is shutting down', { status: 503 }));
     }
-    if (calls.length === 0) return { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached };
+    if (calls.length === 0) return { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached: unreached ?? [] };
     const window = this.#deadlines.current();
     const settled: (DeliveryResult[] | undefined)[] = new Array(calls.length);
     // The fast path: transports that answer at once (live sessions) are done here, without a
@@ -172,7 +172,7 @@ export class Dispatcher {
   /** The rest of #run, for deliveries that answer with a promise: `first` is call `from`'s, started. */
   #wait(
     calls: Call[],
-    unreached: Uid[],
+    unreached: Uid[] | undefined,
     msg: Message,
     window: DeadlineWindow,
     settled: (DeliveryResult[] | undefined)[],
@@ -212,8 +212,14 @@ export class Dispatcher {
     });
   }
 
-  #report(calls: Call[], settled: (DeliveryResult[] | undefined)[], unreached: Uid[]): DeliveryReport {
-    const report: DeliveryReport = { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached };
+  /**
+   * The report of a dispatch. `unreached` (undefined for a broadcast) gains the uids whose every
+   * call answered with no target at all (a transport that could only tell at delivery time, as a
+   * cluster's live sessions do, or whose last session just left).
+   */
+  #report(calls: Call[], settled: (DeliveryResult[] | undefined)[], unreached: Uid[] | undefined): DeliveryReport {
+    const report: DeliveryReport = { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached: unreached ?? [] };
+    const reached = new Set<Uid>();
     for (let i = 0; i < calls.length; i++) {
       const { uid, transport } = calls[i] as Call;
       const results = settled[i] ?? [
@@ -225,9 +231,15 @@ export class Dispatcher {
         if (r.id !== undefined) entry.id = r.id;
         if (r.node !== undefined) entry.node = r.node;
         report.results.push(entry);
+        reached.add(uid);
         report[r.status]++;
         this.#telemetry.delivered(r.transport, r.status);
       }
+    }
+    if (unreached !== undefined && reached.size < calls.length) {
+      const none = new Set<Uid>();
+      for (const c of calls) if (!reached.has(c.uid)) none.add(c.uid);
+      report.unreached = [...unreached, ...none];
     }
     report.delivered = report.sent > 0;
     return report;

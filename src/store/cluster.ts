@@ -9,6 +9,7 @@ import { RedisPresence } from './presence-redis.js';
 import { closeRedis, openRedis, parseRedisUrl } from './redis.js';
 import { RedisRetryQueue } from './retry-queue-redis.js';
 import { RedisStreams } from './stream-redis.js';
+import { uidOfStream } from './stream.js';
 import { MemoryTargetIndex } from './target-index.js';
 
 /**
@@ -36,9 +37,14 @@ export async function redisBackends(config: Config, opts: { node: string; log: L
     throw err;
   }
   const h = config.history;
-  const streams = new RedisStreams(client, subscriber, { size: h.size, ttlMs: h.ttl, prefix, node });
   // A node that stops touching its sessions (killed) drops out after three heartbeats.
   const presence = new RedisPresence(client, { node, prefix, ttlMs: 3 * config.ws.heartbeatIntervalMs });
+  // A publish reads its uid's sessions too: the report names them without a round trip of its own.
+  const sessionsKey = (stream: string) => {
+    const uid = uidOfStream(stream);
+    return uid === undefined ? undefined : presence.key(uid);
+  };
+  const streams = new RedisStreams(client, subscriber, { size: h.size, ttlMs: h.ttl, prefix, node, sessionsKey });
   const acks = new RedisAckRelay(client, subscriber, { node, prefix });
   try {
     await acks.start();

@@ -27,6 +27,12 @@ export interface RedisStreamsOptions {
   metaTtlMs?: number;
   /** The clock expiry decisions read (Redis PEXPIRE stays the backstop). @default Date.now */
   now?: () => number;
+  /**
+   * The presence key (a ZSET of `<node>:<sid>` scored by expiry) of a stream's uid, read by the
+   * publish script: a publish answers with the uid's sessions on every node at that moment, so
+   * a delivery report needs no round trip of its own. Undefined: not read.
+   */
+  sessionsKey?: (stream: string) => string | undefined;
 }
 
 /** One stream's keys and channel: `<prefix>:{<stream>}:…`, the stream name (`u:<uid>`, `b:*`) as hash tag. */
@@ -114,7 +120,10 @@ for i = 1, n do
   end
   redis.call('PEXPIRE', hist, ARGV[8])
   local took = redis.call('PUBLISH', ARGV[11 + i], off .. ' ' .. ats .. ' ' .. json .. ' ' .. epoch .. ' ' .. #node .. ' ' .. #id .. ' ' .. node .. id .. frame)
-  offsets[i] = off .. ':' .. took
+  local pkey = ARGV[11 + n + i]
+  local members = ''
+  if pkey ~= '' then members = table.concat(redis.call('ZRANGEBYSCORE', pkey, '(' .. ARGV[#ARGV], '+inf'), '|') end
+  offsets[i] = off .. ':' .. took .. ':' .. members
 end
 local result = epoch .. ' ' .. ats .. ' ' .. table.concat(offsets, ',')
 redis.call('SET', KEYS[2], result, 'PX', ARGV[11])
@@ -208,7 +217,8 @@ end
 export class RedisStreams implements MessageStreams {
   readonly #client: Redis & StreamCommands;
   readonly #sub: Redis;
-  readonly #o: Required<Omit<RedisStreamsOptions, 'metaTtlMs'>> & { metaTtlMs: number };
+  readonly #o: Required<Omit<RedisStreamsOptions, 'metaTtlMs' | 'sessionsKey'>> & { metaTtlMs: number };
+  readonly #sessionsKey: RedisStreamsOptions['sessionsKey'];
   readonly #epochKey: string;
   /** Followed streams by channel. */
   readonly #followed = new Map<string, string>();
@@ -237,6 +247,7 @@ export class RedisStreams implements MessageStreams {
     };
     if (o.metaTtlMs < 1) throw new RangeError('metaTtlMs must be positive');
     this.#o = o;
+    this.#sessionsKey = opts.sessionsKey;
     this.#epochKey = `${o.prefix}:epoch`;
     client.defineCommand('notifyStreamsPublish', { lua: PUBLISH_LUA });
     client.defineCommand('notifyStreamsHistory', { lua: HISTORY_LUA, numberOfKeys: 3 });
@@ -280,6 +291,8 @@ export class RedisStreams implements MessageStreams {
     const args = [
       newEpoch(), this.#o.node, msg.id, msg.json ? '1' : '0', msg.frame, this.#o.now() + ttlMs,
       this.#o.size, this.#o.ttlMs, this.#o.metaTtlMs, Math.max(1, ttlMs), DONE_TTL_MS, ...channels,
+      ...streams.map((st) => this.#sessionsKey?.(st) ?? ''),
+      this.#o.now(),
     ];
     let reply: PublishReply;
     try {
@@ -288,19 +301,33 @@ export class RedisStreams implements MessageStreams {
       throw storeError(err, 'redis');
     }
     const [epoch = '', at = '0', offsets = ''] = reply.split(' ');
-    // Each "offset:receivers": the nodes subscribed to the stream's channel when it was published.
-    const offs = offsets.split(',').map((o) => o.split(':'));
+    // Each "offset:receivers:sessions": the nodes subscribed to the stream's channel when it was
+    // published, and the uid's sessions then (`node:sid|node:sid`, when sessionsKey names them).
+    const parts = offsets.split(',');
     this.#size += streams.length;
-    return streams.map((stream, i) => ({
-      stream,
-      offset: Number(offs[i]?.[0]),
-      epoch,
-      at: Number(at),
-      id: msg.id,
-      frame: msg.frame,
-      json: msg.json,
-      receivers: Number(offs[i]?.[1] ?? 0),
-    }));
+    return streams.map((stream, i) => {
+      const part = parts[i] ?? '';
+      const c1 = part.indexOf(':');
+      const c2 = part.indexOf(':', c1 + 1);
+      const pub: Publication = {
+        stream,
+        offset: Number(part.slice(0, c1)),
+        epoch,
+        at: Number(at),
+        id: msg.id,
+        frame: msg.frame,
+        json: msg.json,
+        receivers: Number(part.slice(c1 + 1, c2)),
+      };
+      if (this.#sessionsKey?.(stream) !== undefined) {
+        const members = part.slice(c2 + 1);
+        pub.sessions = members === '' ? [] : members.split('|').map((m) => {
+          const c = m.indexOf(':');
+          return { node: m.slice(0, c), sid: m.slice(c + 1) };
+        });
+      }
+      return pub;
+    });
   }
 
   async history(stream: string, q: HistoryQuery): Promise<HistoryPage> {

@@ -85,6 +85,11 @@ export interface Publication {
    * there is no fan-out (one process) and for publications read back from history.
    */
   receivers?: number;
+  /**
+   * A shared backend's publish only, when it reads presence with it: the stream's uid's sessions
+   * on every node at that moment.
+   */
+  sessions?: { sid: string; node: string }[];
 }
 
 export interface StreamPosition {

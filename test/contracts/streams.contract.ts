@@ -23,10 +23,10 @@ export function manualClock(start = 1_700_000_000_000): { now: number; fn: () =>
 
 const msg = (id: string, more: Partial<StreamMessage> = {}): StreamMessage => ({ id, frame: `frame of ${id}`, json: false, ...more });
 const idsOf = (pubs: readonly Publication[]): string[] => pubs.map((p) => p.id);
-/** A publication as stored: without `receivers`, which only a publish answers with. */
+/** A publication as stored: without `receivers` and `sessions`, which only a publish answers with. */
 export const stored = (p: Publication | undefined): Publication | undefined => {
   if (p === undefined) return undefined;
-  const { receivers: _r, ...rest } = p;
+  const { receivers: _r, sessions: _s, ...rest } = p;
   return rest;
 };
 
