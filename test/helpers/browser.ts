@@ -23,8 +23,8 @@ export interface BrowserPage {
 /**
  * A page in headless Chromium, with SLOW_MS as its default timeout, recording uncaught errors and
  * requests to any host but 127.0.0.1 (a test that wants WebSocket URLs checked too passes them to
- * checkHost). The browser is closed when the test ends: registered before anything else can fail,
- * and since t.after hooks run in reverse order, before whatever the test started earlier stops.
+ * checkHost). The browser is closed when the test ends. t.after hooks run in the order they were
+ * added (Node 20), so what the test started before opening the page (a daemon) stops first.
  */
 export async function openPage(t: TestContext): Promise<BrowserPage> {
   return (await openContext(t)).open;
