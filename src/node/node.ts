@@ -11,6 +11,7 @@ import { TRANSPORT_TYPES } from '../push/kinds.js';
 import { targetsOf } from '../push/targets.js';
 import { pagePush } from '../push/webpush/page.js';
 import type { Transport } from '../push/transport.js';
+import { RetryTicket } from '../push/retry.js';
 import { type Backends, type BackendFactory, backendsFor } from '../store/backends.js';
 import { MemoryRegistry, type Registry, type TargetIndex } from '../store/target-index.js';
 import type { Uid } from '../types.js';
@@ -144,10 +145,10 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       log,
       retire,
       retries: backends.retries,
+      ticket: (subject, key) => new RetryTicket(backends.retries, name, subject, key, leaseMs),
       telemetry,
       // shutdown is a restart section: the value this node started with.
       stopGraceMs: config.shutdown.graceMs,
-      retryLeaseMs: leaseMs,
     });
   };
   const transports: Transport[] = websocket ? [websocket] : [];

@@ -3,6 +3,7 @@ import type { Logger } from '../obs/log.js';
 import type { TransportTargets } from './targets.js';
 import type { Telemetry } from '../obs/metrics.js';
 import type { RetryQueue } from '../store/retry-queue.js';
+import type { RetrySubject, RetryTicket } from './retry.js';
 import { apnsType } from './apns/transport.js';
 import { fcmType } from './fcm/transport.js';
 import { httpType } from './http/transport.js';
@@ -29,8 +30,11 @@ export interface TransportContext {
   retries: RetryQueue | undefined;
   /** Counters (retries) for /metrics. */
   telemetry: Telemetry;
-  /** How long a held retry is leased to this node past its due time (cluster.retryLease). @default 60000 */
-  retryLeaseMs?: number;
+  /**
+   * The ticket of one delivery that may wait for a retry: it holds the delivery in `retries`,
+   * leased to this node (cluster.retryLease past its due time); `key` takes up one held before.
+   */
+  ticket(subject: RetrySubject, key?: string): RetryTicket;
   /**
    * How long stop() lets provider requests on the wire finish (shutdown.graceMs) before they are
    * cut off and handed over through the retry queue. @default 5000

@@ -16,7 +16,6 @@ import {
   InFlight,
   MAX_QUEUED_DEFAULT,
   type RetryPolicy,
-  RetryTicket,
   type Verdict,
   maxQueuedSpec,
   parseRetryAfter,
@@ -225,9 +224,7 @@ export class ApnsTransport implements Transport {
   #answeredAt = 0;
   readonly #stopping = new AbortController();
   readonly #retries: RetryQueue | undefined;
-  readonly #node: string;
-  /** cluster.retryLease (undefined: the default). */
-  readonly #leaseMs: number | undefined;
+  readonly #ticket: TransportContext['ticket'];
   readonly #maxQueued: number;
   readonly #telemetry: Telemetry;
   readonly #stopGraceMs: number;
@@ -242,8 +239,7 @@ export class ApnsTransport implements Transport {
     this.#log = ctx.log;
     this.#retire = ctx.retire;
     this.#retries = ctx.retries;
-    this.#node = ctx.node;
-    this.#leaseMs = ctx.retryLeaseMs;
+    this.#ticket = ctx.ticket;
     this.#maxQueued = settings.maxQueued ?? MAX_QUEUED_DEFAULT;
     this.#telemetry = ctx.telemetry;
     this.#stopGraceMs = ctx.stopGraceMs ?? STOP_GRACE_DEFAULT_MS;
@@ -333,7 +329,7 @@ export class ApnsTransport implements Transport {
       transport: this.name,
       target: token,
       policy: this.#settings.retry,
-      ticket: new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target: token, msg }, resumed?.key, this.#leaseMs),
+      ticket: this.#ticket({ transport: this.name, uid, target: token, msg }, resumed?.key),
       ...(resumed ? { attempts: resumed.attempts } : {}),
       stop,
       log: this.#log,

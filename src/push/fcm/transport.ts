@@ -5,7 +5,7 @@ import type { RetryQueue } from '../../store/retry-queue.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { TransportContext, TransportType } from '../kinds.js';
 import { type ProviderRequest, type ProviderResponse, ProviderClient, type Verdict, providerClientFor } from '../provider-client.js';
-import { RetryTicket, resumeWhenDue, sendToEach } from '../retry.js';
+import { resumeWhenDue, sendToEach } from '../retry.js';
 import { type TransportTargets, countNow } from '../targets.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { AccessTokenRefused, AccessTokenSource } from './oauth.js';
@@ -50,9 +50,7 @@ export class FcmTransport implements Transport {
   readonly #tokens: AccessTokenSource;
   readonly #sendUrl: string;
   readonly #retries: RetryQueue | undefined;
-  readonly #node: string;
-  /** cluster.retryLease (undefined: the default). */
-  readonly #leaseMs: number | undefined;
+  readonly #ticket: TransportContext['ticket'];
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
@@ -66,8 +64,7 @@ export class FcmTransport implements Transport {
     this.#s = settings;
     this.#targets = ctx.targets;
     this.#retries = ctx.retries;
-    this.#node = ctx.node;
-    this.#leaseMs = ctx.retryLeaseMs;
+    this.#ticket = ctx.ticket;
     this.#log = ctx.log;
     // Read again (the config was checked at load; the file may have changed since).
     let account;
@@ -168,7 +165,7 @@ export class FcmTransport implements Transport {
     };
     const out = await this.#client.send(build, judge, {
       target: token,
-      ticket: new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target: token, msg }, resumed?.key, this.#leaseMs),
+      ticket: this.#ticket({ transport: this.name, uid, target: token, msg }, resumed?.key),
       ...(resumed ? { attempts: resumed.attempts } : {}),
       onRetry,
     });

@@ -3,10 +3,9 @@ import { NotifyError } from '../../errors.js';
 import { type TransportTargets, countNow } from '../targets.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
-import type { RetryQueue } from '../../store/retry-queue.js';
 import { type ProviderRequest, ProviderClient, type SendOutcome, httpVerdict, providerClientFor } from '../provider-client.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { type RetryPolicy, RetryTicket, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
+import { type RetryPolicy, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
 import {
   type Parts,
   type Placeholder,
@@ -257,10 +256,7 @@ export class HttpTransport implements Transport {
   readonly #targets: TransportTargets;
   readonly #client: ProviderClient;
   readonly #isSuccess: (status: number) => boolean;
-  readonly #retries: RetryQueue | undefined;
-  readonly #node: string;
-  /** cluster.retryLease (undefined: the default). */
-  readonly #leaseMs: number | undefined;
+  readonly #ticket: TransportContext['ticket'];
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
@@ -270,9 +266,7 @@ export class HttpTransport implements Transport {
     this.#s = settings;
     this.#compiled = compileHttp(settings);
     this.#targets = ctx.targets;
-    this.#retries = ctx.retries;
-    this.#node = ctx.node;
-    this.#leaseMs = ctx.retryLeaseMs;
+    this.#ticket = ctx.ticket;
     this.#log = ctx.log;
     const ok = settings.successStatus;
     this.#isSuccess = ok ? (st) => ok.includes(st) : (st) => st >= 200 && st < 300;
@@ -312,7 +306,7 @@ export class HttpTransport implements Transport {
   #send(uid: Uid, msg: Message, token: string | undefined, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
     const req = toPushRequest(this.#compiled, this.#s.auth, templateValues(uid, msg, token));
     const target = token ?? uid;
-    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key, this.#leaseMs);
+    const ticket = this.#ticket({ transport: this.name, uid, target, msg }, resumed?.key);
     return this.#client.send(req, (res) => httpVerdict(res, this.#isSuccess), {
       target,
       ticket,

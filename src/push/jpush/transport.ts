@@ -3,10 +3,9 @@ import { NotifyError } from '../../errors.js';
 import { type TransportTargets, countNow } from '../targets.js';
 import type { DeliveryResult, Message, MessageBody, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
-import type { RetryQueue } from '../../store/retry-queue.js';
 import { type ProviderResponse, ProviderClient, type SendOutcome, type Verdict, excerpt, httpVerdict, providerClientFor } from '../provider-client.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { type RetryPolicy, RetryTicket, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
+import { type RetryPolicy, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 
 /** How a request's target is written in the retry queue. */
@@ -180,10 +179,7 @@ export class JPushTransport implements Transport {
   readonly #targets: TransportTargets;
   readonly #client: ProviderClient;
   readonly #authorization: string;
-  readonly #retries: RetryQueue | undefined;
-  readonly #node: string;
-  /** cluster.retryLease (undefined: the default). */
-  readonly #leaseMs: number | undefined;
+  readonly #ticket: TransportContext['ticket'];
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closed' = 'running';
@@ -192,9 +188,7 @@ export class JPushTransport implements Transport {
     this.name = ctx.name;
     this.#s = settings;
     this.#targets = ctx.targets;
-    this.#retries = ctx.retries;
-    this.#node = ctx.node;
-    this.#leaseMs = ctx.retryLeaseMs;
+    this.#ticket = ctx.ticket;
     this.#log = ctx.log;
     const basic = Buffer.from(`${settings.appKey}:${settings.masterSecret}`).toString('base64');
     this.#authorization = `Basic ${basic}`;
@@ -244,7 +238,7 @@ export class JPushTransport implements Transport {
   #send(uid: Uid, msg: Message, target: string, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
     const audience = target.startsWith(RIDS) ? { registration_id: target.slice(RIDS.length).split(',') } : { alias: [uid] };
     const body = toJPushRequest(msg, audience, this.#s);
-    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key, this.#leaseMs);
+    const ticket = this.#ticket({ transport: this.name, uid, target, msg }, resumed?.key);
     return this.#client.send(
       { method: 'POST', url: this.#s.url, headers: { 'content-type': 'application/json', authorization: this.#authorization }, body: JSON.stringify(body) },
       judgeJPush,

@@ -8,7 +8,7 @@ import type { RetryQueue } from '../../store/retry-queue.js';
 import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { TransportContext, TransportType } from '../kinds.js';
 import { type ProviderRequest, type ProviderResponse, ProviderClient, type SendOutcome, excerpt, httpVerdict, providerClientFor } from '../provider-client.js';
-import { type RetryPolicy, RetryTicket, type Verdict, maxQueuedSpec, resumeWhenDue, retrySpec, sendToEach } from '../retry.js';
+import { type RetryPolicy, type Verdict, maxQueuedSpec, resumeWhenDue, retrySpec, sendToEach } from '../retry.js';
 import { type TransportTargets, countNow } from '../targets.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { type WebPushPackage, toWebPushPayload, ttlSeconds } from './payload.js';
@@ -151,9 +151,7 @@ export class WebPushTransport implements Transport {
   readonly #client: ProviderClient;
   readonly #vapid: VapidSigner;
   readonly #retries: RetryQueue | undefined;
-  readonly #node: string;
-  /** cluster.retryLease (undefined: the default). */
-  readonly #leaseMs: number | undefined;
+  readonly #ticket: TransportContext['ticket'];
   readonly #log: Logger;
   readonly #stopping = new AbortController();
   #state: 'running' | 'closing' | 'closed' = 'running';
@@ -165,8 +163,7 @@ export class WebPushTransport implements Transport {
     this.#s = settings;
     this.#targets = ctx.targets;
     this.#retries = ctx.retries;
-    this.#node = ctx.node;
-    this.#leaseMs = ctx.retryLeaseMs;
+    this.#ticket = ctx.ticket;
     this.#log = ctx.log;
     this.#vapid = new VapidSigner(settings.vapid.subject, settings.vapid.publicKey, settings.vapid.privateKey);
     let ca: string | undefined;
@@ -242,7 +239,7 @@ export class WebPushTransport implements Transport {
 
   /** One subscription, carried to its end (retries included). */
   async #send(uid: Uid, msg: Message, pkg: WebPushPackage, target: string, resumed?: PendingRetry, onRetry?: (r: string) => void): Promise<SendOutcome> {
-    const ticket = new RetryTicket(this.#retries, this.#node, { transport: this.name, uid, target, msg }, resumed?.key, this.#leaseMs);
+    const ticket = this.#ticket({ transport: this.name, uid, target, msg }, resumed?.key);
     const req = this.#request(target, pkg, msg);
     let out: SendOutcome;
     if (typeof req === 'string') {
