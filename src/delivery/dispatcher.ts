@@ -219,27 +219,28 @@ export class Dispatcher {
    */
   #report(calls: Call[], settled: (DeliveryResult[] | undefined)[], unreached: Uid[] | undefined): DeliveryReport {
     const report: DeliveryReport = { delivered: false, sent: 0, failed: 0, rejected: 0, results: [], unreached: unreached ?? [] };
-    const reached = new Set<Uid>();
+    let empty = false;
     for (let i = 0; i < calls.length; i++) {
       const { uid, transport } = calls[i] as Call;
       const results = settled[i] ?? [
         { transport: transport.name, target: '*', status: 'failed', reason: `timeout after ${this.#timeoutMs} ms` },
       ];
+      if (results.length === 0) empty = true;
       for (const r of results) {
         const entry: ReportEntry = { uid, transport: r.transport, target: r.target, status: r.status };
         if (r.reason !== undefined) entry.reason = r.reason;
         if (r.id !== undefined) entry.id = r.id;
         if (r.node !== undefined) entry.node = r.node;
         report.results.push(entry);
-        reached.add(uid);
         report[r.status]++;
         this.#telemetry.delivered(r.transport, r.status);
       }
     }
-    if (unreached !== undefined && reached.size < calls.length) {
+    if (empty && unreached !== undefined) {
+      const reached = new Set(report.results.map((e) => e.uid));
       const none = new Set<Uid>();
       for (const c of calls) if (!reached.has(c.uid)) none.add(c.uid);
-      report.unreached = [...unreached, ...none];
+      if (none.size > 0) report.unreached = [...unreached, ...none];
     }
     report.delivered = report.sent > 0;
     return report;

@@ -163,3 +163,19 @@ test('options are validated up front', () => {
   assert.throws(() => new Dispatcher({ transports: [a], everyone: () => [...registry.uids()], deliverTimeoutMs: 0, log: silentLogger }), /deliverTimeoutMs/);
   assert.throws(() => new Dispatcher({ transports: [a, a], everyone: () => [...registry.uids()], deliverTimeoutMs: 10, log: silentLogger }), /two transports are named "a"/);
 });
+
+test('a uid whose every transport answered with no target at all is reported unreached (a transport that can only tell at delivery time)', async () => {
+  const lateTeller = {
+    name: 'late',
+    start: async () => {},
+    stop: async () => {},
+    canReach: () => true,
+    deliver: (uid: string) => (uid === 'here' ? [{ transport: 'late', target: 's1', status: 'sent' as const }] : []),
+  };
+  const dispatcher = new Dispatcher({ transports: [lateTeller], everyone: () => ['here', 'gone'], deliverTimeoutMs: 2000, log: silentLogger });
+  const report = await dispatcher.dispatch({ uids: ['here', 'gone'] }, msg);
+  assert.deepEqual(report.results.map((r) => r.uid), ['here']);
+  assert.deepEqual(report.unreached, ['gone']);
+  const broadcast = await dispatcher.dispatch({ broadcast: true }, msg);
+  assert.deepEqual(broadcast.unreached, [], 'a broadcast names no unreached uids');
+});
