@@ -107,11 +107,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
+import { freePort, spawnRedis } from '../test/helpers/redis.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -681,14 +682,6 @@ interface RedisServer {
   presentUids(): number;
 }
 
-/** A loopback port nobody listens on now (redis-server takes no port 0; the start retries on a collision). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** A redis-server of the bench's own: a free loopback port, no persistence, a temp dir of its own. */
 async function startRedis(cpus: string | null): Promise<RedisServer> {
@@ -696,25 +689,9 @@ async function startRedis(cpus: string | null): Promise<RedisServer> {
   let lastError: unknown;
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
-    let cmd = [REDIS_SERVER, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
-    if (cpus !== null) cmd = ['taskset', '-c', cpus, ...cmd];
-    const child = spawn(cmd[0] as string, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let child: ChildProcess;
     try {
-      await new Promise<void>((resolve, reject) => {
-        let out = '';
-        const onData = (chunk: Buffer) => {
-          out += chunk.toString();
-          if (out.includes('Ready to accept connections')) {
-            child.stdout?.off('data', onData);
-            child.stdout?.resume();
-            resolve();
-          }
-        };
-        child.stdout?.on('data', onData);
-        child.stderr?.resume();
-        child.once('error', reject);
-        child.once('exit', (code) => reject(new Error(`redis-server on port ${port} exited with ${code}: ${out.slice(-500)}`)));
-      });
+      child = await spawnRedis(port, dir, [], { prefix: cpus !== null ? ['taskset', '-c', cpus] : [], binary: REDIS_SERVER });
     } catch (err) {
       lastError = err;
       continue;
@@ -1077,29 +1054,22 @@ async function main(): Promise<void> {
     }
     pinClient(true);
   }
-  const apnsResults: ApnsRunResult[] = [];
-  if ((ONLY === undefined || ONLY === 'apns') && SERVERS.includes('notify') && APNS_TOKENS > 0) {
+  // The provider rows: one message to one uid with many device targets, through each fake.
+  const providers = [
+    { key: 'apns', label: 'APNs', count: APNS_TOKENS, unit: 'tokens', countKey: 'tokens', run: runApns },
+    { key: 'webpush', label: 'Web Push', count: WEBPUSH_SUBS, unit: 'subscriptions', countKey: 'subscriptions', run: runWebPush },
+    { key: 'fcm', label: 'FCM', count: FCM_TOKENS, unit: 'tokens', countKey: 'tokens', run: runFcm },
+  ] as const;
+  const providerRuns = new Map<string, ApnsRunResult[]>();
+  for (const p of providers) {
+    if ((ONLY !== undefined && ONLY !== p.key) || !SERVERS.includes('notify') || p.count === 0) continue;
+    const results: ApnsRunResult[] = [];
     for (let r = 1; r <= RUNS; r++) {
-      const res = await runApns();
-      apnsResults.push(res);
-      process.stderr.write(`apns run ${r}: ${JSON.stringify(res)}\n`);
+      const res = await p.run();
+      results.push(res);
+      process.stderr.write(`${p.key} run ${r}: ${JSON.stringify(res)}\n`);
     }
-  }
-  const webpushResults: ApnsRunResult[] = [];
-  if ((ONLY === undefined || ONLY === 'webpush') && SERVERS.includes('notify') && WEBPUSH_SUBS > 0) {
-    for (let r = 1; r <= RUNS; r++) {
-      const res = await runWebPush();
-      webpushResults.push(res);
-      process.stderr.write(`webpush run ${r}: ${JSON.stringify(res)}\n`);
-    }
-  }
-  const fcmResults: ApnsRunResult[] = [];
-  if ((ONLY === undefined || ONLY === 'fcm') && SERVERS.includes('notify') && FCM_TOKENS > 0) {
-    for (let r = 1; r <= RUNS; r++) {
-      const res = await runFcm();
-      fcmResults.push(res);
-      process.stderr.write(`fcm run ${r}: ${JSON.stringify(res)}\n`);
-    }
+    providerRuns.set(p.key, results);
   }
 
   const cases: Record<string, Record<string, Summary>> = {};
@@ -1121,71 +1091,35 @@ async function main(): Promise<void> {
       };
     }
   }
-  const amed = (f: (r: ApnsRunResult) => number) => median(apnsResults.map(f));
-  const wmed = (f: (r: ApnsRunResult) => number) => median(webpushResults.map(f));
-  const fmed = (f: (r: ApnsRunResult) => number) => median(fcmResults.map(f));
+  const providerRows: Record<string, unknown> = {};
+  for (const p of providers) {
+    const results = providerRuns.get(p.key);
+    if (!results) continue;
+    const med = (f: (r: ApnsRunResult) => number) => median(results.map(f));
+    providerRows[p.key] = {
+      [p.countKey]: p.count,
+      median: { notificationsPerSec: med((r) => r.notificationsPerSec), seconds: med((r) => r.seconds), daemonPeakRssBytes: med((r) => r.daemonPeakRssBytes) },
+      notSent: results.reduce((n, r) => n + (r.tokens - r.sent), 0),
+      raw: results,
+    };
+  }
   const clusterSummary = cases[clusterCase.name] ? clusterVerdict(cases[clusterCase.name] as Record<string, Summary>, clusterLabel) : undefined;
   const summary = {
     config,
     cases,
     ratios,
     ...(clusterSummary && { cluster: clusterSummary }),
-    ...(apnsResults.length > 0 && {
-      apns: {
-        tokens: APNS_TOKENS,
-        median: {
-          notificationsPerSec: amed((r) => r.notificationsPerSec),
-          seconds: amed((r) => r.seconds),
-          daemonPeakRssBytes: amed((r) => r.daemonPeakRssBytes),
-        },
-        notSent: apnsResults.reduce((n, r) => n + (r.tokens - r.sent), 0),
-        raw: apnsResults,
-      },
-    }),
-    ...(webpushResults.length > 0 && {
-      webpush: {
-        subscriptions: WEBPUSH_SUBS,
-        median: {
-          notificationsPerSec: wmed((r) => r.notificationsPerSec),
-          seconds: wmed((r) => r.seconds),
-          daemonPeakRssBytes: wmed((r) => r.daemonPeakRssBytes),
-        },
-        notSent: webpushResults.reduce((n, r) => n + (r.tokens - r.sent), 0),
-        raw: webpushResults,
-      },
-    }),
-    ...(fcmResults.length > 0 && {
-      fcm: {
-        tokens: FCM_TOKENS,
-        median: {
-          notificationsPerSec: fmed((r) => r.notificationsPerSec),
-          seconds: fmed((r) => r.seconds),
-          daemonPeakRssBytes: fmed((r) => r.daemonPeakRssBytes),
-        },
-        notSent: fcmResults.reduce((n, r) => n + (r.tokens - r.sent), 0),
-        raw: fcmResults,
-      },
-    }),
+    ...providerRows,
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   if (rows.size > 0) process.stderr.write(`\n${table(cases, ratios)}`);
   if (clusterSummary) process.stderr.write(`\n${clusterTable(cases[clusterCase.name] as Record<string, Summary>, clusterSummary)}`);
-  if (apnsResults.length > 0) {
+  for (const p of providers) {
+    const row = providerRows[p.key] as { median: { notificationsPerSec: number; daemonPeakRssBytes: number }; notSent: number } | undefined;
+    if (!row) continue;
     process.stderr.write(
-      `\nAPNs: ${APNS_TOKENS} tokens, median ${amed((r) => r.notificationsPerSec)} notifications/s, ` +
-        `peak RSS ${round(amed((r) => r.daemonPeakRssBytes) / 2 ** 20, 1)} MB, not sent ${summary.apns?.notSent}\n`,
-    );
-  }
-  if (webpushResults.length > 0) {
-    process.stderr.write(
-      `\nWeb Push: ${WEBPUSH_SUBS} subscriptions, median ${wmed((r) => r.notificationsPerSec)} notifications/s, ` +
-        `peak RSS ${round(wmed((r) => r.daemonPeakRssBytes) / 2 ** 20, 1)} MB, not sent ${summary.webpush?.notSent}\n`,
-    );
-  }
-  if (fcmResults.length > 0) {
-    process.stderr.write(
-      `FCM: ${FCM_TOKENS} tokens, median ${fmed((r) => r.notificationsPerSec)} notifications/s, ` +
-        `peak RSS ${round(fmed((r) => r.daemonPeakRssBytes) / 2 ** 20, 1)} MB, not sent ${summary.fcm?.notSent}\n`,
+      `\n${p.label}: ${p.count} ${p.unit}, median ${row.median.notificationsPerSec} notifications/s, ` +
+        `peak RSS ${round(row.median.daemonPeakRssBytes / 2 ** 20, 1)} MB, not sent ${row.notSent}\n`,
     );
   }
   process.exit(0);

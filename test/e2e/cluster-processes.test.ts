@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { test, type TestContext } from 'node:test';
 import type { PublishReport } from '../../src/types.js';
 import { type Child, startChild } from '../helpers/child.js';
-import { HANG_MS, textClient, wsClient } from '../helpers/clients.js';
+import { HANG_MS, textClient, until, wsClient } from '../helpers/clients.js';
 import { runNotify } from '../helpers/cli.js';
 import { tempDir } from '../helpers/daemon.js';
 import { startFakeHttp } from '../helpers/fake-http.js';
@@ -21,7 +20,6 @@ async function send(node: Child, body: Record<string, unknown>): Promise<Publish
   assert.equal(res.status, 200, await res.clone().text());
   return (await res.json()) as PublishReport;
 }
-
 
 async function nodes(t: TestContext, more: string[]): Promise<{ children: Child[]; present: (uid: string) => Promise<void> }> {
   const children: Child[] = [];
@@ -39,13 +37,7 @@ async function nodes(t: TestContext, more: string[]): Promise<{ children: Child[
     children.push(await startChild(t, file));
   }
   /** Waits until a session of `uid` is in presence (its node follows the uid's stream by then). */
-  const present = async (uid: string) => {
-    const deadline = Date.now() + HANG_MS;
-    while (Number(redis.cli('ZCARD', `notify:{u:${uid}}:p`)) === 0) {
-      if (Date.now() > deadline) assert.fail(`${uid} never entered presence`);
-      await sleep(20);
-    }
-  };
+  const present = (uid: string) => until(() => Number(redis.cli('ZCARD', `notify:{u:${uid}}:p`)) > 0, `${uid} to enter presence`);
   return { children, present };
 }
 

@@ -3,19 +3,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { HANG_MS } from '../helpers/clients.js';
+import { until } from '../helpers/clients.js';
 import { type Child, startChild } from '../helpers/child.js';
 import { tempDir } from '../helpers/daemon.js';
 import { startFakeHttp } from '../helpers/fake-http.js';
 import { SKIP_REDIS, startRedis } from '../helpers/redis.js';
 
-async function waitFor(what: string, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + HANG_MS;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 test('cluster: a delivery waiting for a retry on a node that is killed is completed by another node, exactly once (cluster.retryLease)', { skip: SKIP_REDIS }, async (t) => {
   // The webhook fails once (503), then takes everything.
@@ -47,19 +40,19 @@ test('cluster: a delivery waiting for a retry on a node that is killed is comple
   }
   const [a] = nodes as [Child, Child, Child];
   const published = fetch(`http://${a.http}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'u1', msg: 'once' }) }).catch(() => undefined);
-  await waitFor('the first attempt (503)', () => hook.requests.length >= 1);
+  await until(() => hook.requests.length >= 1, 'the first attempt (503)');
   // Node A holds the retry in the shared queue (leased to it), then dies without a word.
-  await waitFor('the retry to be held in Redis', () => Number(redis.cli('ZCARD', 'notify:{rq}:leased')) === 1);
+  await until(() => Number(redis.cli('ZCARD', 'notify:{rq}:leased')) === 1, 'the retry to be held in Redis');
   a.proc.kill('SIGKILL');
   await a.exited;
   await published;
 
-  await waitFor('another node to complete the delivery', () => hook.requests.length >= 2);
+  await until(() => hook.requests.length >= 2, 'another node to complete the delivery');
   // Well past another lease and claim round: nobody sends it again.
   await sleep(4000);
   assert.equal(hook.requests.length, 2, `one failed attempt and one delivery: ${JSON.stringify(hook.requests.map((r) => r.path))}`);
   assert.deepEqual(hook.requests.map((r) => r.json), [{ uid: 'u1', msg: 'once' }, { uid: 'u1', msg: 'once' }]);
-  await waitFor('the queue to be empty', () => Number(redis.cli('ZCARD', 'notify:{rq}:leased')) + Number(redis.cli('ZCARD', 'notify:{rq}:ready')) === 0);
+  await until(() => Number(redis.cli('ZCARD', 'notify:{rq}:leased')) + Number(redis.cli('ZCARD', 'notify:{rq}:ready')) === 0, 'the queue to be empty');
   const by = nodes.slice(1).filter((n) => n.logs.some((l) => l.msg === 'resuming deliveries that were waiting for a retry'));
   assert.equal(by.length, 1, 'one node took it up');
 });

@@ -3,10 +3,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { type Config, parseConfig } from '../../src/config/load.js';
-import { type Daemon, createDaemon } from '../../src/node/daemon.js';
-import { type Logger, createLogger } from '../../src/obs/log.js';
+import type { Daemon } from '../../src/node/daemon.js';
 import { type ApnsTestKey, type FakeApns, type FakeApnsOptions, makeApnsKey, startFakeApns } from './fake-apns.js';
-import { tempDir } from './daemon.js';
+import { runDaemon, tempDir } from './daemon.js';
 import { stringify } from 'yaml';
 
 /** A random 64-hex-character device token. */
@@ -70,15 +69,8 @@ export async function apnsWorld(
     dir,
     raw,
     config: () => parseConfig(stringify(raw), 'apns test config', dir),
-    async daemon() {
-      const logs: Record<string, unknown>[] = [];
-      const log: Logger = createLogger({ level: 'debug', write: (line) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-      const d = await createDaemon(world.config(), { log });
-      await d.start();
-      t.after(() => d.stop());
-      const a = d.addresses();
-      return Object.assign(d, { logs, httpUrl: `http://${a.http}`, wsUrl: `ws://${a.ws}/`, textPort: Number(a.text.split(':').pop()) });
-    },
+    daemon: () => runDaemon(t, world.config()),
+
   };
   return world;
 }

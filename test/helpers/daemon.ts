@@ -44,6 +44,8 @@ export function testConfig(overrides: Overrides = {}, t?: TestContext): Config {
 export interface TestDaemon extends Daemon {
   /** Log lines written so far, parsed. */
   logs: Record<string, unknown>[];
+  /** The same lines as written. */
+  logText: string[];
   wsUrl: string;
   textPort: number;
   httpUrl: string;
@@ -51,14 +53,27 @@ export interface TestDaemon extends Daemon {
 
 /** Starts a daemon on port-0 listeners and stops it when the test ends. */
 export async function startDaemon(t: TestContext, overrides: Overrides = {}, level: LogLevel = 'debug'): Promise<TestDaemon> {
+  return runDaemon(t, testConfig(overrides, t), level);
+}
+
+/** Starts a daemon on a validated config, recording its log lines; stopped when the test ends. */
+export async function runDaemon(t: TestContext, config: Config, level: LogLevel = 'debug'): Promise<TestDaemon> {
   const logs: Record<string, unknown>[] = [];
-  const log: Logger = createLogger({ level, write: (line) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-  const daemon = await createDaemon(testConfig(overrides, t), { log });
+  const logText: string[] = [];
+  const log: Logger = createLogger({
+    level,
+    write: (line) => {
+      logText.push(line);
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    },
+  });
+  const daemon = await createDaemon(config, { log });
   await daemon.start();
   t.after(() => daemon.stop());
   const a = daemon.addresses();
   return Object.assign(daemon, {
     logs,
+    logText,
     wsUrl: `ws://${a.ws}/`,
     textPort: Number(a.text.split(':').pop()),
     httpUrl: `http://${a.http}`,

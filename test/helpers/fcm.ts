@@ -4,9 +4,8 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
 import { type Config, parseConfig } from '../../src/config/load.js';
-import { type Daemon, createDaemon } from '../../src/node/daemon.js';
-import { type Logger, createLogger } from '../../src/obs/log.js';
-import { tempDir } from './daemon.js';
+import type { Daemon } from '../../src/node/daemon.js';
+import { runDaemon, tempDir } from './daemon.js';
 import { type FakeFcm, type FakeFcmOptions, type FcmTestAccount, makeFcmAccount, serviceAccountJson, startFakeFcm } from './fake-fcm.js';
 
 /** A registration token that looks like FCM's (about 160 characters), after a script prefix such as `dead-`. */
@@ -66,15 +65,8 @@ export async function fcmWorld(
     dir,
     raw,
     config: () => parseConfig(stringify(raw), 'fcm test config', dir),
-    async daemon() {
-      const logs: Record<string, unknown>[] = [];
-      const log: Logger = createLogger({ level: 'debug', write: (line) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-      const d = await createDaemon(world.config(), { log });
-      await d.start();
-      t.after(() => d.stop());
-      const a = d.addresses();
-      return Object.assign(d, { logs, httpUrl: `http://${a.http}`, wsUrl: `ws://${a.ws}/`, textPort: Number(a.text.split(':').pop()) });
-    },
+    daemon: () => runDaemon(t, world.config()),
+
   };
   return world;
 }

@@ -33,17 +33,26 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export function spawnRedis(port: number, dir: string, extra: readonly string[]): Promise<ChildProcess> {
+/**
+ * Starts a redis-server on `port`, loopback only, in `dir`, without persistence; resolves once it
+ * accepts connections. The bench runs it through `taskset -c N` (`prefix`) and may name another
+ * binary.
+ */
+export function spawnRedis(port: number, dir: string, extra: readonly string[], o: { prefix?: readonly string[]; binary?: string } = {}): Promise<ChildProcess> {
   // A folder of its own: a replica writes what it syncs to dump.rdb there, and a server started
   // in a folder with a dump.rdb would load it.
-  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const cmd = [...(o.prefix ?? []), o.binary ?? REDIS_SERVER, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...extra];
+  const child = spawn(cmd[0] as string, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  return readyOn(child, 'Ready to accept connections', `redis-server on port ${port}`);
+}
+
+/** Resolves with `child` once its stdout has shown `marker`; rejects when it exits first. */
+export function readyOn(child: ChildProcess, marker: string, what: string): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     let out = '';
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
-      if (out.includes('Ready to accept connections')) {
+      if (out.includes(marker)) {
         child.stdout?.off('data', onData);
         child.stdout?.resume();
         resolve(child);
@@ -52,7 +61,7 @@ export function spawnRedis(port: number, dir: string, extra: readonly string[]):
     child.stdout?.on('data', onData);
     child.stderr?.resume();
     child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`redis-server on port ${port} exited with ${code}: ${out.slice(-500)}`)));
+    child.once('exit', (code) => reject(new Error(`${what} exited with ${code}: ${out.slice(-500)}`)));
   });
 }
 

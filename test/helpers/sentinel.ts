@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { HANG_MS } from './clients.js';
-import { SKIP_REDIS, freePort, spawnRedis, stopChild } from './redis.js';
+import { SKIP_REDIS, freePort, readyOn, spawnRedis, stopChild } from './redis.js';
 
 const REDIS_SENTINEL = '/usr/bin/redis-sentinel';
 
@@ -78,21 +78,7 @@ function spawnSentinel(port: number, dir: string, masterPort: number): Promise<C
     ].join('\n'),
   );
   const child = spawn(REDIS_SENTINEL, [conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes('+monitor master')) {
-        child.stdout?.off('data', onData);
-        child.stdout?.resume();
-        resolve(child);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.resume();
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`redis-sentinel on port ${port} exited with ${code}: ${out.slice(-500)}`)));
-  });
+  return readyOn(child, '+monitor master', `redis-sentinel on port ${port}`);
 }
 
 /** Starts a process on a free port, trying another port on the rare collision. */

@@ -3,10 +3,9 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
 import { type Config, parseConfig } from '../../src/config/load.js';
-import { type Daemon, createDaemon } from '../../src/node/daemon.js';
-import { type Logger, createLogger } from '../../src/obs/log.js';
+import type { Daemon } from '../../src/node/daemon.js';
 import { generateVapidKeys, type VapidKeys } from '../../src/push/webpush/vapid.js';
-import { tempDir } from './daemon.js';
+import { runDaemon, tempDir } from './daemon.js';
 import { type FakeWebPush, type FakeWebPushOptions, startFakeWebPush } from './fake-webpush.js';
 
 export interface WebPushWorld {
@@ -64,22 +63,8 @@ export async function webpushWorld(
     dir,
     raw,
     config: () => parseConfig(stringify(raw), 'webpush test config', dir),
-    async daemon() {
-      const logs: Record<string, unknown>[] = [];
-      const logText: string[] = [];
-      const log: Logger = createLogger({
-        level: 'debug',
-        write: (line) => {
-          logText.push(line);
-          logs.push(JSON.parse(line) as Record<string, unknown>);
-        },
-      });
-      const d = await createDaemon(world.config(), { log });
-      await d.start();
-      t.after(() => d.stop());
-      const a = d.addresses();
-      return Object.assign(d, { logs, logText, httpUrl: `http://${a.http}`, wsUrl: `ws://${a.ws}/`, textPort: Number(a.text.split(':').pop()) });
-    },
+    daemon: () => runDaemon(t, world.config()),
+
   };
   return world;
 }
