@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Admission, type ConnectionLimits, NO_LIMITS } from '../live/admission.js';
@@ -38,11 +39,40 @@ export interface HttpIngressOptions {
 
 type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams) => Promise<unknown>;
 
-interface Route {
+interface RouteSpec {
   method: 'GET' | 'POST' | 'DELETE';
   path: string;
+  /** Needs `Authorization: Bearer <http.token>` when one is set. */
   auth: boolean;
+}
+
+/**
+ * Every endpoint of the API. The OpenAPI document (openapi.json, served at /v1/openapi.json)
+ * describes each of them and nothing else; test/ingress/openapi.test.ts holds the two equal.
+ */
+export const ROUTES = [
+  { method: 'POST', path: '/v1/send', auth: true },
+  { method: 'GET', path: '/v1/devices', auth: true },
+  { method: 'POST', path: '/v1/devices', auth: true },
+  { method: 'DELETE', path: '/v1/devices', auth: true },
+  { method: 'GET', path: '/v1/status', auth: true },
+  { method: 'GET', path: '/metrics', auth: true },
+  { method: 'GET', path: '/healthz', auth: false },
+  { method: 'GET', path: '/v1/openapi.json', auth: false },
+] as const satisfies readonly RouteSpec[];
+
+type RouteKey = (typeof ROUTES)[number] extends infer R ? (R extends RouteSpec ? `${R['method']} ${R['path']}` : never) : never;
+
+interface Route extends RouteSpec {
   handle: Handler;
+}
+
+/** The OpenAPI document, kept in the repository root (dist/src/ingress/ -> ../../../). */
+const OPENAPI_FILE = new URL('../../../openapi.json', import.meta.url);
+let openapiText: string | undefined;
+function openapiDocument(): string {
+  openapiText ??= readFileSync(OPENAPI_FILE, 'utf8');
+  return openapiText;
 }
 
 /**
@@ -88,6 +118,14 @@ class Answer {
   ) {}
 }
 
+/** A handler's answer that is already text (not a value to serialize as JSON). */
+class TextAnswer {
+  constructor(
+    readonly contentType: string,
+    readonly text: string,
+  ) {}
+}
+
 /**
  * The publisher HTTP API:
  * - `POST /v1/send` `{uid | uids | broadcast, msg?, title?, badge?, sound?, data?, id?, route?, ttl?}` -> the report;
@@ -110,14 +148,17 @@ export class HttpIngress {
     }
     this.#opts = { closeTimeoutMs: 5000, telemetry: noTelemetry, status: () => ({}), ...opts };
     this.#tokenDigest = opts.token ? sha256(opts.token) : undefined;
-    this.#routes = [
-      { method: 'POST', path: '/v1/send', auth: true, handle: (_req, body) => this.#send(body) },
-      { method: 'GET', path: '/v1/devices', auth: true, handle: async (_req, _body, q) => this.#listDevices(q) },
-      { method: 'POST', path: '/v1/devices', auth: true, handle: async (_req, body) => this.#device('add', body) },
-      { method: 'DELETE', path: '/v1/devices', auth: true, handle: async (_req, body, q) => this.#device('remove', body ?? Object.fromEntries(q)) },
-      { method: 'GET', path: '/healthz', auth: false, handle: async () => this.#health() },
-      { method: 'GET', path: '/v1/status', auth: true, handle: async () => this.#opts.status() },
-    ];
+    const handlers: Record<RouteKey, Handler> = {
+      'POST /v1/send': (_req, body) => this.#send(body),
+      'GET /v1/devices': async (_req, _body, q) => this.#listDevices(q),
+      'POST /v1/devices': async (_req, body) => this.#device('add', body),
+      'DELETE /v1/devices': async (_req, body, q) => this.#device('remove', body ?? Object.fromEntries(q)),
+      'GET /v1/status': async () => this.#opts.status(),
+      'GET /metrics': async () => this.#metrics(),
+      'GET /healthz': async () => this.#health(),
+      'GET /v1/openapi.json': async () => new TextAnswer('application/json; charset=utf-8', openapiDocument()),
+    };
+    this.#routes = ROUTES.map((r) => ({ ...r, handle: handlers[`${r.method} ${r.path}` as RouteKey] }));
     this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 }, (req, res) => {
       this.#serve(req, res).catch(async (err: unknown) => {
         await lingerOnBody(req, this.#opts.maxBodyBytes);
@@ -169,17 +210,6 @@ export class HttpIngress {
       throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', 'malformed request target', { status: 400 });
     }
     const path = url.pathname;
-    if (path === '/metrics' && this.#opts.metrics) {
-      if (req.method !== 'GET') {
-        res.setHeader('allow', 'GET');
-        throw new NotifyError('NOTIFY_ERR_METHOD', '/metrics takes GET', { status: 405 });
-      }
-      this.#authorize(req);
-      const text = await this.#opts.metrics.text();
-      res.writeHead(200, { 'content-type': this.#opts.metrics.contentType, 'content-length': Buffer.byteLength(text) });
-      res.end(text);
-      return;
-    }
     const routes = this.#routes.filter((r) => r.path === path);
     if (routes.length === 0) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${path}`, { status: 404 });
     const route = routes.find((r) => r.method === req.method);
@@ -190,7 +220,10 @@ export class HttpIngress {
     if (route.auth) this.#authorize(req);
     const body = route.method === 'GET' ? undefined : await this.#readJson(req, route.method === 'DELETE');
     const answer = await route.handle(req, body, url.searchParams);
-    if (answer instanceof Answer) this.#reply(res, answer.status, answer.body);
+    if (answer instanceof TextAnswer) {
+      res.writeHead(200, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.text) });
+      res.end(answer.text);
+    } else if (answer instanceof Answer) this.#reply(res, answer.status, answer.body);
     else this.#reply(res, 200, answer);
   }
 
@@ -281,6 +314,13 @@ export class HttpIngress {
     if (uid !== null) filter.uid = uid;
     if (transport !== null) filter.transport = transport;
     return { devices: await this.#opts.devices.list(filter) };
+  }
+
+  /** Prometheus text; 404 when this node was built without metrics. */
+  async #metrics(): Promise<TextAnswer> {
+    const metrics = this.#opts.metrics;
+    if (!metrics) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', 'no such endpoint: /metrics (this node has no metrics)', { status: 404 });
+    return new TextAnswer(metrics.contentType, await metrics.text());
   }
 
   /** 200 while this node can take publishes; 503 (with what is wrong) while closing or while its store fails. */

@@ -121,6 +121,17 @@ export class DeviceService {
 
   /** Every usable device token, optionally of one uid and/or transport. */
   async list(filter: { uid?: string; transport?: string } = {}): Promise<DeviceEntry[]> {
+    if (filter.uid !== undefined) {
+      try {
+        checkUid(filter.uid);
+      } catch (err) {
+        throw invalid(errorMessage(err));
+      }
+    }
+    const names = Object.keys(this.#config.transports);
+    if (filter.transport !== undefined && !names.includes(filter.transport)) {
+      throw invalid(`no transport named "${filter.transport}" takes device tokens (configured: ${names.join(', ') || 'none configured'})`);
+    }
     const seed = this.#seedOf(this.#config);
     const out: DeviceEntry[] = [];
     for (const transport of Object.keys(this.#config.transports)) {
