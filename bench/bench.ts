@@ -114,8 +114,18 @@ import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 import { freePort, spawnRedis } from '../test/helpers/redis.js';
 
-const { values: args } = parseArgs({
+/** This file's own header comment, as text: the usage. */
+function usage(): string {
+  const source = readFileSync(new URL(import.meta.url), 'utf8');
+  const block = /\/\*\*([\s\S]*?)\*\//.exec(source)?.[1] ?? '';
+  return block.split('\n').map((l) => l.replace(/^ \* ?/, '').replace(/^ \*$/, '')).join('\n').trim() + '\n';
+}
+
+function parseOptions() {
+  try {
+    return parseArgs({
   options: {
+    help: { type: 'boolean', short: 'h', default: false },
     sessions: { type: 'string', default: '10000' },
     pushes: { type: 'string', default: '200000' },
     connections: { type: 'string', default: '8' },
@@ -132,7 +142,17 @@ const { values: args } = parseArgs({
     'cluster-pin': { type: 'string', default: 'free' },
     seed: { type: 'string', default: '1' },
   },
-});
+    });
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message} (see --help)\n`);
+    process.exit(2);
+  }
+}
+const { values: args } = parseOptions();
+if (args.help) {
+  process.stdout.write(usage());
+  process.exit(0);
+}
 
 function intArg(name: string, min: number): number {
   const v = Number(args[name as keyof typeof args]);
