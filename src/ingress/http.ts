@@ -2,6 +2,9 @@ import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { type WsAuth, listFailures, mintToken } from '../console/api.js';
+import { isConsolePath, serveConsole } from '../console/route.js';
+import type { FailureRing } from '../obs/failures.js';
 import { Admission, type ConnectionLimits, NO_LIMITS } from '../live/admission.js';
 import type { DeviceService } from '../push/devices.js';
 import type { Publisher } from '../delivery/publisher.js';
@@ -34,6 +37,10 @@ export interface HttpIngressOptions {
   limits?: Partial<ConnectionLimits>;
   /** Loopback peers are a reverse proxy. @default false */
   behindProxy?: boolean;
+  /** ws.auth and ws.secret, for POST /v1/tokens. @default ws.auth none (the route answers 409) */
+  wsAuth?: WsAuth;
+  /** The latest final failures, for GET /v1/failures. @default none kept */
+  failures?: FailureRing;
 }
 
 type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams) => Promise<unknown>;
@@ -96,7 +103,8 @@ class Answer {
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
 export class HttpIngress {
-  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy'>> & Pick<HttpIngressOptions, 'metrics'>;
+  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy' | 'wsAuth' | 'failures'>> &
+    Pick<HttpIngressOptions, 'metrics' | 'wsAuth' | 'failures'>;
   readonly #server: Server;
   readonly #admission: Admission;
   readonly #routes: Route[];
@@ -117,6 +125,8 @@ export class HttpIngress {
       { method: 'DELETE', path: '/v1/devices', auth: true, handle: async (_req, body, q) => this.#device('remove', body ?? Object.fromEntries(q)) },
       { method: 'GET', path: '/healthz', auth: false, handle: async () => this.#health() },
       { method: 'GET', path: '/v1/status', auth: true, handle: async () => this.#opts.status() },
+      { method: 'POST', path: '/v1/tokens', auth: true, handle: async (_req, body) => mintToken(this.#opts.wsAuth ?? { mode: 'none', secret: null }, body) },
+      { method: 'GET', path: '/v1/failures', auth: true, handle: async (_req, _body, q) => (this.#opts.failures ? listFailures(this.#opts.failures, q) : { failures: [], kept: 0 }) },
     ];
     this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 }, (req, res) => {
       this.#serve(req, res).catch(async (err: unknown) => {
@@ -169,6 +179,8 @@ export class HttpIngress {
       throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', 'malformed request target', { status: 400 });
     }
     const path = url.pathname;
+    // The operator console: static files without data (the data comes from the API, with the token).
+    if (isConsolePath(path)) return serveConsole(req, res, path);
     if (path === '/metrics' && this.#opts.metrics) {
       if (req.method !== 'GET') {
         res.setHeader('allow', 'GET');
@@ -176,7 +188,7 @@ export class HttpIngress {
       }
       this.#authorize(req);
       const text = await this.#opts.metrics.text();
-      res.writeHead(200, { 'content-type': this.#opts.metrics.contentType, 'content-length': Buffer.byteLength(text) });
+      res.writeHead(200, { 'content-type': this.#opts.metrics.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
       res.end(text);
       return;
     }
@@ -293,7 +305,7 @@ export class HttpIngress {
 
   #reply(res: ServerResponse, status: number, body: unknown): void {
     const json = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) });
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), 'cache-control': 'no-store' });
     res.end(json);
   }
 
