@@ -81,12 +81,12 @@ export const CONSOLE_HTML = `<!doctype html>
     <p class="muted">Provider deliveries that were rejected or given up, newest first (this node, since it started).</p>
     <p id="failures-empty" class="muted">None.</p>
     <div class="scroll"><table id="failures" hidden>
-      <thead><tr><th>at</th><th>message</th><th>uid</th><th>transport</th><th>target</th><th>status</th><th>reason</th><th>attempts</th></tr></thead>
+      <thead><tr><th>at</th><th>uid</th><th>transport</th><th>status</th><th>reason</th><th>attempts</th><th>message</th><th>target</th></tr></thead>
       <tbody></tbody>
     </table></div>
   </section>
 
-  <section class="card" aria-labelledby="h-send">
+  <section class="card" aria-labelledby="h-send" id="send-card">
     <h2 id="h-send">Send</h2>
     <form id="send-form" autocomplete="off">
       <fieldset>
@@ -122,7 +122,7 @@ export const CONSOLE_HTML = `<!doctype html>
     <div id="token-out" aria-live="polite"></div>
   </section>
 
-  <section class="card" aria-labelledby="h-message">
+  <section class="card wide" aria-labelledby="h-message">
     <h2 id="h-message">Message</h2>
     <form id="message-form" class="row" autocomplete="off">
       <label for="message-id" class="sr">message id</label>
@@ -132,7 +132,7 @@ export const CONSOLE_HTML = `<!doctype html>
     <div id="message-out" aria-live="polite"></div>
   </section>
 
-  <section class="card" aria-labelledby="h-uid">
+  <section class="card wide" aria-labelledby="h-uid">
     <h2 id="h-uid">Uid</h2>
     <form id="uid-form" class="row" autocomplete="off">
       <label for="uid-id" class="sr">uid</label>
@@ -184,16 +184,17 @@ main > p, #app { grid-column: 1 / -1; }
 #chart { display: block; width: 100%; height: 170px; background: #fbfcfd; border: 1px solid #e6eaee; border-radius: 4px; margin: .3rem 0; }
 #chart .grid { stroke: #e3e8ed; stroke-width: 1; vector-effect: non-scaling-stroke; }
 #chart polyline { fill: none; stroke-width: 2; vector-effect: non-scaling-stroke; stroke-linejoin: round; }
-#chart polyline.pub { stroke: #2563c9; } #chart polyline.del { stroke: #e07b00; }
+#chart polyline.pub { stroke: #2563c9; } #chart polyline.del { stroke: #e07b00; stroke-width: 4; }
 .scroll { overflow-x: auto; max-width: 100%; -webkit-overflow-scrolling: touch; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid #edf0f3; vertical-align: top; white-space: nowrap; }
 th { font-size: 12px; color: #5f6b76; font-weight: 600; }
-td.wrap { white-space: normal; min-width: 14rem; overflow-wrap: anywhere; }
-td.clip { max-width: 16rem; overflow: hidden; text-overflow: ellipsis; }
+td.wrap { white-space: normal; min-width: 12rem; overflow-wrap: anywhere; }
+td.clip { max-width: 12rem; overflow: hidden; text-overflow: ellipsis; }
 .st-sent, .st-running { color: #1b6e2c; } .st-failed, .st-gave-up, .st-closed { color: #a4161a; } .st-rejected { color: #8a3ffc; } .st-retrying, .st-pending { color: #9a5b00; }
 form { display: grid; gap: .35rem; }
-form.row { grid-template-columns: minmax(0, 1fr) auto; }
+form.row { grid-template-columns: minmax(0, 1fr) auto; max-width: 40rem; }
+#send-form, #token-form { max-width: 40rem; }
 fieldset { border: 0; padding: 0; margin: 0 0 .2rem; display: flex; flex-wrap: wrap; gap: .2rem 1rem; }
 legend { padding: 0; font-size: 12px; color: #5f6b76; margin-bottom: .15rem; }
 label { font-size: 12px; color: #5f6b76; }
@@ -204,6 +205,8 @@ button { font: inherit; padding: .4rem .9rem; border-radius: 5px; border: 1px so
 button:disabled { opacity: .6; cursor: default; }
 .bar button { background: transparent; border-color: #6b7b89; }
 button.link { background: none; border: 0; padding: 0; color: #1d4f9c; text-decoration: underline; font: inherit; cursor: pointer; text-align: left; }
+td button.link { display: inline-block; max-width: 11rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; vertical-align: bottom; }
+input:disabled { background: #eef1f4; color: #8a96a1; }
 dl.kv { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: .15rem .8rem; margin: .6rem 0; }
 dl.kv dt { color: #5f6b76; font-size: 12px; }
 dl.kv dd { margin: 0; overflow-wrap: anywhere; }
@@ -476,6 +479,7 @@ export const CONSOLE_JS = String.raw`/* notify operator console: every figure co
     $('f-uptime').textContent = fmtUptime(st.uptimeS);
     $('f-history').textContent = st.history && typeof st.history.rows === 'number' ? String(st.history.rows) : 'off';
     show($('token-card'), st.wsAuth === 'token');
+    $('send-card').className = st.wsAuth === 'token' ? 'card' : 'card wide';
   }
 
   function renderTransports(m) {
@@ -510,8 +514,8 @@ export const CONSOLE_JS = String.raw`/* notify operator console: every figure co
     var pad = function (x) { return (x < 10 ? '0' : '') + x; };
     return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
   }
-  function idButton(id) { return el('button', { type: 'button', cls: 'link mono', text: id, title: 'look up this message', onclick: function () { lookupMessage(id); } }); }
-  function uidButton(uid) { return el('button', { type: 'button', cls: 'link mono', text: uid, title: 'look up this uid', onclick: function () { lookupUid(uid); } }); }
+  function idButton(id) { return el('button', { type: 'button', cls: 'link mono', text: id, title: 'look up message ' + id, onclick: function () { lookupMessage(id); } }); }
+  function uidButton(uid) { return el('button', { type: 'button', cls: 'link mono', text: uid, title: 'look up uid ' + uid, onclick: function () { lookupUid(uid); } }); }
   function cell(v, cls) { return el('td', { text: v === undefined || v === null ? '' : v, cls: cls || '' }); }
   function statusCell(s) { return el('td', { text: s === undefined ? '' : s, cls: 'st-' + s }); }
 
@@ -524,13 +528,13 @@ export const CONSOLE_JS = String.raw`/* notify operator console: every figure co
     list.forEach(function (f) {
       body.appendChild(el('tr', null, [
         el('td', { text: when(f.at), title: f.at }),
-        el('td', null, [idButton(f.id)]),
         el('td', null, [uidButton(f.uid)]),
         cell(f.transport),
-        el('td', { text: f.target, title: f.target, cls: 'clip' }),
         statusCell(f.status),
         cell(f.reason, 'wrap'),
-        cell(f.attempts)
+        cell(f.attempts),
+        el('td', null, [idButton(f.id)]),
+        el('td', { text: f.target, title: f.target, cls: 'clip' })
       ]));
     });
   }
@@ -573,8 +577,8 @@ export const CONSOLE_JS = String.raw`/* notify operator console: every figure co
       ['paths', r.paths ? Object.keys(r.paths).map(function (u) { return u + ': ' + r.paths[u]; }).join(', ') : undefined]]);
     box.appendChild(kv);
     if (Array.isArray(r.results) && r.results.length) {
-      box.appendChild(table(['uid', 'transport', 'target', 'node', 'status', 'reason'], r.results.map(function (e) {
-        return [uidButton(e.uid), cell(e.transport), el('td', { text: e.target, title: e.target, cls: 'clip' }), cell(e.node), statusCell(e.status), cell(e.reason, 'wrap')];
+      box.appendChild(table(['uid', 'transport', 'status', 'target', 'reason', 'node'], r.results.map(function (e) {
+        return [uidButton(e.uid), cell(e.transport), statusCell(e.status), el('td', { text: e.target, title: e.target, cls: 'clip' }), cell(e.reason, 'wrap'), cell(e.node)];
       })));
     }
     box.appendChild(raw(r));
@@ -650,9 +654,9 @@ export const CONSOLE_JS = String.raw`/* notify operator console: every figure co
     var targets = arr(m.targets);
     box.appendChild(el('h3', { text: 'Targets (' + targets.length + ')' }));
     if (targets.length) {
-      box.appendChild(table(['uid', 'transport', 'target', 'node', 'status', 'reason', 'attempts', 'at', 'next attempt'], targets.map(function (t) {
-        return [uidButton(t.uid), cell(t.transport), el('td', { text: t.target, title: t.target, cls: 'clip' }), cell(t.node), statusCell(t.status), cell(t.reason, 'wrap'),
-          cell(t.attempts), cell(when(t.at)), cell(t.nextAttemptAt === undefined ? '' : when(t.nextAttemptAt))];
+      box.appendChild(table(['uid', 'transport', 'status', 'attempts', 'reason', 'target', 'node', 'at', 'next attempt'], targets.map(function (t) {
+        return [uidButton(t.uid), cell(t.transport), statusCell(t.status), cell(t.attempts), cell(t.reason, 'wrap'), el('td', { text: t.target, title: t.target, cls: 'clip' }), cell(t.node),
+          cell(when(t.at)), cell(t.nextAttemptAt === undefined ? '' : when(t.nextAttemptAt))];
       })));
     } else box.appendChild(el('p', { cls: 'muted', text: 'No target.' }));
     var acks = arr(m.acks);
@@ -675,9 +679,9 @@ export const CONSOLE_JS = String.raw`/* notify operator console: every figure co
     } else box.appendChild(el('p', { cls: 'muted', text: 'No live session.' }));
     box.appendChild(el('h3', { text: 'Devices (' + devices.length + ')' }));
     if (devices.length) {
-      box.appendChild(table(['transport', 'token', 'last outcome', 'reason', 'at', 'message'], devices.map(function (d) {
+      box.appendChild(table(['transport', 'last outcome', 'reason', 'token', 'at', 'message'], devices.map(function (d) {
         var o = d.lastOutcome || {};
-        return [cell(d.transport), el('td', { text: d.token, title: d.token, cls: 'clip' }), statusCell(o.status), cell(o.reason, 'wrap'), cell(o.at === undefined ? '' : when(o.at)),
+        return [cell(d.transport), statusCell(o.status), cell(o.reason, 'wrap'), el('td', { text: d.token, title: d.token, cls: 'clip' }), cell(o.at === undefined ? '' : when(o.at)),
           o.messageId ? idButton(o.messageId) : cell('')];
       })));
     } else box.appendChild(el('p', { cls: 'muted', text: 'No device.' }));
