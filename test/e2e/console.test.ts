@@ -29,8 +29,8 @@ function shots(t: TestContext): string {
   return shotDir;
 }
 
-async function screenshot(t: TestContext, page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(shots(t), `${name}.png`), fullPage: true });
+async function screenshot(t: TestContext, page: Page, name: string, fullPage = true): Promise<void> {
+  await page.screenshot({ path: join(shots(t), `${name}.png`), fullPage });
 }
 
 /** The page is no wider than the window: nothing sticks out sideways (tables scroll in their own box). */
@@ -181,6 +181,7 @@ test('console in Chromium: login (wrong token first), live figures and chart, se
   const scrolls = await page.evaluate<string[]>("Array.from(document.querySelectorAll('.scroll')).map((e) => getComputedStyle(e).overflowX)");
   assert.ok(scrolls.length > 0 && scrolls.every((o) => o === 'auto'), 'tables sit in horizontally scrolling boxes');
   await screenshot(t, page, 'live-390');
+  await screenshot(t, page, 'live-390-screen', false);
 
   // Logging out forgets the token.
   await page.click('#logout');
@@ -340,6 +341,10 @@ test('console in Chromium: recent failures; message and uid lookup render the tr
   await page.locator('#uid-out h3', { hasText: 'Sessions (2)' }).waitFor();
   await assertNoHorizontalOverflow(page, 'lookups at 390 px');
   await screenshot(t, page, 'lookups-390');
+  // What the phone shows at once, at its real size: the trace's tables.
+  await page.locator('#h-message').scrollIntoViewIfNeeded();
+  await page.evaluate('document.getElementById("h-message").scrollIntoView()');
+  await screenshot(t, page, 'message-390-screen', false);
 
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   assert.deepEqual(foreign, [], 'no request to any host but 127.0.0.1');
