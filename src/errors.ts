@@ -16,6 +16,7 @@ export type NotifyErrorCode =
   | 'NOTIFY_ERR_BAD_REQUEST'
   | 'NOTIFY_ERR_STORE'
   | 'NOTIFY_ERR_STATE_LOCKED'
+  | 'NOTIFY_ERR_WS_AUTH'
   | 'NOTIFY_ERR_INTERNAL';
 
 /** An error with a stable `code`, and the HTTP status to answer it with where one applies. */

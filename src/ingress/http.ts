@@ -3,6 +3,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { type WsAuth, listFailures, mintToken } from '../console/api.js';
+import { isConsolePath, serveConsole } from '../console/route.js';
+import type { FailureRing } from '../obs/failures.js';
 import { Admission, type ConnectionLimits, NO_LIMITS } from '../live/admission.js';
 import type { DeviceService } from '../push/devices.js';
 import type { Publisher } from '../delivery/publisher.js';
@@ -35,6 +38,10 @@ export interface HttpIngressOptions {
   limits?: Partial<ConnectionLimits>;
   /** Loopback peers are a reverse proxy. @default false */
   behindProxy?: boolean;
+  /** ws.auth and ws.secret, for POST /v1/tokens. @default ws.auth none (the route answers 409) */
+  wsAuth?: WsAuth;
+  /** The latest final failures, for GET /v1/failures. @default none kept */
+  failures?: FailureRing;
 }
 
 type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams) => Promise<unknown>;
@@ -56,6 +63,8 @@ export const ROUTES = [
   { method: 'POST', path: '/v1/devices', auth: true },
   { method: 'DELETE', path: '/v1/devices', auth: true },
   { method: 'GET', path: '/v1/status', auth: true },
+  { method: 'POST', path: '/v1/tokens', auth: true },
+  { method: 'GET', path: '/v1/failures', auth: true },
   { method: 'GET', path: '/metrics', auth: true },
   { method: 'GET', path: '/healthz', auth: false },
   { method: 'GET', path: '/v1/openapi.json', auth: false },
@@ -134,7 +143,8 @@ class TextAnswer {
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
 export class HttpIngress {
-  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy'>> & Pick<HttpIngressOptions, 'metrics'>;
+  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy' | 'wsAuth' | 'failures'>> &
+    Pick<HttpIngressOptions, 'metrics' | 'wsAuth' | 'failures'>;
   readonly #server: Server;
   readonly #admission: Admission;
   readonly #routes: Route[];
@@ -154,6 +164,8 @@ export class HttpIngress {
       'POST /v1/devices': async (_req, body) => this.#device('add', body),
       'DELETE /v1/devices': async (_req, body, q) => this.#device('remove', body ?? Object.fromEntries(q)),
       'GET /v1/status': async () => this.#opts.status(),
+      'POST /v1/tokens': async (_req, body) => mintToken(this.#opts.wsAuth ?? { mode: 'none', secret: null }, body),
+      'GET /v1/failures': async (_req, _body, q) => (this.#opts.failures ? listFailures(this.#opts.failures, q) : { failures: [], kept: 0 }),
       'GET /metrics': async () => this.#metrics(),
       'GET /healthz': async () => this.#health(),
       'GET /v1/openapi.json': async () => new TextAnswer('application/json; charset=utf-8', openapiDocument()),
@@ -210,6 +222,8 @@ export class HttpIngress {
       throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', 'malformed request target', { status: 400 });
     }
     const path = url.pathname;
+    // The operator console: static files without data (the data comes from the API, with the token).
+    if (isConsolePath(path)) return serveConsole(req, res, path);
     const routes = this.#routes.filter((r) => r.path === path);
     if (routes.length === 0) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${path}`, { status: 404 });
     const route = routes.find((r) => r.method === req.method);
@@ -221,7 +235,7 @@ export class HttpIngress {
     const body = route.method === 'GET' ? undefined : await this.#readJson(req, route.method === 'DELETE');
     const answer = await route.handle(req, body, url.searchParams);
     if (answer instanceof TextAnswer) {
-      res.writeHead(200, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.text) });
+      res.writeHead(200, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.text), 'cache-control': 'no-store' });
       res.end(answer.text);
     } else if (answer instanceof Answer) this.#reply(res, answer.status, answer.body);
     else this.#reply(res, 200, answer);
@@ -333,7 +347,7 @@ export class HttpIngress {
 
   #reply(res: ServerResponse, status: number, body: unknown): void {
     const json = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) });
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), 'cache-control': 'no-store' });
     res.end(json);
   }
 

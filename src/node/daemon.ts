@@ -87,6 +87,7 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     uids: gauges.uids(),
     connections: (ws.health().connections as number) ?? 0,
     history: node.backends.streams ? { rows: node.backends.streams.size } : { enabled: false },
+    wsAuth: config.ws.auth,
     ...health(),
   });
   const http = new HttpIngress({
@@ -99,6 +100,8 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     telemetry,
     log,
     closeTimeoutMs,
+    wsAuth: { mode: config.ws.auth, secret: config.ws.secret },
+    failures: node.failures,
     limits: { connections: config.limits.connections, connectionsPerIp: config.limits.connectionsPerIp, silentTimeout: config.limits.silentTimeout },
   });
   const ingresses: Startable[] = [text, http];

@@ -4,6 +4,7 @@ import type { Config, TransportSettings } from '../config/load.js';
 import { Dispatcher } from '../delivery/dispatcher.js';
 import { Publisher } from '../delivery/publisher.js';
 import { WebSocketTransport } from '../live/websocket.js';
+import { FailureRing } from '../obs/failures.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { DeviceService } from '../push/devices.js';
@@ -11,7 +12,7 @@ import { TRANSPORT_TYPES } from '../push/kinds.js';
 import { targetsOf } from '../push/targets.js';
 import { pagePush } from '../push/webpush/page.js';
 import type { Transport } from '../push/transport.js';
-import { RetryTicket } from '../push/retry.js';
+import { type RetryOutcome, type RetrySubject, RetryTicket } from '../push/retry.js';
 import { type Backends, type BackendFactory, backendsFor } from '../store/backends.js';
 import { MemoryRegistry, type Registry, type TargetIndex } from '../store/target-index.js';
 import type { Uid } from '../types.js';
@@ -59,6 +60,8 @@ export interface NotifyNode {
   readonly publisher: Publisher;
   /** This node's local indexes: its sessions (`websocket`) and each push transport's devices. */
   readonly registry: Registry;
+  /** The latest provider deliveries that ended without reaching their target (GET /v1/failures). */
+  readonly failures: FailureRing;
   /** Seeds the device directory, starts the transports, then takes up deliveries left waiting for a retry. */
   start(): Promise<void>;
   /**
@@ -134,6 +137,18 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     where: (uid) => ({ ...(backends.sessions.has(uid) ? { websocket: backends.sessions.targets(uid) } : {}), ...devicesHere.where(uid) }),
     uids: () => new Set([...backends.sessions.uids(), ...devicesHere.uids()]),
   };
+  const failures = new FailureRing();
+  const failed = (s: RetrySubject, out: RetryOutcome, attempts: number): void =>
+    failures.record({
+      at: new Date().toISOString(),
+      id: s.msg.id,
+      uid: s.uid,
+      transport: s.transport,
+      target: s.target,
+      status: out.status === 'rejected' ? 'rejected' : 'failed',
+      ...(out.reason !== undefined ? { reason: out.reason } : {}),
+      attempts,
+    });
   const make = (tname: string, settings: TransportSettings): Transport => {
     const kind = TRANSPORT_TYPES[settings.type];
     if (!kind) throw new TypeError(`transports.${tname}: unknown type ${settings.type}`);
@@ -145,7 +160,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       log,
       retire,
       retries: backends.retries,
-      ticket: (subject, key) => new RetryTicket(backends.retries, name, subject, key, leaseMs),
+      ticket: (subject, key) => new RetryTicket(backends.retries, name, subject, key, leaseMs, failed),
       telemetry,
       // shutdown is a restart section: the value this node started with.
       stopGraceMs: config.shutdown.graceMs,
@@ -234,6 +249,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     dispatcher,
     publisher,
     registry,
+    failures,
     async start() {
       await devices.load();
       for (const t of transports) {

@@ -94,8 +94,15 @@ export class RetryTicket {
     private readonly subject: RetrySubject,
     key?: string,
     private readonly leaseMs = RETRY_LEASE_MS,
+    /** Told how each delivery ended that did not reach its target (GET /v1/failures). */
+    private readonly onFailure?: (subject: RetrySubject, out: RetryOutcome, attempts: number) => void,
   ) {
     this.#key = key;
+  }
+
+  /** The delivery ended (not stopped) with `out`, after `attempts` attempts. */
+  ended(out: RetryOutcome, attempts: number): void {
+    if (out.status !== 'sent' && this.onFailure) this.onFailure(this.subject, out, attempts);
   }
 
   /** Records (or updates) that the next attempt, after `attempts` so far, is due at `dueAt`. Throws NOTIFY_ERR_STORE when the queue is full. */
@@ -165,6 +172,7 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
     } catch (err) {
       log.error('releasing a retry failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
     }
+    ticket.ended(out, attempts);
     return out;
   };
   const failed = (reason: string) => end({ status: 'failed', reason });

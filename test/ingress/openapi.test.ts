@@ -85,6 +85,8 @@ interface World {
   d: TestDaemon;
   /** A cluster node whose Redis is stopped: the store is unavailable. */
   down: () => Promise<TestDaemon>;
+  /** A daemon with ws.auth: token. */
+  tokens: () => Promise<TestDaemon>;
 }
 
 const call = (d: TestDaemon, method: string, path: string, body?: unknown, headers: Record<string, string> = AUTH) =>
@@ -118,6 +120,21 @@ const RECIPES: Record<string, Recipe> = {
   'DELETE /v1/devices 503': async (w) => call(await w.down(), 'DELETE', '/v1/devices', device),
   'GET /v1/status 200': ({ d }) => call(d, 'GET', '/v1/status'),
   'GET /v1/status 401': ({ d }) => call(d, 'GET', '/v1/status', undefined, {}),
+  'POST /v1/tokens 200': async (w) => call(await w.tokens(), 'POST', '/v1/tokens', { uid: 'uid1', ttl: '15m' }),
+  'POST /v1/tokens 400': async (w) => call(await w.tokens(), 'POST', '/v1/tokens', { uid: 'uid1', ttl: 'soon' }),
+  'POST /v1/tokens 401': async (w) => call(await w.tokens(), 'POST', '/v1/tokens', { uid: 'uid1' }, {}),
+  'POST /v1/tokens 409': ({ d }) => call(d, 'POST', '/v1/tokens', { uid: 'uid1' }),
+  'POST /v1/tokens 413': async (w) => call(await w.tokens(), 'POST', '/v1/tokens', { uid: 'uid1', pad: big }),
+  'GET /v1/failures 200': async ({ d }) => {
+    // The "refuses" webhook answers 400: a final failure to list.
+    await call(d, 'POST', '/v1/send', { uid: 'uid-failing', msg: 'to a webhook that refuses' });
+    const res = await call(d, 'GET', '/v1/failures?limit=10');
+    const body = (await res.clone().json()) as { failures: { uid: string }[] };
+    assert.ok(body.failures.some((f) => f.uid === 'uid-failing'), JSON.stringify(body));
+    return res;
+  },
+  'GET /v1/failures 400': ({ d }) => call(d, 'GET', '/v1/failures?limit=zero'),
+  'GET /v1/failures 401': ({ d }) => call(d, 'GET', '/v1/failures', undefined, {}),
   'GET /metrics 200': ({ d }) => call(d, 'GET', '/metrics'),
   'GET /metrics 401': ({ d }) => call(d, 'GET', '/metrics', undefined, {}),
   'GET /healthz 200': ({ d }) => call(d, 'GET', '/healthz', undefined, {}),
@@ -127,7 +144,13 @@ const RECIPES: Record<string, Recipe> = {
 
 async function world(t: TestContext): Promise<World> {
   const hook = await startFakeHttp(t, () => ({ status: 200 }));
-  const d = await startDaemon(t, { http: { token: TOKEN }, transports: { hook: { type: 'http', url: `${hook.url}/push`, method: 'POST' } } });
+  const refuses = await startFakeHttp(t, () => ({ status: 400 }));
+  const d = await startDaemon(t, {
+    http: { token: TOKEN },
+    transports: { hook: { type: 'http', url: `${hook.url}/push`, method: 'POST' }, refuses: { type: 'http', url: `${refuses.url}/push`, method: 'POST' } },
+  });
+  let tokenNode: TestDaemon | undefined;
+  const tokens = async () => (tokenNode ??= await startDaemon(t, { http: { token: TOKEN }, ws: { auth: 'token', secret: 'openapi-test-ws-secret-0123456789' } }));
   let downNode: TestDaemon | undefined;
   const down = async () => {
     if (downNode) return downNode;
@@ -140,7 +163,7 @@ async function world(t: TestContext): Promise<World> {
     await redis.stop();
     return downNode;
   };
-  return { d, down };
+  return { d, down, tokens };
 }
 
 test('openapi: every documented response, success and error, is what the daemon answers to a real request, body and content type', { skip: SKIP_REDIS }, async (t) => {
