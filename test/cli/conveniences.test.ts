@@ -323,7 +323,7 @@ test('cli conveniences: config check --print output is valid input that means th
   const p8 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ format: 'pem', type: 'pkcs8' });
   writeFileSync(join(dir, 'AuthKey.p8'), p8);
   const vapid = generateVapidKeys();
-  const env = { NOTIFY_TEST_HTTP_TOKEN: TOKEN, NOTIFY_TEST_WS_SECRET: SECRET, NOTIFY_TEST_VAPID: vapid.privateKey, NOTIFY_TEST_REDIS_PASS: 'hunter2hunter2' };
+  const env = { NOTIFY_TEST_HTTP_TOKEN: TOKEN, NOTIFY_TEST_WS_SECRET: SECRET, NOTIFY_TEST_VAPID: vapid.privateKey, NOTIFY_TEST_REDIS_PASS: 'hunter2hunter2', NOTIFY_TEST_HOOK_KEY: 'gotify-app-token', NOTIFY_TEST_HOOK_PASSWORD: 'webhook-password' };
   Object.assign(process.env, env);
   t.after(() => {
     for (const k of Object.keys(env)) delete process.env[k];
@@ -366,6 +366,14 @@ test('cli conveniences: config check --print output is valid input that means th
       `      publicKey: ${vapid.publicKey}`,
       '      privateKey: ${NOTIFY_TEST_VAPID}',
       '    ttl: 12h',
+      '  hook:',
+      '    type: http',
+      '    url: https://hooks.example.com/notify/{{uid}}',
+      '    headers:',
+      '      X-Gotify-Key: ${NOTIFY_TEST_HOOK_KEY}',
+      '    auth:',
+      '      basic: {username: notify, password: "${NOTIFY_TEST_HOOK_PASSWORD}"}',
+      '    body: {uid: "{{uid}}", msg: "{{msg}}"}',
       'devices:',
       '  uid1:',
       `    apns: [${'ab'.repeat(32)}]`,
@@ -389,6 +397,8 @@ test('cli conveniences: config check --print output is valid input that means th
     'token: ${NOTIFY_TEST_HTTP_TOKEN}',
     'privateKey: ${NOTIFY_TEST_VAPID}',
     'redis: redis://:${NOTIFY_TEST_REDIS_PASS}@127.0.0.1:6390/2',
+    'X-Gotify-Key: ${NOTIFY_TEST_HOOK_KEY}',
+    'password: ${NOTIFY_TEST_HOOK_PASSWORD}',
     `key: ${join(dir, 'AuthKey.p8')}`,
     `dir: ${join(dir, 'data')}`,
   ]) {
