@@ -30,7 +30,8 @@ function fromEnv(name: string): string | undefined {
 
 /** The daemon's HTTP API base URL: --server, else $NOTIFY_SERVER, else the config's http.listen. */
 function serverUrl(server: string | undefined, config: ApiConfig): string {
-  const given = server !== undefined ? { text: server, name: '--server' } : fromEnv('NOTIFY_SERVER') !== undefined ? { text: fromEnv('NOTIFY_SERVER') as string, name: 'NOTIFY_SERVER' } : undefined;
+  const env = fromEnv('NOTIFY_SERVER');
+  const given = server !== undefined ? { text: server, name: '--server' } : env !== undefined ? { text: env, name: 'NOTIFY_SERVER' } : undefined;
   if (given !== undefined) {
     let url: URL;
     try {
