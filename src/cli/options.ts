@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Option } from 'commander';
 import { type ApiConfig, type Config, ConfigError, defaultConfig, loadApiConfig, loadConfig } from '../config/load.js';
 
@@ -28,7 +29,8 @@ export function configSource(flag: string | undefined, env: NodeJS.ProcessEnv = 
     if (!existsSync(fromEnv)) throw new ConfigError([`NOTIFY_CONFIG names ${fromEnv}, and there is no such file`]);
     return { path: fromEnv, from: 'env' };
   }
-  if (existsSync(LOCAL_CONFIG)) return { path: LOCAL_CONFIG, from: 'cwd' };
+  // Absolute: a log line (journald) does not show the working directory it was relative to.
+  if (existsSync(LOCAL_CONFIG)) return { path: resolve(LOCAL_CONFIG), from: 'cwd' };
   return { path: undefined, from: 'defaults' };
 }
 

@@ -61,7 +61,7 @@ test('cli conveniences: with no --config, ./notify.yaml is read by send, config 
 
   const check = await runNotify(t, ['config', 'check'], HANG_MS, { cwd: dir });
   assert.equal(check.code, 0, check.err);
-  assert.equal(check.out, 'notify.yaml: ok\n');
+  assert.equal(check.out, `${join(dir, 'notify.yaml')}: ok\n`);
 
   const token = await runNotify(t, ['token', '--uid', 'uid1'], HANG_MS, { cwd: dir });
   assert.equal(token.code, 0, token.err);
@@ -116,7 +116,7 @@ test('cli conveniences: serve says which config file it runs on (NOTIFY_CONFIG, 
   writeFileSync(join(dir, 'notify.yaml'), yaml);
   const cases = [
     { opts: { env: { NOTIFY_CONFIG: file } }, config: file, msg: `notify ready (config ${file} (from NOTIFY_CONFIG))` },
-    { opts: { cwd: dir }, config: 'notify.yaml', msg: 'notify ready (config notify.yaml (found in the working directory))' },
+    { opts: { cwd: dir }, config: join(dir, 'notify.yaml'), msg: `notify ready (config ${join(dir, 'notify.yaml')} (found in the working directory))` },
   ];
   for (const c of cases) {
     const serve = spawnNotify(t, ['serve'], c.opts);
