@@ -16,6 +16,11 @@ export interface Io {
   onStopSignal(handler: (signal: string) => void): () => void;
   /** Calls `handler` when the process is asked to reload (SIGHUP); returns an unsubscribe. */
   onReloadSignal?(handler: () => void): () => void;
+  /**
+   * Standard input, for `send` to read its message from a pipe or a file. Absent, or `isTTY`
+   * true: a terminal, which is never read.
+   */
+  stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
 }
 
 /** The real process: stdout, stderr and its signals. */
@@ -33,6 +38,9 @@ export const processIo: Io = {
   onReloadSignal(handler) {
     process.on('SIGHUP', handler);
     return () => process.off('SIGHUP', handler);
+  },
+  get stdin() {
+    return process.stdin;
   },
 };
 

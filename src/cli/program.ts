@@ -7,6 +7,7 @@ import { addStatusCommand } from './commands/status.js';
 import { addTokenCommand } from './commands/token.js';
 import { addVapidCommand } from './commands/vapid.js';
 import type { Io, Result } from './io.js';
+import { VERSION } from '../version.js';
 
 export { CliError, EXIT, type Io, type Result, processIo } from './io.js';
 
@@ -18,6 +19,7 @@ export { CliError, EXIT, type Io, type Result, processIo } from './io.js';
 export function buildProgram(io: Io, result: Result): Command {
   const program = new Command('notify')
     .description('Push notifications to a uid: live WebSocket sessions, APNs and HTTP push services.')
+    .version(VERSION, '-V, --version', 'print the version and exit')
     .exitOverride()
     .configureOutput({
       writeOut: io.out,

@@ -4,7 +4,7 @@ import { isSecretKey } from '../obs/log.js';
  * A URL with its password (`scheme://user:PASSWORD@host`, as in cluster.redis) and the values of
  * secret-looking query parameters (token=, key=) redacted.
  */
-function redactUrl(text: string): string {
+export function redactUrl(text: string): string {
   text = text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@/\s]+@/i, '$1[redacted]@');
   if (!/^https?:\/\/.*\?/.test(text)) return text;
   return text.replace(/([?&])([^=&#]+)=([^&#]*)/g, (m, sep: string, name: string) => (isSecretKey(name) ? `${sep}${name}=[redacted]` : m));

@@ -139,6 +139,7 @@ class TextAnswer {
  * The publisher HTTP API:
  * - `POST /v1/send` `{uid | uids | broadcast, msg?, title?, badge?, sound?, data?, id?, route?, ttl?}` -> the report;
  * - `POST /v1/devices` and `DELETE /v1/devices` `{uid, transport, token}`; `GET /v1/devices?uid=&transport=`;
+ *   `GET /v1/devices?retired=1&transport=` -> `{retired: [{transport, token, reason, retiredAt}]}`;
  * - `GET /healthz` -> `{status, transports}`.
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
@@ -325,6 +326,12 @@ export class HttpIngress {
     const filter: { uid?: string; transport?: string } = {};
     const uid = q.get('uid');
     const transport = q.get('transport');
+    const retired = q.get('retired');
+    if (retired !== null) {
+      if (retired !== '1' && retired !== 'true') throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', `retired takes 1 or true, got ${JSON.stringify(retired.slice(0, 64))}`, { status: 400 });
+      if (uid !== null) throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', 'retired=1 lists by transport only: a retired token is not kept with its uid', { status: 400 });
+      return { retired: await this.#opts.devices.retired(transport !== null ? { transport } : {}) };
+    }
     if (uid !== null) filter.uid = uid;
     if (transport !== null) filter.transport = transport;
     return { devices: await this.#opts.devices.list(filter) };

@@ -14,6 +14,16 @@ export interface DeviceEntry {
   source: 'config' | 'api';
 }
 
+/** A token taken out of service (the provider said it is gone), as the API lists it. */
+export interface RetiredDevice {
+  transport: string;
+  token: string;
+  /** What the provider answered: '410 Unregistered', 'removed through the API'. */
+  reason: string;
+  /** When, as an ISO 8601 time. */
+  retiredAt: string;
+}
+
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function invalid(message: string): NotifyError {
@@ -117,6 +127,12 @@ export class DeviceService {
 
   isRetired(transport: string, token: string): boolean | Promise<boolean> {
     return this.#dir.isRetired(transport, token);
+  }
+
+  /** Retired tokens, oldest first, optionally of one transport: what was taken out of service, why and when. */
+  async retired(filter: { transport?: string } = {}): Promise<RetiredDevice[]> {
+    const entries = await this.#dir.retired(filter.transport);
+    return entries.map((e) => ({ transport: e.transport, token: e.token, reason: e.reason, retiredAt: new Date(e.at).toISOString() }));
   }
 
   /** Every usable device token, optionally of one uid and/or transport. */

@@ -51,6 +51,11 @@ export interface TransportType {
   /** The canonical spelling of a valid target (e.g. lowercase hex), so one device is one target. */
   normalizeTarget?(target: string): string;
   create(settings: Record<string, unknown>, ctx: TransportContext): Transport;
+  /**
+   * The section of keys `settings` checks, when it has durations: `config check --print` writes
+   * them back with units ("24h"), not as milliseconds (which would read as seconds).
+   */
+  printSpec?: Spec;
 }
 
 /**

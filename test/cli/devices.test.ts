@@ -33,7 +33,9 @@ test('cli devices: add registers (exit 0, "registered: ..."), list shows it tab-
   const list = await cli(['devices', 'list', '--server', d.httpUrl]);
   assert.equal(list.code, EXIT.delivered, list.err);
   assert.equal(list.err, '');
-  assert.deepEqual(lines(list.out).sort(), [`uid1\tapns\t${token}\tapi`, `uid2\tapns\t${yamlToken}\tconfig`].sort());
+  const [header, ...rows] = lines(list.out);
+  assert.equal(header, 'UID\tTRANSPORT\tTOKEN\tSOURCE', 'a header row first');
+  assert.deepEqual(rows.sort(), [`uid1\tapns\t${token}\tapi`, `uid2\tapns\t${yamlToken}\tconfig`].sort());
 
   const json = await cli(['devices', 'list', '--server', d.httpUrl, '--json']);
   assert.equal(json.code, EXIT.delivered, json.err);
@@ -49,9 +51,9 @@ test('cli devices: add registers (exit 0, "registered: ..."), list shows it tab-
 
   const only = await cli(['devices', 'list', '--server', d.httpUrl, '--uid', 'uid2']);
   assert.equal(only.code, EXIT.delivered, only.err);
-  assert.equal(only.out, `uid2\tapns\t${yamlToken}\tconfig\n`);
+  assert.equal(only.out, `UID\tTRANSPORT\tTOKEN\tSOURCE\nuid2\tapns\t${yamlToken}\tconfig\n`);
   const byTransport = await cli(['devices', 'list', '--server', d.httpUrl, '--uid', 'uid1', '--transport', 'apns']);
-  assert.equal(byTransport.out, `uid1\tapns\t${token}\tapi\n`);
+  assert.equal(byTransport.out, `UID\tTRANSPORT\tTOKEN\tSOURCE\nuid1\tapns\t${token}\tapi\n`);
 
   // A send through the daemon now reaches the registered token.
   const sent = await cli(['send', '--server', d.httpUrl, '--uid', 'uid1', '--msg', 'to the phone']);
@@ -68,7 +70,7 @@ test('cli devices: add registers (exit 0, "registered: ..."), list shows it tab-
   assert.match(removeAgain.out, /not registered for uid1/);
 
   const after = await cli(['devices', 'list', '--server', d.httpUrl]);
-  assert.equal(after.out, `uid2\tapns\t${yamlToken}\tconfig\n`);
+  assert.equal(after.out, `UID\tTRANSPORT\tTOKEN\tSOURCE\nuid2\tapns\t${yamlToken}\tconfig\n`);
 });
 
 test('cli devices: add with a token that is not hex exits 2 with one stderr line carrying the daemon\'s error', async (t) => {
@@ -179,7 +181,7 @@ test('cli send --direct: a token APNs answers 410 exits 1 and is retired in the 
   const file = writeWorldConfig(w);
   const r = await cli(['send', '--direct', '--uid', 'uid1', '--msg', 'hi', '--config', file]);
   assert.equal(r.code, EXIT.none, r.err);
-  assert.match(r.out, /^not delivered; 1 failed \(410 Unregistered/);
+  assert.match(r.out, /^not delivered; 1 rejected \(410 Unregistered/, 'a 410 is a permanent refusal: "rejected", not "failed"');
   assert.equal(w.fake.requests.length, 1);
 
   const d = await w.daemon();
@@ -189,6 +191,42 @@ test('cli send --direct: a token APNs answers 410 exits 1 and is retired in the 
   const again = await cli(['send', '--server', d.httpUrl, '--uid', 'uid1', '--msg', 'again']);
   assert.equal(again.code, EXIT.none, again.err);
   assert.equal(w.fake.requests.length, 1, 'not tried again');
+
+  // devices list --retired: the token, why and when, under a header row.
+  const retired = await cli(['devices', 'list', '--retired', '--server', d.httpUrl]);
+  assert.equal(retired.code, EXIT.delivered, retired.err);
+  const [header, ...rows] = lines(retired.out);
+  assert.equal(header, 'TRANSPORT\tTOKEN\tREASON\tRETIRED');
+  assert.equal(rows.length, 1, retired.out);
+  const [transport, token, reason, at] = (rows[0] as string).split('\t');
+  assert.deepEqual([transport, token], ['apns', dead]);
+  assert.match(reason as string, /^410 Unregistered/);
+  assert.ok(Math.abs(Date.parse(at as string) - Date.now()) < 3_600_000, `an ISO time: ${at}`);
+  const json = await cli(['devices', 'list', '--retired', '--json', '--transport', 'apns', '--server', d.httpUrl]);
+  assert.deepEqual((JSON.parse(json.out) as { token: string }[]).map((e) => e.token), [dead]);
+  const other = await cli(['devices', 'list', '--retired', '--transport', 'nope', '--server', d.httpUrl]);
+  assert.equal(other.out, '');
+  assert.equal(other.err, 'no retired device tokens\n');
+  const withUid = await cli(['devices', 'list', '--retired', '--uid', 'uid1', '--server', d.httpUrl]);
+  assert.equal(withUid.code, EXIT.error);
+  assert.match(oneErrLine(withUid, '--retired --uid'), /--retired lists by --transport only/);
+
+  // The API behind it: GET /v1/devices?retired=1.
+  const api = await fetch(`${d.httpUrl}/v1/devices?retired=1`);
+  assert.equal(api.status, 200);
+  const body = (await api.json()) as { retired: { transport: string; token: string; reason: string; retiredAt: string }[] };
+  assert.deepEqual(body.retired.map((e) => [e.transport, e.token, e.reason]), [['apns', dead, reason]]);
+  assert.equal(body.retired[0]?.retiredAt, at);
+  for (const [q, re] of [
+    ['retired=yes', /retired takes 1 or true, got "yes"/],
+    ['retired=1&uid=uid1', /retired=1 lists by transport only/],
+  ] as const) {
+    const bad = await fetch(`${d.httpUrl}/v1/devices?${q}`);
+    assert.equal(bad.status, 400, q);
+    const e = (await bad.json()) as { code: string; error: string };
+    assert.equal(e.code, 'NOTIFY_ERR_BAD_REQUEST');
+    assert.match(e.error, re);
+  }
 });
 
 test('cli send --direct: a config with no transports exits 2 with one line about --direct', async (t) => {

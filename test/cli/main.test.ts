@@ -135,17 +135,19 @@ test('cli: send to a daemon that is not running exits 2 with one line saying it 
 });
 
 test('cli: a config error exits 2 with one line naming file:line:col', async (t) => {
-  const file = writeTemp(t, 'bad.yaml', 'ws:\n  listen: 1234\n  listn: 1\nlog:\n  level: loud\n');
-  for (const argv of [
-    ['send', '--uid', 'x', '--msg', 'hi', '--config', file],
-    ['broadcast', '--msg', 'hi', '--config', file],
-    ['serve', '--config', file],
-  ]) {
-    const r = await cli(argv);
+  // serve reads the whole file; send and broadcast read only http (the rest is the daemon's).
+  const daemonFile = writeTemp(t, 'bad.yaml', 'ws:\n  listen: 1234\n  listn: 1\nlog:\n  level: loud\n');
+  const clientFile = writeTemp(t, 'bad-http.yaml', 'http:\n  listen: 1234\n  listn: 1\nlog:\n  level: loud\n');
+  for (const [argv, file, key] of [
+    [['send', '--uid', 'x', '--msg', 'hi', '--config', clientFile], clientFile, /http\.listn/],
+    [['broadcast', '--msg', 'hi', '--config', clientFile], clientFile, /http\.listn/],
+    [['serve', '--config', daemonFile], daemonFile, /ws\.listn/],
+  ] as const) {
+    const r = await cli([...argv]);
     assert.equal(r.code, EXIT.error, argv[0]);
-    const line = oneErrLine(r, argv[0] as string);
+    const line = oneErrLine(r, argv[0]);
     assert.ok(line.includes(`${file}:3:3: `), `names ${file}:3:3: ${line}`);
-    assert.match(line, /ws\.listn/);
+    assert.match(line, key);
   }
   const missing = await cli(['send', '--uid', 'x', '--msg', 'hi', '--config', join(tempDir(t), 'nope.yaml')]);
   assert.equal(missing.code, EXIT.error);

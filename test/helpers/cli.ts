@@ -15,7 +15,7 @@ export interface Run {
 }
 
 /** A fake Io that records what the CLI writes and lets the test deliver a stop signal. */
-export function fakeIo() {
+export function fakeIo(stdin?: Io['stdin']) {
   const out: string[] = [];
   const err: string[] = [];
   const handlers = new Set<(signal: string) => void>();
@@ -26,6 +26,7 @@ export function fakeIo() {
       handlers.add(handler);
       return () => void handlers.delete(handler);
     },
+    ...(stdin !== undefined ? { stdin } : {}),
   };
   return {
     io,
@@ -42,9 +43,12 @@ export function fakeIo() {
   };
 }
 
-/** Runs the CLI in this process with a fake Io that records what it writes. */
-export async function cli(argv: string[]): Promise<Run> {
-  const f = fakeIo();
+/**
+ * Runs the CLI in this process with a fake Io that records what it writes. `stdin`: what it
+ * reads as standard input (absent: a terminal, never read).
+ */
+export async function cli(argv: string[], stdin?: Io['stdin']): Promise<Run> {
+  const f = fakeIo(stdin);
   const code = await main(argv, f.io);
   return { code, out: f.out(), err: f.err() };
 }
@@ -87,11 +91,33 @@ export interface Proc {
   exited: Promise<number | null>;
 }
 
-/** Starts `bin/notify args` (without $NOTIFY_TOKEN in its environment); killed when the test ends. */
-export function spawnNotify(t: TestContext, args: string[]): Proc {
+/** How `spawnNotify` runs the child. */
+export interface SpawnOptions {
+  /** Working directory. @default the repository root */
+  cwd?: string;
+  /** Variables added to the environment. */
+  env?: NodeJS.ProcessEnv;
+  /** Written to its stdin, which is then closed (a pipe); absent: stdin is /dev/null. */
+  input?: string | Buffer;
+}
+
+/** The CLI's own environment variables: the caller's are kept out of the tests. */
+const CLI_ENV = ['NOTIFY_TOKEN', 'NOTIFY_SERVER', 'NOTIFY_CONFIG'];
+
+/**
+ * Starts `bin/notify args` (without the caller's $NOTIFY_TOKEN, $NOTIFY_SERVER and
+ * $NOTIFY_CONFIG, plus `opts.env`); killed when the test ends.
+ */
+export function spawnNotify(t: TestContext, args: string[], opts: SpawnOptions = {}): Proc {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.NOTIFY_TOKEN;
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const name of CLI_ENV) delete env[name];
+  Object.assign(env, opts.env);
+  const stdin = opts.input === undefined ? 'ignore' : 'pipe';
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env, stdio: [stdin, 'pipe', 'pipe'] });
+  if (opts.input !== undefined) {
+    child.stdin?.on('error', () => {}); // the CLI may stop reading early (a message over the limit)
+    child.stdin?.end(opts.input);
+  }
   let out = '';
   let err = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => (out += s));
@@ -117,8 +143,8 @@ export async function exitCode(p: Proc, what: string, ms: number): Promise<numbe
 }
 
 /** Runs `bin/notify args` as a child process to completion (killed, and failing, after `ms`). */
-export async function runNotify(t: TestContext, args: string[], ms: number): Promise<Run> {
-  const p = spawnNotify(t, args);
+export async function runNotify(t: TestContext, args: string[], ms: number, opts: SpawnOptions = {}): Promise<Run> {
+  const p = spawnNotify(t, args, opts);
   const code = await exitCode(p, `notify ${args.join(' ')}`, ms);
   return { code: code ?? -1, out: p.stdout(), err: p.stderr() };
 }

@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { stringify } from 'yaml';
-import { type Config, ConfigError, redact } from '../../config/load.js';
+import { parse, stringify } from 'yaml';
+import { type Config, ConfigError } from '../../config/load.js';
+import { printableConfig } from '../../config/print.js';
 import { EXIT, type Io, type Result } from '../io.js';
-import { configOption, readConfig } from '../options.js';
+import { configOption, configSource, readConfig } from '../options.js';
 
 /** `notify config check [--print]`. */
 export function addConfigCommands(program: Command, io: Io, result: Result): void {
@@ -11,7 +13,7 @@ export function addConfigCommands(program: Command, io: Io, result: Result): voi
     .command('check')
     .description('validate a config file (or the built-in defaults) and exit 0 if it is good')
     .addOption(configOption())
-    .option('--print', 'print the effective config with secrets redacted')
+    .option('--print', 'print the effective config as YAML that reads back the same (secrets as their ${ENV} reference, else [redacted])')
     .action((o: { config?: string; print?: boolean }) => {
       result.code = configCheck(io, o);
     });
@@ -19,14 +21,23 @@ export function addConfigCommands(program: Command, io: Io, result: Result): voi
 
 function configCheck(io: Io, o: { config?: string; print?: boolean }): number {
   let config: Config;
+  let path: string | undefined;
   try {
+    path = configSource(o.config).path;
     config = readConfig(o.config);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     for (const p of err.problems) io.err(`${p}\n`);
     return EXIT.error;
   }
-  io.out(`${o.config ?? 'built-in defaults'}: ok\n`);
-  if (o.print) io.out(stringify(redact(config)));
+  // Status on stderr when printing, so that `config check --print > effective.yaml` is the YAML alone.
+  const ok = `${path ?? 'built-in defaults'}: ok\n`;
+  if (!o.print) {
+    io.out(ok);
+    return 0;
+  }
+  io.err(ok);
+  const raw: unknown = path === undefined ? {} : parse(readFileSync(path, 'utf8'));
+  io.out(stringify(printableConfig(config, raw)));
   return 0;
 }

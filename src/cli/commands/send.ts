@@ -6,7 +6,7 @@ import { messageFromFields, parseAudience, parsePublishOptions } from '../../mes
 import type { DeliveryReport } from '../../types.js';
 import { type ApiOptions, callApi, serverOptions } from '../api-client.js';
 import { CliError, EXIT, type Io, type Result } from '../io.js';
-import { collect, configOption, readConfig } from '../options.js';
+import { collect, configOption, configSource, readApiConfig, readConfig } from '../options.js';
 
 interface PublishOptions extends ApiOptions {
   msg?: string;
@@ -45,7 +45,7 @@ export function addSendCommands(program: Command, io: Io, result: Result): void 
 const publishOptions = (cmd: Command) =>
   serverOptions(
     cmd
-      .option('-m, --msg <text>', 'message text; alone, it is exactly the frame a session receives')
+      .option('-m, --msg <text>', 'message text; alone, it is exactly the frame a session receives ("-": read it from stdin, as when --msg is absent and stdin is a pipe or a file)')
       .option('-t, --title <text>', 'alert title')
       .option('-d, --data <key=value>', 'custom data (repeatable)', collect)
       .option('--json', 'print the delivery report as JSON')
@@ -84,13 +84,41 @@ function publishBody(address: Record<string, unknown>, o: PublishOptions): Recor
   return body;
 }
 
+/**
+ * The message text: --msg, or stdin with `--msg -`, or stdin when --msg is absent and stdin is a
+ * pipe or a file (not a terminal), so `make 2>&1 | tail -1 | notify send --uid ops` works. One
+ * trailing newline is dropped (echo and most commands end with one). At most http.maxBodyBytes,
+ * the largest request the daemon takes.
+ */
+async function messageText(io: Io, o: PublishOptions): Promise<string | undefined> {
+  if (o.msg !== undefined && o.msg !== '-') return o.msg;
+  const stdin = io.stdin;
+  if (o.msg === undefined && (stdin === undefined || stdin.isTTY === true)) return undefined;
+  if (stdin === undefined) throw new CliError('--msg - reads the message from stdin, and there is none here; give --msg TEXT');
+  const maxBytes = readApiConfig(o.config).http.maxBodyBytes;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stdin) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    size += b.length;
+    if (size > maxBytes) throw new CliError(`the message on stdin is over ${maxBytes} bytes, the most the daemon takes in one request (http.maxBodyBytes)`);
+    chunks.push(b);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  if (text !== '') return text;
+  // An empty stdin (cron's /dev/null) with --title or --data: a message without text.
+  if (o.msg === undefined && (o.title !== undefined || (o.data?.length ?? 0) > 0)) return undefined;
+  throw new CliError(`nothing to send: stdin is empty (${o.msg === '-' ? '--msg - reads the message from it' : 'with no --msg, the message is read from it'}); pipe the message in or give --msg TEXT`);
+}
+
 function printReport(io: Io, report: DeliveryReport, json: boolean | undefined): number {
   io.out(json ? `${JSON.stringify(report)}\n` : `${summarize(report)}\n`);
   return report.delivered ? EXIT.delivered : EXIT.none;
 }
 
 async function publish(io: Io, address: Record<string, unknown>, o: PublishOptions): Promise<number> {
-  const body = publishBody(address, o);
+  const msg = await messageText(io, o);
+  const body = publishBody(address, { ...o, msg });
   if (o.direct) return publishDirect(io, body, o);
   return printReport(io, (await callApi(o, 'POST', '/v1/send', body)) as DeliveryReport, o.json);
 }
@@ -103,7 +131,8 @@ async function publish(io: Io, address: Record<string, unknown>, o: PublishOptio
 async function publishDirect(io: Io, body: Record<string, unknown>, o: PublishOptions): Promise<number> {
   const config = readConfig(o.config);
   if (Object.keys(config.transports).length === 0) {
-    throw new CliError(`--direct delivers through the push transports under "transports:" in ${o.config ?? 'the config'}, and there are none${o.config ? '' : ' (give --config FILE)'}`);
+    const { path } = configSource(o.config);
+    throw new CliError(`--direct delivers through the push transports under "transports:" in ${path ?? 'the config'}, and there are none${path !== undefined ? '' : ' (give --config FILE)'}`);
   }
   const audience = parseAudience(body);
   const message = messageFromFields(body);
@@ -125,19 +154,25 @@ async function publishDirect(io: Io, body: Record<string, unknown>, o: PublishOp
   }
 }
 
-/** One line for a human: how many targets, by transport, who was not reached, and whether it is kept. */
-export function summarize(r: DeliveryReport & { stored?: boolean }): string {
+/**
+ * One line for a human: how many targets, by transport; which were rejected for good (a dead
+ * token, a bad payload) and which failed for now (a timeout, a 5xx; retried when the transport
+ * retries); who was not reached; whether it is kept; and whether this was a repeat of an id.
+ */
+export function summarize(r: DeliveryReport & { stored?: boolean; id?: string; duplicate?: true }): string {
   const byTransport = new Map<string, number>();
   for (const e of r.results) if (e.status === 'sent') byTransport.set(e.transport, (byTransport.get(e.transport) ?? 0) + 1);
   const parts = [...byTransport].map(([t, n]) => `${t}: ${n}`).join(', ');
-  const failures = r.failed + r.rejected;
   let line = r.delivered ? `delivered to ${r.sent} target${r.sent === 1 ? '' : 's'} (${parts})` : 'not delivered';
-  if (failures > 0) {
-    const reasons = [...new Set(r.results.filter((e) => e.status !== 'sent').map((e) => e.reason ?? e.status))];
-    line += `; ${failures} failed (${reasons.join('; ')})`;
+  for (const status of ['rejected', 'failed'] as const) {
+    const entries = r.results.filter((e) => e.status === status);
+    if (entries.length === 0) continue;
+    const reasons = [...new Set(entries.map((e) => e.reason ?? status))];
+    line += `; ${entries.length} ${status} (${reasons.join('; ')})`;
   }
   if (r.unreached.length > 0) line += `; not reachable: ${r.unreached.join(', ')}`;
   if (!r.delivered && r.results.length === 0 && r.unreached.length === 0) line += '; nobody is connected';
   if (!r.delivered && r.stored) line += '; stored for sessions that resume';
+  if (r.duplicate) line = `duplicate of message ${r.id ?? '(same id)'} sent earlier: not sent again; the first send: ${line}`;
   return line;
 }

@@ -1,11 +1,11 @@
 import cluster from 'node:cluster';
 import { type Command, InvalidArgumentError } from 'commander';
-import { type Config, ConfigError, loadConfig } from '../../config/load.js';
+import { type Config, ConfigError, defaultConfig, loadConfig } from '../../config/load.js';
 import { createDaemon } from '../../node/daemon.js';
 import { errorMessage } from '../../errors.js';
 import { createLogger, logProcessWarnings } from '../../obs/log.js';
 import type { Io, Result } from '../io.js';
-import { configOption, readConfig } from '../options.js';
+import { configOption, configSource, describeSource } from '../options.js';
 import { runPrimary, workerSlot } from './workers.js';
 
 /** `notify serve`: the daemon in the foreground, until SIGINT/SIGTERM; SIGHUP reloads. */
@@ -27,7 +27,8 @@ function parseWorkers(v: string): number {
 }
 
 async function serve(io: Io, o: { config?: string; workers: number }): Promise<number> {
-  const config = readConfig(o.config);
+  const source = configSource(o.config);
+  const config = source.path === undefined ? defaultConfig() : loadConfig(source.path);
   const log = createLogger({ level: config.log.level, write: io.err });
   const slot = workerSlot();
   if (slot === undefined && o.workers > 1) return runPrimary(io, config, o.workers, log);
@@ -54,11 +55,11 @@ async function serve(io: Io, o: { config?: string; workers: number }): Promise<n
   let reloading = Promise.resolve();
   const unlistenReload =
     io.onReloadSignal?.(() => {
-      reloading = reloading.then(() => reload(daemon, o.config, log));
+      reloading = reloading.then(() => reload(daemon, source.path, log));
     }) ?? (() => {});
   try {
     await daemon.start();
-    log.info(`notify ready${o.config ? ` (config ${o.config})` : ' (built-in defaults; pass --config FILE to change them)'}`);
+    log.info(`notify ready (${describeSource(source)})`, source.path !== undefined ? { config: source.path } : {});
     const signal = await stopRequested;
     log.info(`${signal}: shutting down; finishing deliveries in flight`);
     await daemon.stop();

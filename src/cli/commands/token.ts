@@ -4,7 +4,7 @@ import { parseDuration } from '../../duration.js';
 import { errorMessage } from '../../errors.js';
 import { checkUid } from '../../message.js';
 import { CliError, type Io, type Result } from '../io.js';
-import { configOption, readConfig } from '../options.js';
+import { configOption, configSource, readConfig } from '../options.js';
 
 interface TokenOptions {
   uid: string;
@@ -30,7 +30,8 @@ export function addTokenCommand(program: Command, io: Io, result: Result): void 
 function tokenCommand(io: Io, o: TokenOptions): number {
   const config = readConfig(o.config);
   if (!config.ws.secret) {
-    const where = o.config ? `${o.config} has no ws.secret` : 'the built-in defaults have no ws.secret (give --config FILE)';
+    const { path } = configSource(o.config);
+    const where = path !== undefined ? `${path} has no ws.secret` : 'the built-in defaults have no ws.secret (give --config FILE or set NOTIFY_CONFIG)';
     throw new CliError(`notify token signs with ws.secret, and ${where}; set it, e.g. secret: \${NOTIFY_WS_SECRET}`);
   }
   let ttlMs: number;

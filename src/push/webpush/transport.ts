@@ -101,6 +101,7 @@ function validateSettings(value: unknown, path: string[], ctx: Validation): WebP
 
 export const webpushType: TransportType = {
   settings: { type: 'custom', validate: validateSettings },
+  printSpec: settingsSection,
   checkTarget: checkSubscription,
   normalizeTarget: normalizeSubscription,
   create: (settings, ctx) => new WebPushTransport(settings as unknown as WebPushSettings, ctx),
