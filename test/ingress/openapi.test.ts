@@ -105,7 +105,15 @@ const RECIPES: Record<string, Recipe> = {
   'POST /v1/send 401': ({ d }) => call(d, 'POST', '/v1/send', { uid: 'uid1', msg: 'hello' }, {}),
   'POST /v1/send 413': ({ d }) => call(d, 'POST', '/v1/send', { uid: 'uid1', msg: big }),
   'POST /v1/send 503': async (w) => call(await w.down(), 'POST', '/v1/send', { uid: 'uid1', msg: 'hello' }),
-  'GET /v1/devices 200': ({ d }) => call(d, 'GET', '/v1/devices?uid=uid1'),
+  'GET /v1/devices 200': async ({ d }) => {
+    // The other shape of the same response: retired tokens (none yet, but the shape is checked).
+    const retired = await call(d, 'GET', '/v1/devices?retired=1&transport=hook');
+    assert.equal(retired.status, 200);
+    const body = await retired.json();
+    const v = validator({ $ref: '#/components/schemas/RetiredList' });
+    assert.ok(v(body), JSON.stringify(v.errors));
+    return call(d, 'GET', '/v1/devices?uid=uid1');
+  },
   'GET /v1/devices 400': ({ d }) => call(d, 'GET', `/v1/devices?uid=${'u'.repeat(300)}`),
   'GET /v1/devices 401': ({ d }) => call(d, 'GET', '/v1/devices', undefined, { authorization: 'Bearer wrong-token-0123456789' }),
   'GET /v1/devices 503': async (w) => call(await w.down(), 'GET', '/v1/devices?uid=uid1'),
