@@ -1,12 +1,13 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Admission, type ConnectionLimits, NO_LIMITS } from '../live/admission.js';
 import type { DeviceService } from '../push/devices.js';
 import type { Publisher } from '../delivery/publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
+import { type TlsMaterial, type WebServer, createWebServer, useCertificate } from '../net/tls.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions } from '../message.js';
@@ -34,6 +35,8 @@ export interface HttpIngressOptions {
   limits?: Partial<ConnectionLimits>;
   /** Loopback peers are a reverse proxy. @default false */
   behindProxy?: boolean;
+  /** Serve https:// with this certificate (http.tls); `setTls` replaces it. @default plain http:// */
+  tls?: TlsMaterial;
 }
 
 type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams) => Promise<unknown>;
@@ -96,8 +99,9 @@ class Answer {
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
 export class HttpIngress {
-  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy'>> & Pick<HttpIngressOptions, 'metrics'>;
-  readonly #server: Server;
+  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy' | 'tls'>> & Pick<HttpIngressOptions, 'metrics'>;
+  readonly #server: WebServer;
+  readonly #secure: boolean;
   readonly #admission: Admission;
   readonly #routes: Route[];
   readonly #tokenDigest: Buffer | undefined;
@@ -118,20 +122,37 @@ export class HttpIngress {
       { method: 'GET', path: '/healthz', auth: false, handle: async () => this.#health() },
       { method: 'GET', path: '/v1/status', auth: true, handle: async () => this.#opts.status() },
     ];
-    this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 }, (req, res) => {
-      this.#serve(req, res).catch(async (err: unknown) => {
-        await lingerOnBody(req, this.#opts.maxBodyBytes);
-        this.#fail(res, err);
-      });
-    });
-    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
+    this.#secure = opts.tls !== undefined;
     this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
-    // Counted from accept; a connection silent until limits.silentTimeout is closed (the first
+    // Counted from accept (with TLS: from the end of the TLS handshake, which must end within
+    // limits.silentTimeout); a connection silent until limits.silentTimeout is closed (the first
     // request clears that: a publish may wait for its report in silence).
-    this.#server.on('connection', (socket: Socket) => {
-      if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
-    });
+    this.#server = createWebServer(
+      { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 },
+      opts.tls,
+      this.#admission.limits.silentTimeout,
+      (req, res) => {
+        this.#serve(req, res).catch(async (err: unknown) => {
+          await lingerOnBody(req, this.#opts.maxBodyBytes);
+          this.#fail(res, err);
+        });
+      },
+      (socket: Socket) => {
+        if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
+      },
+    );
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
     this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
+  }
+
+  /** Whether it serves https:// (http.tls). */
+  get secure(): boolean {
+    return this.#secure;
+  }
+
+  /** A new certificate (http.tls reread at a reload) for connections from now on. */
+  setTls(tls: TlsMaterial): void {
+    useCertificate(this.#server, tls);
   }
 
   /** New connection limits (a reload). */
