@@ -51,6 +51,7 @@ export async function callApi(o: ApiOptions, method: string, path: string, body?
   const timeoutMs = Number(o.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new CliError('--timeout must be a positive number of milliseconds');
   const ca = o.ca ?? (process.env.NOTIFY_CA || undefined);
+  const trusted = ca !== undefined ? readCa(ca, o.ca !== undefined ? '--ca' : 'NOTIFY_CA') : undefined;
   let res: { status: number; statusText: string; ok: boolean; text: string };
   try {
     res = await request(`${base}${path}`, {
@@ -58,7 +59,7 @@ export async function callApi(o: ApiOptions, method: string, path: string, body?
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       timeoutMs,
-      ...(ca !== undefined ? { ca: readCa(ca, o.ca !== undefined ? '--ca' : 'NOTIFY_CA') } : {}),
+      ...(trusted !== undefined ? { ca: trusted } : {}),
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
