@@ -12,7 +12,7 @@ import { send } from '../helpers/api.js';
 import { startChild } from '../helpers/child.js';
 import { HANG_MS, until } from '../helpers/clients.js';
 import { cli, oneErrLine } from '../helpers/cli.js';
-import { startDaemon, tempDir } from '../helpers/daemon.js';
+import { startDaemon, tempDir, testConfig } from '../helpers/daemon.js';
 import { type TestCa, type TestCert, issueCert, makeTestCa } from '../helpers/tls.js';
 
 // openssl makes the certificates; CI installs it (.ci/run).
@@ -217,4 +217,23 @@ test('tls: a wss:// session that stays silent past limits.silentTimeout is not c
   const r = await send(d.httpUrl, { uid: 'quiet', msg: 'still here' });
   assert.equal(r.sent, 1, JSON.stringify(r));
   await until(() => s.frames.includes('still here'), 'the push to the silent session');
+});
+
+test('tls: a reload with other certificate paths applies them without a restart; turning TLS off is listed as needing one', { skip: NO_OPENSSL, timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const ca = await makeTestCa(join(dir, 'ca'));
+  const first = await issueCert(ca, 'first', { serial: 1 });
+  const second = await issueCert(ca, 'second', { serial: 2 });
+  const state = { dir: join(dir, 'state') };
+  const d = await startDaemon(t, { ws: tlsOf(first), state });
+  assert.equal((await servedCert(port(d.addresses().ws), ca)).serialNumber, first.serialNumber);
+
+  const moved = await d.reload(testConfig({ ws: tlsOf(second), state }, t));
+  assert.deepEqual(moved.restartNeeded, [], 'new paths are a reload, not a restart');
+  assert.equal((await servedCert(port(d.addresses().ws), ca)).serialNumber, second.serialNumber);
+  assert.ok(d.logs.some((l) => String(l.msg).startsWith('ws.tls: certificate reloaded') && l.cert === second.certFile));
+
+  const off = await d.reload(testConfig({ state }, t));
+  assert.deepEqual(off.restartNeeded, ['ws']);
+  assert.equal((await servedCert(port(d.addresses().ws), ca)).serialNumber, second.serialNumber, 'still TLS until a restart');
 });
