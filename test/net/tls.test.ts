@@ -122,3 +122,19 @@ test('tls: notify serve with a wrong ws.tls file exits 2 with one line naming th
   assert.equal(oneErrLine(r, 'serve with a mismatched key'), `notify: ws.tls.key: ${b.keyFile} is not the key of the certificate in ${a.certFile} (ws.tls.cert)`);
   assert.ok(!existsSync(join(dir, 'state')), 'refused before the store was opened');
 });
+
+test('tls: notify config check reads the certificate files as a start would: a wrong one is one line and exit 2, a good one ok', { skip: SKIP }, async (t) => {
+  const dir = tempDir(t);
+  const ca = await makeTestCa(dir);
+  const a = await issueCert(ca, 'a', { serial: 1, notAfter: new Date(Date.now() + 60 * 24 * 3600_000) });
+  const config = join(dir, 'notify.yaml');
+  writeFileSync(config, stringify({ http: { tls: { cert: a.certFile, key: join(dir, 'missing.key') } } }));
+  const bad = await cli(['config', 'check', '--config', config]);
+  assert.equal(bad.code, 2);
+  assert.equal(bad.out, '');
+  assert.equal(bad.err, `${config}: http.tls.key: cannot read ${join(dir, 'missing.key')}: no such file\n`);
+  writeFileSync(config, stringify({ http: { tls: { cert: a.certFile, key: a.keyFile } } }));
+  const good = await cli(['config', 'check', '--config', config]);
+  assert.equal(good.code, 0, good.err);
+  assert.equal(good.out, `${config}: ok\n`);
+});

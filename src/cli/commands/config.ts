@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { type Config, ConfigError, redact } from '../../config/load.js';
+import { errorMessage } from '../../errors.js';
+import { readTls } from '../../net/tls.js';
 import { EXIT, type Io, type Result } from '../io.js';
 import { configOption, readConfig } from '../options.js';
 
@@ -26,7 +28,20 @@ function configCheck(io: Io, o: { config?: string; print?: boolean }): number {
     for (const p of err.problems) io.err(`${p}\n`);
     return EXIT.error;
   }
-  io.out(`${o.config ?? 'built-in defaults'}: ok\n`);
+  // The certificate files too, as a start (and a SIGHUP) reads them.
+  const source = o.config ?? 'built-in defaults';
+  let bad = false;
+  for (const [key, files] of [['ws.tls', config.ws.tls], ['http.tls', config.http.tls]] as const) {
+    if (!files) continue;
+    try {
+      for (const w of readTls(files, key).warnings) io.err(`${source}: warning: ${w}\n`);
+    } catch (err) {
+      io.err(`${source}: ${errorMessage(err)}\n`);
+      bad = true;
+    }
+  }
+  if (bad) return EXIT.error;
+  io.out(`${source}: ok\n`);
   if (o.print) io.out(stringify(redact(config)));
   return 0;
 }
