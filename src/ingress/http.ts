@@ -101,7 +101,6 @@ class Answer {
 export class HttpIngress {
   readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy' | 'tls'>> & Pick<HttpIngressOptions, 'metrics'>;
   readonly #server: WebServer;
-  readonly #secure: boolean;
   readonly #admission: Admission;
   readonly #routes: Route[];
   readonly #tokenDigest: Buffer | undefined;
@@ -122,7 +121,6 @@ export class HttpIngress {
       { method: 'GET', path: '/healthz', auth: false, handle: async () => this.#health() },
       { method: 'GET', path: '/v1/status', auth: true, handle: async () => this.#opts.status() },
     ];
-    this.#secure = opts.tls !== undefined;
     this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
     // Counted from accept (with TLS: from the end of the TLS handshake, which must end within
     // limits.silentTimeout); a connection silent until limits.silentTimeout is closed (the first
@@ -143,11 +141,6 @@ export class HttpIngress {
     );
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
     this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
-  }
-
-  /** Whether it serves https:// (http.tls). */
-  get secure(): boolean {
-    return this.#secure;
   }
 
   /** A new certificate (http.tls reread at a reload) for connections from now on. */

@@ -337,11 +337,6 @@ export class WebSocketTransport implements Transport, LiveSessions {
     return this.#address;
   }
 
-  /** Whether it serves wss:// and https:// (ws.tls). */
-  get secure(): boolean {
-    return this.#opts.tls !== undefined;
-  }
-
   /** A new certificate (ws.tls reread at a reload) for connections from now on; open sessions keep theirs. */
   setTls(tls: TlsMaterial): void {
     useCertificate(this.#server, tls);
