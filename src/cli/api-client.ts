@@ -64,7 +64,7 @@ export async function callApi(o: ApiOptions, method: string, path: string, body?
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
     if (UNTRUSTED.has(code)) {
-      const hint = ca !== undefined ? `it is not signed by the CA in ${ca}` : 'give the CA that signed it with --ca FILE (or NOTIFY_CA)';
+      const hint = ca !== undefined ? `it does not chain up to the CA in ${ca}` : 'give the CA that signed it with --ca FILE (or NOTIFY_CA)';
       throw new CliError(`the TLS certificate of ${base} is not trusted (${code}); ${hint}`);
     }
     if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') throw new CliError(`the TLS certificate of ${base} is not valid now (${code})`);

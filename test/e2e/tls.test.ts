@@ -13,7 +13,7 @@ import { startChild } from '../helpers/child.js';
 import { HANG_MS, until } from '../helpers/clients.js';
 import { cli, oneErrLine } from '../helpers/cli.js';
 import { startDaemon, tempDir, testConfig } from '../helpers/daemon.js';
-import { type TestCa, type TestCert, issueCert, makeTestCa } from '../helpers/tls.js';
+import { type TestCa, type TestCert, issueCert, issueIntermediateCa, makeTestCa } from '../helpers/tls.js';
 
 // openssl makes the certificates; CI installs it (.ci/run).
 const NO_OPENSSL = existsSync('/usr/bin/openssl') || process.env.CI ? false : 'openssl not installed (.ci/run installs it)';
@@ -120,7 +120,7 @@ test('tls: notify send to an https:// daemon: exit 2 with one line about the unt
 
   const wrong = await cli([...args, '--ca', other.certFile]);
   assert.equal(wrong.code, 2);
-  assert.equal(oneErrLine(wrong, 'another CA'), `notify: the TLS certificate of ${api} is not trusted (UNABLE_TO_VERIFY_LEAF_SIGNATURE); it is not signed by the CA in ${other.certFile}`);
+  assert.equal(oneErrLine(wrong, 'another CA'), `notify: the TLS certificate of ${api} is not trusted (UNABLE_TO_VERIFY_LEAF_SIGNATURE); it does not chain up to the CA in ${other.certFile}`);
 
   const missing = await cli([...args, '--ca', join(dir, 'nope.pem')]);
   assert.equal(missing.code, 2);
@@ -236,4 +236,22 @@ test('tls: a reload with other certificate paths applies them without a restart;
   const off = await d.reload(testConfig({ state }, t));
   assert.deepEqual(off.restartNeeded, ['ws']);
   assert.equal((await servedCert(port(d.addresses().ws), ca)).serialNumber, second.serialNumber, 'still TLS until a restart');
+});
+
+test('tls: a cert file with the intermediate after the certificate (fullchain.pem) serves the chain: a client that trusts only the root connects', { skip: NO_OPENSSL, timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const root = await makeTestCa(join(dir, 'root'));
+  const intermediate = await issueIntermediateCa(root, 'intermediate', 1);
+  const leaf = await issueCert(intermediate, 'notify', { serial: 1 });
+  const fullchain = join(dir, 'fullchain.pem');
+  writeFileSync(fullchain, leaf.pem + intermediate.pem);
+  const d = await startDaemon(t, { http: { tls: { cert: fullchain, key: leaf.keyFile } } });
+  assert.equal((await servedCert(port(d.addresses().http), root)).fingerprint256, leaf.fingerprint256);
+  const r = await cli(['status', '--server', `https://${d.addresses().http}`, '--ca', root.certFile]);
+  assert.equal(r.code, 0, r.err);
+  // The leaf alone does not verify against the root: the chain is what made the difference.
+  const bare = await startDaemon(t, { http: { tls: { cert: leaf.certFile, key: leaf.keyFile } } });
+  const alone = await cli(['status', '--server', `https://${bare.addresses().http}`, '--ca', root.certFile]);
+  assert.equal(alone.code, 2);
+  assert.match(alone.err, /is not trusted \((UNABLE_TO_GET_ISSUER_CERT_LOCALLY|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\); it does not chain up to the CA in /);
 });

@@ -47,6 +47,9 @@ basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = serverAuth
 subjectAltName = IP:127.0.0.1,DNS:localhost
+[intermediate]
+basicConstraints = critical,CA:TRUE,pathlen:0
+keyUsage = critical,keyCertSign,cRLSign
 `;
 
 /** A CA (EC P-256, valid two days) in `dir`, ready to sign leaves. */
@@ -83,4 +86,19 @@ export async function issueCert(ca: TestCa, name: string, o: { serial: number; n
   const x = new X509Certificate(pem);
   const spki = createHash('sha256').update(x.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
   return { certFile, keyFile, pem, fingerprint256: x.fingerprint256, serialNumber: x.serialNumber, spki };
+}
+
+/** An intermediate CA signed by `parent`, in its own folder `<parent dir>/<name>`, ready to sign leaves. */
+export async function issueIntermediateCa(parent: TestCa, name: string, serial: number): Promise<TestCa> {
+  const dir = join(parent.dir, name);
+  mkdirSync(dir, { recursive: true });
+  const keyFile = join(dir, 'ca.key');
+  const csr = join(dir, 'ca.csr');
+  const certFile = join(dir, 'ca.pem');
+  await run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${name}`], { cwd: dir });
+  writeFileSync(join(parent.dir, 'serial'), `${serial.toString(16).padStart(2, '0')}\n`);
+  await run('openssl', ['ca', '-batch', '-notext', '-config', 'ca.cnf', '-cert', parent.certFile, '-keyfile', parent.keyFile, '-in', csr, '-out', certFile, '-extensions', 'intermediate', '-days', '2'], { cwd: parent.dir });
+  writeFileSync(join(dir, 'ca.cnf'), CA_CNF);
+  writeFileSync(join(dir, 'index.txt'), '');
+  return { dir, certFile, keyFile, pem: readFileSync(certFile, 'utf8') };
 }
