@@ -138,6 +138,11 @@ test('tls: notify send to an https:// daemon: exit 2 with one line about the unt
   assert.match(env.out, /^not delivered/);
   const ok = await cli(['status', '--server', api]);
   assert.equal(ok.code, 0, ok.err);
+  // No --server: the config's http.listen, over https:// because it has http.tls.
+  const config = join(dir, 'client.yaml');
+  writeFileSync(config, stringify({ http: { listen: d.addresses().http, ...tlsOf(leaf) } }));
+  const viaConfig = await cli(['status', '--config', config]);
+  assert.equal(viaConfig.code, 0, viaConfig.err);
 });
 
 test('tls: SIGHUP with a new certificate: a session opened before stays open and still receives, new connections get the new certificate; a wrong file keeps the running one and says why', { skip: NO_OPENSSL, timeout: 120_000 }, async (t) => {
