@@ -1,3 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Command } from 'commander';
 import { type ApiConfig, parseListen } from '../config/load.js';
 import { errorMessage } from '../errors.js';
@@ -9,6 +13,8 @@ export interface ApiOptions {
   config?: string;
   server?: string;
   token?: string;
+  /** A PEM file of the CA (or the certificate itself) an https:// daemon's certificate is checked against. */
+  ca?: string;
   timeout: string;
 }
 
@@ -17,6 +23,7 @@ export const serverOptions = (cmd: Command, waitFor: string) =>
   cmd
     .option('-s, --server <url>', "the daemon's HTTP API (default: $NOTIFY_SERVER, else from the config's http.listen)")
     .option('--token <token>', 'bearer token for the HTTP API (default: $NOTIFY_TOKEN, else http.token from the config)')
+    .option('--ca <file>', "PEM file of the CA that signed an https:// daemon's certificate, added to the system's (default: $NOTIFY_CA)")
     .option('--timeout <ms>', `how long to wait for ${waitFor}`, '30000');
 
 /** The options of a command that only talks to the daemon: --config, then serverOptions. */
@@ -46,7 +53,7 @@ function serverUrl(server: string | undefined, config: ApiConfig): string {
   }
   const { host, port } = parseListen(config.http.listen);
   const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
+  return `${config.http.tls ? 'https' : 'http'}://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }
 
 /**
@@ -60,20 +67,29 @@ export async function callApi(o: ApiOptions, method: string, path: string, body?
   const token = o.token ?? fromEnv('NOTIFY_TOKEN') ?? config.http.token ?? undefined;
   const timeoutMs = Number(o.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new CliError('--timeout must be a positive number of milliseconds');
-  let res: Response;
+  const ca = o.ca ?? (process.env.NOTIFY_CA || undefined);
+  const trusted = ca !== undefined ? readCa(ca, o.ca !== undefined ? '--ca' : 'NOTIFY_CA') : undefined;
+  let res: { status: number; statusText: string; ok: boolean; text: string };
   try {
-    res = await fetch(`${base}${path}`, {
+    res = await request(`${base}${path}`, {
       method,
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(timeoutMs),
+      timeoutMs,
+      ...(trusted !== undefined ? { ca: trusted } : {}),
     });
   } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    const why = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (cause?.code ?? cause?.message ?? errorMessage(err));
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (UNTRUSTED.has(code)) {
+      const hint = ca !== undefined ? `it does not chain up to the CA in ${ca}` : 'give the CA that signed it with --ca FILE (or NOTIFY_CA)';
+      throw new CliError(`the TLS certificate of ${base} is not trusted (${code}); ${hint}`);
+    }
+    if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') throw new CliError(`the TLS certificate of ${base} is not valid now (${code})`);
+    if (code.startsWith('ERR_TLS_CERT_ALTNAME')) throw new CliError(`the TLS certificate of ${base} is not for that host name (${errorMessage(err)})`);
+    const why = code === 'ETIMEDOUT_NOTIFY' ? `no answer within ${timeoutMs} ms` : code || errorMessage(err);
     throw new CliError(`cannot reach the notify daemon at ${base} (${why}); is "notify serve" running?`);
   }
-  const text = await res.text();
+  const text = res.text;
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -85,4 +101,56 @@ export async function callApi(o: ApiOptions, method: string, path: string, body?
     throw new CliError(`the daemon refused the request: ${e.error ?? res.statusText} (${e.code ?? res.status})`);
   }
   return parsed;
+}
+
+/** Certificate errors that mean "signed by nobody you trust" (OpenSSL's verify codes as Node names them). */
+const UNTRUSTED = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
+/** The CA file of --ca (or NOTIFY_CA), with the system's roots: a public certificate still verifies. */
+function readCa(file: string, from: string): (string | Buffer)[] {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new CliError(`${from}: cannot read ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? errorMessage(err))}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new CliError(`${from}: ${file} holds no PEM certificate`);
+  return [...rootCertificates, pem];
+}
+
+/**
+ * One HTTP(S) request with its whole answer. node:http(s) rather than fetch: Node 20's fetch
+ * takes no CA of its own (that needs undici's Agent, not a dependency here).
+ */
+function request(
+  url: string,
+  o: { method: string; headers: Record<string, string>; body?: string; timeoutMs: number; ca?: (string | Buffer)[] },
+): Promise<{ status: number; statusText: string; ok: boolean; text: string }> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    const headers = { ...o.headers, ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}) };
+    const req = send(target, { method: o.method, headers, ...(o.ca ? { ca: o.ca } : {}) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const status = res.statusCode ?? 0;
+        resolve({ status, statusText: res.statusMessage ?? '', ok: status >= 200 && status < 300, text: Buffer.concat(chunks).toString('utf8') });
+      });
+    });
+    // The whole exchange, as fetch's AbortSignal.timeout bounded it before.
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT_NOTIFY' })), o.timeoutMs);
+    req.on('close', () => clearTimeout(timer));
+    req.on('error', reject);
+    req.end(o.body);
+  });
 }

@@ -93,6 +93,34 @@ const transports = custom<Record<string, TransportSettings>>((value, path, ctx) 
 });
 
 /**
+ * `ws.tls` / `http.tls`: `{cert, key}` PEM file paths (resolved against the config file's folder),
+ * or null (plain ws:// and http://). The files themselves are read and checked when the daemon
+ * starts and at every SIGHUP (net/tls.ts).
+ */
+const tlsFiles = custom<{ cert: string; key: string } | null, null>(
+  (v, path, ctx) => {
+    const name = path.join('.');
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'object' || Array.isArray(v)) {
+      ctx.fail(path, `${name} must be a mapping {cert, key} of PEM file paths`);
+      return null;
+    }
+    const obj = v as Record<string, unknown>;
+    for (const k of Object.keys(obj)) {
+      if (k !== 'cert' && k !== 'key') ctx.fail([...path, k], `unknown key "${k}" in ${name}; expected one of: cert, key (put intermediates after the certificate in the cert file)`, true);
+    }
+    const out: Record<string, string> = {};
+    for (const k of ['cert', 'key'] as const) {
+      const f = obj[k];
+      if (typeof f !== 'string' || f === '') ctx.fail([...path, k], `${name}.${k} must be a file path${f === undefined ? ` (${name} needs both cert and key)` : ''}`);
+      else out[k] = resolve(ctx.baseDir, f);
+    }
+    return out.cert !== undefined && out.key !== undefined ? { cert: out.cert, key: out.key } : null;
+  },
+  { default: null },
+);
+
+/**
  * The notify config: every key, its type, range and default. `Config` is inferred from it and
  * `DEFAULTS` read from it. Units are in the names; durations are written "10s" and read as ms.
  */
@@ -117,6 +145,8 @@ export const CONFIG_SPEC = section({
      * connection from loopback counts as the last address in its X-Forwarded-For header.
      */
     behindProxy: boolean({ default: false }),
+    /** Serve wss:// and https:// (demo page, client script, service worker): `{cert, key}` PEM files, reread on SIGHUP. */
+    tls: tlsFiles,
   }),
   text: section({
     /** Line-based TCP ingress of the original protocol. */
@@ -137,6 +167,8 @@ export const CONFIG_SPEC = section({
     maxBodyBytes: integer({ min: KiB, max: 100 * MiB, default: 1 * MiB }),
     /** Allow a non-loopback http.listen without a token (otherwise notify refuses to start). */
     insecure: boolean({ default: false }),
+    /** Serve the API over https://: `{cert, key}` PEM files, reread on SIGHUP. */
+    tls: tlsFiles,
   }),
   /** Caps on what clients and publishers may use; each refusal is counted (notify_limit_refusals_total). */
   limits: section({

@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { type WsAuth, listFailures, mintToken } from '../console/api.js';
 import { isConsolePath, serveConsole } from '../console/route.js';
@@ -11,6 +11,7 @@ import type { DeviceService } from '../push/devices.js';
 import type { Publisher } from '../delivery/publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
+import { type TlsMaterial, type WebServer, createWebServer, useCertificate } from '../net/tls.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions } from '../message.js';
@@ -42,6 +43,8 @@ export interface HttpIngressOptions {
   wsAuth?: WsAuth;
   /** The latest final failures, for GET /v1/failures. @default none kept */
   failures?: FailureRing;
+  /** Serve https:// with this certificate (http.tls); `setTls` replaces it. @default plain http:// */
+  tls?: TlsMaterial;
 }
 
 type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams) => Promise<unknown>;
@@ -144,9 +147,9 @@ class TextAnswer {
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
 export class HttpIngress {
-  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy' | 'wsAuth' | 'failures'>> &
+  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy' | 'wsAuth' | 'failures' | 'tls'>> &
     Pick<HttpIngressOptions, 'metrics' | 'wsAuth' | 'failures'>;
-  readonly #server: Server;
+  readonly #server: WebServer;
   readonly #admission: Admission;
   readonly #routes: Route[];
   readonly #tokenDigest: Buffer | undefined;
@@ -172,20 +175,31 @@ export class HttpIngress {
       'GET /v1/openapi.json': async () => new TextAnswer('application/json; charset=utf-8', openapiDocument()),
     };
     this.#routes = ROUTES.map((r) => ({ ...r, handle: handlers[`${r.method} ${r.path}` as RouteKey] }));
-    this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 }, (req, res) => {
-      this.#serve(req, res).catch(async (err: unknown) => {
-        await lingerOnBody(req, this.#opts.maxBodyBytes);
-        this.#fail(res, err);
-      });
-    });
-    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
     this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
-    // Counted from accept; a connection silent until limits.silentTimeout is closed (the first
+    // Counted from accept (with TLS: from the end of the TLS handshake, which must end within
+    // limits.silentTimeout); a connection silent until limits.silentTimeout is closed (the first
     // request clears that: a publish may wait for its report in silence).
-    this.#server.on('connection', (socket: Socket) => {
-      if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
-    });
+    this.#server = createWebServer(
+      { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 },
+      opts.tls,
+      this.#admission.limits.silentTimeout,
+      (req, res) => {
+        this.#serve(req, res).catch(async (err: unknown) => {
+          await lingerOnBody(req, this.#opts.maxBodyBytes);
+          this.#fail(res, err);
+        });
+      },
+      (socket: Socket) => {
+        if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
+      },
+    );
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
     this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
+  }
+
+  /** A new certificate (http.tls reread at a reload) for connections from now on. */
+  setTls(tls: TlsMaterial): void {
+    useCertificate(this.#server, tls);
   }
 
   /** New connection limits (a reload). */

@@ -1,10 +1,11 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { NotifyError } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
+import { type TlsMaterial, type WebServer, createWebServer, useCertificate } from '../net/tls.js';
 import type { Logger } from '../obs/log.js';
 import { MAX_UID_BYTES, uidProblem } from '../message.js';
 import type { TargetIndex } from '../store/target-index.js';
@@ -55,6 +56,8 @@ export interface WebSocketTransportOptions {
   behindProxy?: boolean;
   /** Connection and session caps. @default no caps */
   limits?: Partial<ConnectionLimits>;
+  /** Serve wss:// and https:// with this certificate (ws.tls); `setTls` replaces it. @default plain ws:// */
+  tls?: TlsMaterial;
   telemetry?: Telemetry;
   /** Web Push registration for pages (the push-* frames) and the VAPID key the client script is served with. */
   push?: PagePush;
@@ -235,10 +238,10 @@ class ReplayReader {
  */
 export class WebSocketTransport implements Transport, LiveSessions {
   readonly name = 'websocket';
-  readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits' | 'push'>> & Pick<WebSocketTransportOptions, 'streams' | 'push'>;
+  readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits' | 'push' | 'tls'>> & Pick<WebSocketTransportOptions, 'streams' | 'push' | 'tls'>;
   readonly #admission: Admission;
   #sweeper: NodeJS.Timeout | undefined;
-  readonly #server: Server;
+  readonly #server: WebServer;
   readonly #wss: WebSocketServer;
   /** Every connection, bound or not, by session id. */
   readonly #conns = new Map<string, Session>();
@@ -278,14 +281,18 @@ export class WebSocketTransport implements Transport, LiveSessions {
     });
     // A client that trickles its request headers (slowloris) is cut off: 10 s for the headers
     // (the upgrade request included), checked every 2 s.
-    this.#server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 2000 }, (req, res) =>
-      this.#serveHttp(req, res),
-    );
     // Counted from accept, not from a completed handshake: a connection that never sends a byte
-    // holds a descriptor too (limits.connections, connectionsPerIp, silentTimeout).
-    this.#server.on('connection', (socket: Socket) => {
-      if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
-    });
+    // holds a descriptor too (limits.connections, connectionsPerIp, silentTimeout). With TLS,
+    // from the end of the TLS handshake, which itself must end within limits.silentTimeout.
+    this.#server = createWebServer(
+      { headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 2000 },
+      opts.tls,
+      this.#admission.limits.silentTimeout,
+      (req, res) => this.#serveHttp(req, res),
+      (socket: Socket) => {
+        if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
+      },
+    );
     this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'text'));
@@ -328,6 +335,11 @@ export class WebSocketTransport implements Transport, LiveSessions {
   /** The bound address, "host:port" ('' before start). */
   get address(): string {
     return this.#address;
+  }
+
+  /** A new certificate (ws.tls reread at a reload) for connections from now on; open sessions keep theirs. */
+  setTls(tls: TlsMaterial): void {
+    useCertificate(this.#server, tls);
   }
 
   /**

@@ -6,6 +6,8 @@ import { TextIngress } from '../ingress/text.js';
 import type { WebSocketTransport } from '../live/websocket.js';
 import { raiseFileLimit } from '../net/fd-limit.js';
 import { isLoopback } from '../net/listen.js';
+import { type TlsMaterial, describeTls, readTls } from '../net/tls.js';
+import { errorMessage } from '../errors.js';
 import { type Logger, silentLogger } from '../obs/log.js';
 import { Metrics } from '../obs/metrics.js';
 import type { DeviceService } from '../push/devices.js';
@@ -67,7 +69,17 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     storeRows: () => node.backends.streams?.size ?? 0,
   };
   const metrics = new Metrics(gauges);
-  const node = await buildNode(config, { log, live: true, telemetry: metrics, ...(opts.backends ? { backends: opts.backends } : {}), ...(opts.name !== undefined ? { name: opts.name } : {}) });
+  // The certificates first: a file that is wrong stops the start before the store is opened.
+  const wsTls = config.ws.tls ? readTls(config.ws.tls, 'ws.tls') : undefined;
+  const httpTls = config.http.tls ? readTls(config.http.tls, 'http.tls') : undefined;
+  const node = await buildNode(config, {
+    log,
+    live: true,
+    telemetry: metrics,
+    ...(opts.backends ? { backends: opts.backends } : {}),
+    ...(opts.name !== undefined ? { name: opts.name } : {}),
+    ...(wsTls ? { wsTls } : {}),
+  });
   const { transports, dispatcher, publisher } = node;
   const ws = node.websocket as WebSocketTransport;
   const closeTimeoutMs = config.shutdown.timeoutMs;
@@ -90,8 +102,9 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     wsAuth: config.ws.auth,
     ...health(),
   });
+  const { tls: _httpTlsFiles, ...httpSettings } = config.http;
   const http = new HttpIngress({
-    ...config.http,
+    ...httpSettings,
     publisher,
     devices: node.devices,
     health,
@@ -103,7 +116,37 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     wsAuth: { mode: config.ws.auth, secret: config.ws.secret },
     failures: node.failures,
     limits: { connections: config.limits.connections, connectionsPerIp: config.limits.connectionsPerIp, silentTimeout: config.limits.silentTimeout },
+    ...(httpTls ? { tls: httpTls } : {}),
   });
+  for (const m of [wsTls, httpTls]) {
+    if (m === undefined) continue;
+    for (const w of m.warnings) log.warn(w, { listener: m.configKey.split('.')[0] });
+  }
+
+  /**
+   * A reload rereads the certificate files of a listener that serves TLS (the same paths or new
+   * ones): new connections get the new certificate, open ones keep theirs. A file that is wrong
+   * keeps the running certificate and says why.
+   */
+  function reloadTls(next: Config): void {
+    const listeners = [
+      { key: 'ws.tls', files: next.ws.tls, running: wsTls !== undefined, set: (m: TlsMaterial) => ws.setTls(m) },
+      { key: 'http.tls', files: next.http.tls, running: httpTls !== undefined, set: (m: TlsMaterial) => http.setTls(m) },
+    ];
+    for (const l of listeners) {
+      if (!l.running || !l.files) continue;
+      let m: TlsMaterial;
+      try {
+        m = readTls(l.files, l.key);
+        l.set(m);
+      } catch (err) {
+        log.error(`${l.key}: keeping the running certificate: ${errorMessage(err)}`, { listener: l.key.split('.')[0] });
+        continue;
+      }
+      log.info(`${l.key}: certificate reloaded; new connections get it, open ones keep theirs`, { listener: l.key.split('.')[0], ...describeTls(m) });
+      for (const w of m.warnings) log.warn(w, { listener: l.key.split('.')[0] });
+    }
+  }
   const ingresses: Startable[] = [text, http];
 
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -157,9 +200,10 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
         log.info(`open files: at most ${fds.soft}${note}; each session is one`, { fdSoft: fds.soft, fdHard: fds.hard });
       }
       const a = daemon.addresses();
-      log.info(`websocket sessions on ws://${a.ws}/ (demo page: http://${a.ws}/)`, { listener: 'ws', address: a.ws });
+      const [wsScheme, pageScheme] = wsTls ? ['wss', 'https'] : ['ws', 'http'];
+      log.info(`websocket sessions on ${wsScheme}://${a.ws}/ (demo page: ${pageScheme}://${a.ws}/)`, { listener: 'ws', address: a.ws, ...(wsTls ? describeTls(wsTls) : {}) });
       log.info(`text ingress on tcp://${a.text}`, { listener: 'text', address: a.text });
-      log.info(`http api on http://${a.http}/v1/send`, { listener: 'http', address: a.http });
+      log.info(`http api on ${httpTls ? 'https' : 'http'}://${a.http}/v1/send`, { listener: 'http', address: a.http, ...(httpTls ? describeTls(httpTls) : {}) });
       if (config.ws.auth === 'none' && !isLoopback(config.ws.listen)) {
         log.warn(`ws.listen ${config.ws.listen} is reachable from other hosts and ws.auth is none: any page can bind any uid; set ws.auth: token`, {
           listener: 'ws',
@@ -172,6 +216,7 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     async reload(next) {
       if (state !== 'running') throw new Error('notify is not running');
       const result = await node.reload(next);
+      reloadTls(next);
       http.setLimits({ connections: next.limits.connections, connectionsPerIp: next.limits.connectionsPerIp, silentTimeout: next.limits.silentTimeout });
       return result;
     },

@@ -16,10 +16,24 @@ import { type RetryOutcome, type RetrySubject, RetryTicket } from '../push/retry
 import { type Backends, type BackendFactory, backendsFor } from '../store/backends.js';
 import { MemoryRegistry, type Registry, type TargetIndex } from '../store/target-index.js';
 import type { Uid } from '../types.js';
+import type { TlsMaterial } from '../net/tls.js';
 
 
 /** The config sections a running node cannot apply: a reload lists their changes as needing a restart. */
 export const RESTART_SECTIONS = ['ws', 'text', 'http', 'state', 'history', 'shutdown'] as const;
+
+/**
+ * A restart-only section as a reload compares it: a listener's `tls` files are reread at every
+ * reload (new paths too), so only turning TLS on or off takes a restart.
+ */
+function restartView(section: object): object {
+  return 'tls' in section ? { ...section, tls: section.tls !== null } : section;
+}
+
+/** `running` with the tls files of `next` when both serve TLS (a reload rereads them). */
+function withTls<S extends { tls: unknown }>(running: S, next: S): S {
+  return running.tls !== null && next.tls !== null ? { ...running, tls: next.tls } : running;
+}
 
 /** What a reload did. */
 export interface ReloadResult {
@@ -40,6 +54,8 @@ export interface NodeOptions {
   backends?: BackendFactory;
   /** This node's name. @default hostname-pid */
   name?: string;
+  /** The certificate of ws.tls, read and checked (net/tls.ts readTls); the daemon reloads it. */
+  wsTls?: TlsMaterial;
 }
 
 /**
@@ -116,6 +132,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         auth: { mode: ws.auth, secret: ws.secret },
         bindTimeoutMs: ws.bindTimeout,
         behindProxy: ws.behindProxy,
+        ...(opts.wsTls ? { tls: opts.wsTls } : {}),
         limits: config.limits,
         telemetry,
         index: backends.sessions,
@@ -267,7 +284,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       }
     },
     async reload(next) {
-      const restartNeeded = RESTART_SECTIONS.filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k])).map(String);
+      const restartNeeded = RESTART_SECTIONS.filter((k) => JSON.stringify(restartView(current[k])) !== JSON.stringify(restartView(next[k]))).map(String);
       const was = new Map(transports.filter((t) => t !== websocket).map((t) => [t.name, t]));
       const list: Transport[] = websocket ? [websocket] : [];
       const fresh: Transport[] = [];
@@ -305,7 +322,8 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       publisher.configure({ route: next.dispatch.route, ackTimeoutMs: next.dispatch.ackTimeout, uidsPerMessage: next.limits.uidsPerMessage });
       websocket?.setLimits(next.limits);
       // What runs: the new applied settings, and the old values of what needs a restart.
-      current = { ...next, ws: current.ws, text: current.text, http: current.http, state: current.state, history: current.history, shutdown: current.shutdown };
+      // (A tls section's files are the daemon's to reread: the paths in force are the new ones.)
+      current = { ...next, ws: withTls(current.ws, next.ws), text: current.text, http: withTls(current.http, next.http), state: current.state, history: current.history, shutdown: current.shutdown };
       // Replaced and removed transports let requests on the wire finish (shutdown.graceMs) and
       // hand everything else (queued, waiting for a retry, cut off) to the retry queue as they
       // stop; the successors of the replaced ones claim it at once and send it.

@@ -26,18 +26,23 @@ export interface BrowserPage {
  * checkHost). The browser is closed when the test ends. t.after hooks run in the order they were
  * added (Node 20), so what the test started before opening the page (a daemon) stops first.
  */
-export async function openPage(t: TestContext): Promise<BrowserPage> {
-  return (await openContext(t)).open;
+export async function openPage(t: TestContext, opts: LaunchOptions = {}): Promise<BrowserPage> {
+  return (await openContext(t, opts)).open;
+}
+
+export interface LaunchOptions {
+  /** Command-line switches added to the usual ones (e.g. --ignore-certificate-errors-spki-list=…). */
+  args?: string[];
 }
 
 /**
  * Like openPage, in a browser context of its own (`context.newPage()` opens more pages in it;
  * a page of `browser.newPage()` cannot). Its pages share service workers and permissions.
  */
-export async function openContext(t: TestContext): Promise<{ context: BrowserContext; open: BrowserPage }> {
+export async function openContext(t: TestContext, opts: LaunchOptions = {}): Promise<{ context: BrowserContext; open: BrowserPage }> {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', ...(opts.args ?? [])],
     timeout: SLOW_MS,
   });
   t.after(() => browser.close());

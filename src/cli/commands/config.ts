@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import { parse, stringify } from 'yaml';
 import { type Config, ConfigError } from '../../config/load.js';
 import { printableConfig } from '../../config/print.js';
+import { errorMessage } from '../../errors.js';
+import { readTls } from '../../net/tls.js';
 import { EXIT, type Io, type Result } from '../io.js';
 import { configOption, configSource, readConfig } from '../options.js';
 
@@ -30,8 +32,21 @@ function configCheck(io: Io, o: { config?: string; print?: boolean }): number {
     for (const p of err.problems) io.err(`${p}\n`);
     return EXIT.error;
   }
+  // The certificate files too, as a start (and a SIGHUP) reads them.
+  const source = path ?? 'built-in defaults';
+  let bad = false;
+  for (const [key, files] of [['ws.tls', config.ws.tls], ['http.tls', config.http.tls]] as const) {
+    if (!files) continue;
+    try {
+      for (const w of readTls(files, key).warnings) io.err(`${source}: warning: ${w}\n`);
+    } catch (err) {
+      io.err(`${source}: ${errorMessage(err)}\n`);
+      bad = true;
+    }
+  }
+  if (bad) return EXIT.error;
   // Status on stderr when printing, so that `config check --print > effective.yaml` is the YAML alone.
-  const ok = `${path ?? 'built-in defaults'}: ok\n`;
+  const ok = `${source}: ok\n`;
   if (!o.print) {
     io.out(ok);
     return 0;

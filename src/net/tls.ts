@@ -1,0 +1,143 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { type IncomingMessage, type Server as HttpServer, type ServerOptions as HttpServerOptions, type ServerResponse, createServer as createHttpServer } from 'node:http';
+import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import { NotifyError } from '../errors.js';
+
+/** `ws.tls` / `http.tls`: the PEM files a listener serves TLS with (paths, absolute once read). */
+export interface TlsFiles {
+  /** The certificate, optionally followed by its intermediates (a "fullchain.pem"). */
+  cert: string;
+  /** Its private key (unencrypted PEM). */
+  key: string;
+}
+
+/** Certificates that run out within this long are logged as a warning at start and reload. */
+export const EXPIRY_WARNING_MS = 14 * 24 * 3600 * 1000;
+
+/** A certificate and key read and checked: what a TLS listener is given. */
+export interface TlsMaterial {
+  /** The config key the files came from (`ws.tls`), for log lines. */
+  configKey: string;
+  files: TlsFiles;
+  cert: Buffer;
+  key: Buffer;
+  /** The served (first) certificate: SHA-256 fingerprint, serial, subject and validity. */
+  fingerprint256: string;
+  serialNumber: string;
+  subject: string;
+  validFrom: Date;
+  validTo: Date;
+  /** Not refused, but worth a line in the log (it expires soon). */
+  warnings: string[];
+}
+
+function readPem(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (code ?? 'unreadable');
+    throw new NotifyError('NOTIFY_ERR_CONFIG', `${what}: cannot read ${file}: ${why}`);
+  }
+}
+
+/**
+ * Reads and checks the files of `configKey` (`ws.tls`, `http.tls`): both readable, the first PEM
+ * block of `cert` a certificate valid now, `key` a private key that matches it. Throws a
+ * NOTIFY_ERR_CONFIG with one line naming the key and the file; never any of the key's content.
+ *
+ * An expired (or not yet valid) certificate is refused rather than served with a warning: every
+ * browser and `notify send` would refuse it, so the listener would only look up while no client
+ * could connect; refusing puts the reason in the one place an operator looks (the start or the
+ * reload's log line), and on a reload the running certificate is kept.
+ */
+export function readTls(files: TlsFiles, configKey: string, now = Date.now()): TlsMaterial {
+  const certKey = `${configKey}.cert`;
+  const keyKey = `${configKey}.key`;
+  const cert = readPem(files.cert, certKey);
+  const key = readPem(files.key, keyKey);
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    throw new NotifyError('NOTIFY_ERR_CONFIG', `${certKey}: ${files.cert} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+  }
+  let privateKey: ReturnType<typeof createPrivateKey>;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    // Node's message may quote what it could not parse: ours names the file only.
+    throw new NotifyError('NOTIFY_ERR_CONFIG', `${keyKey}: ${files.key} holds no unencrypted PEM private key ("-----BEGIN PRIVATE KEY-----")`);
+  }
+  if (!x509.checkPrivateKey(privateKey)) {
+    throw new NotifyError('NOTIFY_ERR_CONFIG', `${keyKey}: ${files.key} is not the key of the certificate in ${files.cert} (${certKey})`);
+  }
+  const validFrom = new Date(x509.validFrom);
+  const validTo = new Date(x509.validTo);
+  if (validTo.getTime() <= now) {
+    throw new NotifyError('NOTIFY_ERR_CONFIG', `${certKey}: the certificate in ${files.cert} expired on ${validTo.toISOString()}; renew it (clients refuse an expired certificate)`);
+  }
+  if (validFrom.getTime() > now) {
+    throw new NotifyError('NOTIFY_ERR_CONFIG', `${certKey}: the certificate in ${files.cert} is not valid before ${validFrom.toISOString()} (is this machine's clock right?)`);
+  }
+  const warnings: string[] = [];
+  const left = validTo.getTime() - now;
+  if (left < EXPIRY_WARNING_MS) {
+    warnings.push(`${certKey}: the certificate in ${files.cert} expires on ${validTo.toISOString()} (in ${Math.max(1, Math.round(left / 3_600_000))} h); renew it and send SIGHUP`);
+  }
+  return {
+    configKey,
+    files,
+    cert,
+    key,
+    fingerprint256: x509.fingerprint256,
+    serialNumber: x509.serialNumber,
+    subject: x509.subject.replace(/\n/g, ', '),
+    validFrom,
+    validTo,
+    warnings,
+  };
+}
+
+/** What a log line says about a certificate in use (no key material). */
+export function describeTls(m: TlsMaterial): Record<string, string> {
+  return { cert: m.files.cert, subject: m.subject, serial: m.serialNumber, sha256: m.fingerprint256, validTo: m.validTo.toISOString() };
+}
+
+/** A plain or a TLS HTTP server: both are what the listeners need (listen, close, upgrade). */
+export type WebServer = HttpServer | HttpsServer;
+
+/**
+ * An HTTP server, or with `tls` an HTTPS one serving `tls`'s certificate (its TLS handshake must
+ * finish within `handshakeTimeoutMs`). `onConnection` sees each connection as the requests will:
+ * the TCP socket, or for TLS the TLS socket once its handshake is done. (Admission counts and
+ * times out that socket: a timeout set on the TCP socket under a TLS one would still fire after a
+ * request or an upgrade has cleared the TLS socket's.)
+ */
+export function createWebServer(
+  options: HttpServerOptions,
+  tls: TlsMaterial | undefined,
+  handshakeTimeoutMs: number,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  onConnection: (socket: Socket) => void,
+): WebServer {
+  if (tls === undefined) {
+    const server = createHttpServer(options, handler);
+    server.on('connection', onConnection);
+    return server;
+  }
+  const server = createHttpsServer({ ...options, cert: tls.cert, key: tls.key, handshakeTimeout: handshakeTimeoutMs }, handler);
+  server.on('secureConnection', onConnection);
+  return server;
+}
+
+/**
+ * New connections of `server` get `tls`'s certificate; those open keep theirs (the rotation of a
+ * SIGHUP: no session is dropped).
+ */
+export function useCertificate(server: WebServer, tls: TlsMaterial): void {
+  if (!('setSecureContext' in server)) throw new TypeError('this listener was started without TLS');
+  server.setSecureContext({ cert: tls.cert, key: tls.key });
+}
