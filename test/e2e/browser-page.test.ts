@@ -171,7 +171,7 @@ test('browser: with ws.auth: token the demo page binds with ?token= from its URL
   assert.deepEqual(open.pageErrors, []);
 });
 
-test('browser: the demo page stops on each permanent refusal (4400, 4401, 4403, 4406, 4410) and says why; the daemon sees one attempt each', { skip: SKIP }, async (t) => {
+test('browser: the demo page stops on each permanent refusal (4400, 4401, 4403, 4406, 4410, 1008) and says why; the daemon sees one attempt each', { skip: SKIP }, async (t) => {
   const d = await startDaemon(t, TOKEN_WS);
   const { context, open } = await openContext(t);
   const cases: { query: string; state: string }[] = [
@@ -180,6 +180,8 @@ test('browser: the demo page stops on each permanent refusal (4400, 4401, 4403, 
     { query: `?uid=victim&token=${await makeJwt(OTHER_SECRET, 'victim', nowS() + 600)}`, state: 'refused: token signature does not match (4403)' },
     { query: `?uid=victim&token=${await makeJwt(SECRET, 'someone-else', nowS() + 600)}`, state: 'refused: token is for another uid (4406)' },
     { query: `?uid=victim&token=${makeToken(SECRET, 'victim', nowS() - 60)}`, state: 'refused: token expired (4410)' },
+    // Not an auth refusal: a bind the daemon cannot take (1008) would be refused again too.
+    { query: `?uid=${'v'.repeat(257)}&token=${makeToken(SECRET, 'v'.repeat(257), nowS() + 600)}`, state: 'refused: uid longer than 256 bytes (1008)' },
   ];
   const pages: { page: Page; sockets: number }[] = [];
   for (const [i, c] of cases.entries()) {
@@ -195,7 +197,7 @@ test('browser: the demo page stops on each permanent refusal (4400, 4401, 4403, 
   }
   // Watched for a few seconds: a client that retried would have come back several times.
   await sleep(WATCH_MS);
-  assert.equal(await refusals(d, 'auth'), cases.length, 'one connection attempt per page reached the daemon');
+  assert.equal(await refusals(d, 'auth'), cases.length - 1, 'one connection attempt per page reached the daemon (the 1008 one is no auth refusal)');
   for (const [i, c] of cases.entries()) {
     const { page, sockets } = pages[i] as { page: Page; sockets: number };
     assert.equal(sockets, 1, `${c.state}: one WebSocket, no retry`);
