@@ -138,7 +138,9 @@ export async function checkJwt(secret: string, token: string, uid: string, nowS 
   } catch (err) {
     return jwtRefusal(err, token);
   }
-  if (typeof payload.sub !== 'string' || typeof payload.exp !== 'number') return { ok: false, code: AUTH_CLOSE.malformed, reason: 'malformed token: sub must be a string' };
+  // jose checks both; kept so the types below hold whatever a jose version does.
+  if (typeof payload.sub !== 'string') return { ok: false, code: AUTH_CLOSE.malformed, reason: 'malformed token: sub must be a string' };
+  if (typeof payload.exp !== 'number') return { ok: false, code: AUTH_CLOSE.malformed, reason: 'malformed token: exp must be a number' };
   if (payload.sub !== uid) return { ok: false, code: AUTH_CLOSE.otherUid, reason: 'token is for another uid' };
   return { ok: true, exp: payload.exp };
 }
