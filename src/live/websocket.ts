@@ -10,7 +10,7 @@ import type { Logger } from '../obs/log.js';
 import { MAX_UID_BYTES, uidProblem } from '../message.js';
 import type { TargetIndex } from '../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
-import { AUTH_CLOSE, checkToken } from '../auth.js';
+import { AUTH_CLOSE, type TokenCheck, checkBindToken } from '../auth.js';
 import type { AckRelay } from '../store/acks.js';
 import type { Presence } from '../store/presence.js';
 import { BROADCAST_STREAM, type HistoryPage, type HistoryQuery, type MessageStreams, type Publication, type StreamPosition, streamOf, uidOfStream } from '../store/stream.js';
@@ -94,6 +94,8 @@ class Session extends WebSocket {
   alive = true;
   /** Bound with the resume protocol: gets `{"id","data"}` envelopes and may ack them. */
   envelope = false;
+  /** Its bind asked for revision 2 of the resume protocol (RESUME_V2). */
+  v2 = false;
   /** Resume protocol: the offsets of the newest publications it has, in its uid's stream and in the broadcast stream. */
   uPos = 0;
   bPos = 0;
@@ -109,15 +111,30 @@ class Session extends WebSocket {
   born = 0;
   /** A token given in the URL, used when it binds. */
   urlToken: string | undefined = undefined;
+  /** Its bind's token is being checked (a JWT): frames meanwhile are ignored. */
+  binding = false;
   /** push-* frames received (bounded by PUSH_FRAMES_PER_SESSION); whether one is being handled. */
   pushFrames = 0;
   pushBusy = false;
 }
 
-/** A message as one envelope of the resume protocol: `{"id":"…","data":…}`. */
-export function envelopeOf(id: string, frame: string, json: boolean): string {
-  return `{"id":${JSON.stringify(id)},"data":${json ? frame : JSON.stringify(frame)}}`;
+/**
+ * A message as one envelope of the resume protocol: `{"id":"…","data":…}`; a replayed one, to a
+ * session bound with `"v":2`, ends with `"replay":true`.
+ */
+export function envelopeOf(id: string, frame: string, json: boolean, replay = false): string {
+  return `{"id":${JSON.stringify(id)},"data":${json ? frame : JSON.stringify(frame)}${replay ? ',"replay":true' : ''}}`;
 }
+
+/**
+ * The revision of the resume protocol a bind may ask for with `"v":2`: the bind is answered with
+ * BOUND_FRAME once accepted (before any replay or gap), and replayed envelopes carry
+ * `"replay":true`. A bind without it gets the frames of revision 1, unchanged.
+ */
+export const RESUME_V2 = 2;
+
+/** The answer to an accepted bind of revision 2. */
+export const BOUND_FRAME = '{"type":"bound"}';
 
 /** Where a message sits in the stream a session of `uid` follows it by (undefined: not stored). */
 function positionFor(msg: Message, uid: Uid): Publication | undefined {
@@ -228,9 +245,10 @@ class ReplayReader {
  * - Plain sessions (the original protocol) bind a uid with their first text frame or `?uid=`
  *   and receive every push for it as one text frame carrying the message's frame unchanged.
  * - Resuming sessions bind with `{"type":"bind","uid","since"}` and receive `{"id","data"}`
- *   envelopes: the stored ones after `since`, then live ones; they may ack.
- * - With auth `token`, a bind needs a token for the uid (URL or bind frame); refusals close
- *   with the 44xx codes of AUTH_CLOSE. Unbound connections are closed after bindTimeoutMs.
+ *   envelopes: the stored ones after `since`, then live ones; they may ack. With `"v":2` the
+ *   accepted bind is answered `{"type":"bound"}` and replayed envelopes are marked (RESUME_V2).
+ * - With auth `token`, a bind needs a token for the uid (URL or bind frame): `nt1.` or a JWT
+ *   (checkBindToken); refusals close with the 44xx codes of AUTH_CLOSE. Unbound connections are closed after bindTimeoutMs.
  * - Limits: connections in all and per address, new connections per second per address (at
  *   the upgrade, HTTP 503/429), sessions per uid (4429).
  * A uid may have any number of sessions; each is its own target, keyed by session id. The same
@@ -305,7 +323,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
     this.#onMessage = function (data, isBinary) {
       const s = this as Session;
       s.alive = true;
-      if (s.uid === undefined) transport.#bindByFrame(s, data, isBinary);
+      if (s.uid === undefined) {
+        if (!s.binding) transport.#bindByFrame(s, data, isBinary);
+      }
       else if (s.envelope && !isBinary) transport.#control(s, data.toString());
       // Frames after a plain bind are ignored, as in the original protocol.
     };
@@ -586,7 +606,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
         bind = undefined;
       }
       if (bind !== null && typeof bind === 'object' && (bind as { type?: unknown }).type === 'bind') {
-        this.#bindResume(s, bind as { uid?: unknown; since?: unknown });
+        this.#bindResume(s, bind as { uid?: unknown; since?: unknown; token?: unknown; v?: unknown });
         return;
       }
     }
@@ -601,13 +621,30 @@ export class WebSocketTransport implements Transport, LiveSessions {
     }
     const auth = this.#opts.auth;
     if (auth.mode === 'token') {
-      const check = checkToken(auth.secret as string, token, uid);
-      if (!check.ok) {
-        this.#opts.telemetry.refused('auth');
-        s.close(check.code, check.reason);
-        return false;
+      const check = checkBindToken(auth.secret as string, token, uid);
+      if (check instanceof Promise) {
+        // A JWT: jose answers asynchronously. Frames that come meanwhile are not binds (#onMessage).
+        s.binding = true;
+        return check.then((c) => {
+          s.binding = false;
+          return s.readyState === WebSocket.OPEN && this.#authorized(s, c) && this.#admit(s, uid);
+        });
       }
+      if (!this.#authorized(s, check)) return false;
     }
+    return this.#admit(s, uid);
+  }
+
+  /** Whether the token check passed; a refusal closes the session with its code and reason. */
+  #authorized(s: Session, check: TokenCheck): boolean {
+    if (check.ok) return true;
+    this.#opts.telemetry.refused('auth');
+    s.close(check.code, check.reason);
+    return false;
+  }
+
+  /** A bind that passed its checks: limits.sessionsPerUid, then the index and presence. */
+  #admit(s: Session, uid: Uid): boolean | Promise<boolean> {
     const perUid = this.#admission.limits.sessionsPerUid;
     // Counted on every node (presence); on one node that is this node's index.
     const count = perUid === Infinity ? 0 : this.#opts.presence.count(uid);
@@ -695,7 +732,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
    * it from then on, but they are held back while the stored ones are read; then the two are
    * merged by offset (duplicates dropped), and it goes live.
    */
-  #bindResume(s: Session, bind: { uid?: unknown; since?: unknown; token?: unknown }): void {
+  #bindResume(s: Session, bind: { uid?: unknown; since?: unknown; token?: unknown; v?: unknown }): void {
     if (typeof bind.uid !== 'string') {
       s.close(CLOSE.policyViolation, 'bind needs "uid" (a string)');
       return;
@@ -711,11 +748,13 @@ export class WebSocketTransport implements Transport, LiveSessions {
     s.sid = RESUME_SID + s.sid.slice(1);
     this.#conns.set(s.sid, s);
     s.envelope = true;
+    s.v2 = bind.v === RESUME_V2;
     s.held = [];
     s.heldBytes = 0;
     const uid = bind.uid;
     const bound = (ok: boolean): void => {
       if (!ok) return;
+      if (s.v2 && s.readyState === WebSocket.OPEN) s.send(BOUND_FRAME);
       const streams = this.#opts.streams;
       if (streams === undefined) {
         s.held = undefined;
@@ -785,12 +824,12 @@ export class WebSocketTransport implements Transport, LiveSessions {
         const last = pubs.length - 1;
         for (let i = 0; i < last; i++) {
           const p = pubs[i] as Publication;
-          s.send(envelopeOf(p.id, p.frame, p.json));
+          s.send(envelopeOf(p.id, p.frame, p.json, s.v2));
         }
         const p = pubs[last] as Publication;
         let written = false;
         let waiting = false;
-        s.send(envelopeOf(p.id, p.frame, p.json), () => {
+        s.send(envelopeOf(p.id, p.frame, p.json, s.v2), () => {
           written = true;
           if (waiting) pump();
         });

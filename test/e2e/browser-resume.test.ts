@@ -5,6 +5,7 @@ import { SKIP, SLOW_MS, openPage } from '../helpers/browser.js';
 import { textClient, until } from '../helpers/clients.js';
 import { tempDir, testConfig } from '../helpers/daemon.js';
 import { deadPort } from '../helpers/net.js';
+import { shownValues } from '../helpers/demo-page.js';
 
 // The demo page (GET / on the WebSocket port) uses /notify-client.js: when its socket drops, it
 // reconnects with backoff and binds with the last id it saw, so pushes sent while it was away
@@ -54,16 +55,17 @@ test('browser: the demo page resumes after a daemon restart: pushes sent while i
   await page.locator('#state', { hasText: /^connected$/ }).waitFor();
   await until(() => d1.registry.index('websocket').has('uid1'), 'the page to bind uid1', SLOW_MS);
 
-  const pushes = page.locator('#pushes li');
-  const items = (): Promise<string[]> => pushes.allTextContents();
+  const pushes = page.locator('#pushes li.push');
+  const items = (): Promise<unknown[]> => shownValues(page);
   const line = (n: number): string => JSON.stringify({ uid: 'uid1', n, text: `push ${n}` });
+  const shown = (...ns: number[]): unknown[] => ns.map((n) => JSON.parse(line(n)));
 
   // Two pushes while the page is connected.
   const before = await textClient(t, Number(d1.addresses().text.split(':').pop()));
   before.write(`${line(1)}\n${line(2)}\n`);
   assert.deepEqual(await before.replies(2, SLOW_MS), ['ok', 'ok']);
   await pushes.nth(1).waitFor();
-  assert.deepEqual(await items(), [line(1), line(2)]);
+  assert.deepEqual(await items(), shown(1, 2));
 
   // The daemon goes away: the page's socket closes and its reconnects fail. Wait for the second
   // failed attempt: the backoff then waits 0.5-1 s before the next one, a window in which the
@@ -93,24 +95,30 @@ test('browser: the demo page resumes after a daemon restart: pushes sent while i
   after.write(`${line(5)}\n`);
   assert.deepEqual((await after.replies(3, SLOW_MS))[2], 'ok');
   await pushes.nth(4).waitFor();
-  assert.deepEqual(await items(), [line(1), line(2), line(3), line(4), line(5)]);
+  assert.deepEqual(await items(), shown(1, 2, 3, 4, 5));
   assert.equal(await page.locator('#pushes li.gap').count(), 0, 'no gap: the last id seen was still stored');
   // Each item's title is its message id: five different ids, increasing.
   const titles = await pushes.evaluateAll((els) => els.map((e) => e.getAttribute('title') ?? ''));
   assert.equal(new Set(titles).size, 5);
   assert.deepEqual(titles, [...titles].sort());
 
-  // On the wire: the page bound with the last id it had seen, and the new daemon sent only what
-  // came after it (not pushes 1 and 2 again), each acked.
+  // On the wire: the page bound with the last id it had seen (resume protocol revision 2), and
+  // the new daemon accepted the bind, then sent only what came after it (not pushes 1 and 2
+  // again: 3 and 4 replayed from the store, 5 live), each acked.
   const resumed = sockets.filter((s) => !s.failed && s.received.length > 0);
   assert.equal(resumed.length, 2, 'one socket to each daemon');
   const [first, second] = resumed as [Socket, Socket];
-  assert.deepEqual(JSON.parse(first.sent[0] ?? 'null'), { type: 'bind', uid: 'uid1', since: null });
-  assert.deepEqual(JSON.parse(second.sent[0] ?? 'null'), { type: 'bind', uid: 'uid1', since: titles[1] });
+  assert.deepEqual(JSON.parse(first.sent[0] ?? 'null'), { type: 'bind', uid: 'uid1', since: null, v: 2 });
+  assert.deepEqual(JSON.parse(second.sent[0] ?? 'null'), { type: 'bind', uid: 'uid1', since: titles[1], v: 2 });
+  assert.equal(second.received[0], '{"type":"bound"}');
   assert.deepEqual(
-    second.received.map((f) => (JSON.parse(f) as { data: { n: number } }).data.n),
-    [3, 4, 5],
+    second.received.slice(1).map((f) => {
+      const e = JSON.parse(f) as { data: { n: number }; replay?: boolean };
+      return [e.data.n, e.replay === true];
+    }),
+    [[3, true], [4, true], [5, false]],
   );
+  assert.deepEqual(await pushes.evaluateAll((els) => els.map((e) => e.className)), ['push live', 'push live', 'push replay', 'push replay', 'push live']);
   await until(() => second.sent.length === 4, 'the page to ack 3, 4 and 5', SLOW_MS);
   assert.deepEqual(
     second.sent.slice(1).map((f) => JSON.parse(f) as unknown),

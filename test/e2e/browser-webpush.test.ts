@@ -4,6 +4,7 @@ import type { CDPSession, Page } from 'playwright-core';
 import type { PublishReport } from '../../src/types.js';
 import { SKIP, SLOW_MS, openContext, openPage } from '../helpers/browser.js';
 import { until } from '../helpers/clients.js';
+import { shownValues } from '../helpers/demo-page.js';
 import { webpushWorld } from '../helpers/webpush.js';
 
 // The page side of Web Push in Debian's Chromium. Chromium cannot create a real push
@@ -126,8 +127,8 @@ test('browser webpush, live-first: the demo page enables notifications (subscrib
   const open = await send('tab open');
   assert.deepEqual(open.paths, { uid1: 'live' });
   assert.deepEqual(open.results.map((r) => [r.transport, r.status]), [['websocket', 'sent']]);
-  await page.locator('#pushes li').first().waitFor();
-  assert.deepEqual(await page.locator('#pushes li').allTextContents(), [JSON.stringify({ title: 'Hi', msg: 'tab open' })]);
+  await page.locator('#pushes li.push').first().waitFor();
+  assert.deepEqual(await shownValues(page), [{ title: 'Hi', msg: 'tab open' }]);
   assert.equal(w.fake.requests.length, 0);
 
   // Every tab of the uid closed (another page of the origin, bound to no uid, stays for DevTools).

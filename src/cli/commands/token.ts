@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { makeToken } from '../../auth.js';
+import { makeJwt, makeToken } from '../../auth.js';
 import { parseDuration } from '../../duration.js';
 import { errorMessage } from '../../errors.js';
 import { checkUid } from '../../message.js';
@@ -11,6 +11,7 @@ interface TokenOptions {
   ttl: string;
   config?: string;
   json?: boolean;
+  jwt?: boolean;
 }
 
 /** `notify token`: a connection token for a uid, signed with ws.secret. */
@@ -22,12 +23,13 @@ export function addTokenCommand(program: Command, io: Io, result: Result): void 
     .option('--ttl <duration>', 'how long it is valid, e.g. 15m, 1h, 7d', '1h')
     .addOption(configOption())
     .option('--json', 'print {uid, token, expiresAt}')
-    .action((o: TokenOptions) => {
-      result.code = tokenCommand(io, o);
+    .option('--jwt', 'print a standard JWT instead (HS256 with ws.secret, the uid in sub, exp)')
+    .action(async (o: TokenOptions) => {
+      result.code = await tokenCommand(io, o);
     });
 }
 
-function tokenCommand(io: Io, o: TokenOptions): number {
+async function tokenCommand(io: Io, o: TokenOptions): Promise<number> {
   const config = readConfig(o.config);
   if (!config.ws.secret) {
     const { path } = configSource(o.config);
@@ -51,7 +53,7 @@ function tokenCommand(io: Io, o: TokenOptions): number {
   })();
   if (bad) throw new CliError(bad);
   const expiresAt = Math.floor((Date.now() + ttlMs) / 1000);
-  const token = makeToken(config.ws.secret, o.uid, expiresAt);
+  const token = o.jwt ? await makeJwt(config.ws.secret, o.uid, expiresAt) : makeToken(config.ws.secret, o.uid, expiresAt);
   io.out(o.json ? `${JSON.stringify({ uid: o.uid, token, expiresAt: new Date(expiresAt * 1000).toISOString() })}\n` : `${token}\n`);
   return 0;
 }
