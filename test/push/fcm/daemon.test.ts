@@ -22,7 +22,9 @@ test('fcm daemon: over HTTPS with a private CA, a uid with a YAML token and one 
   assert.equal(add.code, EXIT.delivered, add.err);
   assert.equal(add.out, `registered: phone fcm ${apiToken}\n`);
   const list = await cli(['devices', 'list', '--server', d.httpUrl, '--uid', 'phone']);
-  assert.deepEqual(lines(list.out).sort(), [`phone\tfcm\t${apiToken}\tapi`, `phone\tfcm\t${yamlToken}\tconfig`].sort());
+  const [header, ...rows] = lines(list.out);
+  assert.equal(header, 'UID\tTRANSPORT\tTOKEN\tSOURCE');
+  assert.deepEqual(rows.sort(), [`phone\tfcm\t${apiToken}\tapi`, `phone\tfcm\t${yamlToken}\tconfig`].sort());
 
   const report = await send(d.httpUrl, { uid: 'phone', title: 'Build', msg: 'green', data: { run: 42 } });
   assert.equal(report.delivered, true);
