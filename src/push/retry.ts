@@ -167,10 +167,13 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
   let attempts = run.attempts ?? 0;
   let freshUsed = false;
   const end = async (out: RetryOutcome): Promise<RetryOutcome> => {
-    try {
-      await ticket.done();
-    } catch (err) {
-      log.error('releasing a retry failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
+    // Most deliveries end at the first attempt, never held: nothing to release, no await.
+    if (ticket.held) {
+      try {
+        await ticket.done();
+      } catch (err) {
+        log.error('releasing a retry failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
+      }
     }
     ticket.ended(out, attempts);
     return out;

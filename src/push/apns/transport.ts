@@ -25,7 +25,7 @@ import {
   sendToEach,
 } from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
-import { ApnSession } from './node-apn-session.js';
+import { ApnSession, type BuiltNotification, buildNotification } from './node-apn-session.js';
 import { STOP_GRACE_DEFAULT_MS } from '../provider-client.js';
 
 // node-apn is CommonJS and pulls in node-forge and jsonwebtoken: load it only when an APNs
@@ -176,7 +176,7 @@ export const apnsType: TransportType = {
 
 interface Job {
   token: string;
-  note: Apn.Notification;
+  note: BuiltNotification;
   signal: AbortSignal;
   resolve(r: ApnResult | undefined): void;
 }
@@ -303,8 +303,11 @@ export class ApnsTransport implements Transport {
     });
   }
 
-  /** The message as a node-apn Notification, or why it cannot be one. One per message: node-apn caches the JSON (reference B.2). */
-  #notification(msg: Message): Apn.Notification | string {
+  /**
+   * The message as a node-apn Notification built for the wire (headers and JSON), or why it
+   * cannot be one. Once per message, not per token (reference B.2).
+   */
+  #notification(msg: Message): BuiltNotification | string {
     const pkg = toApnsNotification(msg);
     if ('error' in pkg) return pkg.error;
     const note = new (loadApn().Notification)();
@@ -312,7 +315,7 @@ export class ApnsTransport implements Transport {
     note.topic = this.#settings.topic;
     note.pushType = pkg.pushType;
     note.priority = pkg.priority;
-    return note;
+    return buildNotification(note);
   }
 
   /** Sends to one token through the shared retry loop, until it is sent or given up, or notify stops. */
@@ -320,7 +323,7 @@ export class ApnsTransport implements Transport {
     uid: Uid,
     token: string,
     msg: Message,
-    note: Apn.Notification,
+    note: BuiltNotification,
     resumed: PendingRetry | undefined,
     noteReason: (r: string) => void,
   ): Promise<DeliveryResult> {
@@ -352,7 +355,7 @@ export class ApnsTransport implements Transport {
   }
 
   /** One request for `token`, judged; undefined when notify stopped before an answer. */
-  async #attempt(token: string, note: Apn.Notification, stop: AbortSignal): Promise<Verdict | undefined> {
+  async #attempt(token: string, note: BuiltNotification, stop: AbortSignal): Promise<Verdict | undefined> {
     if (this.#queued >= this.#maxQueued) {
       return { kind: 'failed', reason: `queue full (${this.#queued} waiting; transports.${this.name}.maxQueued)` };
     }
@@ -393,7 +396,7 @@ export class ApnsTransport implements Transport {
   }
 
   /** Queues one request; resolves with node-apn's result, or undefined if aborted before it was sent. */
-  #enqueue(token: string, note: Apn.Notification, signal: AbortSignal): Promise<ApnResult | undefined> {
+  #enqueue(token: string, note: BuiltNotification, signal: AbortSignal): Promise<ApnResult | undefined> {
     return new Promise((resolve) => {
       this.#queue.push({ token, note, signal, resolve });
       this.#pump();
@@ -429,11 +432,14 @@ export class ApnsTransport implements Transport {
   }
 
   async #send(job: Job): Promise<ApnResult> {
-    const { session, fresh } = await this.#session.open();
-    if (fresh) this.#warm = false;
+    let session = this.#session.ready();
+    if (session === undefined) {
+      const opened = await this.#session.open();
+      session = opened.session;
+      if (opened.fresh) this.#warm = false;
+    }
     const sentAt = Date.now();
-    const res = await this.#provider.send(job.note, job.token);
-    const r = (res.sent[0] ?? res.failed[0] ?? { device: job.token, error: new Error('node-apn returned no result') }) as ApnResult;
+    const r = await this.#session.send(job.note, job.token);
     // No answer for this request, and none for any other since it was sent: the connection is
     // stalled (no TLS, or streams never answered). Tear it down so the retry gets a new one
     // instead of waiting on it again.
