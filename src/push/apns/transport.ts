@@ -26,6 +26,7 @@ import {
 } from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 import { ApnSession, type BuiltNotification, buildNotification } from './node-apn-session.js';
+import { StreamWindow } from './stream-window.js';
 import { STOP_GRACE_DEFAULT_MS } from '../provider-client.js';
 
 // node-apn is CommonJS and pulls in node-forge and jsonwebtoken: load it only when an APNs
@@ -191,8 +192,9 @@ const SHUTDOWN_GRACE_MS = 1000;
  * (see the README's APNs section and the reference's node-apn notes):
  * - Concurrency: node-apn opens one stream per token at once. Here requests go through a queue
  *   (at most `maxQueued` waiting): one at a time on a fresh connection (APNs allows a single
- *   stream until a request with a valid JWT succeeds), then up to min(maxConcurrentStreams, the
- *   server's SETTINGS).
+ *   stream until a request with a valid JWT succeeds), then as many as the round trip needs
+ *   (StreamWindow: from 16, doubling while answers come back without queueing, shrinking when
+ *   they queue), never more than min(maxConcurrentStreams, the server's SETTINGS).
  * - Retries: node-apn's own are turned off (they are immediate and ignore Retry-After, whose
  *   header it reads in the wrong case). The shared retry loop (`runWithRetries`) retries 429,
  *   5xx and connection-level failures (refused streams, GOAWAY) with exponential backoff and
@@ -218,6 +220,8 @@ export class ApnsTransport implements Transport {
   readonly #active = new InFlight();
   /** Whether a request succeeded on the current session. */
   #warm = false;
+  /** Requests to keep in flight on the warm session: as many as its round trip needs (stream-window.ts). */
+  readonly #window: StreamWindow;
   /** Retry-After of the latest answer per token, read off the session. */
   readonly #retryAfter = new Map<string, number>();
   /** When APNs last answered a request (on any session): silence for longer means a stalled connection. */
@@ -243,6 +247,7 @@ export class ApnsTransport implements Transport {
     this.#maxQueued = settings.maxQueued ?? MAX_QUEUED_DEFAULT;
     this.#telemetry = ctx.telemetry;
     this.#stopGraceMs = ctx.stopGraceMs ?? STOP_GRACE_DEFAULT_MS;
+    this.#window = new StreamWindow(settings.maxConcurrentStreams);
     const apn = loadApn();
     const s = settings;
     const options: Apn.ProviderOptions = {
@@ -408,7 +413,7 @@ export class ApnsTransport implements Transport {
     const s = this.#session.current();
     if (!this.#warm || !s || !this.#session.isWatched(s)) return 1;
     const remote = s.remoteSettings?.maxConcurrentStreams;
-    return Math.max(1, Math.min(this.#settings.maxConcurrentStreams, remote ?? this.#settings.maxConcurrentStreams));
+    return Math.max(1, Math.min(this.#window.size, remote ?? this.#settings.maxConcurrentStreams));
   }
 
   #pump(): void {
@@ -436,9 +441,13 @@ export class ApnsTransport implements Transport {
     if (session === undefined) {
       const opened = await this.#session.open();
       session = opened.session;
-      if (opened.fresh) this.#warm = false;
+      if (opened.fresh) {
+        this.#warm = false;
+        this.#window.reset();
+      }
     }
     const sentAt = Date.now();
+    const startedAt = performance.now();
     const r = await this.#session.send(job.note, job.token);
     // No answer for this request, and none for any other since it was sent: the connection is
     // stalled (no TLS, or streams never answered). Tear it down so the retry gets a new one
@@ -446,7 +455,10 @@ export class ApnsTransport implements Transport {
     if (r.status === undefined && r.error !== undefined && this.#answeredAt < sentAt) this.#session.abandon(session);
     // A request that APNs answered (other than an auth failure) proves the connection: open it up.
     const status = r.status === undefined ? (r.error ? undefined : 200) : Number(r.status);
-    if (status !== undefined && status !== 403 && session !== undefined && session === this.#session.current()) this.#warm = true;
+    if (status !== undefined && status !== 403 && session !== undefined && session === this.#session.current()) {
+      if (this.#warm) this.#window.sample(performance.now() - startedAt);
+      this.#warm = true;
+    }
     return r;
   }
 
