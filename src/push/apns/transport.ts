@@ -333,6 +333,19 @@ export class ApnsTransport implements Transport {
     noteReason: (r: string) => void,
   ): Promise<DeliveryResult> {
     const stop = this.#stopping.signal;
+    let made: { verdict: Verdict | undefined } | undefined;
+    if (resumed === undefined) {
+      // Most tokens are sent at the first attempt: that case ends here, without the retry loop's
+      // ticket and closures; any other verdict goes on in the loop as its first attempt.
+      const verdict = await this.#attempt(token, note, stop);
+      if (verdict?.kind === 'sent') {
+        this.#sent++;
+        return verdict.id === undefined
+          ? { transport: this.name, target: token, status: 'sent' }
+          : { transport: this.name, target: token, status: 'sent', id: verdict.id };
+      }
+      made = { verdict };
+    }
     const out = await runWithRetries(() => this.#attempt(token, note, stop), {
       transport: this.name,
       target: token,
@@ -345,6 +358,7 @@ export class ApnsTransport implements Transport {
       retire: this.#retire,
       onRetry: noteReason,
       retried: () => this.#telemetry.retried(this.name),
+      ...(made ? { made } : {}),
     });
     if (!out.stopped) {
       if (out.status === 'sent') this.#sent++;
@@ -371,7 +385,7 @@ export class ApnsTransport implements Transport {
     const o = classifyApnsResult(r);
     switch (o.kind) {
       case 'sent':
-        return { kind: 'sent', ...(o.apnsId ? { id: o.apnsId } : {}) };
+        return o.apnsId ? { kind: 'sent', id: o.apnsId } : { kind: 'sent' };
       case 'rejected':
         return { kind: 'rejected', reason: o.reason, ...(o.prune ? { prune: true } : {}) };
       case 'failed':
@@ -425,15 +439,25 @@ export class ApnsTransport implements Transport {
         continue;
       }
       this.#active.begin();
-      this.#send(job).then(job.resolve, (err: unknown) => job.resolve({ device: job.token, error: err instanceof Error ? err : new Error(String(err)) })).finally(() => {
-        this.#active.end();
-        this.#pump();
-      });
+      void this.#run(job);
     }
     if (this.#head === this.#queue.length) {
       this.#queue = [];
       this.#head = 0;
     }
+  }
+
+  /** Sends a job taken off the queue, hands it its result, and lets the next one go. */
+  async #run(job: Job): Promise<void> {
+    let r: ApnResult;
+    try {
+      r = await this.#send(job);
+    } catch (err) {
+      r = { device: job.token, error: err instanceof Error ? err : new Error(String(err)) };
+    }
+    job.resolve(r);
+    this.#active.end();
+    this.#pump();
   }
 
   async #send(job: Job): Promise<ApnResult> {
