@@ -51,7 +51,7 @@ export interface ApnsSettings {
   address?: string;
   port?: number;
   ca?: string;
-  /** Requests in flight on the connection at most (also bounded by the server's SETTINGS). @default 500 */
+  /** Requests in flight on the connection at most (also bounded by the server's SETTINGS; fewer while answers queue, see stream-window.ts). @default 500 */
   maxConcurrentStreams: number;
   /** How long one request may take. @default 3000 */
   requestTimeoutMs: number;
