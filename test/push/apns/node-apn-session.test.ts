@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
+import type { ClientHttp2Stream } from 'node:http2';
 import type * as Apn from '@parse/node-apn';
 import { ApnSession, NODE_APN_VERSION, buildNotification } from '../../../src/push/apns/node-apn-session.js';
 import { deviceToken } from '../../helpers/apns.js';
@@ -109,4 +111,43 @@ test('node-apn internals: ApnSession.send(built note, token) through client.writ
   provider.shutdown();
   const closed = await session.send(built, deviceToken());
   assert.equal(closed.error?.message, 'client is destroyed', 'a shut-down client fails as provider.send does');
+});
+
+test('node-apn internals: a request\'s stream keeps none of node-apn\'s listeners once it is closed (they would keep its closures and the promise chain alive with it)', async (t) => {
+  const key = makeApnsKey();
+  const fake = await startFakeApns({ key });
+  t.after(() => fake.close());
+  const apn = require('@parse/node-apn') as typeof Apn;
+  const provider = new apn.Provider({
+    token: { key: key.pem, keyId: key.keyId, teamId: key.teamId },
+    address: 'localhost',
+    port: fake.port,
+    ca: [fake.ca],
+    connectionRetryLimit: 0,
+    requestTimeout: 5000,
+  } as Apn.ProviderOptions);
+  t.after(() => Promise.race([new Promise<void>((r) => provider.shutdown(() => r())), new Promise((r) => setTimeout(r, 1000))]));
+  const session = new ApnSession(provider, () => {});
+  const s = (await session.open()).session;
+  assert.ok(s);
+  const watched = s.request.bind(s);
+  const streams: ClientHttp2Stream[] = [];
+  s.request = ((...args: Parameters<typeof s.request>) => {
+    const stream = watched(...args);
+    streams.push(stream);
+    return stream;
+  }) as typeof s.request;
+  const note = new apn.Notification();
+  note.rawPayload = { aps: { alert: 'hi' } };
+  note.topic = 'com.example.app';
+  note.pushType = 'alert';
+  const res = await session.send(buildNotification(note), deviceToken());
+  assert.equal(res.error, undefined);
+  const stream = streams[0];
+  assert.ok(stream);
+  // Our 'close' listener is there until the stream closes: wait for that event if it is still to come.
+  if (stream.listenerCount('close') > 0) await once(stream, 'close');
+  assert.equal(stream.destroyed, true);
+  const left = ['end', 'error', 'aborted', 'frameError', 'data', 'response'].filter((e) => stream.listenerCount(e) > 0);
+  assert.deepEqual(left, [], 'none of node-apn\'s listeners (they hold the request\'s promise) is left on the closed stream');
 });
