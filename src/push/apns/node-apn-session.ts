@@ -85,13 +85,11 @@ export class ApnSession {
    * Sends `note` to one device token as `provider.send(note, token)` would, and resolves with the
    * one result that send() puts in `sent` or `failed` (node-apn rejects with the failed result).
    */
-  async send(note: BuiltNotification, token: string): Promise<ApnResult> {
-    try {
-      return await this.#client.write(note, token, 'device', 'post');
-    } catch (err) {
+  send(note: BuiltNotification, token: string): Promise<ApnResult> {
+    return this.#client.write(note, token, 'device', 'post').then(undefined, (err: unknown): ApnResult => {
       if (typeof err === 'object' && err !== null && ('error' in err || 'status' in err)) return err as ApnResult;
       return { device: token, error: err instanceof Error ? err : new Error(String(err)) };
-    }
+    });
   }
 
   /** The session requests go on now, if it is open. */

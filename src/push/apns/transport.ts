@@ -1,5 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { ClientHttp2Session } from 'node:http2';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import type * as Apn from '@parse/node-apn';
@@ -380,8 +381,11 @@ export class ApnsTransport implements Transport {
     }
     const r = await this.#enqueue(token, note, stop);
     if (r === undefined) return undefined;
-    const retryAfterMs = this.#retryAfter.get(token);
-    this.#retryAfter.delete(token);
+    let retryAfterMs: number | undefined;
+    if (this.#retryAfter.size > 0) {
+      retryAfterMs = this.#retryAfter.get(token);
+      this.#retryAfter.delete(token);
+    }
     const o = classifyApnsResult(r);
     switch (o.kind) {
       case 'sent':
@@ -460,30 +464,37 @@ export class ApnsTransport implements Transport {
     this.#pump();
   }
 
-  async #send(job: Job): Promise<ApnResult> {
-    let session = this.#session.ready();
-    if (session === undefined) {
-      const opened = await this.#session.open();
-      session = opened.session;
-      if (opened.fresh) {
-        this.#warm = false;
-        this.#window.reset();
-      }
+  /** One request on the current connection (opened first if need be), judged for the connection's sake. */
+  #send(job: Job): Promise<ApnResult> {
+    const session = this.#session.ready();
+    return session !== undefined ? this.#sendOn(session, job) : this.#openAndSend(job);
+  }
+
+  async #openAndSend(job: Job): Promise<ApnResult> {
+    const opened = await this.#session.open();
+    if (opened.fresh) {
+      this.#warm = false;
+      this.#window.reset();
     }
+    return this.#sendOn(opened.session, job);
+  }
+
+  #sendOn(session: ClientHttp2Session | undefined, job: Job): Promise<ApnResult> {
     const sentAt = Date.now();
     const startedAt = performance.now();
-    const r = await this.#session.send(job.note, job.token);
-    // No answer for this request, and none for any other since it was sent: the connection is
-    // stalled (no TLS, or streams never answered). Tear it down so the retry gets a new one
-    // instead of waiting on it again.
-    if (r.status === undefined && r.error !== undefined && this.#answeredAt < sentAt) this.#session.abandon(session);
-    // A request that APNs answered (other than an auth failure) proves the connection: open it up.
-    const status = r.status === undefined ? (r.error ? undefined : 200) : Number(r.status);
-    if (status !== undefined && status !== 403 && session !== undefined && session === this.#session.current()) {
-      if (this.#warm) this.#window.sample(performance.now() - startedAt);
-      this.#warm = true;
-    }
-    return r;
+    return this.#session.send(job.note, job.token).then((r) => {
+      // No answer for this request, and none for any other since it was sent: the connection is
+      // stalled (no TLS, or streams never answered). Tear it down so the retry gets a new one
+      // instead of waiting on it again.
+      if (r.status === undefined && r.error !== undefined && this.#answeredAt < sentAt) this.#session.abandon(session);
+      // A request that APNs answered (other than an auth failure) proves the connection: open it up.
+      const status = r.status === undefined ? (r.error ? undefined : 200) : Number(r.status);
+      if (status !== undefined && status !== 403 && session !== undefined && session === this.#session.current()) {
+        if (this.#warm) this.#window.sample(performance.now() - startedAt);
+        this.#warm = true;
+      }
+      return r;
+    });
   }
 
   async stop(): Promise<void> {
