@@ -38,7 +38,9 @@
  * Then the APNs row: a notify daemon whose `apns` transport points at a fake APNs server (HTTP/2
  * over TLS, in this process) and whose config lists T device tokens for one uid; one message
  * to that uid through the HTTP API; notifications per second until the report, and the
- * daemon's peak RSS (VmHWM). R runs, medians.
+ * daemon's peak RSS (VmHWM), also just before the message. Over that time, the daemon's CPU per
+ * notification (utime + stime from /proc) and in % of a core, and this process's CPU (where the
+ * fake runs) in % of a core: near 100 means the fake, not the daemon, was the limit. R runs, medians.
  *
  * Then the Web Push row, the same way: a `webpush` transport trusting a fake push service
  * (HTTPS, in this process, which verifies each VAPID JWT and decrypts each body), W subscriptions
@@ -774,11 +776,49 @@ interface ApnsRunResult {
   seconds: number;
   notificationsPerSec: number;
   daemonPeakRssBytes: number;
+  /** The daemon's CPU (utime + stime) from the request to the report, per notification sent. */
+  daemonCpuUsPerNotification: number;
+  /** The daemon's and this process's (the fake's) CPU over that time, in % of one core. */
+  daemonCpuPct: number;
+  fakeCpuPct: number;
+  /** The daemon's VmHWM just before the message (startup: config, store, transports). */
+  daemonPeakRssBeforeBytes: number;
 }
 
 function peakRssBytes(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/**
+ * One message through the daemon's HTTP API to a uid with `targets` provider targets: the rate
+ * until the report, the daemon's CPU over that time (and this process's, where the fake runs),
+ * and the daemon's peak RSS before the message and after it.
+ */
+async function sendAndMeasure(server: Server, targets: number, body: Record<string, string>): Promise<ApnsRunResult> {
+  await sleep(500);
+  const pid = server.child.pid as number;
+  const rssBefore = peakRssBytes(pid);
+  const cpu0 = cpuSeconds(pid);
+  const self0 = process.cpuUsage();
+  const started = performance.now();
+  const res = await fetch(`http://${server.http}/v1/send`, { method: 'POST', body: JSON.stringify(body) });
+  const report = (await res.json()) as { sent: number; failed: number; rejected: number };
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = cpuSeconds(pid) - cpu0;
+  const self = process.cpuUsage(self0);
+  return {
+    tokens: targets,
+    sent: report.sent,
+    failed: report.failed + report.rejected,
+    seconds: round(seconds, 3),
+    notificationsPerSec: Math.round(report.sent / seconds),
+    daemonPeakRssBytes: peakRssBytes(pid),
+    daemonPeakRssBeforeBytes: rssBefore,
+    daemonCpuUsPerNotification: round((cpu * 1e6) / Math.max(1, report.sent), 1),
+    daemonCpuPct: Math.round((cpu / seconds) * 100),
+    fakeCpuPct: Math.round(((self.user + self.system) / 1e6 / seconds) * 100),
+  };
 }
 
 /** One message to a uid with T APNs device tokens, delivered through a fake APNs server. */
@@ -799,22 +839,7 @@ async function runApns(): Promise<ApnsRunResult> {
     `devices:\n  ios-bench:\n    apns:\n${tokens.map((t) => `      - ${t}\n`).join('')}`;
   const server = await startServer('notify', dir, { extraYaml: yaml });
   try {
-    await sleep(500);
-    const started = performance.now();
-    const res = await fetch(`http://${server.http}/v1/send`, {
-      method: 'POST',
-      body: JSON.stringify({ uid: 'ios-bench', title: 'bench', msg: 'notify apns bench' }),
-    });
-    const report = (await res.json()) as { sent: number; failed: number; rejected: number };
-    const seconds = (performance.now() - started) / 1000;
-    return {
-      tokens: APNS_TOKENS,
-      sent: report.sent,
-      failed: report.failed + report.rejected,
-      seconds: round(seconds, 3),
-      notificationsPerSec: Math.round(report.sent / seconds),
-      daemonPeakRssBytes: peakRssBytes(server.child.pid as number),
-    };
+    return await sendAndMeasure(server, APNS_TOKENS, { uid: 'ios-bench', title: 'bench', msg: 'notify apns bench' });
   } finally {
     await stopServer(server);
     await fake.close();
@@ -839,23 +864,9 @@ async function runWebPush(): Promise<ApnsRunResult> {
     `devices:\n  web-bench:\n    webpush:\n${subs.map((s) => `      - ${s}\n`).join('')}`;
   const server = await startServer('notify', dir, { extraYaml: yaml });
   try {
-    await sleep(500);
-    const started = performance.now();
-    const res = await fetch(`http://${server.http}/v1/send`, {
-      method: 'POST',
-      body: JSON.stringify({ uid: 'web-bench', title: 'bench', msg: 'notify webpush bench' }),
-    });
-    const report = (await res.json()) as { sent: number; failed: number; rejected: number };
-    const seconds = (performance.now() - started) / 1000;
+    const out = await sendAndMeasure(server, WEBPUSH_SUBS, { uid: 'web-bench', title: 'bench', msg: 'notify webpush bench' });
     if (fake.refused.length > 0) process.stderr.write(`webpush: the fake refused ${fake.refused.length}, e.g. ${JSON.stringify(fake.refused[0])}\n`);
-    return {
-      tokens: WEBPUSH_SUBS,
-      sent: report.sent,
-      failed: report.failed + report.rejected,
-      seconds: round(seconds, 3),
-      notificationsPerSec: Math.round(report.sent / seconds),
-      daemonPeakRssBytes: peakRssBytes(server.child.pid as number),
-    };
+    return out;
   } finally {
     await stopServer(server);
     await fake.close();
@@ -880,23 +891,9 @@ async function runFcm(): Promise<ApnsRunResult> {
     `devices:\n  android-bench:\n    fcm:\n${tokens.map((t) => `      - ${t}\n`).join('')}`;
   const server = await startServer('notify', dir, { extraYaml: yaml });
   try {
-    await sleep(500);
-    const started = performance.now();
-    const res = await fetch(`http://${server.http}/v1/send`, {
-      method: 'POST',
-      body: JSON.stringify({ uid: 'android-bench', title: 'bench', msg: 'notify fcm bench' }),
-    });
-    const report = (await res.json()) as { sent: number; failed: number; rejected: number };
-    const seconds = (performance.now() - started) / 1000;
+    const out = await sendAndMeasure(server, FCM_TOKENS, { uid: 'android-bench', title: 'bench', msg: 'notify fcm bench' });
     if (fake.violations.length > 0) process.stderr.write(`fcm: the fake refused ${fake.violations.length} messages: ${fake.violations[0]}\n`);
-    return {
-      tokens: FCM_TOKENS,
-      sent: report.sent,
-      failed: report.failed + report.rejected,
-      seconds: round(seconds, 3),
-      notificationsPerSec: Math.round(report.sent / seconds),
-      daemonPeakRssBytes: peakRssBytes(server.child.pid as number),
-    };
+    return out;
   } finally {
     await stopServer(server);
     await fake.close();
@@ -1118,7 +1115,15 @@ async function main(): Promise<void> {
     const med = (f: (r: ApnsRunResult) => number) => median(results.map(f));
     providerRows[p.key] = {
       [p.countKey]: p.count,
-      median: { notificationsPerSec: med((r) => r.notificationsPerSec), seconds: med((r) => r.seconds), daemonPeakRssBytes: med((r) => r.daemonPeakRssBytes) },
+      median: {
+        notificationsPerSec: med((r) => r.notificationsPerSec),
+        seconds: med((r) => r.seconds),
+        daemonPeakRssBytes: med((r) => r.daemonPeakRssBytes),
+        daemonPeakRssBeforeBytes: med((r) => r.daemonPeakRssBeforeBytes),
+        daemonCpuUsPerNotification: med((r) => r.daemonCpuUsPerNotification),
+        daemonCpuPct: med((r) => r.daemonCpuPct),
+        fakeCpuPct: med((r) => r.fakeCpuPct),
+      },
       notSent: results.reduce((n, r) => n + (r.tokens - r.sent), 0),
       raw: results,
     };
@@ -1135,11 +1140,13 @@ async function main(): Promise<void> {
   if (rows.size > 0) process.stderr.write(`\n${table(cases, ratios)}`);
   if (clusterSummary) process.stderr.write(`\n${clusterTable(cases[clusterCase.name] as Record<string, Summary>, clusterSummary)}`);
   for (const p of providers) {
-    const row = providerRows[p.key] as { median: { notificationsPerSec: number; daemonPeakRssBytes: number }; notSent: number } | undefined;
+    const row = providerRows[p.key] as { median: Omit<ApnsRunResult, 'tokens' | 'sent' | 'failed'>; notSent: number } | undefined;
     if (!row) continue;
+    const m = row.median;
     process.stderr.write(
-      `\n${p.label}: ${p.count} ${p.unit}, median ${row.median.notificationsPerSec} notifications/s, ` +
-        `peak RSS ${round(row.median.daemonPeakRssBytes / 2 ** 20, 1)} MB, not sent ${row.notSent}\n`,
+      `\n${p.label}: ${p.count} ${p.unit}, median ${m.notificationsPerSec} notifications/s, ` +
+        `peak RSS ${round(m.daemonPeakRssBytes / 2 ** 20, 1)} MB (${round(m.daemonPeakRssBeforeBytes / 2 ** 20, 1)} MB before the message), ` +
+        `daemon CPU ${m.daemonCpuUsPerNotification} µs/notification (${m.daemonCpuPct}% of a core), fake ${m.fakeCpuPct}% of a core, not sent ${row.notSent}\n`,
     );
   }
   process.exit(0);

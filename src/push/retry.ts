@@ -150,6 +150,11 @@ export interface RetryRun {
   onRetry?: (reason: string) => void;
   /** Told each retry after a backoff (for /metrics). */
   retried?: () => void;
+  /**
+   * The first attempt, when the caller made it already (a fast path that ends a first-attempt
+   * success without the loop): its verdict, undefined when the transport stopped before an answer.
+   */
+  made?: { verdict: Verdict | undefined };
 }
 
 /**
@@ -167,10 +172,13 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
   let attempts = run.attempts ?? 0;
   let freshUsed = false;
   const end = async (out: RetryOutcome): Promise<RetryOutcome> => {
-    try {
-      await ticket.done();
-    } catch (err) {
-      log.error('releasing a retry failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
+    // Most deliveries end at the first attempt, never held: nothing to release, no await.
+    if (ticket.held) {
+      try {
+        await ticket.done();
+      } catch (err) {
+        log.error('releasing a retry failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
+      }
     }
     ticket.ended(out, attempts);
     return out;
@@ -192,8 +200,15 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
     }
     return { status: 'failed', reason: `${was}; handed to the next transport or process (retry queue): it will be sent`, stopped: true };
   };
+  let made = run.made;
   for (;;) {
-    const v = await attempt();
+    let v: Verdict | undefined;
+    if (made !== undefined) {
+      v = made.verdict;
+      made = undefined;
+    } else {
+      v = await attempt();
+    }
     if (v === undefined) return stopped();
     attempts++;
     if (v.kind === 'sent') return end({ status: 'sent', ...(v.id !== undefined ? { id: v.id } : {}) });

@@ -156,8 +156,19 @@ function header(headers: http2.IncomingHttpHeaders, name: string): string | unde
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** The latest authorization header and its decoded JWT: a client sends the same one for an hour. */
+let lastAuth: { auth: string; jwt: FakeApnsRequest['jwt'] } | undefined;
+
 function decodeJwt(auth: string | undefined): FakeApnsRequest['jwt'] {
-  if (auth === undefined || !/^bearer /i.test(auth)) return null;
+  if (auth === undefined) return null;
+  if (lastAuth?.auth === auth) return lastAuth.jwt;
+  const jwt = decodeJwtUncached(auth);
+  lastAuth = { auth, jwt };
+  return jwt;
+}
+
+function decodeJwtUncached(auth: string): FakeApnsRequest['jwt'] {
+  if (!/^bearer /i.test(auth)) return null;
   const raw = auth.slice(7).trim();
   const [h, c] = raw.split('.');
   try {
@@ -188,13 +199,13 @@ function appleChecks(req: FakeApnsRequest, body: Buffer, key: ApnsTestKey): { st
   if (auth === undefined || auth === '') return { status: 403, reason: 'MissingProviderToken' };
   const jwt = req.jwt;
   if (jwt === null) return { status: 403, reason: 'InvalidProviderToken' };
-  const [hPart, cPart, sPart] = jwt.raw.split('.');
   // Like APNs, check a provider token's signature once, not on every request (it keeps the fake
   // fast enough for the benchmark); the claims below are still checked every time.
   let known = verifiedJwts.get(key.publicKey);
   if (!known) verifiedJwts.set(key.publicKey, (known = new Set()));
   let signed = known.has(jwt.raw);
   if (!signed) {
+    const [hPart, cPart, sPart] = jwt.raw.split('.');
     try {
       signed = crypto.verify('sha256', Buffer.from(`${hPart}.${cPart}`),
         { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(sPart ?? '', 'base64url'));
@@ -313,6 +324,16 @@ export async function startFakeApns(opts: FakeApnsOptions): Promise<FakeApns> {
     session.on('close', () => sessions.delete(session));
   });
 
+  // One setImmediate for every answer that waits for the next turn, not one each.
+  const waiting: (() => void)[] = [];
+  const wake = () => {
+    for (const resolve of waiting.splice(0)) resolve();
+  };
+  const nextTurn = () =>
+    new Promise<void>((resolve) => {
+      if (waiting.push(resolve) === 1) setImmediate(wake);
+    });
+
   server.on('stream', (stream, headers) => {
     stream.on('error', () => {});
     const session = stream.session;
@@ -333,7 +354,7 @@ export async function startFakeApns(opts: FakeApnsOptions): Promise<FakeApns> {
       // nghttp2_session_mem_recv for this stream, and stream.close(code) from there sends the
       // RST_STREAM synchronously and frees the stream under it. Seen on Node 20.20.2 as valgrind
       // "Invalid read ... nghttp2_session_on_data_received" and a ~7% "corrupted size vs. prev_size" abort.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await nextTurn();
       if (latencyMs > 0) {
         try {
           await delay(latencyMs, undefined, { signal: closing.signal });
@@ -394,14 +415,15 @@ export async function startFakeApns(opts: FakeApnsOptions): Promise<FakeApns> {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => {
-      const body = Buffer.concat(chunks);
+      const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+      const text = body.toString('utf8');
       const reqPath = header(headers, ':path') ?? '';
       const token = DEVICE_PATH.exec(reqPath)?.[1] ?? '';
       const attempt = (attempts.get(token) ?? 0) + 1;
       attempts.set(token, attempt);
       let payload: unknown;
       try {
-        payload = JSON.parse(body.toString('utf8'));
+        payload = JSON.parse(text);
       } catch {
         payload = undefined;
       }
@@ -410,7 +432,7 @@ export async function startFakeApns(opts: FakeApnsOptions): Promise<FakeApns> {
         path: reqPath,
         method: header(headers, ':method') ?? '',
         headers,
-        body: body.toString('utf8'),
+        body: text,
         payload,
         jwt: decodeJwt(header(headers, 'authorization')),
         connection: state.index,

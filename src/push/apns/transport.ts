@@ -1,5 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { ClientHttp2Session } from 'node:http2';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import type * as Apn from '@parse/node-apn';
@@ -25,7 +26,8 @@ import {
   sendToEach,
 } from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
-import { ApnSession } from './node-apn-session.js';
+import { ApnSession, type BuiltNotification, buildNotification } from './node-apn-session.js';
+import { StreamWindow } from './stream-window.js';
 import { STOP_GRACE_DEFAULT_MS } from '../provider-client.js';
 
 // node-apn is CommonJS and pulls in node-forge and jsonwebtoken: load it only when an APNs
@@ -50,7 +52,7 @@ export interface ApnsSettings {
   address?: string;
   port?: number;
   ca?: string;
-  /** Requests in flight on the connection at most (also bounded by the server's SETTINGS). @default 500 */
+  /** Requests in flight on the connection at most (also bounded by the server's SETTINGS; fewer while answers queue, see stream-window.ts). @default 500 */
   maxConcurrentStreams: number;
   /** How long one request may take. @default 3000 */
   requestTimeoutMs: number;
@@ -176,7 +178,7 @@ export const apnsType: TransportType = {
 
 interface Job {
   token: string;
-  note: Apn.Notification;
+  note: BuiltNotification;
   signal: AbortSignal;
   resolve(r: ApnResult | undefined): void;
 }
@@ -191,8 +193,9 @@ const SHUTDOWN_GRACE_MS = 1000;
  * (see the README's APNs section and the reference's node-apn notes):
  * - Concurrency: node-apn opens one stream per token at once. Here requests go through a queue
  *   (at most `maxQueued` waiting): one at a time on a fresh connection (APNs allows a single
- *   stream until a request with a valid JWT succeeds), then up to min(maxConcurrentStreams, the
- *   server's SETTINGS).
+ *   stream until a request with a valid JWT succeeds), then as many as the round trip needs
+ *   (StreamWindow: from 16, doubling while answers come back without queueing, shrinking when
+ *   they queue), never more than min(maxConcurrentStreams, the server's SETTINGS).
  * - Retries: node-apn's own are turned off (they are immediate and ignore Retry-After, whose
  *   header it reads in the wrong case). The shared retry loop (`runWithRetries`) retries 429,
  *   5xx and connection-level failures (refused streams, GOAWAY) with exponential backoff and
@@ -218,6 +221,8 @@ export class ApnsTransport implements Transport {
   readonly #active = new InFlight();
   /** Whether a request succeeded on the current session. */
   #warm = false;
+  /** Requests to keep in flight on the warm session: as many as its round trip needs (stream-window.ts). */
+  readonly #window: StreamWindow;
   /** Retry-After of the latest answer per token, read off the session. */
   readonly #retryAfter = new Map<string, number>();
   /** When APNs last answered a request (on any session): silence for longer means a stalled connection. */
@@ -243,6 +248,7 @@ export class ApnsTransport implements Transport {
     this.#maxQueued = settings.maxQueued ?? MAX_QUEUED_DEFAULT;
     this.#telemetry = ctx.telemetry;
     this.#stopGraceMs = ctx.stopGraceMs ?? STOP_GRACE_DEFAULT_MS;
+    this.#window = new StreamWindow(settings.maxConcurrentStreams);
     const apn = loadApn();
     const s = settings;
     const options: Apn.ProviderOptions = {
@@ -303,8 +309,11 @@ export class ApnsTransport implements Transport {
     });
   }
 
-  /** The message as a node-apn Notification, or why it cannot be one. One per message: node-apn caches the JSON (reference B.2). */
-  #notification(msg: Message): Apn.Notification | string {
+  /**
+   * The message as a node-apn Notification built for the wire (headers and JSON), or why it
+   * cannot be one. Once per message, not per token (reference B.2).
+   */
+  #notification(msg: Message): BuiltNotification | string {
     const pkg = toApnsNotification(msg);
     if ('error' in pkg) return pkg.error;
     const note = new (loadApn().Notification)();
@@ -312,7 +321,7 @@ export class ApnsTransport implements Transport {
     note.topic = this.#settings.topic;
     note.pushType = pkg.pushType;
     note.priority = pkg.priority;
-    return note;
+    return buildNotification(note);
   }
 
   /** Sends to one token through the shared retry loop, until it is sent or given up, or notify stops. */
@@ -320,11 +329,24 @@ export class ApnsTransport implements Transport {
     uid: Uid,
     token: string,
     msg: Message,
-    note: Apn.Notification,
+    note: BuiltNotification,
     resumed: PendingRetry | undefined,
     noteReason: (r: string) => void,
   ): Promise<DeliveryResult> {
     const stop = this.#stopping.signal;
+    let made: { verdict: Verdict | undefined } | undefined;
+    if (resumed === undefined) {
+      // Most tokens are sent at the first attempt: that case ends here, without the retry loop's
+      // ticket and closures; any other verdict goes on in the loop as its first attempt.
+      const verdict = await this.#attempt(token, note, stop);
+      if (verdict?.kind === 'sent') {
+        this.#sent++;
+        return verdict.id === undefined
+          ? { transport: this.name, target: token, status: 'sent' }
+          : { transport: this.name, target: token, status: 'sent', id: verdict.id };
+      }
+      made = { verdict };
+    }
     const out = await runWithRetries(() => this.#attempt(token, note, stop), {
       transport: this.name,
       target: token,
@@ -337,6 +359,7 @@ export class ApnsTransport implements Transport {
       retire: this.#retire,
       onRetry: noteReason,
       retried: () => this.#telemetry.retried(this.name),
+      ...(made ? { made } : {}),
     });
     if (!out.stopped) {
       if (out.status === 'sent') this.#sent++;
@@ -352,18 +375,21 @@ export class ApnsTransport implements Transport {
   }
 
   /** One request for `token`, judged; undefined when notify stopped before an answer. */
-  async #attempt(token: string, note: Apn.Notification, stop: AbortSignal): Promise<Verdict | undefined> {
+  async #attempt(token: string, note: BuiltNotification, stop: AbortSignal): Promise<Verdict | undefined> {
     if (this.#queued >= this.#maxQueued) {
       return { kind: 'failed', reason: `queue full (${this.#queued} waiting; transports.${this.name}.maxQueued)` };
     }
     const r = await this.#enqueue(token, note, stop);
     if (r === undefined) return undefined;
-    const retryAfterMs = this.#retryAfter.get(token);
-    this.#retryAfter.delete(token);
+    let retryAfterMs: number | undefined;
+    if (this.#retryAfter.size > 0) {
+      retryAfterMs = this.#retryAfter.get(token);
+      this.#retryAfter.delete(token);
+    }
     const o = classifyApnsResult(r);
     switch (o.kind) {
       case 'sent':
-        return { kind: 'sent', ...(o.apnsId ? { id: o.apnsId } : {}) };
+        return o.apnsId ? { kind: 'sent', id: o.apnsId } : { kind: 'sent' };
       case 'rejected':
         return { kind: 'rejected', reason: o.reason, ...(o.prune ? { prune: true } : {}) };
       case 'failed':
@@ -393,7 +419,7 @@ export class ApnsTransport implements Transport {
   }
 
   /** Queues one request; resolves with node-apn's result, or undefined if aborted before it was sent. */
-  #enqueue(token: string, note: Apn.Notification, signal: AbortSignal): Promise<ApnResult | undefined> {
+  #enqueue(token: string, note: BuiltNotification, signal: AbortSignal): Promise<ApnResult | undefined> {
     return new Promise((resolve) => {
       this.#queue.push({ token, note, signal, resolve });
       this.#pump();
@@ -405,7 +431,7 @@ export class ApnsTransport implements Transport {
     const s = this.#session.current();
     if (!this.#warm || !s || !this.#session.isWatched(s)) return 1;
     const remote = s.remoteSettings?.maxConcurrentStreams;
-    return Math.max(1, Math.min(this.#settings.maxConcurrentStreams, remote ?? this.#settings.maxConcurrentStreams));
+    return Math.max(1, Math.min(this.#window.size, remote ?? this.#settings.maxConcurrentStreams));
   }
 
   #pump(): void {
@@ -417,10 +443,7 @@ export class ApnsTransport implements Transport {
         continue;
       }
       this.#active.begin();
-      this.#send(job).then(job.resolve, (err: unknown) => job.resolve({ device: job.token, error: err instanceof Error ? err : new Error(String(err)) })).finally(() => {
-        this.#active.end();
-        this.#pump();
-      });
+      void this.#run(job);
     }
     if (this.#head === this.#queue.length) {
       this.#queue = [];
@@ -428,20 +451,50 @@ export class ApnsTransport implements Transport {
     }
   }
 
-  async #send(job: Job): Promise<ApnResult> {
-    const { session, fresh } = await this.#session.open();
-    if (fresh) this.#warm = false;
+  /** Sends a job taken off the queue, hands it its result, and lets the next one go. */
+  async #run(job: Job): Promise<void> {
+    let r: ApnResult;
+    try {
+      r = await this.#send(job);
+    } catch (err) {
+      r = { device: job.token, error: err instanceof Error ? err : new Error(String(err)) };
+    }
+    job.resolve(r);
+    this.#active.end();
+    this.#pump();
+  }
+
+  /** One request on the current connection (opened first if need be), judged for the connection's sake. */
+  #send(job: Job): Promise<ApnResult> {
+    const session = this.#session.ready();
+    return session !== undefined ? this.#sendOn(session, job) : this.#openAndSend(job);
+  }
+
+  async #openAndSend(job: Job): Promise<ApnResult> {
+    const opened = await this.#session.open();
+    if (opened.fresh) {
+      this.#warm = false;
+      this.#window.reset();
+    }
+    return this.#sendOn(opened.session, job);
+  }
+
+  #sendOn(session: ClientHttp2Session | undefined, job: Job): Promise<ApnResult> {
     const sentAt = Date.now();
-    const res = await this.#provider.send(job.note, job.token);
-    const r = (res.sent[0] ?? res.failed[0] ?? { device: job.token, error: new Error('node-apn returned no result') }) as ApnResult;
-    // No answer for this request, and none for any other since it was sent: the connection is
-    // stalled (no TLS, or streams never answered). Tear it down so the retry gets a new one
-    // instead of waiting on it again.
-    if (r.status === undefined && r.error !== undefined && this.#answeredAt < sentAt) this.#session.abandon(session);
-    // A request that APNs answered (other than an auth failure) proves the connection: open it up.
-    const status = r.status === undefined ? (r.error ? undefined : 200) : Number(r.status);
-    if (status !== undefined && status !== 403 && session !== undefined && session === this.#session.current()) this.#warm = true;
-    return r;
+    const startedAt = performance.now();
+    return this.#session.send(job.note, job.token).then((r) => {
+      // No answer for this request, and none for any other since it was sent: the connection is
+      // stalled (no TLS, or streams never answered). Tear it down so the retry gets a new one
+      // instead of waiting on it again.
+      if (r.status === undefined && r.error !== undefined && this.#answeredAt < sentAt) this.#session.abandon(session);
+      // A request that APNs answered (other than an auth failure) proves the connection: open it up.
+      const status = r.status === undefined ? (r.error ? undefined : 200) : Number(r.status);
+      if (status !== undefined && status !== 403 && session !== undefined && session === this.#session.current()) {
+        if (this.#warm) this.#window.sample(performance.now() - startedAt);
+        this.#warm = true;
+      }
+      return r;
+    });
   }
 
   async stop(): Promise<void> {

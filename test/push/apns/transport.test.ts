@@ -243,6 +243,37 @@ test('apns: in-flight requests stay within maxConcurrentStreams', async (t) => {
   assert.ok(peak >= 2, `requests do run concurrently (peak ${peak})`);
 });
 
+test('apns: to an APNs that answers from a queue, the requests in flight stay few (the stream window), and every token is delivered', async (t) => {
+  let inflight = 0;
+  let peak = 0;
+  let queue = Promise.resolve();
+  const w = await apnsWorld(t, {
+    devices: { uid1: Array.from({ length: 1500 }, deviceToken) },
+    dispatch: { deliverTimeoutMs: 120_000 },
+    apns: { maxConcurrentStreams: 500 },
+    fake: {
+      initialMaxConcurrentStreams: 1,
+      maxConcurrentStreams: 1000,
+      // One request at a time, 1 ms each: a server whose latency is its queue.
+      respond: async () => {
+        peak = Math.max(peak, ++inflight);
+        const mine = queue.then(() => new Promise<void>((r) => setTimeout(r, 1)));
+        queue = mine;
+        await mine;
+        inflight--;
+        return undefined;
+      },
+    },
+  });
+  const d = await w.daemon();
+  const report = await send(d.httpUrl, { uid: 'uid1', msg: 'hi' });
+  assert.equal(report.sent, 1500);
+  assert.equal(w.fake.refusedStreams, 0);
+  // All 500 would be in flight without the window; it settles far below (about 16-40 here).
+  assert.ok(peak < 250, `peak ${peak} in flight`);
+  assert.ok(peak >= 8, `requests do run concurrently (peak ${peak})`);
+});
+
 test('apns: 5,000 tokens for one message: every one delivered, none refused for want of streams', async (t) => {
   const tokens = Array.from({ length: 5000 }, deviceToken);
   const w = await apnsWorld(t, {
