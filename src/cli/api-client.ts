@@ -36,8 +36,11 @@ function serverUrl(server: string | undefined, config: Config): string {
   return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }
 
-/** Calls the running daemon's HTTP API; resolves with its JSON answer or throws a one-line CliError. */
-export async function callApi(o: ApiOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+/**
+ * Calls the running daemon's HTTP API; resolves with its JSON answer or throws a one-line CliError.
+ * With `notFound`, a 404 NOTIFY_ERR_NOT_FOUND answer resolves undefined instead.
+ */
+export async function callApi(o: ApiOptions, method: string, path: string, body?: unknown, opts: { notFound?: boolean } = {}): Promise<unknown> {
   const config = readConfig(o.config);
   const base = serverUrl(o.server, config);
   const token = o.token ?? process.env.NOTIFY_TOKEN ?? config.http.token ?? undefined;
@@ -65,6 +68,7 @@ export async function callApi(o: ApiOptions, method: string, path: string, body?
   }
   if (!res.ok) {
     const e = parsed as { code?: string; error?: string };
+    if (opts.notFound && res.status === 404 && e.code === 'NOTIFY_ERR_NOT_FOUND') return undefined;
     throw new CliError(`the daemon refused the request: ${e.error ?? res.statusText} (${e.code ?? res.status})`);
   }
   return parsed;

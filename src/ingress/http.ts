@@ -9,7 +9,10 @@ import { NotifyError, errorMessage } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
-import { PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions } from '../message.js';
+import { MAX_UID_BYTES, PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions, uidProblem } from '../message.js';
+import { MAX_ID_LENGTH } from '../ids.js';
+import type { Lookup } from '../node/lookup.js';
+import type { RefusalLog } from '../obs/refusals.js';
 
 export interface HttpIngressOptions {
   /** "host:port". @default '127.0.0.1:5680' */
@@ -34,6 +37,10 @@ export interface HttpIngressOptions {
   limits?: Partial<ConnectionLimits>;
   /** Loopback peers are a reverse proxy. @default false */
   behindProxy?: boolean;
+  /** The trace lookups: GET /v1/messages/{id} and GET /v1/uids/{uid} (404 without). */
+  lookup?: Lookup;
+  /** Where refused requests (401) are logged, rate-limited. */
+  refusals?: RefusalLog;
 }
 
 type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams) => Promise<unknown>;
@@ -77,6 +84,9 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** The path prefixes of the trace lookups; the rest of the path is the id or uid. */
+const TRACE_PATHS = ['/v1/messages/', '/v1/uids/'] as const;
+
 /** The client went away before its request body was complete: nobody to answer, nothing wrong here. */
 class ClientGone extends Error {}
 
@@ -96,7 +106,7 @@ class Answer {
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
 export class HttpIngress {
-  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy'>> & Pick<HttpIngressOptions, 'metrics'>;
+  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy' | 'lookup' | 'refusals'>> & Pick<HttpIngressOptions, 'metrics' | 'lookup' | 'refusals'>;
   readonly #server: Server;
   readonly #admission: Admission;
   readonly #routes: Route[];
@@ -125,7 +135,12 @@ export class HttpIngress {
       });
     });
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
-    this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
+    this.#admission = new Admission({
+      limits: { ...NO_LIMITS, ...opts.limits },
+      behindProxy: opts.behindProxy ?? false,
+      telemetry: this.#opts.telemetry,
+      ...(opts.refusals ? { refusals: { log: opts.refusals, listener: 'http' } } : {}),
+    });
     // Counted from accept; a connection silent until limits.silentTimeout is closed (the first
     // request clears that: a publish may wait for its report in silence).
     this.#server.on('connection', (socket: Socket) => {
@@ -180,6 +195,18 @@ export class HttpIngress {
       res.end(text);
       return;
     }
+    const traced = TRACE_PATHS.find((p) => path.startsWith(p));
+    if (traced !== undefined && this.#opts.lookup) {
+      if (req.method !== 'GET') {
+        res.setHeader('allow', 'GET');
+        throw new NotifyError('NOTIFY_ERR_METHOD', `${traced}{…} takes GET`, { status: 405 });
+      }
+      this.#authorize(req);
+      const answer = await this.#lookup(traced, path.slice(traced.length));
+      if (answer instanceof Answer) this.#reply(res, answer.status, answer.body);
+      else this.#reply(res, 200, answer);
+      return;
+    }
     const routes = this.#routes.filter((r) => r.path === path);
     if (routes.length === 0) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${path}`, { status: 404 });
     const route = routes.find((r) => r.method === req.method);
@@ -198,13 +225,38 @@ export class HttpIngress {
     if (!this.#tokenDigest) return;
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m) {
-      throw new NotifyError('NOTIFY_ERR_UNAUTHORIZED', 'this endpoint needs "Authorization: Bearer <http.token>"', { status: 401 });
-    }
+    const refuse = (reason: string) => {
+      // The path without its query (a token may ride in one), never the header.
+      this.#opts.refusals?.refused('http401', 'http request refused', { reason, method: req.method, path: (req.url ?? '').split('?')[0], remote: req.socket.remoteAddress });
+      return new NotifyError('NOTIFY_ERR_UNAUTHORIZED', reason, { status: 401 });
+    };
+    if (!m) throw refuse('this endpoint needs "Authorization: Bearer <http.token>"');
     // Compare digests: equal length, constant time, whatever the caller sent.
-    if (!timingSafeEqual(sha256(m[1] as string), this.#tokenDigest)) {
-      throw new NotifyError('NOTIFY_ERR_UNAUTHORIZED', 'wrong bearer token', { status: 401 });
+    if (!timingSafeEqual(sha256(m[1] as string), this.#tokenDigest)) throw refuse('wrong bearer token');
+  }
+
+  /** GET /v1/messages/{id} and GET /v1/uids/{uid}: `segment` is the rest of the path, URL-encoded. */
+  async #lookup(prefix: string, segment: string): Promise<unknown> {
+    const lookup = this.#opts.lookup as Lookup;
+    const what = prefix === '/v1/messages/' ? 'message id' : 'uid';
+    let key: string;
+    try {
+      key = decodeURIComponent(segment);
+    } catch {
+      throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', `the ${what} in the path is not valid percent-encoding`, { status: 400 });
     }
+    if (segment.includes('/')) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${prefix}${segment} (URL-encode a "/" in the ${what} as %2F)`, { status: 404 });
+    if (key === '') throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', `the ${what} is missing: ${prefix}{${what === 'uid' ? 'uid' : 'id'}}`, { status: 400 });
+    if (prefix === '/v1/uids/') {
+      if (uidProblem(key) === 'too long') throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', `the uid is longer than ${MAX_UID_BYTES} bytes`, { status: 400 });
+      return lookup.uid(key);
+    }
+    if (key.length > MAX_ID_LENGTH) throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', `the message id is longer than ${MAX_ID_LENGTH} characters`, { status: 400 });
+    const trace = await lookup.message(key);
+    if (trace === undefined) {
+      return new Answer(404, { code: 'NOTIFY_ERR_NOT_FOUND', error: `no message ${key} in history (never published, or older than history.ttl)` });
+    }
+    return trace;
   }
 
   /** The JSON body; with `optional`, an empty body is undefined instead of an error. */

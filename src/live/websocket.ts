@@ -5,7 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { NotifyError } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
+import type { Journal } from '../delivery/journal.js';
 import type { Logger } from '../obs/log.js';
+import type { RefusalLog } from '../obs/refusals.js';
 import { MAX_UID_BYTES, uidProblem } from '../message.js';
 import type { TargetIndex } from '../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
@@ -65,6 +67,10 @@ export interface WebSocketTransportOptions {
    * @default false
    */
   cluster?: boolean;
+  /** Where acks are told (the delivery journal). */
+  journal?: Journal;
+  /** Where refused binds and connections are logged (rate-limited). */
+  refusals?: RefusalLog;
 }
 
 /** The first letter of the id of a session bound with the resume protocol (a plain one's is `s`). */
@@ -106,6 +112,8 @@ class Session extends WebSocket {
   born = 0;
   /** A token given in the URL, used when it binds. */
   urlToken: string | undefined = undefined;
+  /** A resume-protocol bind that named the last id it had. */
+  resumed = false;
   /** push-* frames received (bounded by PUSH_FRAMES_PER_SESSION); whether one is being handled. */
   pushFrames = 0;
   pushBusy = false;
@@ -235,7 +243,7 @@ class ReplayReader {
  */
 export class WebSocketTransport implements Transport, LiveSessions {
   readonly name = 'websocket';
-  readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits' | 'push'>> & Pick<WebSocketTransportOptions, 'streams' | 'push'>;
+  readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits' | 'push' | 'journal' | 'refusals'>> & Pick<WebSocketTransportOptions, 'streams' | 'push' | 'journal' | 'refusals'>;
   readonly #admission: Admission;
   #sweeper: NodeJS.Timeout | undefined;
   readonly #server: Server;
@@ -268,7 +276,12 @@ export class WebSocketTransport implements Transport, LiveSessions {
     }
     this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, replayLimit: 100, ...opts, cluster: opts.cluster ?? false };
     if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
-    this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
+    this.#admission = new Admission({
+      limits: { ...NO_LIMITS, ...opts.limits },
+      behindProxy: opts.behindProxy ?? false,
+      telemetry: this.#opts.telemetry,
+      ...(opts.refusals ? { refusals: { log: opts.refusals, listener: 'ws' } } : {}),
+    });
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -592,6 +605,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
       const check = checkToken(auth.secret as string, token, uid);
       if (!check.ok) {
         this.#opts.telemetry.refused('auth');
+        this.#opts.refusals?.refused('auth', 'websocket bind refused', { reason: check.reason, closeCode: check.code, uid, remote: s.ip });
         s.close(check.code, check.reason);
         return false;
       }
@@ -610,7 +624,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
     const admit = (n: number): boolean | Promise<boolean> => {
       if (n >= perUid) {
         this.#opts.telemetry.refused('sessionsPerUid');
-        s.close(AUTH_CLOSE.tooManySessions, `too many sessions for this uid (limits.sessionsPerUid: ${perUid})`);
+        const reason = `too many sessions for this uid (limits.sessionsPerUid: ${perUid})`;
+        this.#opts.refusals?.refused('sessionsPerUid', 'websocket bind refused', { reason, closeCode: AUTH_CLOSE.tooManySessions, uid, remote: s.ip });
+        s.close(AUTH_CLOSE.tooManySessions, reason);
         return false;
       }
       if (s.readyState !== WebSocket.OPEN) return false;
@@ -618,7 +634,8 @@ export class WebSocketTransport implements Transport, LiveSessions {
       // Following the uid's stream before the session is in presence: once another node can see
       // the session, what it publishes for the uid reaches this node.
       return after(this.#follow(uid), () => {
-        this.#presence(this.#opts.presence.add(uid, s.sid, this.#opts.node), s);
+        const info = { address: s.ip, connectedAt: s.born, protocol: s.envelope ? ('resume' as const) : ('original' as const), resuming: s.resumed };
+        this.#presence(this.#opts.presence.add(uid, s.sid, this.#opts.node, info), s);
         return true;
       });
     };
@@ -693,6 +710,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
       return;
     }
     const since = typeof bind.since === 'string' && bind.since !== '' ? bind.since : undefined;
+    s.resumed = since !== undefined;
     const token = typeof bind.token === 'string' ? bind.token : s.urlToken;
     // Not yet in the index or presence: the id can still change, to say that it acks.
     this.#conns.delete(s.sid);
@@ -882,6 +900,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
       return;
     }
     if (f.type !== 'ack' || typeof f.id !== 'string') return;
+    this.#opts.journal?.ack(f.id, s.uid, s.sid);
     const r = this.#opts.acks.ack(f.id, s.uid);
     if (r instanceof Promise) r.catch(() => {});
   }

@@ -12,7 +12,9 @@ import type { DeviceService } from '../push/devices.js';
 import type { MessageStreams } from '../store/stream.js';
 import type { Registry } from '../store/target-index.js';
 import { VERSION } from '../version.js';
+import { lookupOf } from './lookup.js';
 import { type NodeOptions, type NotifyNode, type ReloadResult, buildNode } from './node.js';
+import { RefusalLog } from '../obs/refusals.js';
 
 export type { ReloadResult };
 
@@ -67,12 +69,13 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     storeRows: () => node.backends.streams?.size ?? 0,
   };
   const metrics = new Metrics(gauges);
-  const node = await buildNode(config, { log, live: true, telemetry: metrics, ...(opts.backends ? { backends: opts.backends } : {}), ...(opts.name !== undefined ? { name: opts.name } : {}) });
+  const refusals = new RefusalLog(log);
+  const node = await buildNode(config, { log, live: true, telemetry: metrics, refusals, ...(opts.backends ? { backends: opts.backends } : {}), ...(opts.name !== undefined ? { name: opts.name } : {}) });
   const { transports, dispatcher, publisher } = node;
   const ws = node.websocket as WebSocketTransport;
   const closeTimeoutMs = config.shutdown.timeoutMs;
   const telemetry = metrics;
-  const text = new TextIngress({ ...config.text, publisher, telemetry, log, closeTimeoutMs });
+  const text = new TextIngress({ ...config.text, publisher, telemetry, log, closeTimeoutMs, refusals });
   const startedAt = Date.now();
   const health = () => ({
     store: node.backends.health(),
@@ -100,6 +103,8 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     log,
     closeTimeoutMs,
     limits: { connections: config.limits.connections, connectionsPerIp: config.limits.connectionsPerIp, silentTimeout: config.limits.silentTimeout },
+    lookup: lookupOf({ journal: node.journal, presence: node.backends.presence, devices: node.devices, streams: node.backends.streams }),
+    refusals,
   });
   const ingresses: Startable[] = [text, http];
 

@@ -2,9 +2,11 @@ import { errorMessage } from '../errors.js';
 import { hostname } from 'node:os';
 import type { Config, TransportSettings } from '../config/load.js';
 import { Dispatcher } from '../delivery/dispatcher.js';
+import { Journal } from '../delivery/journal.js';
 import { Publisher } from '../delivery/publisher.js';
 import { WebSocketTransport } from '../live/websocket.js';
 import type { Logger } from '../obs/log.js';
+import type { RefusalLog } from '../obs/refusals.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { DeviceService } from '../push/devices.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
@@ -14,6 +16,7 @@ import type { Transport } from '../push/transport.js';
 import { RetryTicket } from '../push/retry.js';
 import { type Backends, type BackendFactory, backendsFor } from '../store/backends.js';
 import { MemoryRegistry, type Registry, type TargetIndex } from '../store/target-index.js';
+import { MemoryTraceStore } from '../store/trace-memory.js';
 import type { Uid } from '../types.js';
 
 
@@ -39,6 +42,8 @@ export interface NodeOptions {
   backends?: BackendFactory;
   /** This node's name. @default hostname-pid */
   name?: string;
+  /** Where refused binds and connections are logged (rate-limited). */
+  refusals?: RefusalLog;
 }
 
 /**
@@ -57,6 +62,8 @@ export interface NotifyNode {
   readonly websocket: WebSocketTransport | undefined;
   readonly dispatcher: Dispatcher;
   readonly publisher: Publisher;
+  /** Where every fact about a message's fate is told: the trace store and the log. */
+  readonly journal: Journal;
   /** This node's local indexes: its sessions (`websocket`) and each push transport's devices. */
   readonly registry: Registry;
   /** Seeds the device directory, starts the transports, then takes up deliveries left waiting for a retry. */
@@ -90,8 +97,10 @@ export async function buildNode(config: Config, opts: NodeOptions): Promise<Noti
   const name = opts.name ?? config.cluster.node ?? defaultNodeName();
   const backends = await (opts.backends ?? backendsFor(config))(config, { node: name, log });
   try {
-    const devices = new DeviceService({ directory: backends.devices, config, log });
-    return assemble(config, opts, name, telemetry, backends, devices);
+    const trace = backends.trace ?? new MemoryTraceStore({ ttlMs: config.history.ttl, maxMessages: config.history.maxMessages });
+    const journal = new Journal({ trace, log, node: name });
+    const devices = new DeviceService({ directory: backends.devices, config, log, journal });
+    return assemble(config, opts, name, telemetry, backends, devices, journal);
   } catch (err) {
     const closed = backends.close();
     if (closed instanceof Promise) closed.catch(() => {});
@@ -99,7 +108,7 @@ export async function buildNode(config: Config, opts: NodeOptions): Promise<Noti
   }
 }
 
-function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Telemetry, backends: Backends, devices: DeviceService): NotifyNode {
+function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Telemetry, backends: Backends, devices: DeviceService, journal: Journal): NotifyNode {
   const { log } = opts;
   // A held retry's lease past its due time (cluster.retryLease; one process: a restart's takeover).
   const leaseMs = config.cluster.retryLease;
@@ -125,6 +134,8 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         cluster: backends.shared === true,
         // Pages register Web Push subscriptions with the config in force (a reload applies).
         push: pagePush({ config: () => current, devices }),
+        journal,
+        ...(opts.refusals ? { refusals: opts.refusals } : {}),
       })
     : undefined;
   // Only a backend that keeps the device directory in this process has indexes to show.
@@ -137,7 +148,8 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
   const make = (tname: string, settings: TransportSettings): Transport => {
     const kind = TRANSPORT_TYPES[settings.type];
     if (!kind) throw new TypeError(`transports.${tname}: unknown type ${settings.type}`);
-    const retire = (target: string, reason: string) => void devices.retire(tname, target, reason);
+    const retire = (target: string, reason: string, messageId?: string) => void devices.retire(tname, target, reason, messageId);
+    const news = (id: string, o: Parameters<Journal['target']>[1]) => journal.target(id, o);
     return kind.create(settings, {
       name: tname,
       node: name,
@@ -145,7 +157,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       log,
       retire,
       retries: backends.retries,
-      ticket: (subject, key) => new RetryTicket(backends.retries, name, subject, key, leaseMs),
+      ticket: (subject, key) => new RetryTicket(backends.retries, name, subject, key, leaseMs, news),
       telemetry,
       // shutdown is a restart section: the value this node started with.
       stopGraceMs: config.shutdown.graceMs,
@@ -184,6 +196,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     uidsPerMessage: config.limits.uidsPerMessage,
     telemetry,
     log,
+    journal,
   });
 
   let current = config;
@@ -233,6 +246,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     websocket,
     dispatcher,
     publisher,
+    journal,
     registry,
     async start() {
       await devices.load();

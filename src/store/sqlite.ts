@@ -114,6 +114,22 @@ export const MIGRATIONS: readonly string[] = [
    DROP TABLE temp.runs;
    DROP TABLE publications;
    ALTER TABLE publications_v5 RENAME TO publications;`,
+  // The delivery journal (store/trace.ts): each message's events, appended in the group commit
+  // (seq order is time order: old rows go by range, as publications do); the index on id is
+  // mostly appended to (ULIDs grow with time). And each device token's last outcome.
+  `CREATE TABLE trace_events (
+     seq   INTEGER PRIMARY KEY,
+     id    TEXT NOT NULL,
+     event TEXT NOT NULL
+   );
+   CREATE INDEX trace_events_id ON trace_events (id);
+   CREATE TABLE token_outcomes (
+     transport TEXT NOT NULL,
+     token     TEXT NOT NULL,
+     at        INTEGER NOT NULL,
+     outcome   TEXT NOT NULL,
+     PRIMARY KEY (transport, token)
+   ) WITHOUT ROWID;`,
 ];
 
 /**

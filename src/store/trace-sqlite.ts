@@ -1,0 +1,163 @@
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../obs/log.js';
+import type { GroupCommit, StateDb } from './sqlite.js';
+import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, recordsOf, tokenOutcomes } from './trace.js';
+
+export interface SqliteTraceOptions {
+  /** How long events are kept (history.ttl). */
+  ttlMs: number;
+  /** Messages kept at most (history.maxMessages): at most 4 events per message are kept on average, oldest dropped first. */
+  maxMessages: number;
+  log: Logger;
+  now?: () => number;
+}
+
+interface Row {
+  seq: number;
+  id: string;
+  event: string;
+}
+
+/**
+ * The embedded trace store: journal events as rows of `trace_events`, written in the state
+ * database's group commit (one closure per turn of the event loop, whatever the number of
+ * events: the publishes of that turn commit with them), never one statement per call of
+ * `append`. Rows go by age (history.ttl) and count (4 × history.maxMessages), oldest first, by
+ * seq range, as the history's do. Reads see rows still waiting for the commit too.
+ *
+ * The per-message bound (TRACE_LIMITS.events) is counted in memory for the messages of this
+ * process's lifetime (a restart counts from zero again).
+ */
+export class SqliteTraceStore implements TraceStore {
+  readonly #commit: GroupCommit;
+  readonly #o: Required<SqliteTraceOptions>;
+  readonly #stmt;
+  #pending: Row[] = [];
+  #outcomes: { transport: string; token: string; at: number; outcome: string }[] = [];
+  #queued = false;
+  #nextSeq: number;
+  /** Events per message id this process appended (insertion order: oldest first), for the per-message bound. */
+  readonly #counts = new Map<string, { at: number; n: number; dropped: number }>();
+  readonly #checkpoints: { at: number; seq: number }[] = [];
+  readonly #sweeper: NodeJS.Timeout;
+  readonly #write = () => this.#writeAll();
+  #closed = false;
+
+  constructor(db: StateDb, commit: GroupCommit, opts: SqliteTraceOptions) {
+    this.#commit = commit;
+    this.#o = { now: Date.now, ...opts };
+    this.#stmt = {
+      insert: db.prepare('INSERT INTO trace_events (seq, id, event) VALUES (?, ?, ?)'),
+      byId: db.prepare<[string], { event: string }>('SELECT event FROM trace_events WHERE id = ? ORDER BY seq'),
+      lastSeq: db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM trace_events'),
+      deleteUpTo: db.prepare('DELETE FROM trace_events WHERE seq <= ?'),
+      outcome: db.prepare('INSERT INTO token_outcomes (transport, token, at, outcome) VALUES (?, ?, ?, ?) ON CONFLICT (transport, token) DO UPDATE SET at = excluded.at, outcome = excluded.outcome'),
+      lastOutcome: db.prepare<[string, string], { outcome: string }>('SELECT outcome FROM token_outcomes WHERE transport = ? AND token = ?'),
+      deleteOutcomes: db.prepare('DELETE FROM token_outcomes WHERE at <= ?'),
+    };
+    const last = this.#stmt.lastSeq.get()?.seq ?? 0;
+    this.#nextSeq = last + 1;
+    this.#checkpoints.push({ at: this.#o.now(), seq: last });
+    this.#sweeper = setInterval(() => this.sweep(), Math.min(60_000, Math.max(1000, this.#o.ttlMs / 10)));
+    this.#sweeper.unref();
+  }
+
+  append(e: JournalEvent): void {
+    if (this.#closed) return;
+    let text: string | undefined;
+    for (const id of recordsOf(e)) {
+      let c = this.#counts.get(id);
+      if (c === undefined) {
+        this.#counts.set(id, (c = { at: e.at, n: 0, dropped: 0 }));
+        if (this.#counts.size > this.#o.maxMessages) this.#counts.delete(this.#counts.keys().next().value as string);
+      }
+      if (c.n < TRACE_LIMITS.events) {
+        c.n++;
+        this.#pending.push({ seq: this.#nextSeq++, id, event: (text ??= JSON.stringify(e)) });
+      } else c.dropped++;
+    }
+    for (const t of tokenOutcomes(e)) this.#outcomes.push({ transport: t.transport, token: t.token, at: t.outcome.at, outcome: JSON.stringify(t.outcome) });
+    if (!this.#queued && (this.#pending.length > 0 || this.#outcomes.length > 0)) {
+      this.#queued = true;
+      this.#commit.queue(this.#write);
+    }
+  }
+
+  /** Runs inside the group commit's transaction: never throws (a trace must not fail the publishes committed with it). */
+  #writeAll(): void {
+    this.#queued = false;
+    const rows = this.#pending;
+    const outcomes = this.#outcomes;
+    this.#pending = [];
+    this.#outcomes = [];
+    try {
+      const { insert, outcome } = this.#stmt;
+      for (const r of rows) insert.run(r.seq, r.id, r.event);
+      for (const o of outcomes) outcome.run(o.transport, o.token, o.at, o.outcome);
+    } catch (err) {
+      this.#o.log.warn('trace events not recorded', { events: rows.length, error: errorMessage(err) });
+    }
+    const now = this.#o.now();
+    const lastCp = this.#checkpoints[this.#checkpoints.length - 1];
+    if (rows.length > 0 && (lastCp === undefined || now - lastCp.at >= this.#o.ttlMs / 20)) {
+      this.#checkpoints.push({ at: now, seq: (rows[rows.length - 1] as Row).seq });
+    }
+  }
+
+  events(id: string): { events: JournalEvent[]; dropped: number } {
+    const c = this.#counts.get(id);
+    if (c !== undefined && c.at <= this.#o.now() - this.#o.ttlMs) return { events: [], dropped: 0 };
+    const stored = this.#stmt.byId.all(id).map((r) => JSON.parse(r.event) as JournalEvent);
+    for (const r of this.#pending) if (r.id === id) stored.push(JSON.parse(r.event) as JournalEvent);
+    const horizon = this.#o.now() - this.#o.ttlMs;
+    const first = stored[0];
+    if (first !== undefined && first.at <= horizon) return { events: [], dropped: 0 };
+    return { events: stored, dropped: c?.dropped ?? 0 };
+  }
+
+  lastOutcome(transport: string, tokens: readonly string[]): (TokenOutcome | undefined)[] {
+    return tokens.map((token) => {
+      for (let i = this.#outcomes.length - 1; i >= 0; i--) {
+        const o = this.#outcomes[i] as { transport: string; token: string; outcome: string };
+        if (o.transport === transport && o.token === token) return JSON.parse(o.outcome) as TokenOutcome;
+      }
+      const row = this.#stmt.lastOutcome.get(transport, token);
+      return row === undefined ? undefined : (JSON.parse(row.outcome) as TokenOutcome);
+    });
+  }
+
+  /** Deletes events past history.ttl and beyond the row bound, oldest first; token outcomes past history.ttl. Runs on a timer; callable for tests. */
+  sweep(): void {
+    if (this.#closed) return;
+    const now = this.#o.now();
+    const horizon = now - this.#o.ttlMs;
+    let cutoff = Math.max(0, this.#nextSeq - 1 - this.#pending.length - 4 * this.#o.maxMessages);
+    while (this.#checkpoints.length > 0 && (this.#checkpoints[0] as { at: number }).at <= horizon) {
+      cutoff = Math.max(cutoff, (this.#checkpoints.shift() as { seq: number }).seq);
+    }
+    for (const [id, c] of this.#counts) {
+      if (c.at > horizon) break;
+      this.#counts.delete(id);
+    }
+    const { deleteUpTo, deleteOutcomes } = this.#stmt;
+    this.#commit.queue(() => {
+      try {
+        if (cutoff > 0) deleteUpTo.run(cutoff);
+        deleteOutcomes.run(horizon);
+      } catch (err) {
+        this.#o.log.warn('trace sweep failed', { error: errorMessage(err) });
+      }
+    });
+  }
+
+  flush(): void {
+    this.#commit.flush();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    clearInterval(this.#sweeper);
+    this.#commit.flush();
+    this.#closed = true;
+  }
+}
