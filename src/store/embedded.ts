@@ -16,7 +16,11 @@ import type { MessageStreams } from './stream.js';
 import { SqliteStreams } from './stream-sqlite.js';
 import { MemoryTargetIndex, type Registry, type TargetIndex } from './target-index.js';
 import type { TraceStore } from './trace.js';
+import { MemoryTraceStore } from './trace-memory.js';
 import { SqliteTraceStore } from './trace-sqlite.js';
+
+/** Traces kept in memory when history is off. */
+const MEMORY_TRACES = 10_000;
 
 /**
  * The state a node keeps, each piece behind its interface. The embedded set (one process, the
@@ -67,7 +71,9 @@ export function embeddedBackends(config: Config, opts: { node: string; log: Logg
     const sessions = new MemoryTargetIndex();
     const dedupe = new SqliteDedupe(db, commit, { windowMs: h.dedupeWindow });
     const devices = new SqliteDevices(db);
-    const trace = new SqliteTraceStore(db, commit, { ttlMs: h.ttl, maxMessages: h.maxMessages, log: opts.log });
+    // Traces live as long as their message is in history: with history off, a few in memory
+    // (recent ones, for a look right after a publish) and no write on the hot path.
+    const trace = h.enabled ? new SqliteTraceStore(db, commit, { ttlMs: h.ttl, maxMessages: h.maxMessages, log: opts.log }) : new MemoryTraceStore({ ttlMs: h.ttl, maxMessages: MEMORY_TRACES });
     return {
       streams,
       presence: new MemoryPresence(sessions, opts.node),

@@ -114,9 +114,10 @@ export const MIGRATIONS: readonly string[] = [
    DROP TABLE temp.runs;
    DROP TABLE publications;
    ALTER TABLE publications_v5 RENAME TO publications;`,
-  // The delivery journal (store/trace.ts): each message's events, appended in the group commit
-  // (seq order is time order: old rows go by range, as publications do); the index on id is
-  // mostly appended to (ULIDs grow with time). And each device token's last outcome.
+  // The delivery journal (store/trace.ts): each message's events (a JSON array per row: those of
+  // one batch), appended in the group commit (seq order is time order: old rows go by range, as
+  // publications do); the index on id is mostly appended to (ULIDs grow with time). And each
+  // device token's last outcome.
   `CREATE TABLE trace_events (
      seq   INTEGER PRIMARY KEY,
      id    TEXT NOT NULL,

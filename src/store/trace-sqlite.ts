@@ -6,27 +6,35 @@ import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, re
 export interface SqliteTraceOptions {
   /** How long events are kept (history.ttl). */
   ttlMs: number;
-  /** Messages kept at most (history.maxMessages): at most 4 events per message are kept on average, oldest dropped first. */
+  /** Messages kept at most (history.maxMessages): at most 4 rows per message are kept on average, oldest dropped first. */
   maxMessages: number;
   log: Logger;
   now?: () => number;
 }
 
+/** A row to write: one message's events of one batch, as the comma-joined JSON of each (a row holds a JSON array). */
 interface Row {
   seq: number;
   id: string;
-  event: string;
+  events: string;
 }
 
 /**
- * The embedded trace store: journal events as rows of `trace_events`, written in the state
+ * Messages whose events are counted at once (the newest), for the per-message bound: a message's
+ * events come within minutes of its publish, while its retries last.
+ */
+const COUNTED = 10_000;
+
+/**
+ * The embedded trace store: journal events as rows of `trace_events` (a row: a JSON array of the
+ * events of one message appended in one batch, so a publish and its report cost one row), written in the state
  * database's group commit (one closure per turn of the event loop, whatever the number of
  * events: the publishes of that turn commit with them), never one statement per call of
  * `append`. Rows go by age (history.ttl) and count (4 × history.maxMessages), oldest first, by
  * seq range, as the history's do. Reads see rows still waiting for the commit too.
  *
- * The per-message bound (TRACE_LIMITS.events) is counted in memory for the messages of this
- * process's lifetime (a restart counts from zero again).
+ * The per-message bound (TRACE_LIMITS.events) is counted in memory for the newest COUNTED
+ * messages (a restart counts from zero again).
  */
 export class SqliteTraceStore implements TraceStore {
   readonly #commit: GroupCommit;
@@ -69,11 +77,15 @@ export class SqliteTraceStore implements TraceStore {
       let c = this.#counts.get(id);
       if (c === undefined) {
         this.#counts.set(id, (c = { at: e.at, n: 0, dropped: 0 }));
-        if (this.#counts.size > this.#o.maxMessages) this.#counts.delete(this.#counts.keys().next().value as string);
+        if (this.#counts.size > COUNTED) this.#counts.delete(this.#counts.keys().next().value as string);
       }
       if (c.n < TRACE_LIMITS.events) {
         c.n++;
-        this.#pending.push({ seq: this.#nextSeq++, id, event: (text ??= JSON.stringify(e)) });
+        text ??= JSON.stringify(e);
+        // The events of one message in one batch (published, then its report) share a row.
+        const last = this.#pending[this.#pending.length - 1];
+        if (last !== undefined && last.id === id) last.events += `,${text}`;
+        else this.#pending.push({ seq: this.#nextSeq++, id, events: text });
       } else c.dropped++;
     }
     for (const t of tokenOutcomes(e)) this.#outcomes.push({ transport: t.transport, token: t.token, at: t.outcome.at, outcome: JSON.stringify(t.outcome) });
@@ -92,7 +104,7 @@ export class SqliteTraceStore implements TraceStore {
     this.#outcomes = [];
     try {
       const { insert, outcome } = this.#stmt;
-      for (const r of rows) insert.run(r.seq, r.id, r.event);
+      for (const r of rows) insert.run(r.seq, r.id, `[${r.events}]`);
       for (const o of outcomes) outcome.run(o.transport, o.token, o.at, o.outcome);
     } catch (err) {
       this.#o.log.warn('trace events not recorded', { events: rows.length, error: errorMessage(err) });
@@ -107,8 +119,8 @@ export class SqliteTraceStore implements TraceStore {
   events(id: string): { events: JournalEvent[]; dropped: number } {
     const c = this.#counts.get(id);
     if (c !== undefined && c.at <= this.#o.now() - this.#o.ttlMs) return { events: [], dropped: 0 };
-    const stored = this.#stmt.byId.all(id).map((r) => JSON.parse(r.event) as JournalEvent);
-    for (const r of this.#pending) if (r.id === id) stored.push(JSON.parse(r.event) as JournalEvent);
+    const stored = this.#stmt.byId.all(id).flatMap((r) => JSON.parse(r.event) as JournalEvent[]);
+    for (const r of this.#pending) if (r.id === id) stored.push(...(JSON.parse(`[${r.events}]`) as JournalEvent[]));
     const horizon = this.#o.now() - this.#o.ttlMs;
     const first = stored[0];
     if (first !== undefined && first.at <= horizon) return { events: [], dropped: 0 };
