@@ -229,6 +229,8 @@ export class StoreHealth {
  */
 export class GroupCommit {
   #writes: (() => void)[] = [];
+  /** Writes that go with the next transaction, whenever one runs (`ride`); they never cause one. */
+  #riders: (() => void)[] = [];
   #onFail: (() => void)[] = [];
   #scheduled: NodeJS.Immediate | undefined;
   #waiter: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
@@ -254,6 +256,16 @@ export class GroupCommit {
     this.#scheduled = setImmediate(this.#flushNow);
   }
 
+  /**
+   * Adds `write` to the next transaction without causing one: it goes with the next `queue`d
+   * write's (the caller bounds the wait with a timer of its own that queues one). For writes that
+   * need not be durable before anything is answered (the delivery journal): they cost no
+   * transaction of their own. `write` must not throw (it would fail the writes it rides with).
+   */
+  ride(write: () => void): void {
+    this.#riders.push(write);
+  }
+
   /** Settles when everything queued so far is committed (or failed). */
   committed(): Promise<void> {
     if (this.#writes.length === 0) return Promise.resolve();
@@ -276,7 +288,8 @@ export class GroupCommit {
       this.#scheduled = undefined;
     }
     if (this.#writes.length === 0) return;
-    const writes = this.#writes;
+    const writes = this.#riders.length === 0 ? this.#writes : [...this.#writes, ...this.#riders];
+    this.#riders = [];
     const undo = this.#onFail;
     const waiter = this.#waiter;
     this.#writes = [];

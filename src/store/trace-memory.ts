@@ -1,4 +1,4 @@
-import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, recordsOf, tokenOutcomes } from './trace.js';
+import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, KeyQueue, recordsOf, eachTokenOutcome } from './trace.js';
 
 export interface MemoryTraceOptions {
   /** How long a record is kept after its first event (history.ttl). */
@@ -22,7 +22,9 @@ interface Rec {
  */
 export class MemoryTraceStore implements TraceStore {
   readonly #recs = new Map<string, Rec>();
+  readonly #order = new KeyQueue();
   readonly #last = new Map<string, TokenOutcome>();
+  readonly #lastOrder = new KeyQueue();
   readonly #o: Required<MemoryTraceOptions>;
 
   constructor(opts: MemoryTraceOptions) {
@@ -39,7 +41,8 @@ export class MemoryTraceStore implements TraceStore {
         } else {
           rec = { at: e.at, events: [], dropped: 0 };
           this.#recs.set(id, rec);
-          this.#prune();
+          this.#order.push(id);
+          this.#prune(e.at);
         }
       }
       if (rec !== undefined) {
@@ -47,18 +50,21 @@ export class MemoryTraceStore implements TraceStore {
         else rec.dropped++;
       }
     }
-    for (const t of tokenOutcomes(e)) {
-      const k = `${t.transport}\u0000${t.token}`;
-      this.#last.delete(k);
-      this.#last.set(k, t.outcome);
-      if (this.#last.size > this.#o.maxTokens) this.#last.delete(this.#last.keys().next().value as string);
-    }
+    eachTokenOutcome(e, (transport, token, outcome) => {
+      const k = `${transport}\u0000${token}`;
+      if (!this.#last.has(k)) this.#lastOrder.push(k);
+      this.#last.set(k, outcome);
+      if (this.#last.size > this.#o.maxTokens) this.#last.delete(this.#lastOrder.shift() as string);
+    });
   }
 
-  #prune(): void {
-    const horizon = this.#o.now() - this.#o.ttlMs;
-    for (const [id, rec] of this.#recs) {
-      if (this.#recs.size <= this.#o.maxMessages && rec.at > horizon) break;
+  /** Drops the oldest records: past the ttl, or beyond maxMessages. */
+  #prune(now: number): void {
+    const horizon = Math.min(now, this.#o.now()) - this.#o.ttlMs;
+    for (let id = this.#order.peek(); id !== undefined; id = this.#order.peek()) {
+      const rec = this.#recs.get(id);
+      if (rec !== undefined && this.#recs.size <= this.#o.maxMessages && rec.at > horizon) break;
+      this.#order.shift();
       this.#recs.delete(id);
     }
   }

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 import { type RedisScript, checkPrefix, defineScript, viaRedis } from './redis-script.js';
-import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, recordsOf, tokenOutcomes } from './trace.js';
+import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, recordsOf, eachTokenOutcome } from './trace.js';
 
 export interface RedisTraceOptions {
   /** Key prefix shared by every node of the cluster (cluster.prefix). @default 'notify' */
@@ -82,11 +82,11 @@ export class RedisTraceStore implements TraceStore {
       if (list === undefined) this.#byId.set(id, (list = []));
       list.push((text ??= JSON.stringify(e)));
     }
-    for (const t of tokenOutcomes(e)) {
-      let m = this.#outcomes.get(t.transport);
-      if (m === undefined) this.#outcomes.set(t.transport, (m = new Map()));
-      m.set(t.token, JSON.stringify(t.outcome));
-    }
+    eachTokenOutcome(e, (transport, token, outcome) => {
+      let m = this.#outcomes.get(transport);
+      if (m === undefined) this.#outcomes.set(transport, (m = new Map()));
+      m.set(token, JSON.stringify(outcome));
+    });
     this.#scheduled ??= setImmediate(this.#flushNow);
   }
 

@@ -1,7 +1,7 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 import type { GroupCommit, StateDb } from './sqlite.js';
-import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, recordsOf, tokenOutcomes } from './trace.js';
+import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, KeyQueue, eachTokenOutcome, packEvent, retiredKey, unpackEvent } from './trace.js';
 
 export interface SqliteTraceOptions {
   /** How long events are kept (history.ttl). */
@@ -25,12 +25,17 @@ interface Row {
  */
 const COUNTED = 10_000;
 
+/** How long a due batch waits for a transaction of the store to go with, at most. */
+const RIDE_MS = 100;
+
+const nothing = () => {};
+
 /**
  * The embedded trace store: journal events as rows of `trace_events` (a row: a JSON array of the
- * events of one message appended in one batch, so a publish and its report cost one row), written in the state
- * database's group commit (one closure per turn of the event loop, whatever the number of
- * events: the publishes of that turn commit with them), never one statement per call of
- * `append`. Rows go by age (history.ttl) and count (4 × history.maxMessages), oldest first, by
+ * events of one message appended in one batch, so a publish and its report cost one row), written
+ * in the state database's group commit: they ride with the next transaction the store makes
+ * anyway (the next turn's publishes), or get one of their own after RIDE_MS when none comes; never
+ * one statement per call of `append`, never a transaction per turn of their own under load. Rows go by age (history.ttl) and count (4 × history.maxMessages), oldest first, by
  * seq range, as the history's do. Reads see rows still waiting for the commit too.
  *
  * The per-message bound (TRACE_LIMITS.events) is counted in memory for the newest COUNTED
@@ -46,9 +51,33 @@ export class SqliteTraceStore implements TraceStore {
   #nextSeq: number;
   /** Events per message id this process appended (insertion order: oldest first), for the per-message bound. */
   readonly #counts = new Map<string, { at: number; n: number; dropped: number }>();
+  readonly #countOrder = new KeyQueue();
   readonly #checkpoints: { at: number; seq: number }[] = [];
   readonly #sweeper: NodeJS.Timeout;
   readonly #write = () => this.#writeAll();
+  #timer: NodeJS.Timeout | undefined;
+  /** The batch rides with the store's next transaction (#due ran); #force follows if none comes. */
+  #riding = false;
+  /**
+   * The batch is due: it goes with the next transaction the store makes anyway (the next turn's
+   * publishes), or in one of its own within RIDE_MS when none comes.
+   */
+  readonly #due = () => {
+    if (!this.#queued || this.#closed || this.#riding) return;
+    clearTimeout(this.#timer);
+    this.#riding = true;
+    this.#commit.ride(this.#write);
+    this.#timer = setTimeout(this.#force, RIDE_MS);
+    this.#timer.unref();
+  };
+  /** No transaction came within RIDE_MS (or the one it rode failed first): one of its own, checked again after RIDE_MS. */
+  readonly #force = () => {
+    if (!this.#queued || this.#closed) return;
+    this.#commit.ride(this.#write);
+    this.#commit.queue(nothing);
+    this.#timer = setTimeout(this.#force, RIDE_MS);
+    this.#timer.unref();
+  };
   #closed = false;
 
   constructor(db: StateDb, commit: GroupCommit, opts: SqliteTraceOptions) {
@@ -72,34 +101,43 @@ export class SqliteTraceStore implements TraceStore {
 
   append(e: JournalEvent): void {
     if (this.#closed) return;
-    let text: string | undefined;
-    for (const id of recordsOf(e)) {
-      let c = this.#counts.get(id);
-      if (c === undefined) {
-        this.#counts.set(id, (c = { at: e.at, n: 0, dropped: 0 }));
-        if (this.#counts.size > COUNTED) this.#counts.delete(this.#counts.keys().next().value as string);
-      }
-      if (c.n < TRACE_LIMITS.events) {
-        c.n++;
-        text ??= JSON.stringify(e);
-        // The events of one message in one batch (published, then its report) share a row.
-        const last = this.#pending[this.#pending.length - 1];
-        if (last !== undefined && last.id === id) last.events += `,${text}`;
-        else this.#pending.push({ seq: this.#nextSeq++, id, events: text });
-      } else c.dropped++;
-    }
-    for (const t of tokenOutcomes(e)) this.#outcomes.push({ transport: t.transport, token: t.token, at: t.outcome.at, outcome: JSON.stringify(t.outcome) });
+    if (e.id !== undefined) this.#add(e.id, e);
+    if (e.type === 'retired' && e.uid !== undefined) this.#add(retiredKey(e.uid), e);
+    eachTokenOutcome(e, (transport, token, outcome) => this.#outcomes.push({ transport, token, at: outcome.at, outcome: JSON.stringify(outcome) }));
     if (!this.#queued && (this.#pending.length > 0 || this.#outcomes.length > 0)) {
       this.#queued = true;
-      this.#commit.queue(this.#write);
+      this.#due();
     }
+  }
+
+  /** Adds event `e` to record `id`'s pending row (the one of this batch, when the last is its). */
+  #add(id: string, e: JournalEvent): void {
+    let c = this.#counts.get(id);
+    if (c === undefined) {
+      this.#counts.set(id, (c = { at: e.at, n: 0, dropped: 0 }));
+      this.#countOrder.push(id);
+      if (this.#counts.size > COUNTED) this.#counts.delete(this.#countOrder.shift() as string);
+    }
+    if (c.n >= TRACE_LIMITS.events) {
+      c.dropped++;
+      return;
+    }
+    c.n++;
+    const text = packEvent(e);
+    // The events of one message in one batch (published, then its report) share a row.
+    const last = this.#pending[this.#pending.length - 1];
+    if (last !== undefined && last.id === id) last.events += `,${text}`;
+    else this.#pending.push({ seq: this.#nextSeq++, id, events: text });
   }
 
   /** Runs inside the group commit's transaction: never throws (a trace must not fail the publishes committed with it). */
   #writeAll(): void {
     this.#queued = false;
+    this.#riding = false;
+    clearTimeout(this.#timer);
     const rows = this.#pending;
     const outcomes = this.#outcomes;
+    if (rows.length === 0 && outcomes.length === 0) return;
     this.#pending = [];
     this.#outcomes = [];
     try {
@@ -119,8 +157,8 @@ export class SqliteTraceStore implements TraceStore {
   events(id: string): { events: JournalEvent[]; dropped: number } {
     const c = this.#counts.get(id);
     if (c !== undefined && c.at <= this.#o.now() - this.#o.ttlMs) return { events: [], dropped: 0 };
-    const stored = this.#stmt.byId.all(id).flatMap((r) => JSON.parse(r.event) as JournalEvent[]);
-    for (const r of this.#pending) if (r.id === id) stored.push(...(JSON.parse(`[${r.events}]`) as JournalEvent[]));
+    const stored = this.#stmt.byId.all(id).flatMap((r) => (JSON.parse(r.event) as unknown[]).map((x) => unpackEvent(x, id)));
+    for (const r of this.#pending) if (r.id === id) stored.push(...(JSON.parse(`[${r.events}]`) as unknown[]).map((x) => unpackEvent(x, id)));
     const horizon = this.#o.now() - this.#o.ttlMs;
     const first = stored[0];
     if (first !== undefined && first.at <= horizon) return { events: [], dropped: 0 };
@@ -147,8 +185,10 @@ export class SqliteTraceStore implements TraceStore {
     while (this.#checkpoints.length > 0 && (this.#checkpoints[0] as { at: number }).at <= horizon) {
       cutoff = Math.max(cutoff, (this.#checkpoints.shift() as { seq: number }).seq);
     }
-    for (const [id, c] of this.#counts) {
-      if (c.at > horizon) break;
+    for (let id = this.#countOrder.peek(); id !== undefined; id = this.#countOrder.peek()) {
+      const c = this.#counts.get(id);
+      if (c !== undefined && c.at > horizon) break;
+      this.#countOrder.shift();
       this.#counts.delete(id);
     }
     const { deleteUpTo, deleteOutcomes } = this.#stmt;
@@ -163,13 +203,18 @@ export class SqliteTraceStore implements TraceStore {
   }
 
   flush(): void {
+    if (this.#queued) {
+      if (!this.#riding) this.#commit.ride(this.#write);
+      this.#commit.queue(nothing);
+    }
     this.#commit.flush();
   }
 
   close(): void {
     if (this.#closed) return;
     clearInterval(this.#sweeper);
-    this.#commit.flush();
+    this.flush();
+    clearTimeout(this.#timer);
     this.#closed = true;
   }
 }

@@ -190,15 +190,19 @@ export function recordsOf(e: JournalEvent): string[] {
   return out;
 }
 
-/** The token outcomes a batch of events implies (push transports only), newest last. */
-export function tokenOutcomes(e: JournalEvent): { transport: string; token: string; outcome: TokenOutcome }[] {
-  const one = (o: TargetOutcome, id: string, at: number) =>
-    o.transport === 'websocket' || o.target === '*'
-      ? []
-      : [{ transport: o.transport, token: o.target, outcome: { status: o.status, ...(o.reason !== undefined ? { reason: o.reason } : {}), at, messageId: id } }];
-  if (e.type === 'target') return one(e, e.id, e.at);
-  if (e.type === 'report') return e.targets.flatMap((t) => one(t, e.id, e.at));
-  return [];
+/**
+ * Calls `f` with each device token outcome an event implies (push transports only; websocket
+ * sessions and '*' have none), allocating nothing for an event that implies none.
+ */
+export function eachTokenOutcome(e: JournalEvent, f: (transport: string, token: string, outcome: TokenOutcome) => void): void {
+  const one = (o: TargetOutcome, id: string, at: number) => {
+    if (o.transport === 'websocket' || o.target === '*') return;
+    const outcome: TokenOutcome = { status: o.status, at, messageId: id };
+    if (o.reason !== undefined) outcome.reason = o.reason;
+    f(o.transport, o.target, outcome);
+  };
+  if (e.type === 'target') one(e, e.id, e.at);
+  else if (e.type === 'report') for (const t of e.targets) one(t, e.id, e.at);
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -296,4 +300,83 @@ export function foldTrace(id: string, events: readonly JournalEvent[], dropped =
   }
   if (Object.keys(truncated).length > 0) trace.truncated = truncated;
   return trace;
+}
+
+/**
+ * A first-in first-out list of keys, for evicting the oldest entries of a Map. (Deleting a Map's
+ * first entry again and again leaves deleted slots that every `keys().next()` walks past until
+ * the Map is rehashed: O(n) per eviction.)
+ */
+export class KeyQueue {
+  #items: string[] = [];
+  #head = 0;
+
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(key: string): void {
+    this.#items.push(key);
+  }
+
+  peek(): string | undefined {
+    return this.#items[this.#head];
+  }
+
+  shift(): string | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const key = this.#items[this.#head++];
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return key;
+  }
+}
+
+/**
+ * The compact text of an event for a store that keeps the message id beside it: the two events
+ * every publish makes (published, report) as arrays without the id (a third of the bytes of
+ * their JSON objects), the others as their JSON. `unpackEvent` reads it back.
+ */
+export function packEvent(e: JournalEvent): string {
+  if (e.type === 'published') {
+    return JSON.stringify(['p', e.at, e.ingress, e.route, e.stored ? 1 : 0, e.audienceSize, 'uids' in e.audience ? e.audience.uids : 0, e.node, e.publisherId ? 1 : 0]);
+  }
+  if (e.type === 'report') {
+    const targets = e.targets.map((t) => [t.uid, t.transport, t.target, t.status, t.attempts, t.reason ?? null, t.node ?? null]);
+    return JSON.stringify(['r', e.at, e.node, e.audienceSize, e.total, e.sent, e.failed, e.rejected, e.unreached, targets]);
+  }
+  return JSON.stringify(e);
+}
+
+/** An event from `packEvent`'s text (parsed), for message `id`. */
+export function unpackEvent(item: unknown, id: string): JournalEvent {
+  if (!Array.isArray(item)) return item as JournalEvent;
+  if (item[0] === 'p') {
+    const [, at, ingress, route, stored, audienceSize, uids, node, pid] = item as [string, number, string, Route, number, number, Uid[] | 0, string, number];
+    return { type: 'published', id, at, ingress, route, stored: stored === 1, audienceSize, audience: uids === 0 ? { broadcast: true } : { uids }, node, ...(pid === 1 ? { publisherId: true as const } : {}) };
+  }
+  const [, at, node, audienceSize, total, sent, failed, rejected, unreached, targets] = item as [string, number, string, number, number, number, number, number, Uid[], [Uid, string, string, TargetOutcome['status'], number, string | null, string | null][]];
+  return {
+    type: 'report',
+    id,
+    at,
+    node,
+    audienceSize,
+    total,
+    sent,
+    failed,
+    rejected,
+    unreached,
+    targets: targets.map(([uid, transport, target, status, attempts, reason, tnode]) => ({
+      uid,
+      transport,
+      target,
+      status,
+      attempts,
+      ...(reason !== null ? { reason } : {}),
+      ...(tnode !== null ? { node: tnode } : {}),
+    })),
+  };
 }
