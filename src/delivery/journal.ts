@@ -1,5 +1,6 @@
 import type { Logger } from '../obs/log.js';
 import { RefusalLog } from '../obs/refusals.js';
+import { STILL_TRYING } from '../push/retry.js';
 import type { JournalEvent, TargetOutcome, TraceStore } from '../store/trace.js';
 import { TRACE_LIMITS } from '../store/trace.js';
 import type { Audience, DeliveryReport, Route, Uid } from '../types.js';
@@ -77,7 +78,9 @@ export class Journal {
     const targets: TargetOutcome[] = new Array(n);
     for (let i = 0; i < n; i++) {
       const r = d.results[i] as DeliveryReport['results'][number];
-      const t: TargetOutcome = { uid: r.uid, transport: r.transport, target: r.target, status: r.status, attempts: 1 };
+      // Caught under way by the deadline: it goes on, and the retry loop tells how it ends.
+      const pending = r.status === 'failed' && r.reason !== undefined && r.reason.startsWith(STILL_TRYING);
+      const t: TargetOutcome = { uid: r.uid, transport: r.transport, target: r.target, status: pending ? 'pending' : r.status, attempts: pending ? 0 : 1 };
       if (r.reason !== undefined) t.reason = r.reason;
       if (r.node !== undefined) t.node = r.node;
       targets[i] = t;

@@ -267,6 +267,12 @@ function retireOnce(run: RetryRun, reason: string): void {
   }
 }
 
+/**
+ * How a report's entry begins for a delivery the deadline caught under way (it goes on: queued,
+ * on the wire, or waiting for a retry); the journal shows it `pending` until the retry loop says more.
+ */
+export const STILL_TRYING = 'not delivered by the deadline; still trying';
+
 /** A count of things under way, and a promise for when none is. */
 export class InFlight {
   #count = 0;
@@ -385,7 +391,7 @@ export async function sendToEach(
     const r = results[i];
     if (r !== undefined) return { ...r, transport, target };
     const last = lastReason[i];
-    return { transport, target, status: 'failed', reason: `not delivered by the deadline; still trying${last ? ` (last: ${last})` : ''}` };
+    return { transport, target, status: 'failed', reason: `${STILL_TRYING}${last ? ` (last: ${last})` : ''}` };
   });
 }
 

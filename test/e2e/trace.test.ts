@@ -286,3 +286,29 @@ test('trace: a publisher id repeated is counted as a duplicate of the first publ
   assert.equal(tr.duplicates, 1);
   assert.equal(tr.targets.length, 1);
 });
+
+test('trace: a delivery the report deadline caught on the wire is pending (not failed) until the provider answers', async (t) => {
+  let answer: (() => void) | undefined;
+  const fake = await startFakeHttp(t, () => new Promise((resolve) => (answer = () => resolve(undefined))));
+  const d = await startDaemon(t, {
+    transports: { hook: { type: 'http', url: `${fake.url}/h/{{token}}`, body: '{{msg}}', perDevice: true, requestTimeoutMs: 60_000 } },
+    devices: { frank: { hook: ['slow'] } },
+    dispatch: { deliverTimeoutMs: 300 },
+  });
+  const report = await send(d.httpUrl, { uid: 'frank', msg: 'x' });
+  assert.match(report.results[0]?.reason ?? '', /^not delivered by the deadline; still trying/);
+  const during = await trace(d.httpUrl, report.id);
+  assert.deepEqual([during.targets[0]?.status, during.targets[0]?.attempts], ['pending', 0]);
+  await until(() => answer !== undefined, 'the request to reach the provider');
+  answer?.();
+  const deadline = Date.now() + HANG_MS;
+  for (;;) {
+    const after = await trace(d.httpUrl, report.id);
+    if (after.targets[0]?.status === 'sent') {
+      assert.equal(after.targets[0]?.attempts, 1);
+      break;
+    }
+    if (Date.now() > deadline) assert.fail(JSON.stringify(after));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+});
