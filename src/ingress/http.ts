@@ -130,6 +130,10 @@ export class HttpIngress {
     ];
     this.#server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 }, (req, res) => {
       this.#serve(req, res).catch(async (err: unknown) => {
+        // A refused publish (bad input, over a limit); 401s are logged where they are decided.
+        if (err instanceof NotifyError && err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 401 && req.url?.startsWith('/v1/send')) {
+          this.#opts.refusals?.refused('httpPublish', 'http publish refused', { reason: err.message, code: err.code, status: err.status, remote: req.socket.remoteAddress });
+        }
         await lingerOnBody(req, this.#opts.maxBodyBytes);
         this.#fail(res, err);
       });

@@ -555,7 +555,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
     for (const s of this.#conns.values()) {
       if (s.uid === undefined && s.born <= limit && s.readyState === WebSocket.OPEN) {
         this.#opts.telemetry.refused('bindTimeout');
-        s.close(AUTH_CLOSE.bindTimeout, `no uid bound within ${this.#opts.bindTimeoutMs} ms`);
+        const reason = `no uid bound within ${this.#opts.bindTimeoutMs} ms`;
+        this.#opts.refusals?.refused('bindTimeout', 'websocket bind refused', { reason, closeCode: AUTH_CLOSE.bindTimeout, remote: s.ip });
+        s.close(AUTH_CLOSE.bindTimeout, reason);
       }
     }
     this.#admission.sweep(now);
@@ -597,7 +599,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
   #bind(s: Session, uid: string, token: string | undefined = s.urlToken): boolean | Promise<boolean> {
     const problem = uidProblem(uid);
     if (problem !== undefined) {
-      s.close(CLOSE.policyViolation, problem === 'empty' ? 'empty uid' : `uid longer than ${MAX_UID_BYTES} bytes`);
+      const reason = problem === 'empty' ? 'empty uid' : `uid longer than ${MAX_UID_BYTES} bytes`;
+      this.#opts.refusals?.refused('uid', 'websocket bind refused', { reason, closeCode: CLOSE.policyViolation, remote: s.ip });
+      s.close(CLOSE.policyViolation, reason);
       return false;
     }
     const auth = this.#opts.auth;

@@ -81,3 +81,18 @@ test('logs: a refused Text line is logged with its reason; a refused HTTP publis
   const all = d.logText.join('');
   assert.ok(!all.includes('not-the-token-at-all') && !all.includes(token));
 });
+
+test('logs: a publish over limits.uidsPerMessage is logged as refused with its reason; an empty uid bind too', async (t) => {
+  const d = await startDaemon(t, { limits: { uidsPerMessage: 2 } }, 'info');
+  const res = await api(d.httpUrl, 'POST', '/v1/send', { uids: ['a', 'b', 'c'], msg: 'x' });
+  assert.equal(res.status, 400);
+  const line = d.logs.find((l) => l.msg === 'http publish refused');
+  assert.equal(line?.level, 'info');
+  assert.equal(line?.reason, 'too many uids: 3 (limits.uidsPerMessage is 2)');
+  assert.equal(line?.code, 'NOTIFY_ERR_INVALID_MESSAGE');
+  const c = await wsClient(t, d.wsUrl, { bind: '' });
+  const [code, reason] = await c.closed;
+  assert.equal(code, 1008);
+  await until(() => d.logs.some((l) => l.msg === 'websocket bind refused' && l.refused === 'uid'), 'the uid refusal');
+  assert.equal(d.logs.find((l) => l.refused === 'uid')?.reason, reason);
+});
