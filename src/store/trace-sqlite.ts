@@ -25,6 +25,9 @@ interface Row {
  */
 const COUNTED = 10_000;
 
+/** Rows per multi-row INSERT. */
+const INSERT_ROWS = 16;
+
 /** How long a due batch waits for a transaction of the store to go with, at most. */
 const RIDE_MS = 100;
 
@@ -38,8 +41,8 @@ const nothing = () => {};
  * one statement per call of `append`, never a transaction per turn of their own under load. Rows go by age (history.ttl) and count (4 × history.maxMessages), oldest first, by
  * seq range, as the history's do. Reads see rows still waiting for the commit too.
  *
- * The per-message bound (TRACE_LIMITS.events) is counted in memory for the newest COUNTED
- * messages (a restart counts from zero again).
+ * The per-message bound (TRACE_LIMITS.events, besides the publish's own events) is counted in
+ * memory for the newest COUNTED messages with such events (a restart counts from zero again).
  */
 export class SqliteTraceStore implements TraceStore {
   readonly #commit: GroupCommit;
@@ -85,6 +88,7 @@ export class SqliteTraceStore implements TraceStore {
     this.#o = { now: Date.now, ...opts };
     this.#stmt = {
       insert: db.prepare('INSERT INTO trace_events (seq, id, event) VALUES (?, ?, ?)'),
+      insertMany: db.prepare(`INSERT INTO trace_events (seq, id, event) VALUES ${Array.from({ length: INSERT_ROWS }, () => '(?, ?, ?)').join(', ')}`),
       byId: db.prepare<[string], { event: string }>('SELECT event FROM trace_events WHERE id = ? ORDER BY seq'),
       lastSeq: db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM trace_events'),
       deleteUpTo: db.prepare('DELETE FROM trace_events WHERE seq <= ?'),
@@ -112,22 +116,32 @@ export class SqliteTraceStore implements TraceStore {
 
   /** Adds event `e` to record `id`'s pending row (the one of this batch, when the last is its). */
   #add(id: string, e: JournalEvent): void {
-    let c = this.#counts.get(id);
-    if (c === undefined) {
-      this.#counts.set(id, (c = { at: e.at, n: 0, dropped: 0 }));
-      this.#countOrder.push(id);
-      if (this.#counts.size > COUNTED) this.#counts.delete(this.#countOrder.shift() as string);
+    // A publish's own events (one published, one report per node) are bounded by themselves: the
+    // hot path keeps no count. The others (retry-loop news, acks, repeats) count per message.
+    if (e.type !== 'published' && e.type !== 'report') {
+      if (!this.#count(id, e.at)) return;
     }
-    if (c.n >= TRACE_LIMITS.events) {
-      c.dropped++;
-      return;
-    }
-    c.n++;
     const text = packEvent(e);
     // The events of one message in one batch (published, then its report) share a row.
     const last = this.#pending[this.#pending.length - 1];
     if (last !== undefined && last.id === id) last.events += `,${text}`;
     else this.#pending.push({ seq: this.#nextSeq++, id, events: text });
+  }
+
+  /** Counts one more event of message `id`: false (and counted as dropped) past TRACE_LIMITS.events. */
+  #count(id: string, at: number): boolean {
+    let c = this.#counts.get(id);
+    if (c === undefined) {
+      this.#counts.set(id, (c = { at, n: 0, dropped: 0 }));
+      this.#countOrder.push(id);
+      if (this.#counts.size > COUNTED) this.#counts.delete(this.#countOrder.shift() as string);
+    }
+    if (c.n >= TRACE_LIMITS.events) {
+      c.dropped++;
+      return false;
+    }
+    c.n++;
+    return true;
   }
 
   /** Runs inside the group commit's transaction: never throws (a trace must not fail the publishes committed with it). */
@@ -141,8 +155,25 @@ export class SqliteTraceStore implements TraceStore {
     this.#pending = [];
     this.#outcomes = [];
     try {
-      const { insert, outcome } = this.#stmt;
-      for (const r of rows) insert.run(r.seq, r.id, `[${r.events}]`);
+      const { insert, insertMany, outcome } = this.#stmt;
+      // INSERT_ROWS rows per statement: one call into SQLite for many rows.
+      let i = 0;
+      if (rows.length >= INSERT_ROWS) {
+        const args: (number | string)[] = new Array(3 * INSERT_ROWS);
+        for (; i + INSERT_ROWS <= rows.length; i += INSERT_ROWS) {
+          for (let k = 0; k < INSERT_ROWS; k++) {
+            const r = rows[i + k] as Row;
+            args[3 * k] = r.seq;
+            args[3 * k + 1] = r.id;
+            args[3 * k + 2] = `[${r.events}]`;
+          }
+          insertMany.run(args);
+        }
+      }
+      for (; i < rows.length; i++) {
+        const r = rows[i] as Row;
+        insert.run(r.seq, r.id, `[${r.events}]`);
+      }
       for (const o of outcomes) outcome.run(o.transport, o.token, o.at, o.outcome);
     } catch (err) {
       this.#o.log.warn('trace events not recorded', { events: rows.length, error: errorMessage(err) });
@@ -156,7 +187,6 @@ export class SqliteTraceStore implements TraceStore {
 
   events(id: string): { events: JournalEvent[]; dropped: number } {
     const c = this.#counts.get(id);
-    if (c !== undefined && c.at <= this.#o.now() - this.#o.ttlMs) return { events: [], dropped: 0 };
     const stored = this.#stmt.byId.all(id).flatMap((r) => (JSON.parse(r.event) as unknown[]).map((x) => unpackEvent(x, id)));
     for (const r of this.#pending) if (r.id === id) stored.push(...(JSON.parse(`[${r.events}]`) as unknown[]).map((x) => unpackEvent(x, id)));
     const horizon = this.#o.now() - this.#o.ttlMs;

@@ -104,7 +104,7 @@ export const TRACE_LIMITS = {
   uids: 100,
   /** Acks kept per message. */
   acks: 100,
-  /** Events kept per message by a store; later ones are counted, not kept. */
+  /** Events kept per message by a store (besides its published event and reports); later ones are counted, not kept. */
   events: 1000,
 } as const;
 
