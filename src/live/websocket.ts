@@ -13,7 +13,7 @@ import type { TargetIndex } from '../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
 import { AUTH_CLOSE, checkToken } from '../auth.js';
 import type { AckRelay } from '../store/acks.js';
-import type { Presence } from '../store/presence.js';
+import type { Presence, SessionInfo } from '../store/presence.js';
 import { BROADCAST_STREAM, type HistoryPage, type HistoryQuery, type MessageStreams, type Publication, type StreamPosition, streamOf, uidOfStream } from '../store/stream.js';
 import { after } from '../maybe.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
@@ -338,6 +338,13 @@ export class WebSocketTransport implements Transport, LiveSessions {
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, this.#opts.bindTimeoutMs / 2)));
   }
 
+  /** What one of this node's sessions is (GET /v1/uids/{uid}); undefined for an unknown one. */
+  describe(sid: string): SessionInfo | undefined {
+    const s = this.#conns.get(sid);
+    if (s === undefined) return undefined;
+    return { address: s.ip, connectedAt: s.born, protocol: s.envelope ? 'resume' : 'original', resuming: s.resumed };
+  }
+
   /** The bound address, "host:port" ('' before start). */
   get address(): string {
     return this.#address;
@@ -638,7 +645,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
       // Following the uid's stream before the session is in presence: once another node can see
       // the session, what it publishes for the uid reaches this node.
       return after(this.#follow(uid), () => {
-        const info = { address: s.ip, connectedAt: s.born, protocol: s.envelope ? ('resume' as const) : ('original' as const), resuming: s.resumed };
+        // A shared presence keeps what the session is, for other nodes to show; this node reads
+        // its own sessions' from them (describe), at no memory cost per session.
+        const info = this.#opts.cluster ? this.describe(s.sid) : undefined;
         this.#presence(this.#opts.presence.add(uid, s.sid, this.#opts.node, info), s);
         return true;
       });

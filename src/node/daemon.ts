@@ -103,7 +103,7 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     log,
     closeTimeoutMs,
     limits: { connections: config.limits.connections, connectionsPerIp: config.limits.connectionsPerIp, silentTimeout: config.limits.silentTimeout },
-    lookup: lookupOf({ journal: node.journal, presence: node.backends.presence, devices: node.devices, streams: node.backends.streams }),
+    lookup: lookupOf({ journal: node.journal, presence: node.backends.presence, devices: node.devices, streams: node.backends.streams, local: { node: node.name, describe: (sid) => ws.describe(sid) } }),
     refusals,
   });
   const ingresses: Startable[] = [text, http];

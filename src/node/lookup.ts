@@ -1,6 +1,6 @@
 import type { Journal } from '../delivery/journal.js';
 import type { DeviceService } from '../push/devices.js';
-import type { Presence } from '../store/presence.js';
+import type { Presence, SessionInfo } from '../store/presence.js';
 import { type MessageStreams, streamOf } from '../store/stream.js';
 import { type MessageTrace, type RetiredEvent, foldTrace, retiredKey } from '../store/trace.js';
 import type { Uid } from '../types.js';
@@ -28,7 +28,14 @@ export interface Lookup {
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** Builds the lookups from what a node has (any backend: each read may be sync or a promise). */
-export function lookupOf(n: { journal: Journal; presence: Presence; devices: DeviceService; streams: MessageStreams | undefined }): Lookup {
+export function lookupOf(n: {
+  journal: Journal;
+  presence: Presence;
+  devices: DeviceService;
+  streams: MessageStreams | undefined;
+  /** This node's own sessions, when presence keeps no info of them (one node). */
+  local?: { node: string; describe(sid: string): SessionInfo | undefined };
+}): Lookup {
   return {
     async message(id) {
       const trace = n.journal.trace;
@@ -71,14 +78,17 @@ export function lookupOf(n: { journal: Journal; presence: Presence; devices: Dev
       return {
         uid,
         online: sessions.length > 0,
-        sessions: sessions.map((s) => ({
-          session: s.sid,
-          node: s.node,
-          address: s.info?.address ?? null,
-          connectedAt: s.info ? iso(s.info.connectedAt) : null,
-          protocol: s.info?.protocol ?? (s.sid.startsWith('r') ? 'resume' : 'original'),
-          resuming: s.info?.resuming ?? false,
-        })),
+        sessions: sessions.map((s) => {
+          const info = s.info ?? (n.local && s.node === n.local.node ? n.local.describe(s.sid) : undefined);
+          return {
+            session: s.sid,
+            node: s.node,
+            address: info?.address ?? null,
+            connectedAt: info ? iso(info.connectedAt) : null,
+            protocol: info?.protocol ?? (s.sid.startsWith('r') ? 'resume' : 'original'),
+            resuming: info?.resuming ?? false,
+          };
+        }),
         devices: devices.map((d) => {
           const o = last.get(`${d.transport}\u0000${d.token}`);
           return {
