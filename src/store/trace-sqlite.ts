@@ -28,7 +28,14 @@ const COUNTED = 10_000;
 /** Rows per multi-row INSERT. */
 const INSERT_ROWS = 16;
 
-/** How long a due batch waits for a transaction of the store to go with, at most. */
+/**
+ * A batch of journal rows is due once RIDE_ROWS wait (or after RIDE_MS), then goes with the
+ * store's next transaction (or one of its own after RIDE_MS more). Not every turn: each
+ * transaction writes the last page of the table and of its index to the WAL again, however few
+ * rows it adds; a few turns' rows together cost fewer pages, and are still young enough not to
+ * be promoted by the garbage collector.
+ */
+const RIDE_ROWS = 256;
 const RIDE_MS = 100;
 
 const nothing = () => {};
@@ -109,9 +116,11 @@ export class SqliteTraceStore implements TraceStore {
     if (e.type === 'retired' && e.uid !== undefined) this.#add(retiredKey(e.uid), e);
     eachTokenOutcome(e, (transport, token, outcome) => this.#outcomes.push({ transport, token, at: outcome.at, outcome: JSON.stringify(outcome) }));
     if (!this.#queued && (this.#pending.length > 0 || this.#outcomes.length > 0)) {
+      // Due after RIDE_MS, or at once when RIDE_ROWS are waiting.
       this.#queued = true;
-      this.#due();
-    }
+      this.#timer = setTimeout(this.#due, RIDE_MS);
+      this.#timer.unref();
+    } else if (!this.#riding && this.#pending.length >= RIDE_ROWS) this.#due();
   }
 
   /** Adds event `e` to record `id`'s pending row (the one of this batch, when the last is its). */
