@@ -98,7 +98,7 @@ export async function buildNode(config: Config, opts: NodeOptions): Promise<Noti
   const backends = await (opts.backends ?? backendsFor(config))(config, { node: name, log });
   try {
     // A backend set without a trace store (tests, `send --direct`): the newest few in memory.
-    const trace = backends.trace ?? new MemoryTraceStore({ ttlMs: config.history.ttl, maxMessages: 10_000 });
+    const trace = backends.trace ?? new MemoryTraceStore({ ttlMs: config.history.ttl, maxMessages: 1000 });
     const journal = new Journal({ trace, log, node: name });
     const devices = new DeviceService({ directory: backends.devices, config, log, journal });
     return assemble(config, opts, name, telemetry, backends, devices, journal);

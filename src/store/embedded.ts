@@ -20,7 +20,7 @@ import { MemoryTraceStore } from './trace-memory.js';
 import { SqliteTraceStore } from './trace-sqlite.js';
 
 /** Traces kept in memory when history is off. */
-const MEMORY_TRACES = 10_000;
+const MEMORY_TRACES = 1000;
 
 /**
  * The state a node keeps, each piece behind its interface. The embedded set (one process, the
@@ -72,7 +72,7 @@ export function embeddedBackends(config: Config, opts: { node: string; log: Logg
     const dedupe = new SqliteDedupe(db, commit, { windowMs: h.dedupeWindow });
     const devices = new SqliteDevices(db);
     // Traces live as long as their message is in history: with history off, a few in memory
-    // (recent ones, for a look right after a publish) and no write on the hot path.
+    // (the newest 1,000, for a look right after a publish) and no write on the hot path.
     const trace = h.enabled ? new SqliteTraceStore(db, commit, { ttlMs: h.ttl, maxMessages: h.maxMessages, log: opts.log }) : new MemoryTraceStore({ ttlMs: h.ttl, maxMessages: MEMORY_TRACES });
     return {
       streams,

@@ -1,4 +1,4 @@
-import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, KeyQueue, recordsOf, eachTokenOutcome } from './trace.js';
+import { type JournalEvent, TRACE_LIMITS, type TokenOutcome, type TraceStore, KeyQueue, eachTokenOutcome, packEvent, recordsOf, unpackEvent } from './trace.js';
 
 export interface MemoryTraceOptions {
   /** How long a record is kept after its first event (history.ttl). */
@@ -12,7 +12,8 @@ export interface MemoryTraceOptions {
 
 interface Rec {
   at: number;
-  events: JournalEvent[];
+  /** Each event as `packEvent`'s text: a few strings per message for the garbage collector to walk, not a tree of objects. */
+  events: string[];
   dropped: number;
 }
 
@@ -46,7 +47,7 @@ export class MemoryTraceStore implements TraceStore {
         }
       }
       if (rec !== undefined) {
-        if (rec.events.length < TRACE_LIMITS.events) rec.events.push(e);
+        if (rec.events.length < TRACE_LIMITS.events) rec.events.push(packEvent(e));
         else rec.dropped++;
       }
     }
@@ -72,7 +73,7 @@ export class MemoryTraceStore implements TraceStore {
   events(id: string): { events: JournalEvent[]; dropped: number } {
     const rec = this.#recs.get(id);
     if (rec === undefined || rec.at <= this.#o.now() - this.#o.ttlMs) return { events: [], dropped: 0 };
-    return { events: [...rec.events], dropped: rec.dropped };
+    return { events: rec.events.map((t) => unpackEvent(JSON.parse(t), id)), dropped: rec.dropped };
   }
 
   lastOutcome(transport: string, tokens: readonly string[]): (TokenOutcome | undefined)[] {
