@@ -312,3 +312,40 @@ test('trace: a delivery the report deadline caught on the wire is pending (not f
     await new Promise((r) => setTimeout(r, 20));
   }
 });
+
+test('trace: a token APNs answers 410 Unregistered for is rejected in the trace, retired in GET /v1/uids/{uid} with the reason, and logged once with the message id and the token shortened', async (t) => {
+  const { apnsWorld, deviceToken } = await import('../helpers/apns.js');
+  const { shortToken } = await import('../../src/delivery/journal.js');
+  const dead = deviceToken();
+  const live = deviceToken();
+  const w = await apnsWorld(t, {
+    devices: { gina: [dead, live] },
+    fake: { respond: (req) => (req.token === dead ? { status: 410, reason: 'Unregistered', timestamp: 1700000000000 } : undefined) },
+  });
+  const d = await w.daemon();
+  const report = await send(d.httpUrl, { uid: 'gina', msg: 'hi' });
+  const tr = await trace(d.httpUrl, report.id);
+  const deadTarget = tr.targets.find((x) => x.target === dead);
+  assert.equal(deadTarget?.status, 'rejected');
+  assert.match(deadTarget?.reason ?? '', /^410 Unregistered/);
+  assert.equal(tr.targets.find((x) => x.target === live)?.status, 'sent');
+
+  let facts: UidFacts | undefined;
+  const deadline = Date.now() + HANG_MS;
+  for (;;) {
+    facts = await who(d.httpUrl, 'gina');
+    if (facts.retired.length > 0) break;
+    if (Date.now() > deadline) assert.fail(JSON.stringify(facts));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.deepEqual(facts.retired.map((r) => [r.transport, r.token]), [['apns', dead]]);
+  assert.match(facts.retired[0]?.reason ?? '', /^410 Unregistered/);
+  assert.match(facts.retired[0]?.at ?? '', ISO);
+  assert.deepEqual(facts.devices.map((x) => [x.token, x.lastOutcome?.status]), [[live, 'sent']], 'the retired token is no longer a device');
+
+  const lines = d.logs.filter((l) => l.msg === 'device token retired; it will not be used again');
+  assert.equal(lines.length, 1);
+  assert.equal(lines[0]?.id, report.id);
+  assert.equal(lines[0]?.target, shortToken(dead));
+  assert.ok(!JSON.stringify(d.logs).includes(dead), 'the whole token is not in the log');
+});
