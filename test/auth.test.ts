@@ -701,11 +701,16 @@ test('text.allow: a non-loopback peer not in text.allow gets one error line and 
   await within(peer.closed, HANG_MS, 'the refused connection to close');
 
   assert.equal(await refusals(d, 'textAllow'), 1);
+  // Logged at info with the reason and the peer (rate-limited per kind: a peer can flood it).
+  const line = d.logs.find((l) => l.msg === 'text ingress: peer not allowed');
+  assert.equal(line?.level, 'info');
+  assert.equal(line?.refused, 'textAllow');
+  assert.equal(line?.remote, ip);
+  assert.match(String(line?.reason), /text\.allow/);
   await roundTrip(c.ws);
   assert.deepEqual(c.frames, [], 'nothing delivered');
   assert.equal(d.streams?.size ?? 0, 0, 'nothing stored');
   assert.doesNotMatch(await d.metrics.text(), /^notify_messages_in_total\{via="text"\} /m, 'nothing published');
-  assert.ok(d.logs.some((l) => l.level === 'warn' && /not allowed/.test(String(l.msg)) && l.remote === ip), 'a warn line naming the peer');
   // The daemon still serves: the HTTP API publishes to the ws session.
   const r = await send(d, { uid: 'uid1', msg: 'still serving' });
   assert.equal(r.body.delivered, true);

@@ -59,9 +59,10 @@ function serverUrl(server: string | undefined, config: ApiConfig): string {
 /**
  * Calls the running daemon's HTTP API; resolves with its JSON answer or throws a one-line
  * CliError. The address and token: flags, else $NOTIFY_SERVER / $NOTIFY_TOKEN, else the config
- * (of which only `http` is read).
+ * (of which only `http` is read). With `notFound`, a 404 NOTIFY_ERR_NOT_FOUND answer resolves
+ * undefined instead.
  */
-export async function callApi(o: ApiOptions, method: string, path: string, body?: unknown): Promise<unknown> {
+export async function callApi(o: ApiOptions, method: string, path: string, body?: unknown, opts: { notFound?: boolean } = {}): Promise<unknown> {
   const config = readApiConfig(o.config);
   const base = serverUrl(o.server, config);
   const token = o.token ?? fromEnv('NOTIFY_TOKEN') ?? config.http.token ?? undefined;
@@ -98,6 +99,7 @@ export async function callApi(o: ApiOptions, method: string, path: string, body?
   }
   if (!res.ok) {
     const e = parsed as { code?: string; error?: string };
+    if (opts.notFound && res.status === 404 && e.code === 'NOTIFY_ERR_NOT_FOUND') return undefined;
     throw new CliError(`the daemon refused the request: ${e.error ?? res.statusText} (${e.code ?? res.status})`);
   }
   return parsed;

@@ -5,6 +5,7 @@ import { addSendCommands } from './commands/send.js';
 import { addServeCommand } from './commands/serve.js';
 import { addStatusCommand } from './commands/status.js';
 import { addTokenCommand } from './commands/token.js';
+import { addTraceCommands } from './commands/trace.js';
 import { addVapidCommand } from './commands/vapid.js';
 import type { Io, Result } from './io.js';
 import { VERSION } from '../version.js';
@@ -34,6 +35,7 @@ export function buildProgram(io: Io, result: Result): Command {
   addTokenCommand(program, io, result);
   addVapidCommand(program, io, result);
   addStatusCommand(program, io, result);
+  addTraceCommands(program, io, result);
   addConfigCommands(program, io, result);
   return program;
 }

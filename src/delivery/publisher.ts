@@ -9,6 +9,7 @@ import type { Claim, Dedupe } from '../store/dedupe.js';
 import { BROADCAST_STREAM, type MessageStreams, streamOf } from '../store/stream.js';
 import type { Audience, DeliveryReport, Message, MessageBody, PublishOptions, PublishReport, Route, Uid } from '../types.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { Journal } from './journal.js';
 
 export interface PublisherOptions {
   dispatcher: Dispatcher;
@@ -26,6 +27,8 @@ export interface PublisherOptions {
   uidsPerMessage?: number;
   telemetry?: Telemetry;
   log: Logger;
+  /** Where each publish's story is told (published, duplicate, the report). */
+  journal?: Journal;
 }
 
 const isPush = (t: Transport) => !isLive(t);
@@ -82,19 +85,20 @@ export class Publisher {
     telemetry.published(via);
     const started = performance.now();
     const pid = opts.id;
-    if (pid === undefined) return this.#publish(audience, body, opts, this.#ids.next(), started);
+    if (pid === undefined) return this.#publish(audience, body, opts, this.#ids.next(), started, via);
     let claim: Claim | Promise<Claim>;
     try {
       claim = this.#o.dedupe.claim(pid, this.#o.dedupeWindowMs);
     } catch (err) {
       return Promise.reject(err);
     }
-    const answer = after(claim, (c) => (c.first ? this.#publish(audience, body, opts, pid, started) : this.#earlier(pid, c.answer, opts)));
+    const answer = after(claim, (c) => (c.first ? this.#publish(audience, body, opts, pid, started, via) : this.#earlier(pid, c.answer, opts, via)));
     return answer instanceof Promise ? answer : Promise.resolve(answer);
   }
 
   /** The answer to a repeated publisher id: the first publish's (awaited if it is under way here). */
-  #earlier(id: string, answer: string | undefined, opts: PublishOptions): Promise<PublishReport> {
+  #earlier(id: string, answer: string | undefined, opts: PublishOptions, via: string): Promise<PublishReport> {
+    this.#o.journal?.duplicate(id, via);
     const mine = this.#underway.get(id);
     if (mine) return mine.then((r) => ({ ...r, duplicate: true }));
     if (answer !== undefined) return Promise.resolve({ ...(JSON.parse(answer) as PublishReport), duplicate: true });
@@ -103,7 +107,7 @@ export class Publisher {
     return Promise.resolve({ id, stored: this.#o.streams !== undefined, route: opts.route ?? this.#route, ...emptyReport(), duplicate: true });
   }
 
-  #publish(audience: Audience, body: MessageBody, opts: PublishOptions, id: string, started: number): Promise<PublishReport> {
+  #publish(audience: Audience, body: MessageBody, opts: PublishOptions, id: string, started: number, via: string): Promise<PublishReport> {
     const route = opts.route ?? this.#route;
     const streams = this.#o.streams;
     const msg: { -readonly [K in keyof Message]: Message[K] } = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
@@ -111,7 +115,9 @@ export class Publisher {
     // node gets it from the stream publish below and may ack before this node has delivered it.
     const acks = route === 'live-first' ? this.#o.acks.expect(id, this.#ackTimeoutMs) : undefined;
     let answer: Promise<PublishReport>;
+    const journal = this.#o.journal;
     if (streams === undefined) {
+      journal?.published(id, via, audience, route, false, opts.id !== undefined);
       try {
         const r = this.#deliver(audience, msg, route, opts.id, started, acks);
         answer = r instanceof Promise ? r : Promise.resolve(r);
@@ -123,6 +129,7 @@ export class Publisher {
       // Committed before anyone has it: the last id a session saw is always one it can resume from.
       answer = streams.publish(keys, msg).then((stored) => {
         msg.stored = stored;
+        journal?.published(id, via, audience, route, true, opts.id !== undefined);
         return this.#deliver(audience, msg, route, opts.id, started, acks);
       });
     }
@@ -143,6 +150,7 @@ export class Publisher {
   #deliver(audience: Audience, msg: Message, route: Route, pid: string | undefined, started: number, acks: AckWait | undefined): PublishReport | Promise<PublishReport> {
     const delivery = acks !== undefined ? this.#liveFirst(audience, msg, acks) : this.#o.dispatcher.dispatch(audience, msg);
     return after(delivery, (d) => {
+      this.#o.journal?.report(msg.id, audience, d);
       const report: PublishReport = { id: msg.id, stored: this.#o.streams !== undefined, route, ...d };
       const done = () => {
         (this.#o.telemetry ?? noTelemetry).reported((performance.now() - started) / 1000);

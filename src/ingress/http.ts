@@ -14,7 +14,10 @@ import { answerClientError, closeServer, listen } from '../net/listen.js';
 import { type TlsMaterial, type WebServer, createWebServer, useCertificate } from '../net/tls.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
-import { PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions } from '../message.js';
+import { MAX_UID_BYTES, PUBLISH_KEYS, messageFromFields, parseAudience, parsePublishOptions, uidProblem } from '../message.js';
+import { MAX_ID_LENGTH } from '../ids.js';
+import type { Lookup } from '../node/lookup.js';
+import type { RefusalLog } from '../obs/refusals.js';
 
 export interface HttpIngressOptions {
   /** "host:port". @default '127.0.0.1:5680' */
@@ -45,9 +48,14 @@ export interface HttpIngressOptions {
   failures?: FailureRing;
   /** Serve https:// with this certificate (http.tls); `setTls` replaces it. @default plain http:// */
   tls?: TlsMaterial;
+  /** The trace lookups: GET /v1/messages/{id} and GET /v1/uids/{uid} (404 without). */
+  lookup?: Lookup;
+  /** Where refused requests (401) are logged, rate-limited. */
+  refusals?: RefusalLog;
 }
 
-type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams) => Promise<unknown>;
+/** `param`: the path's last segment, as sent (still percent-encoded), for a route that ends in `{name}`. */
+type Handler = (req: IncomingMessage, body: unknown, query: URLSearchParams, param: string) => Promise<unknown>;
 
 interface RouteSpec {
   method: 'GET' | 'POST' | 'DELETE';
@@ -66,6 +74,8 @@ export const ROUTES = [
   { method: 'POST', path: '/v1/devices', auth: true },
   { method: 'DELETE', path: '/v1/devices', auth: true },
   { method: 'GET', path: '/v1/status', auth: true },
+  { method: 'GET', path: '/v1/messages/{id}', auth: true },
+  { method: 'GET', path: '/v1/uids/{uid}', auth: true },
   { method: 'POST', path: '/v1/tokens', auth: true },
   { method: 'GET', path: '/v1/failures', auth: true },
   { method: 'GET', path: '/metrics', auth: true },
@@ -77,6 +87,8 @@ type RouteKey = (typeof ROUTES)[number] extends infer R ? (R extends RouteSpec ?
 
 interface Route extends RouteSpec {
   handle: Handler;
+  /** For a path ending in `{name}`: what comes before it. */
+  prefix?: string;
 }
 
 /** The OpenAPI document, kept in the repository root (dist/src/ingress/ -> ../../../). */
@@ -119,6 +131,7 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** The path prefixes of the trace lookups; the rest of the path is the id or uid. */
 /** The client went away before its request body was complete: nobody to answer, nothing wrong here. */
 class ClientGone extends Error {}
 
@@ -147,8 +160,8 @@ class TextAnswer {
  * Errors are `{code, error}` with a matching 4xx/5xx status.
  */
 export class HttpIngress {
-  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy' | 'wsAuth' | 'failures' | 'tls'>> &
-    Pick<HttpIngressOptions, 'metrics' | 'wsAuth' | 'failures'>;
+  readonly #opts: Required<Omit<HttpIngressOptions, 'metrics' | 'limits' | 'behindProxy' | 'wsAuth' | 'failures' | 'tls' | 'lookup' | 'refusals'>> &
+    Pick<HttpIngressOptions, 'metrics' | 'wsAuth' | 'failures' | 'lookup' | 'refusals'>;
   readonly #server: WebServer;
   readonly #admission: Admission;
   readonly #routes: Route[];
@@ -168,14 +181,24 @@ export class HttpIngress {
       'POST /v1/devices': async (_req, body) => this.#device('add', body),
       'DELETE /v1/devices': async (_req, body, q) => this.#device('remove', body ?? Object.fromEntries(q)),
       'GET /v1/status': async () => this.#opts.status(),
+      'GET /v1/messages/{id}': (_req, _body, _q, param) => this.#lookup('/v1/messages/', param),
+      'GET /v1/uids/{uid}': (_req, _body, _q, param) => this.#lookup('/v1/uids/', param),
       'POST /v1/tokens': async (_req, body) => mintToken(this.#opts.wsAuth ?? { mode: 'none', secret: null }, body),
       'GET /v1/failures': async (_req, _body, q) => (this.#opts.failures ? listFailures(this.#opts.failures, q) : { failures: [], kept: 0 }),
       'GET /metrics': async () => this.#metrics(),
       'GET /healthz': async () => this.#health(),
       'GET /v1/openapi.json': async () => new TextAnswer('application/json; charset=utf-8', openapiDocument()),
     };
-    this.#routes = ROUTES.map((r) => ({ ...r, handle: handlers[`${r.method} ${r.path}` as RouteKey] }));
-    this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
+    this.#routes = ROUTES.map((r) => {
+      const m = /^(.*\/)\{\w+\}$/.exec(r.path);
+      return { ...r, handle: handlers[`${r.method} ${r.path}` as RouteKey], ...(m ? { prefix: m[1] } : {}) };
+    });
+    this.#admission = new Admission({
+      limits: { ...NO_LIMITS, ...opts.limits },
+      behindProxy: opts.behindProxy ?? false,
+      telemetry: this.#opts.telemetry,
+      ...(opts.refusals ? { refusals: { log: opts.refusals, listener: 'http' } } : {}),
+    });
     // Counted from accept (with TLS: from the end of the TLS handshake, which must end within
     // limits.silentTimeout); a connection silent until limits.silentTimeout is closed (the first
     // request clears that: a publish may wait for its report in silence).
@@ -185,6 +208,10 @@ export class HttpIngress {
       this.#admission.limits.silentTimeout,
       (req, res) => {
         this.#serve(req, res).catch(async (err: unknown) => {
+          // A refused publish (bad input, over a limit); 401s are logged where they are decided.
+          if (err instanceof NotifyError && err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 401 && req.url?.startsWith('/v1/send')) {
+            this.#opts.refusals?.refused('httpPublish', 'http publish refused', { reason: err.message, code: err.code, status: err.status, remote: req.socket.remoteAddress });
+          }
           await lingerOnBody(req, this.#opts.maxBodyBytes);
           this.#fail(res, err);
         });
@@ -239,16 +266,22 @@ export class HttpIngress {
     const path = url.pathname;
     // The operator console: static files without data (the data comes from the API, with the token).
     if (isConsolePath(path)) return serveConsole(req, res, path);
-    const routes = this.#routes.filter((r) => r.path === path);
+    // A route ending in `{name}` takes the rest of the path as that parameter (a "/" in it is a 404).
+    let param = '';
+    let routes = this.#routes.filter((r) => r.path === path);
+    if (routes.length === 0) {
+      routes = this.#routes.filter((r) => r.prefix !== undefined && path.startsWith(r.prefix));
+      param = routes.length > 0 ? path.slice((routes[0] as Route).prefix?.length) : '';
+    }
     if (routes.length === 0) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${path}`, { status: 404 });
     const route = routes.find((r) => r.method === req.method);
     if (!route) {
       res.setHeader('allow', routes.map((r) => r.method).join(', '));
-      throw new NotifyError('NOTIFY_ERR_METHOD', `${path} takes ${routes.map((r) => r.method).join(' or ')}`, { status: 405 });
+      throw new NotifyError('NOTIFY_ERR_METHOD', `${(routes[0] as Route).path} takes ${routes.map((r) => r.method).join(' or ')}`, { status: 405 });
     }
     if (route.auth) this.#authorize(req);
     const body = route.method === 'GET' ? undefined : await this.#readJson(req, route.method === 'DELETE');
-    const answer = await route.handle(req, body, url.searchParams);
+    const answer = await route.handle(req, body, url.searchParams, param);
     if (answer instanceof TextAnswer) {
       res.writeHead(200, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.text), 'cache-control': 'no-store' });
       res.end(answer.text);
@@ -260,13 +293,39 @@ export class HttpIngress {
     if (!this.#tokenDigest) return;
     const header = req.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m) {
-      throw new NotifyError('NOTIFY_ERR_UNAUTHORIZED', 'this endpoint needs "Authorization: Bearer <http.token>"', { status: 401 });
-    }
+    const refuse = (reason: string) => {
+      // The path without its query (a token may ride in one), never the header.
+      this.#opts.refusals?.refused('http401', 'http request refused', { reason, method: req.method, path: (req.url ?? '').split('?')[0], remote: req.socket.remoteAddress });
+      return new NotifyError('NOTIFY_ERR_UNAUTHORIZED', reason, { status: 401 });
+    };
+    if (!m) throw refuse('this endpoint needs "Authorization: Bearer <http.token>"');
     // Compare digests: equal length, constant time, whatever the caller sent.
-    if (!timingSafeEqual(sha256(m[1] as string), this.#tokenDigest)) {
-      throw new NotifyError('NOTIFY_ERR_UNAUTHORIZED', 'wrong bearer token', { status: 401 });
+    if (!timingSafeEqual(sha256(m[1] as string), this.#tokenDigest)) throw refuse('wrong bearer token');
+  }
+
+  /** GET /v1/messages/{id} and GET /v1/uids/{uid}: `segment` is the rest of the path, URL-encoded. */
+  async #lookup(prefix: string, segment: string): Promise<unknown> {
+    const lookup = this.#opts.lookup;
+    if (!lookup) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${prefix}${segment} (this node keeps no traces)`, { status: 404 });
+    const what = prefix === '/v1/messages/' ? 'message id' : 'uid';
+    let key: string;
+    try {
+      key = decodeURIComponent(segment);
+    } catch {
+      throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', `the ${what} in the path is not valid percent-encoding`, { status: 400 });
     }
+    if (segment.includes('/')) throw new NotifyError('NOTIFY_ERR_NOT_FOUND', `no such endpoint: ${prefix}${segment} (URL-encode a "/" in the ${what} as %2F)`, { status: 404 });
+    if (key === '') throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', `the ${what} is missing: ${prefix}{${what === 'uid' ? 'uid' : 'id'}}`, { status: 400 });
+    if (prefix === '/v1/uids/') {
+      if (uidProblem(key) === 'too long') throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', `the uid is longer than ${MAX_UID_BYTES} bytes`, { status: 400 });
+      return lookup.uid(key);
+    }
+    if (key.length > MAX_ID_LENGTH) throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', `the message id is longer than ${MAX_ID_LENGTH} characters`, { status: 400 });
+    const trace = await lookup.message(key);
+    if (trace === undefined) {
+      return new Answer(404, { code: 'NOTIFY_ERR_NOT_FOUND', error: `no message ${key} in history (never published, or older than history.ttl)` });
+    }
+    return trace;
   }
 
   /** The JSON body; with `optional`, an empty body is undefined instead of an error. */

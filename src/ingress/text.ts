@@ -4,6 +4,7 @@ import type { Publisher } from '../delivery/publisher.js';
 import { errorMessage } from '../errors.js';
 import { closeServer, listen } from '../net/listen.js';
 import type { Logger } from '../obs/log.js';
+import type { RefusalLog } from '../obs/refusals.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { AllowList, unmapped } from '../net/allow.js';
 import { messageFromLine, parseAudience, parsePublishOptions } from '../message.js';
@@ -27,6 +28,8 @@ export interface TextIngressOptions {
   log: Logger;
   /** How long stop() waits for a connection's pending replies. @default 5000 */
   closeTimeoutMs?: number;
+  /** Where refused peers and lines are logged (rate-limited). */
+  refusals?: RefusalLog;
 }
 
 const NL = 0x0a;
@@ -87,7 +90,7 @@ export function answerLine(line: string, publisher: Publisher): string | Promise
  * over maxPendingReplyBytes.
  */
 export class TextIngress {
-  readonly #opts: Required<TextIngressOptions>;
+  readonly #opts: Required<Omit<TextIngressOptions, 'refusals'>> & Pick<TextIngressOptions, 'refusals'>;
   readonly #server: Server;
   readonly #conns = new Set<TextConnection>();
   readonly #allow: AllowList;
@@ -105,7 +108,9 @@ export class TextIngress {
       if (!this.#allow.allows(socket.remoteAddress)) {
         // The Text ingress has no authentication: only loopback and text.allow may publish.
         this.#opts.telemetry.refused('textAllow');
-        this.#opts.log.warn('text ingress: peer not allowed', { remote: socket.remoteAddress });
+        const remote = socket.remoteAddress;
+        if (this.#opts.refusals) this.#opts.refusals.refused('textAllow', 'text ingress: peer not allowed', { reason: 'not in text.allow (nor loopback)', remote });
+        else this.#opts.log.warn('text ingress: peer not allowed', { remote });
         // Read and drop what it sends, and close once it has gone (or in 5 s): with
         // allowHalfOpen, unread input would keep the socket (and a stop) hanging.
         socket.on('error', () => socket.destroy());
@@ -147,7 +152,7 @@ export class TextIngress {
 
 class TextConnection {
   readonly #socket: Socket;
-  readonly #opts: Required<TextIngressOptions>;
+  readonly #opts: Required<Omit<TextIngressOptions, 'refusals'>> & Pick<TextIngressOptions, 'refusals'>;
   /** Bytes of the line being read, when it spans packets. */
   #partial: Buffer | undefined;
   /** True while skipping the rest of an oversized line. */
@@ -175,7 +180,7 @@ class TextConnection {
     this.#flush();
   };
 
-  constructor(socket: Socket, opts: Required<TextIngressOptions>, onGone: () => void) {
+  constructor(socket: Socket, opts: Required<Omit<TextIngressOptions, 'refusals'>> & Pick<TextIngressOptions, 'refusals'>, onGone: () => void) {
     this.#socket = socket;
     this.#opts = opts;
     this.#replyEstimate = opts.maxLineBytes;
@@ -252,8 +257,14 @@ class TextConnection {
     return pending + inflight * this.#replyEstimate <= this.#opts.maxPendingReplyBytes;
   }
 
+  /** An `error:` reply is a refused line: logged (rate-limited) with its reason. */
+  #refused(reply: string): void {
+    this.#opts.refusals?.refused('textLine', 'text publish refused', { reason: reply.slice(7), remote: this.#socket.remoteAddress });
+  }
+
   #push(reply: string | Promise<string>): void {
     if (typeof reply === 'string') {
+      if (reply.charCodeAt(0) === 0x65 && reply.startsWith('error: ')) this.#refused(reply);
       this.#slots.push(reply);
       this.#readyBytes += reply.length + 1;
       return;
@@ -261,6 +272,7 @@ class TextConnection {
     const n = this.#base + this.#slots.length;
     this.#slots.push(undefined);
     reply.then((line) => {
+      if (line.charCodeAt(0) === 0x65 && line.startsWith('error: ')) this.#refused(line);
       this.#slots[n - this.#base] = line;
       this.#readyBytes += line.length + 1;
       // The first reply replaces the guess (maxLineBytes); after that, the largest one seen.

@@ -1,3 +1,4 @@
+import type { RefusalLog } from '../obs/refusals.js';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -30,7 +31,10 @@ export class Admission {
   /** The address each accepted socket counts under (none yet for a proxy's, until its handshake). */
   readonly #counted = new WeakMap<Duplex, string>();
 
-  constructor(opts: { limits: ConnectionLimits; behindProxy: boolean; telemetry: Telemetry }) {
+  readonly #refusals: { log: RefusalLog; listener: string } | undefined;
+
+  constructor(opts: { limits: ConnectionLimits; behindProxy: boolean; telemetry: Telemetry; refusals?: { log: RefusalLog; listener: string } }) {
+    this.#refusals = opts.refusals;
     this.#limits = opts.limits;
     this.#behindProxy = opts.behindProxy;
     this.#telemetry = opts.telemetry;
@@ -120,6 +124,8 @@ export class Admission {
 
   #refuse(socket: Duplex, status: string, limit: LimitName, why: string): undefined {
     this.#telemetry.refused(limit);
+    const r = this.#refusals;
+    if (r) r.log.refused(`${r.listener}:${limit}`, 'connection refused', { listener: r.listener, reason: why, status: status.slice(0, 3) });
     const body = `${why}\n`;
     socket.on('error', () => socket.destroy());
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);

@@ -6,13 +6,15 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { NotifyError } from '../errors.js';
 import { answerClientError, closeServer, listen } from '../net/listen.js';
 import { type TlsMaterial, type WebServer, createWebServer, useCertificate } from '../net/tls.js';
+import type { Journal } from '../delivery/journal.js';
 import type { Logger } from '../obs/log.js';
+import type { RefusalLog } from '../obs/refusals.js';
 import { MAX_UID_BYTES, uidProblem } from '../message.js';
 import type { TargetIndex } from '../store/target-index.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
 import { AUTH_CLOSE, type TokenCheck, checkBindToken } from '../auth.js';
 import type { AckRelay } from '../store/acks.js';
-import type { Presence } from '../store/presence.js';
+import type { Presence, SessionInfo } from '../store/presence.js';
 import { BROADCAST_STREAM, type HistoryPage, type HistoryQuery, type MessageStreams, type Publication, type StreamPosition, streamOf, uidOfStream } from '../store/stream.js';
 import { after } from '../maybe.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
@@ -68,6 +70,10 @@ export interface WebSocketTransportOptions {
    * @default false
    */
   cluster?: boolean;
+  /** Where acks are told (the delivery journal). */
+  journal?: Journal;
+  /** Where refused binds and connections are logged (rate-limited). */
+  refusals?: RefusalLog;
 }
 
 /** The first letter of the id of a session bound with the resume protocol (a plain one's is `s`). */
@@ -113,6 +119,8 @@ class Session extends WebSocket {
   urlToken: string | undefined = undefined;
   /** Its bind's token is being checked (a JWT): frames meanwhile are ignored. */
   binding = false;
+  /** A resume-protocol bind that named the last id it had. */
+  resumed = false;
   /** push-* frames received (bounded by PUSH_FRAMES_PER_SESSION); whether one is being handled. */
   pushFrames = 0;
   pushBusy = false;
@@ -256,7 +264,8 @@ class ReplayReader {
  */
 export class WebSocketTransport implements Transport, LiveSessions {
   readonly name = 'websocket';
-  readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits' | 'push' | 'tls'>> & Pick<WebSocketTransportOptions, 'streams' | 'push' | 'tls'>;
+  readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits' | 'push' | 'tls' | 'journal' | 'refusals'>> &
+    Pick<WebSocketTransportOptions, 'streams' | 'push' | 'tls' | 'journal' | 'refusals'>;
   readonly #admission: Admission;
   #sweeper: NodeJS.Timeout | undefined;
   readonly #server: WebServer;
@@ -289,7 +298,12 @@ export class WebSocketTransport implements Transport, LiveSessions {
     }
     this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, replayLimit: 100, ...opts, cluster: opts.cluster ?? false };
     if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
-    this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
+    this.#admission = new Admission({
+      limits: { ...NO_LIMITS, ...opts.limits },
+      behindProxy: opts.behindProxy ?? false,
+      telemetry: this.#opts.telemetry,
+      ...(opts.refusals ? { refusals: { log: opts.refusals, listener: 'ws' } } : {}),
+    });
     this.#wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -350,6 +364,13 @@ export class WebSocketTransport implements Transport, LiveSessions {
     this.#address = await listen(this.#server, this.#opts.listen, 'ws.listen');
     this.#heartbeat = setInterval(() => this.#beat(), this.#opts.heartbeatIntervalMs);
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(10, Math.min(1000, this.#opts.bindTimeoutMs / 2)));
+  }
+
+  /** What one of this node's sessions is (GET /v1/uids/{uid}); undefined for an unknown one. */
+  describe(sid: string): SessionInfo | undefined {
+    const s = this.#conns.get(sid);
+    if (s === undefined) return undefined;
+    return { address: s.ip, connectedAt: s.born, protocol: s.envelope ? 'resume' : 'original', resuming: s.resumed };
   }
 
   /** The bound address, "host:port" ('' before start). */
@@ -574,7 +595,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
     for (const s of this.#conns.values()) {
       if (s.uid === undefined && s.born <= limit && s.readyState === WebSocket.OPEN) {
         this.#opts.telemetry.refused('bindTimeout');
-        s.close(AUTH_CLOSE.bindTimeout, `no uid bound within ${this.#opts.bindTimeoutMs} ms`);
+        const reason = `no uid bound within ${this.#opts.bindTimeoutMs} ms`;
+        this.#opts.refusals?.refused('bindTimeout', 'websocket bind refused', { reason, closeCode: AUTH_CLOSE.bindTimeout, remote: s.ip });
+        s.close(AUTH_CLOSE.bindTimeout, reason);
       }
     }
     this.#admission.sweep(now);
@@ -616,7 +639,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
   #bind(s: Session, uid: string, token: string | undefined = s.urlToken): boolean | Promise<boolean> {
     const problem = uidProblem(uid);
     if (problem !== undefined) {
-      s.close(CLOSE.policyViolation, problem === 'empty' ? 'empty uid' : `uid longer than ${MAX_UID_BYTES} bytes`);
+      const reason = problem === 'empty' ? 'empty uid' : `uid longer than ${MAX_UID_BYTES} bytes`;
+      this.#opts.refusals?.refused('uid', 'websocket bind refused', { reason, closeCode: CLOSE.policyViolation, remote: s.ip });
+      s.close(CLOSE.policyViolation, reason);
       return false;
     }
     const auth = this.#opts.auth;
@@ -627,18 +652,19 @@ export class WebSocketTransport implements Transport, LiveSessions {
         s.binding = true;
         return check.then((c) => {
           s.binding = false;
-          return s.readyState === WebSocket.OPEN && this.#authorized(s, c) && this.#admit(s, uid);
+          return s.readyState === WebSocket.OPEN && this.#authorized(s, c, uid) && this.#admit(s, uid);
         });
       }
-      if (!this.#authorized(s, check)) return false;
+      if (!this.#authorized(s, check, uid)) return false;
     }
     return this.#admit(s, uid);
   }
 
   /** Whether the token check passed; a refusal closes the session with its code and reason. */
-  #authorized(s: Session, check: TokenCheck): boolean {
+  #authorized(s: Session, check: TokenCheck, uid: Uid): boolean {
     if (check.ok) return true;
     this.#opts.telemetry.refused('auth');
+    this.#opts.refusals?.refused('auth', 'websocket bind refused', { reason: check.reason, closeCode: check.code, uid, remote: s.ip });
     s.close(check.code, check.reason);
     return false;
   }
@@ -659,7 +685,9 @@ export class WebSocketTransport implements Transport, LiveSessions {
     const admit = (n: number): boolean | Promise<boolean> => {
       if (n >= perUid) {
         this.#opts.telemetry.refused('sessionsPerUid');
-        s.close(AUTH_CLOSE.tooManySessions, `too many sessions for this uid (limits.sessionsPerUid: ${perUid})`);
+        const reason = `too many sessions for this uid (limits.sessionsPerUid: ${perUid})`;
+        this.#opts.refusals?.refused('sessionsPerUid', 'websocket bind refused', { reason, closeCode: AUTH_CLOSE.tooManySessions, uid, remote: s.ip });
+        s.close(AUTH_CLOSE.tooManySessions, reason);
         return false;
       }
       if (s.readyState !== WebSocket.OPEN) return false;
@@ -667,7 +695,10 @@ export class WebSocketTransport implements Transport, LiveSessions {
       // Following the uid's stream before the session is in presence: once another node can see
       // the session, what it publishes for the uid reaches this node.
       return after(this.#follow(uid), () => {
-        this.#presence(this.#opts.presence.add(uid, s.sid, this.#opts.node), s);
+        // A shared presence keeps what the session is, for other nodes to show; this node reads
+        // its own sessions' from them (describe), at no memory cost per session.
+        const info = this.#opts.cluster ? this.describe(s.sid) : undefined;
+        this.#presence(this.#opts.presence.add(uid, s.sid, this.#opts.node, info), s);
         return true;
       });
     };
@@ -742,6 +773,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
       return;
     }
     const since = typeof bind.since === 'string' && bind.since !== '' ? bind.since : undefined;
+    s.resumed = since !== undefined;
     const token = typeof bind.token === 'string' ? bind.token : s.urlToken;
     // Not yet in the index or presence: the id can still change, to say that it acks.
     this.#conns.delete(s.sid);
@@ -933,6 +965,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
       return;
     }
     if (f.type !== 'ack' || typeof f.id !== 'string') return;
+    this.#opts.journal?.ack(f.id, s.uid, s.sid);
     const r = this.#opts.acks.ack(f.id, s.uid);
     if (r instanceof Promise) r.catch(() => {});
   }

@@ -14,7 +14,9 @@ import type { DeviceService } from '../push/devices.js';
 import type { MessageStreams } from '../store/stream.js';
 import type { Registry } from '../store/target-index.js';
 import { VERSION } from '../version.js';
+import { lookupOf } from './lookup.js';
 import { type NodeOptions, type NotifyNode, type ReloadResult, buildNode } from './node.js';
+import { RefusalLog } from '../obs/refusals.js';
 
 export type { ReloadResult };
 
@@ -72,8 +74,10 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
   // The certificates first: a file that is wrong stops the start before the store is opened.
   const wsTls = config.ws.tls ? readTls(config.ws.tls, 'ws.tls') : undefined;
   const httpTls = config.http.tls ? readTls(config.http.tls, 'http.tls') : undefined;
+  const refusals = new RefusalLog(log);
   const node = await buildNode(config, {
     log,
+    refusals,
     live: true,
     telemetry: metrics,
     ...(opts.backends ? { backends: opts.backends } : {}),
@@ -84,7 +88,7 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
   const ws = node.websocket as WebSocketTransport;
   const closeTimeoutMs = config.shutdown.timeoutMs;
   const telemetry = metrics;
-  const text = new TextIngress({ ...config.text, publisher, telemetry, log, closeTimeoutMs });
+  const text = new TextIngress({ ...config.text, publisher, telemetry, log, closeTimeoutMs, refusals });
   const startedAt = Date.now();
   const health = () => ({
     store: node.backends.health(),
@@ -117,6 +121,8 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     failures: node.failures,
     limits: { connections: config.limits.connections, connectionsPerIp: config.limits.connectionsPerIp, silentTimeout: config.limits.silentTimeout },
     ...(httpTls ? { tls: httpTls } : {}),
+    lookup: lookupOf({ journal: node.journal, presence: node.backends.presence, devices: node.devices, streams: node.backends.streams, local: { node: node.name, describe: (sid) => ws.describe(sid) } }),
+    refusals,
   });
   for (const m of [wsTls, httpTls]) {
     if (m === undefined) continue;

@@ -2,10 +2,12 @@ import { errorMessage } from '../errors.js';
 import { hostname } from 'node:os';
 import type { Config, TransportSettings } from '../config/load.js';
 import { Dispatcher } from '../delivery/dispatcher.js';
+import { Journal } from '../delivery/journal.js';
 import { Publisher } from '../delivery/publisher.js';
 import { WebSocketTransport } from '../live/websocket.js';
 import { FailureRing } from '../obs/failures.js';
 import type { Logger } from '../obs/log.js';
+import type { RefusalLog } from '../obs/refusals.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
 import { DeviceService } from '../push/devices.js';
 import { TRANSPORT_TYPES } from '../push/kinds.js';
@@ -15,6 +17,7 @@ import type { Transport } from '../push/transport.js';
 import { type RetryOutcome, type RetrySubject, RetryTicket } from '../push/retry.js';
 import { type Backends, type BackendFactory, backendsFor } from '../store/backends.js';
 import { MemoryRegistry, type Registry, type TargetIndex } from '../store/target-index.js';
+import { MemoryTraceStore } from '../store/trace-memory.js';
 import type { Uid } from '../types.js';
 import type { TlsMaterial } from '../net/tls.js';
 
@@ -56,6 +59,8 @@ export interface NodeOptions {
   name?: string;
   /** The certificate of ws.tls, read and checked (net/tls.ts readTls); the daemon reloads it. */
   wsTls?: TlsMaterial;
+  /** Where refused binds and connections are logged (rate-limited). */
+  refusals?: RefusalLog;
 }
 
 /**
@@ -74,6 +79,8 @@ export interface NotifyNode {
   readonly websocket: WebSocketTransport | undefined;
   readonly dispatcher: Dispatcher;
   readonly publisher: Publisher;
+  /** Where every fact about a message's fate is told: the trace store and the log. */
+  readonly journal: Journal;
   /** This node's local indexes: its sessions (`websocket`) and each push transport's devices. */
   readonly registry: Registry;
   /** The latest provider deliveries that ended without reaching their target (GET /v1/failures). */
@@ -109,8 +116,11 @@ export async function buildNode(config: Config, opts: NodeOptions): Promise<Noti
   const name = opts.name ?? config.cluster.node ?? defaultNodeName();
   const backends = await (opts.backends ?? backendsFor(config))(config, { node: name, log });
   try {
-    const devices = new DeviceService({ directory: backends.devices, config, log });
-    return assemble(config, opts, name, telemetry, backends, devices);
+    // A backend set without a trace store (tests, `send --direct`): the newest few in memory.
+    const trace = backends.trace ?? new MemoryTraceStore({ ttlMs: config.history.ttl, maxMessages: 1000 });
+    const journal = new Journal({ trace, log, node: name, failures: new FailureRing() });
+    const devices = new DeviceService({ directory: backends.devices, config, log, journal });
+    return assemble(config, opts, name, telemetry, backends, devices, journal);
   } catch (err) {
     const closed = backends.close();
     if (closed instanceof Promise) closed.catch(() => {});
@@ -118,7 +128,7 @@ export async function buildNode(config: Config, opts: NodeOptions): Promise<Noti
   }
 }
 
-function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Telemetry, backends: Backends, devices: DeviceService): NotifyNode {
+function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Telemetry, backends: Backends, devices: DeviceService, journal: Journal): NotifyNode {
   const { log } = opts;
   // A held retry's lease past its due time (cluster.retryLease; one process: a restart's takeover).
   const leaseMs = config.cluster.retryLease;
@@ -145,6 +155,8 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
         cluster: backends.shared === true,
         // Pages register Web Push subscriptions with the config in force (a reload applies).
         push: pagePush({ config: () => current, devices }),
+        journal,
+        ...(opts.refusals ? { refusals: opts.refusals } : {}),
       })
     : undefined;
   // Only a backend that keeps the device directory in this process has indexes to show.
@@ -154,22 +166,11 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     where: (uid) => ({ ...(backends.sessions.has(uid) ? { websocket: backends.sessions.targets(uid) } : {}), ...devicesHere.where(uid) }),
     uids: () => new Set([...backends.sessions.uids(), ...devicesHere.uids()]),
   };
-  const failures = new FailureRing();
-  const failed = (s: RetrySubject, out: RetryOutcome, attempts: number): void =>
-    failures.record({
-      at: new Date().toISOString(),
-      id: s.msg.id,
-      uid: s.uid,
-      transport: s.transport,
-      target: s.target,
-      status: out.status === 'rejected' ? 'rejected' : 'failed',
-      ...(out.reason !== undefined ? { reason: out.reason } : {}),
-      attempts,
-    });
   const make = (tname: string, settings: TransportSettings): Transport => {
     const kind = TRANSPORT_TYPES[settings.type];
     if (!kind) throw new TypeError(`transports.${tname}: unknown type ${settings.type}`);
-    const retire = (target: string, reason: string) => void devices.retire(tname, target, reason);
+    const retire = (target: string, reason: string, messageId?: string) => void devices.retire(tname, target, reason, messageId);
+    const news = (id: string, o: Parameters<Journal['target']>[1]) => journal.target(id, o);
     return kind.create(settings, {
       name: tname,
       node: name,
@@ -177,7 +178,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
       log,
       retire,
       retries: backends.retries,
-      ticket: (subject, key) => new RetryTicket(backends.retries, name, subject, key, leaseMs, failed),
+      ticket: (subject, key) => new RetryTicket(backends.retries, name, subject, key, leaseMs, news),
       telemetry,
       // shutdown is a restart section: the value this node started with.
       stopGraceMs: config.shutdown.graceMs,
@@ -216,6 +217,7 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     uidsPerMessage: config.limits.uidsPerMessage,
     telemetry,
     log,
+    journal,
   });
 
   let current = config;
@@ -265,8 +267,9 @@ function assemble(config: Config, opts: NodeOptions, name: string, telemetry: Te
     websocket,
     dispatcher,
     publisher,
+    journal,
     registry,
-    failures,
+    failures: journal.failures,
     async start() {
       await devices.load();
       for (const t of transports) {

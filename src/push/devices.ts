@@ -2,6 +2,7 @@ import type { Config } from '../config/load.js';
 import { NotifyError, errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 import { checkUid } from '../message.js';
+import { type Journal, shortToken } from '../delivery/journal.js';
 import type { DeviceDirectory } from '../store/devices.js';
 import type { Uid } from '../types.js';
 import { TRANSPORT_TYPES } from './kinds.js';
@@ -39,11 +40,13 @@ export class DeviceService {
   readonly #dir: DeviceDirectory;
   #config: Config;
   readonly #log: Logger;
+  readonly #journal: Journal | undefined;
 
-  constructor(opts: { directory: DeviceDirectory; config: Config; log: Logger }) {
+  constructor(opts: { directory: DeviceDirectory; config: Config; log: Logger; journal?: Journal }) {
     this.#dir = opts.directory;
     this.#config = opts.config;
     this.#log = opts.log;
+    this.#journal = opts.journal;
   }
 
   /** Seeds the directory with the YAML tokens of `config` (at start and on reload). */
@@ -114,14 +117,18 @@ export class DeviceService {
 
   /**
    * Takes a token out of service for good: the provider said it is gone (410 Unregistered) or
-   * not for this app. The one place a target is retired; logged once.
+   * not for this app. The one place a target is retired; told to the journal (and so logged) once,
+   * with the message whose delivery found it dead.
    */
-  async retire(transport: string, token: string, reason: string): Promise<void> {
+  async retire(transport: string, token: string, reason: string, messageId?: string): Promise<void> {
     try {
       const { uid, fresh } = await this.#dir.retire(transport, token, reason);
-      if (fresh) this.#log.warn('device token retired; it will not be used again', { transport, uid, target: token, reason });
+      if (fresh) {
+        if (this.#journal) this.#journal.retired(transport, token, reason, uid, messageId);
+        else this.#log.warn('device token retired; it will not be used again', { transport, uid, target: shortToken(token), reason, id: messageId });
+      }
     } catch (err) {
-      this.#log.error('recording a retired device token failed', { transport, target: token, error: errorMessage(err) });
+      this.#log.error('recording a retired device token failed', { transport, target: shortToken(token), error: errorMessage(err) });
     }
   }
 

@@ -25,7 +25,7 @@ export interface TransportContext {
    * so that no later process uses it. The retry loop (`runWithRetries`) calls it for a rejection
    * with `prune`; nothing else does.
    */
-  retire(target: string, reason: string): void;
+  retire(target: string, reason: string, messageId?: string): void;
   /** Where deliveries waiting for a retry are kept across restarts (undefined: in memory only). */
   retries: RetryQueue | undefined;
   /** Counters (retries) for /metrics. */

@@ -50,7 +50,7 @@ export interface ProviderClientOptions {
   secrets: readonly string[];
   log: Logger;
   /** Takes a target out of service for good (a verdict with `prune`). */
-  retire?: (target: string, reason: string) => void;
+  retire?: (target: string, reason: string, messageId?: string) => void;
   /**
    * Reads rate-limit headers of any response: milliseconds the provider wants no requests for
    * (the whole transport pauses), or undefined.

@@ -2,6 +2,7 @@ import type { Spec } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../obs/log.js';
 import type { PendingRetry, RetryQueue } from '../store/retry-queue.js';
+import type { TargetOutcome } from '../store/trace.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
 
 /** How a transport retries transient failures (429, 5xx, connection resets). */
@@ -81,12 +82,17 @@ export interface RetryOutcome {
 /** What a delivery is, as the retry queue keeps it. */
 export type RetrySubject = { transport: string; uid: Uid; target: string; msg: Message };
 
+/** Where a ticket tells the delivery's news (the delivery journal's `target`). */
+export type TicketNews = (id: string, o: TargetOutcome) => void;
+
 /**
  * A delivery's place in the retry queue: held while it waits for a retry, released when it ends.
- * Without a queue (undefined) it does nothing.
+ * Without a queue (undefined) it does nothing. It also tells the delivery journal (`news`) when
+ * the delivery waits for a retry and how it ended.
  */
 export class RetryTicket {
   #key: string | undefined;
+  readonly #news: TicketNews | undefined;
 
   constructor(
     private readonly queue: RetryQueue | undefined,
@@ -94,15 +100,30 @@ export class RetryTicket {
     private readonly subject: RetrySubject,
     key?: string,
     private readonly leaseMs = RETRY_LEASE_MS,
-    /** Told how each delivery ended that did not reach its target (GET /v1/failures). */
-    private readonly onFailure?: (subject: RetrySubject, out: RetryOutcome, attempts: number) => void,
+    news?: TicketNews,
   ) {
     this.#key = key;
+    this.#news = news;
   }
 
-  /** The delivery ended (not stopped) with `out`, after `attempts` attempts. */
-  ended(out: RetryOutcome, attempts: number): void {
-    if (out.status !== 'sent' && this.onFailure) this.onFailure(this.subject, out, attempts);
+  /** The id of the message being delivered. */
+  get messageId(): string {
+    return this.subject.msg.id;
+  }
+
+  /** Tells the journal where the delivery stands: never throws. */
+  note(status: TargetOutcome['status'] | 'rejected-retired', attempts: number, reason?: string, nextAttemptAt?: number): void {
+    if (this.#news === undefined) return;
+    const { uid, transport, target } = this.subject;
+    const o: TargetOutcome = { uid, transport, target, status: status === 'rejected-retired' ? 'rejected' : status, attempts };
+    if (status === 'rejected-retired') o.retires = true;
+    if (reason !== undefined) o.reason = reason;
+    if (nextAttemptAt !== undefined) o.nextAttemptAt = nextAttemptAt;
+    try {
+      this.#news(this.subject.msg.id, o);
+    } catch {
+      // The journal logs its own failures; a delivery goes on regardless.
+    }
   }
 
   /** Records (or updates) that the next attempt, after `attempts` so far, is due at `dueAt`. Throws NOTIFY_ERR_STORE when the queue is full. */
@@ -144,8 +165,8 @@ export interface RetryRun {
   log: Logger;
   /** Who asks for a Retry-After, in reasons: `APNs`, `the provider`. */
   provider: string;
-  /** Takes a target out of service for good: called for a verdict with `prune`. */
-  retire: ((target: string, reason: string) => void) | undefined;
+  /** Takes a target out of service for good: called for a verdict with `prune` (with the message's id). */
+  retire: ((target: string, reason: string, messageId?: string) => void) | undefined;
   /** Told each transient failure that will be retried, for a report that is due before the delivery ends. */
   onRetry?: (reason: string) => void;
   /** Told each retry after a backoff (for /metrics). */
@@ -180,24 +201,31 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
         log.error('releasing a retry failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
       }
     }
-    ticket.ended(out, attempts);
     return out;
   };
-  const failed = (reason: string) => end({ status: 'failed', reason });
+  const failed = (reason: string) => {
+    ticket.note('gave-up', attempts, reason);
+    return end({ status: 'failed', reason });
+  };
   // The transport stopped before the delivery ended: it is handed over through the retry queue,
   // due now when it was not waiting for a retry (queued, or cut off on the wire: the provider
   // may have it, so this is at least once), at its retry time when it was.
   const stopped = async (last?: string): Promise<RetryOutcome> => {
     const was = last ?? 'not sent';
-    if (!ticket.keeps) return { status: 'failed', reason: `${was}: notify is shutting down`, stopped: true };
+    if (!ticket.keeps) {
+      ticket.note('gave-up', attempts, `${was}: notify is shutting down`);
+      return { status: 'failed', reason: `${was}: notify is shutting down`, stopped: true };
+    }
     if (!ticket.held) {
       try {
         await ticket.waiting(attempts, Date.now(), `${was}: handed over at a stop or reload`);
       } catch (err) {
         log.warn('delivery not handed over', { transport: run.transport, target: run.target, error: errorMessage(err) });
+        ticket.note('gave-up', attempts, `${was}: notify is shutting down; not kept for a retry: ${errorMessage(err)}`);
         return { status: 'failed', reason: `${was}: notify is shutting down; not kept for a retry: ${errorMessage(err)}`, stopped: true };
       }
     }
+    ticket.note('retrying', attempts, `${was}; handed to the next transport or process (retry queue)`, Date.now());
     return { status: 'failed', reason: `${was}; handed to the next transport or process (retry queue): it will be sent`, stopped: true };
   };
   let made = run.made;
@@ -211,9 +239,13 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
     }
     if (v === undefined) return stopped();
     attempts++;
-    if (v.kind === 'sent') return end({ status: 'sent', ...(v.id !== undefined ? { id: v.id } : {}) });
+    if (v.kind === 'sent') {
+      ticket.note('sent', attempts);
+      return end({ status: 'sent', ...(v.id !== undefined ? { id: v.id } : {}) });
+    }
     if (v.kind === 'failed') return failed(v.reason);
     if (v.kind === 'rejected') {
+      ticket.note(v.prune ? 'rejected-retired' : 'rejected', attempts, v.reason);
       if (v.prune) retireOnce(run, v.reason);
       return end({ status: 'rejected', reason: v.reason });
     }
@@ -229,6 +261,7 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
       return failed(`${v.reason}; ${run.provider} asked to retry after ${Math.ceil(v.retryAfterMs / 1000)} s, longer than retry.maxDelayMs`);
     }
     const delay = backoffMs(attempts, policy, v.retryAfterMs);
+    ticket.note('retrying', attempts, v.reason, Date.now() + delay);
     try {
       await ticket.waiting(attempts, Date.now() + delay, v.reason);
     } catch (err) {
@@ -243,11 +276,17 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
 
 function retireOnce(run: RetryRun, reason: string): void {
   try {
-    run.retire?.(run.target, reason);
+    run.retire?.(run.target, reason, run.ticket.messageId);
   } catch (err) {
     run.log.error('recording a retired target failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
   }
 }
+
+/**
+ * How a report's entry begins for a delivery the deadline caught under way (it goes on: queued,
+ * on the wire, or waiting for a retry); the journal shows it `pending` until the retry loop says more.
+ */
+export const STILL_TRYING = 'not delivered by the deadline; still trying';
 
 /** A count of things under way, and a promise for when none is. */
 export class InFlight {
@@ -367,7 +406,7 @@ export async function sendToEach(
     const r = results[i];
     if (r !== undefined) return { ...r, transport, target };
     const last = lastReason[i];
-    return { transport, target, status: 'failed', reason: `not delivered by the deadline; still trying${last ? ` (last: ${last})` : ''}` };
+    return { transport, target, status: 'failed', reason: `${STILL_TRYING}${last ? ` (last: ${last})` : ''}` };
   });
 }
 

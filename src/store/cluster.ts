@@ -11,6 +11,7 @@ import { RedisRetryQueue } from './retry-queue-redis.js';
 import { RedisStreams } from './stream-redis.js';
 import { uidOfStream } from './stream.js';
 import { MemoryTargetIndex } from './target-index.js';
+import { RedisTraceStore } from './trace-redis.js';
 
 /**
  * The cluster's backends (cluster.redis): every piece of state another node needs lives in
@@ -55,6 +56,7 @@ export async function redisBackends(config: Config, opts: { node: string; log: L
   const dedupe = new RedisDedupe(client, { prefix });
   const devices = new RedisDevices(client, { prefix });
   const retries = new RedisRetryQueue(client, { prefix });
+  const trace = new RedisTraceStore(client, { prefix, ttlMs: h.ttl, log });
   return {
     streams,
     presence,
@@ -63,6 +65,7 @@ export async function redisBackends(config: Config, opts: { node: string; log: L
     devices,
     retries,
     acks,
+    trace,
     shared: true,
     health() {
       const down = [client, subscriber].filter((c) => c.status !== 'ready');
@@ -70,6 +73,7 @@ export async function redisBackends(config: Config, opts: { node: string; log: L
     },
     async close() {
       streams.close();
+      await trace.close().catch(() => {});
       await acks.close().catch(() => {});
       // This node's sessions leave presence at once (a graceful stop), not after their expiry.
       await presence.close().catch(() => {});

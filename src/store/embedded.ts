@@ -15,6 +15,12 @@ import { GroupCommit, type StateDb, StoreHealth, openState } from './sqlite.js';
 import type { MessageStreams } from './stream.js';
 import { SqliteStreams } from './stream-sqlite.js';
 import { MemoryTargetIndex, type Registry, type TargetIndex } from './target-index.js';
+import type { TraceStore } from './trace.js';
+import { MemoryTraceStore } from './trace-memory.js';
+import { SqliteTraceStore } from './trace-sqlite.js';
+
+/** Traces kept in memory when history is off. */
+const MEMORY_TRACES = 1000;
 
 /**
  * The state a node keeps, each piece behind its interface. The embedded set (one process, the
@@ -33,6 +39,8 @@ export interface Backends {
   deviceIndexes?: Registry;
   retries: RetryQueue;
   acks: AckRelay;
+  /** Each message's journal (GET /v1/messages/{id}); a memory one when absent. */
+  trace?: TraceStore;
   /**
    * Shared with other nodes (the cluster's Redis): a uid's sessions may be elsewhere, and
    * messages reach them through `streams`. @default false
@@ -63,6 +71,9 @@ export function embeddedBackends(config: Config, opts: { node: string; log: Logg
     const sessions = new MemoryTargetIndex();
     const dedupe = new SqliteDedupe(db, commit, { windowMs: h.dedupeWindow });
     const devices = new SqliteDevices(db);
+    // Traces live as long as their message is in history: with history off, a few in memory
+    // (the newest 1,000, for a look right after a publish) and no write on the hot path.
+    const trace = h.enabled ? new SqliteTraceStore(db, commit, { ttlMs: h.ttl, maxMessages: h.maxMessages, log: opts.log }) : new MemoryTraceStore({ ttlMs: h.ttl, maxMessages: MEMORY_TRACES });
     return {
       streams,
       presence: new MemoryPresence(sessions, opts.node),
@@ -73,10 +84,12 @@ export function embeddedBackends(config: Config, opts: { node: string; log: Logg
       // This process holds the state directory's lock: retries of another owner are a dead process's.
       retries: new SqliteRetryQueue(db, { exclusive: true }),
       acks: new MemoryAckRelay(),
+      trace,
       health: () => storeHealth.report(),
       close() {
         streams?.close();
         dedupe.close();
+        trace.close();
         commit.flush();
         db.close();
         unlock();

@@ -1,5 +1,5 @@
 import type { Uid } from '../types.js';
-import type { Presence, SessionEntry } from './presence.js';
+import type { Presence, SessionEntry, SessionInfo } from './presence.js';
 import type { TargetIndex } from './target-index.js';
 
 /**
@@ -9,18 +9,21 @@ import type { TargetIndex } from './target-index.js';
 export class MemoryPresence implements Presence {
   readonly #sessions: TargetIndex;
   readonly #node: string;
+  readonly #info = new Map<string, SessionInfo>();
 
   constructor(sessions: TargetIndex, node: string) {
     this.#sessions = sessions;
     this.#node = node;
   }
 
-  add(uid: Uid, sid: string): void {
+  add(uid: Uid, sid: string, _node?: string, info?: SessionInfo): void {
     this.#sessions.add(uid, sid);
+    if (info !== undefined) this.#info.set(sid, info);
   }
 
   remove(_uid: Uid, sid: string): void {
     this.#sessions.remove(sid);
+    this.#info.delete(sid);
   }
 
   touch(): void {}
@@ -34,7 +37,10 @@ export class MemoryPresence implements Presence {
   }
 
   sessions(uid: Uid): SessionEntry[] {
-    return this.#sessions.targets(uid).map((sid) => ({ sid, node: this.#node }));
+    return this.#sessions.targets(uid).map((sid) => {
+      const info = this.#info.get(sid);
+      return info === undefined ? { sid, node: this.#node } : { sid, node: this.#node, info };
+    });
   }
 
   uids(): Uid[] {

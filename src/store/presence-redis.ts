@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Uid } from '../types.js';
-import type { Presence, SessionEntry } from './presence.js';
+import type { Presence, SessionEntry, SessionInfo } from './presence.js';
 import { type RedisScript, checkPrefix, defineScript, viaRedis } from './redis-script.js';
 
 export interface RedisPresenceOptions {
@@ -27,6 +27,10 @@ const ADD = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if ARGV[6] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
 redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return 1
@@ -41,6 +45,7 @@ const TOUCH = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 for i = 5, #ARGV do redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[4]) end
 redis.call('ZADD', KEYS[2], 'GT', ARGV[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
@@ -52,6 +57,7 @@ return 1
  */
 const REMOVE = `
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if #top == 0 then
@@ -66,6 +72,22 @@ return redis.call('ZCARD', KEYS[1])
 const COUNT = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return redis.call('ZCARD', KEYS[1])
+`;
+
+/**
+ * A uid's sessions with what they are: drops expired members (and the info of members gone),
+ * then lists members and their info. KEYS: the uid's sessions, their info hash; ARGV: now.
+ */
+const SESSIONS = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+local live = {}
+for _, m in ipairs(members) do live[m] = true end
+for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if not live[f] then redis.call('HDEL', KEYS[2], f) end
+end
+if #members == 0 then return {{}, {}} end
+return {members, redis.call('HMGET', KEYS[2], unpack(members))}
 `;
 
 /** Drops expired entries of a sorted set, then lists its members. KEYS: the set; ARGV: now. */
@@ -110,6 +132,7 @@ export class RedisPresence implements Presence {
   readonly #remove: RedisScript;
   readonly #count: RedisScript;
   readonly #members: RedisScript;
+  readonly #sessions: RedisScript;
 
   constructor(redis: Redis, opts: RedisPresenceOptions) {
     const o = { prefix: 'notify', ttlMs: 90_000, now: Date.now, ...opts };
@@ -119,9 +142,10 @@ export class RedisPresence implements Presence {
     this.#ttlMs = o.ttlMs;
     this.#now = o.now;
     this.#redis = redis;
-    this.#add = defineScript(redis, 'notifyPresenceAdd', 2, ADD);
-    this.#touch = defineScript(redis, 'notifyPresenceTouch', 2, TOUCH);
-    this.#remove = defineScript(redis, 'notifyPresenceRemove', 2, REMOVE);
+    this.#add = defineScript(redis, 'notifyPresenceAdd3', 3, ADD);
+    this.#touch = defineScript(redis, 'notifyPresenceTouch3', 3, TOUCH);
+    this.#remove = defineScript(redis, 'notifyPresenceRemove3', 3, REMOVE);
+    this.#sessions = defineScript(redis, 'notifyPresenceSessions', 2, SESSIONS);
     this.#count = defineScript(redis, 'notifyPresenceCount', 1, COUNT);
     this.#members = defineScript(redis, 'notifyPresenceMembers', 1, MEMBERS);
   }
@@ -129,6 +153,11 @@ export class RedisPresence implements Presence {
   /** The sorted set of a uid's sessions. */
   key(uid: Uid): string {
     return `${this.#prefix}:{u:${uid}}:p`;
+  }
+
+  /** The hash of a uid's sessions' info (member -> JSON SessionInfo). */
+  #infoKey(uid: Uid): string {
+    return `${this.#prefix}:{u:${uid}}:pi`;
   }
 
   get #uidsKey(): string {
@@ -139,7 +168,7 @@ export class RedisPresence implements Presence {
     return `${this.#prefix}:nodes`;
   }
 
-  add(uid: Uid, sid: string, node: string): Promise<void> {
+  add(uid: Uid, sid: string, node: string, info?: SessionInfo): Promise<void> {
     const misuse = nodeError(node);
     if (misuse) return Promise.reject(misuse);
     return viaRedis(async () => {
@@ -148,10 +177,11 @@ export class RedisPresence implements Presence {
       // A session belongs to one uid: a sid bound again to another uid leaves the first one.
       const before = this.#mine.get(sid);
       if (before !== undefined && (before.uid !== uid || before.node !== node)) {
-        steps.push(this.#remove.run([this.key(before.uid), this.#uidsKey], [`${before.node}:${sid}`, before.uid, now]));
+        steps.push(this.#remove.run([this.key(before.uid), this.#uidsKey, this.#infoKey(before.uid)], [`${before.node}:${sid}`, before.uid, now]));
       }
       this.#mine.set(sid, { uid, node });
-      steps.push(this.#add.run([this.key(uid), this.#uidsKey], [`${node}:${sid}`, now + this.#ttlMs, uid, now, this.#ttlMs]));
+      const about = info === undefined ? '' : JSON.stringify(info);
+      steps.push(this.#add.run([this.key(uid), this.#uidsKey, this.#infoKey(uid)], [`${node}:${sid}`, now + this.#ttlMs, uid, now, this.#ttlMs, about]));
       await Promise.all(steps);
     });
   }
@@ -161,7 +191,7 @@ export class RedisPresence implements Presence {
       const e = this.#mine.get(sid);
       const node = e?.uid === uid ? e.node : this.#node;
       if (e?.uid === uid) this.#mine.delete(sid);
-      await this.#remove.run([this.key(uid), this.#uidsKey], [`${node}:${sid}`, uid, this.#now()]);
+      await this.#remove.run([this.key(uid), this.#uidsKey, this.#infoKey(uid)], [`${node}:${sid}`, uid, this.#now()]);
     });
   }
 
@@ -188,7 +218,7 @@ export class RedisPresence implements Presence {
       p.zremrangebyscore(this.#nodesKey, '-inf', now);
       p.zadd(this.#nodesKey, expiry, node);
       p.pexpire(this.#nodesKey, this.#ttlMs);
-      for (const [uid, members] of byUid) this.#touch.queue(p, [this.key(uid), this.#uidsKey], [expiry, uid, now, this.#ttlMs, ...members]);
+      for (const [uid, members] of byUid) this.#touch.queue(p, [this.key(uid), this.#uidsKey, this.#infoKey(uid)], [expiry, uid, now, this.#ttlMs, ...members]);
       await exec(p);
     });
   }
@@ -203,8 +233,13 @@ export class RedisPresence implements Presence {
 
   sessions(uid: Uid): Promise<SessionEntry[]> {
     return viaRedis(async () => {
-      const members = (await this.#members.run([this.key(uid)], [this.#now()])) as string[];
-      return members.map(parseMember);
+      const [members, infos] = (await this.#sessions.run([this.key(uid), this.#infoKey(uid)], [this.#now()])) as [string[], (string | null)[]];
+      return members.map((m, i) => {
+        const e = parseMember(m);
+        const info = infos[i];
+        if (typeof info === 'string') e.info = JSON.parse(info) as SessionInfo;
+        return e;
+      });
     });
   }
 
@@ -234,7 +269,7 @@ export class RedisPresence implements Presence {
       const nodes = new Set([this.#node]);
       for (const [sid, e] of this.#mine) {
         nodes.add(e.node);
-        this.#remove.queue(p, [this.key(e.uid), this.#uidsKey], [`${e.node}:${sid}`, e.uid, now]);
+        this.#remove.queue(p, [this.key(e.uid), this.#uidsKey, this.#infoKey(e.uid)], [`${e.node}:${sid}`, e.uid, now]);
       }
       this.#mine.clear();
       for (const node of nodes) p.zrem(this.#nodesKey, node);

@@ -1,10 +1,24 @@
 import type { Uid } from '../types.js';
 
+/** What a session is, for diagnostics (GET /v1/uids/{uid}). */
+export interface SessionInfo {
+  /** The peer's address (the client's, behind a proxy with ws.behindProxy). */
+  address: string;
+  /** When it connected (ms since the epoch). */
+  connectedAt: number;
+  /** `original`: bound by its first frame (the Workerman protocol); `resume`: bound with `{"type":"bind"}`. */
+  protocol: 'original' | 'resume';
+  /** A resume-protocol bind that named the last id it had (`since`): it caught up on what it missed. */
+  resuming: boolean;
+}
+
 /** One live session somewhere in the service. */
 export interface SessionEntry {
   sid: string;
   /** The node (process) that holds the session's socket. */
   node: string;
+  /** What it is, when the node that added it said (`add`'s `info`). */
+  info?: SessionInfo;
 }
 
 /**
@@ -27,7 +41,8 @@ export interface SessionEntry {
  * heartbeat key (the cluster issue).
  */
 export interface Presence {
-  add(uid: Uid, sid: string, node: string): void | Promise<void>;
+  /** `info` is kept with the session (and dropped with it) for `sessions` to show. */
+  add(uid: Uid, sid: string, node: string, info?: SessionInfo): void | Promise<void>;
   remove(uid: Uid, sid: string): void | Promise<void>;
   /** The heartbeat: the node's sessions are still there. */
   touch(node: string, sids: readonly string[]): void | Promise<void>;

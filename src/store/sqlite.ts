@@ -114,6 +114,23 @@ export const MIGRATIONS: readonly string[] = [
    DROP TABLE temp.runs;
    DROP TABLE publications;
    ALTER TABLE publications_v5 RENAME TO publications;`,
+  // The delivery journal (store/trace.ts): each message's events (a JSON array per row: those of
+  // one batch), appended in the group commit (seq order is time order: old rows go by range, as
+  // publications do); the index on id is mostly appended to (ULIDs grow with time). And each
+  // device token's last outcome.
+  `CREATE TABLE trace_events (
+     seq   INTEGER PRIMARY KEY,
+     id    TEXT NOT NULL,
+     event TEXT NOT NULL
+   );
+   CREATE INDEX trace_events_id ON trace_events (id);
+   CREATE TABLE token_outcomes (
+     transport TEXT NOT NULL,
+     token     TEXT NOT NULL,
+     at        INTEGER NOT NULL,
+     outcome   TEXT NOT NULL,
+     PRIMARY KEY (transport, token)
+   ) WITHOUT ROWID;`,
 ];
 
 /**
@@ -212,6 +229,8 @@ export class StoreHealth {
  */
 export class GroupCommit {
   #writes: (() => void)[] = [];
+  /** Writes that go with the next transaction, whenever one runs (`ride`); they never cause one. */
+  #riders: (() => void)[] = [];
   #onFail: (() => void)[] = [];
   #scheduled: NodeJS.Immediate | undefined;
   #waiter: { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } | undefined;
@@ -237,6 +256,16 @@ export class GroupCommit {
     this.#scheduled = setImmediate(this.#flushNow);
   }
 
+  /**
+   * Adds `write` to the next transaction without causing one: it goes with the next `queue`d
+   * write's (the caller bounds the wait with a timer of its own that queues one). For writes that
+   * need not be durable before anything is answered (the delivery journal): they cost no
+   * transaction of their own. `write` must not throw (it would fail the writes it rides with).
+   */
+  ride(write: () => void): void {
+    this.#riders.push(write);
+  }
+
   /** Settles when everything queued so far is committed (or failed). */
   committed(): Promise<void> {
     if (this.#writes.length === 0) return Promise.resolve();
@@ -259,7 +288,8 @@ export class GroupCommit {
       this.#scheduled = undefined;
     }
     if (this.#writes.length === 0) return;
-    const writes = this.#writes;
+    const writes = this.#riders.length === 0 ? this.#writes : [...this.#writes, ...this.#riders];
+    this.#riders = [];
     const undo = this.#onFail;
     const waiter = this.#waiter;
     this.#writes = [];

@@ -88,4 +88,17 @@ export function presenceContract(name: string, make: MakePresence, opts: { skip?
     assert.deepEqual(sorted(await p.uids()), ['alice', 'bob']);
     assert.equal(await p.count('alice'), 1);
   });
+
+  test(`${name} contract: the info a session is added with comes back with it, and goes with it`, opts, async (t) => {
+    const p = await make(t, NODE);
+    const info = { address: '203.0.113.7', connectedAt: 1_700_000_000_000, protocol: 'resume' as const, resuming: true };
+    await p.add('alice', 's1', NODE, info);
+    await p.add('alice', 's2', NODE);
+    const entries = await p.sessions('alice');
+    assert.deepEqual(entries.find((e) => e.sid === 's1')?.info, info);
+    assert.equal(entries.find((e) => e.sid === 's2')?.info, undefined);
+    await p.remove('alice', 's1');
+    await p.add('alice', 's1', NODE);
+    assert.equal((await p.sessions('alice')).find((e) => e.sid === 's1')?.info, undefined, 'removed with its session');
+  });
 }

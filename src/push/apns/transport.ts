@@ -212,7 +212,7 @@ export class ApnsTransport implements Transport {
   readonly #settings: ApnsSettings;
   readonly #targets: TransportTargets;
   readonly #log: Logger;
-  readonly #retire: (target: string, reason: string) => void;
+  readonly #retire: (target: string, reason: string, messageId?: string) => void;
   readonly #provider: Apn.Provider;
   readonly #session: ApnSession;
   /** Waiting requests; `#head` is the next one (a deque without O(n) shifts). */

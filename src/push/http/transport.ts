@@ -5,7 +5,7 @@ import type { DeliveryResult, Message, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
 import { type ProviderRequest, ProviderClient, type SendOutcome, httpVerdict, providerClientFor } from '../provider-client.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { type RetryPolicy, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
+import { type RetryPolicy, STILL_TRYING, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
 import {
   type Parts,
   type Placeholder,
@@ -298,7 +298,7 @@ export class HttpTransport implements Transport {
       const out = outs[i];
       if (out) return { transport: this.name, target, ...out };
       const tail = last[i] ? ` (last: ${last[i]})` : '';
-      return { transport: this.name, target, status: 'failed', reason: `not delivered by the deadline; still trying${tail}` };
+      return { transport: this.name, target, status: 'failed', reason: `${STILL_TRYING}${tail}` };
     });
   }
 

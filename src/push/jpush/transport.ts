@@ -5,7 +5,7 @@ import type { DeliveryResult, Message, MessageBody, Uid } from '../../types.js';
 import type { Logger } from '../../obs/log.js';
 import { type ProviderResponse, ProviderClient, type SendOutcome, type Verdict, excerpt, httpVerdict, providerClientFor } from '../provider-client.js';
 import type { TransportContext, TransportType } from '../kinds.js';
-import { type RetryPolicy, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
+import { type RetryPolicy, STILL_TRYING, maxQueuedSpec, resumeWhenDue, retrySpec, settleBy } from '../retry.js';
 import type { PendingRetry, Transport, TransportHealth } from '../transport.js';
 
 /** How a request's target is written in the retry queue. */
@@ -227,7 +227,7 @@ export class JPushTransport implements Transport {
     return requests.flatMap((target, i) => {
       const out: SendOutcome = outs[i] ?? {
         status: 'failed',
-        reason: `not delivered by the deadline; still trying${last[i] ? ` (last: ${last[i]})` : ''}`,
+        reason: `${STILL_TRYING}${last[i] ? ` (last: ${last[i]})` : ''}`,
       };
       const shown = target.startsWith(RIDS) ? target.slice(RIDS.length).split(',') : [target];
       return shown.map((t): DeliveryResult => ({ transport: this.name, target: t, ...out }));

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { DeliveryReport, ReportEntry } from '../../../src/types.js';
 import { apnsWorld, deviceToken } from '../../helpers/apns.js';
 import { HANG_MS, until, within, wsClient } from '../../helpers/clients.js';
+import { shortToken } from '../../../src/delivery/journal.js';
 
 async function send(httpUrl: string, body: Record<string, unknown>): Promise<DeliveryReport> {
   const res = await fetch(`${httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify(body) });
@@ -86,7 +87,9 @@ for (const [status, reason] of [
     assert.equal(w.fake.requests.filter((r) => r.token === dead).length, 1, 'not tried by the same process');
     const retiredLogs = d1.logs.filter((l) => l.msg === 'device token retired; it will not be used again');
     assert.equal(retiredLogs.length, 1, 'the removal is logged once');
-    assert.equal(retiredLogs[0]?.target, dead);
+    // Shortened in the log (enough to tell tokens apart), with the message that found it dead.
+    assert.equal(retiredLogs[0]?.target, shortToken(dead));
+    assert.equal(retiredLogs[0]?.id, (first as DeliveryReport & { id: string }).id);
     await d1.stop();
 
     // A new process on the same state directory and the same YAML (which still lists the token).
