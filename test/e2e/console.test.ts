@@ -349,3 +349,55 @@ test('console in Chromium: recent failures; message and uid lookup render the tr
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   assert.deepEqual(foreign, [], 'no request to any host but 127.0.0.1');
 });
+
+test('console in Chromium, end to end with the real trace: a push to a live session shows in the chart, then in the message lookup as sent on websocket, and the uid lookup lists the session', { skip: SKIP }, async (t) => {
+  const d = await startDaemon(t, { http: { token: TOKEN } });
+  const { page, pageErrors, foreign } = await openPage(t);
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto(`${d.httpUrl}/console`, { waitUntil: 'load' });
+  await page.fill('#login-token', TOKEN);
+  await page.click('#login-form button');
+  await page.locator('#conn', { hasText: 'live' }).waitFor();
+
+  const bob = await wsClient(t, d.wsUrl);
+  bob.ws.send('bob');
+  await until(() => d.registry.index('websocket').has('bob'), 'bob to bind', SLOW_MS);
+  await page.locator('#f-sessions', { hasText: /^1$/ }).waitFor();
+
+  const sent = await api(d.httpUrl, 'POST', '/v1/send', { uid: 'bob', msg: 'watch me', id: 'deploy-42' }, { authorization: `Bearer ${TOKEN}` });
+  assert.equal(sent.status, 200);
+  const report = sent.body as { id: string; results: { target: string }[] };
+  assert.equal(await bob.frame(1), 'watch me');
+  // The chart shows the publish.
+  const deadline = Date.now() + SLOW_MS;
+  while (!(await publishLine(page)).some((y) => y < 160)) {
+    assert.ok(Date.now() < deadline, 'the chart shows the publish');
+    await page.waitForTimeout(200);
+  }
+
+  // The message lookup, from the daemon's own trace.
+  await page.fill('#message-id', report.id);
+  await page.click('#message-form button');
+  const msg = page.locator('#message-out .result');
+  await msg.waitFor();
+  const text = (await msg.textContent()) ?? '';
+  for (const s of [report.id, 'http', 'bob', 'deploy-42']) assert.ok(text.includes(s), `message view shows ${s}: ${text}`);
+  const targets = page.locator('#message-out .scroll').first().locator('tbody tr');
+  assert.equal(await targets.count(), 1);
+  const cells = await targets.first().locator('td').allTextContents();
+  assert.ok(cells.includes('websocket') && cells.includes('sent'), `the websocket target is sent: ${JSON.stringify(cells)}`);
+  assert.ok(cells.some((c) => c.includes((report.results[0] as { target: string }).target.slice(0, 8))), `the session id is shown: ${JSON.stringify(cells)}`);
+  await screenshot(t, page, 'trace-real-1280');
+
+  // The uid lookup lists bob's session, its address and protocol.
+  await page.fill('#uid-id', 'bob');
+  await page.click('#uid-form button');
+  const who = page.locator('#uid-out .result');
+  await who.waitFor();
+  await page.locator('#uid-out h3', { hasText: 'Sessions (1)' }).waitFor();
+  const whoText = (await who.textContent()) ?? '';
+  for (const s of ['127.0.0.1', 'original', report.id]) assert.ok(whoText.includes(s), `uid view shows ${s}: ${whoText}`);
+
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  assert.deepEqual(foreign, [], 'no request to any host but 127.0.0.1');
+});
