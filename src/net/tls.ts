@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { type IncomingMessage, type Server as HttpServer, type ServerOptions as HttpServerOptions, type ServerResponse, createServer as createHttpServer } from 'node:http';
 import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -33,13 +33,48 @@ export interface TlsMaterial {
   warnings: string[];
 }
 
+/**
+ * The most a certificate file (with its chain) or a key file may hold. A real chain is a few KiB;
+ * the bound keeps a wrong path (a log file, /dev/zero) from being read into memory.
+ */
+export const MAX_PEM_BYTES = 1024 * 1024;
+
+/**
+ * Reads a PEM file of at most MAX_PEM_BYTES. Opened without blocking and checked to be a regular
+ * file before it is read: a FIFO or a device (readFileSync would wait for a writer or read
+ * forever) would freeze the whole daemon at a reload.
+ */
 function readPem(file: string, what: string): Buffer {
+  let fd: number;
   try {
-    return readFileSync(file);
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (code ?? 'unreadable');
     throw new NotifyError('NOTIFY_ERR_CONFIG', `${what}: cannot read ${file}: ${why}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw new NotifyError('NOTIFY_ERR_CONFIG', `${what}: cannot read ${file}: it is a folder`);
+    if (!st.isFile()) throw new NotifyError('NOTIFY_ERR_CONFIG', `${what}: ${file} is not a regular file (a FIFO, socket or device); give the path of a PEM file`);
+    const tooBig = () => new NotifyError('NOTIFY_ERR_CONFIG', `${what}: ${file} is larger than ${MAX_PEM_BYTES} bytes; a PEM certificate chain or key is a few KiB (is this the right file?)`);
+    if (st.size > MAX_PEM_BYTES) throw tooBig();
+    // Read to the end, but never past the bound (the file may grow after fstat).
+    const buf = Buffer.alloc(MAX_PEM_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n > MAX_PEM_BYTES) throw tooBig();
+    }
+    return Buffer.from(buf.subarray(0, n));
+  } catch (err) {
+    if (err instanceof NotifyError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new NotifyError('NOTIFY_ERR_CONFIG', `${what}: cannot read ${file}: ${code === 'EISDIR' ? 'it is a folder' : (code ?? 'unreadable')}`);
+  } finally {
+    closeSync(fd);
   }
 }
 

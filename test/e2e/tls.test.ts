@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -259,4 +260,26 @@ test('tls: a cert file with the intermediate after the certificate (fullchain.pe
   const alone = await cli(['status', '--server', `https://${bare.addresses().http}`, '--ca', root.certFile]);
   assert.equal(alone.code, 2);
   assert.match(alone.err, /is not trusted \((UNABLE_TO_GET_ISSUER_CERT_LOCALLY|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\); it does not chain up to the CA in /);
+});
+
+test('tls: SIGHUP with the certificate path now a FIFO keeps the running certificate, says why, and the daemon keeps serving (it does not wait on the FIFO)', { skip: NO_OPENSSL, timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const ca = await makeTestCa(join(dir, 'ca'));
+  const first = await issueCert(ca, 'first', { serial: 1 });
+  const certFile = join(dir, 'live.pem');
+  copyFileSync(first.certFile, certFile);
+  const config = join(dir, 'notify.yaml');
+  const tls = { cert: certFile, key: first.keyFile };
+  writeFileSync(config, stringify({ ws: { listen: '127.0.0.1:0' }, text: { listen: '127.0.0.1:0' }, http: { listen: '127.0.0.1:0', tls }, state: { dir: join(dir, 'state') } }));
+  const child = await startChild(t, config);
+  // The operator's mistake: a FIFO (or a device) where the certificate was. Nobody writes to it.
+  unlinkSync(certFile);
+  execFileSync('mkfifo', [certFile]);
+  child.proc.kill('SIGHUP');
+  const kept = () => child.logs.find((l) => l.level === 'error' && String(l.msg).startsWith('http.tls: keeping the running certificate'));
+  await until(() => kept() !== undefined, 'the reload to refuse the FIFO', HANG_MS);
+  assert.equal(kept()?.msg, `http.tls: keeping the running certificate: http.tls.cert: ${certFile} is not a regular file (a FIFO, socket or device); give the path of a PEM file`);
+  assert.equal((await servedCert(port(child.http), ca)).fingerprint256, first.fingerprint256, 'still serving the first certificate');
+  const r = await cli(['status', '--server', `https://${child.http}`, '--ca', ca.certFile]);
+  assert.equal(r.code, 0, r.err);
 });
