@@ -248,6 +248,22 @@ test('cli conveniences: an empty stdin is a clear error (unless --title or --dat
   assert.equal(page.frames.length, 2);
 });
 
+test('cli conveniences: a stdin that is not UTF-8 (binary, Latin-1) is refused with a clear error, not sent as U+FFFD', async (t) => {
+  const d = await startDaemon(t);
+  const page = await session(t, d, 'uid1');
+  const env = { NOTIFY_SERVER: d.httpUrl };
+  for (const input of [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0xff, 0x00]), Buffer.from('caf\xe9 cr\xe8me\n', 'latin1')]) {
+    const r = await runNotify(t, ['send', '--uid', 'uid1'], HANG_MS, { env, input });
+    assert.equal(r.code, EXIT.error, r.err);
+    assert.equal(r.err, 'notify: the message on stdin is not UTF-8 text (binary data, or another encoding such as Latin-1); convert it first, e.g. with iconv -t UTF-8, or base64 for binary data\n');
+  }
+  // UTF-8 text (NUL and all) goes as it is.
+  const ok = await runNotify(t, ['send', '--uid', 'uid1', '--msg', '-'], HANG_MS, { env, input: Buffer.from('café crème \u0000 ✓\n') });
+  assert.equal(ok.code, EXIT.delivered, ok.err);
+  assert.equal(await page.frame(1), 'café crème \u0000 ✓');
+  assert.equal(page.frames.length, 1, 'nothing was sent for the refused ones');
+});
+
 test('cli conveniences: with --msg absent and stdin a terminal, send is the usual "nothing to send" error (under a pty)', async (t) => {
   const script = spawnSync('script', ['--version'], { encoding: 'utf8' });
   if (script.error) {
