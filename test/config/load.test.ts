@@ -36,7 +36,7 @@ test('config: the defaults', () => {
       tls: null,
     },
     text: { listen: '127.0.0.1:5678', maxLineBytes: 65536, maxPipelinedLines: 1024, allow: [] },
-    http: { listen: '127.0.0.1:5680', token: null, maxBodyBytes: 1048576, insecure: false, tls: null },
+    http: { listen: '127.0.0.1:5680', token: null, maxBodyBytes: 1048576, insecure: false, behindProxy: false, tls: null },
     limits: { connections: 100_000, connectionsPerIp: 1000, connectRatePerIp: 100, uidsPerMessage: 1000, sessionsPerUid: 100, silentTimeout: 10_000 },
     dispatch: { deliverTimeoutMs: 5000, route: 'all', ackTimeout: 2000 },
     history: { enabled: true, size: 100, ttl: 86_400_000, maxMessages: 1_000_000, maxBytes: 1024 ** 3, dedupeWindow: 3_600_000 },
