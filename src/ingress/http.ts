@@ -192,6 +192,7 @@ export class HttpIngress {
       (socket: Socket) => {
         if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
       },
+      'json',
     );
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
     this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));

@@ -149,7 +149,8 @@ export type WebServer = HttpServer | HttpsServer;
  * finish within `handshakeTimeoutMs`). `onConnection` sees each connection as the requests will:
  * the TCP socket, or for TLS the TLS socket once its handshake is done. (Admission counts and
  * times out that socket: a timeout set on the TCP socket under a TLS one would still fire after a
- * request or an upgrade has cleared the TLS socket's.)
+ * request or an upgrade has cleared the TLS socket's.) A plain http:// request to the TLS port is
+ * answered 400, as `{code, error}` JSON with `plainFormat: 'json'` (the API) or as text.
  */
 export function createWebServer(
   options: HttpServerOptions,
@@ -157,6 +158,7 @@ export function createWebServer(
   handshakeTimeoutMs: number,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   onConnection: (socket: Socket) => void,
+  plainFormat: 'json' | 'text' = 'text',
 ): WebServer {
   if (tls === undefined) {
     const server = createHttpServer(options, handler);
@@ -165,7 +167,54 @@ export function createWebServer(
   }
   const server = createHttpsServer({ ...options, cert: tls.cert, key: tls.key, handshakeTimeout: handshakeTimeoutMs }, handler);
   server.on('secureConnection', onConnection);
+  answerPlainHttp(server, tls.configKey, handshakeTimeoutMs, plainFormat);
   return server;
+}
+
+/** The first byte a TLS client sends: a handshake record (RFC 8446 section 5.1, ContentType handshake = 22). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+/**
+ * A plain http:// request to a TLS port is answered 400 with what to use instead, as nginx
+ * does ("The plain HTTP request was sent to HTTPS port"), where Node would drop the connection
+ * without a word (curl: "Empty reply from server"; the CLI: ECONNRESET). The first byte of each
+ * connection is peeked before the TLS server's own 'connection' listener (which starts the
+ * handshake; the bytes read are handed back with unshift, and TLSSocket takes what is buffered)
+ * sees it. A connection that sends nothing is closed after `timeoutMs`, as the handshake would be.
+ * https://nodejs.org/api/net.html#event-connection ("emitted when a new connection is made")
+ */
+function answerPlainHttp(server: HttpsServer, configKey: string, timeoutMs: number, format: 'json' | 'text'): void {
+  const startTls = server.listeners('connection') as ((socket: Socket) => void)[];
+  server.removeAllListeners('connection');
+  server.on('connection', (socket: Socket) => {
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    const onError = () => socket.destroy();
+    socket.on('error', onError);
+    socket.once('close', () => clearTimeout(timer));
+    const peek = () => {
+      const chunk = socket.read() as Buffer | null;
+      if (chunk === null) {
+        if (socket.readableEnded) socket.destroy();
+        else socket.once('readable', peek);
+        return;
+      }
+      clearTimeout(timer);
+      socket.unshift(chunk);
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+        socket.off('error', onError);
+        for (const l of startTls) l.call(server, socket);
+        return;
+      }
+      const why = `this port serves TLS only (${configKey}): use https://${configKey.startsWith('ws.') ? ' (wss:// for WebSocket sessions)' : ''}, not http://`;
+      const body = format === 'json' ? JSON.stringify({ code: 'NOTIFY_ERR_TLS_REQUIRED', error: why }) : `${why}\n`;
+      const type = format === 'json' ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8';
+      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      // What else it sends is read and dropped (closing with unread input would reset the answer).
+      socket.resume();
+      setTimeout(() => socket.destroy(), 1000).unref();
+    };
+    socket.once('readable', peek);
+  });
 }
 
 /**

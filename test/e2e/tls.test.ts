@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
@@ -282,4 +283,32 @@ test('tls: SIGHUP with the certificate path now a FIFO keeps the running certifi
   assert.equal((await servedCert(port(child.http), ca)).fingerprint256, first.fingerprint256, 'still serving the first certificate');
   const r = await cli(['status', '--server', `https://${child.http}`, '--ca', ca.certFile]);
   assert.equal(r.code, 0, r.err);
+});
+
+test('tls: a plain http:// request to a TLS port is answered 400 saying to use https:// (JSON on the API, so the CLI shows it), not dropped; a silent TCP connection is still closed', { skip: NO_OPENSSL, timeout: 60_000 }, async (t) => {
+  const ca = await makeTestCa(tempDir(t));
+  const leaf = await issueCert(ca, 'notify', { serial: 1 });
+  const d = await startDaemon(t, { ws: tlsOf(leaf), http: tlsOf(leaf), limits: { silentTimeout: '500ms' } });
+  const api = await fetch(`http://${d.addresses().http}/healthz`);
+  assert.equal(api.status, 400);
+  assert.deepEqual(await api.json(), { code: 'NOTIFY_ERR_TLS_REQUIRED', error: 'this port serves TLS only (http.tls): use https://, not http://' });
+  const page = await fetch(`http://${d.addresses().ws}/`);
+  assert.equal(page.status, 400);
+  assert.equal(await page.text(), 'this port serves TLS only (ws.tls): use https:// (wss:// for WebSocket sessions), not http://\n');
+  const r = await cli(['status', '--server', `http://${d.addresses().http}`]);
+  assert.equal(r.code, 2);
+  assert.equal(oneErrLine(r, 'status over http:// to an https:// daemon'), 'notify: the daemon refused the request: this port serves TLS only (http.tls): use https://, not http:// (NOTIFY_ERR_TLS_REQUIRED)');
+  // TLS itself is unchanged on both ports.
+  assert.equal((await servedCert(port(d.addresses().http), ca)).fingerprint256, leaf.fingerprint256);
+  const ok = await cli(['status', '--server', `https://${d.addresses().http}`, '--ca', ca.certFile]);
+  assert.equal(ok.code, 0, ok.err);
+  const s = await wssSession(t, `wss://${d.addresses().ws}/`, ca, 'after');
+  await until(() => d.registry.index('websocket').has('after'), 'a wss:// bind');
+  assert.equal(s.ws.readyState, WebSocket.OPEN);
+  // A TCP connection that never sends a byte is closed (as a stalled TLS handshake was).
+  for (const p of [port(d.addresses().http), port(d.addresses().ws)]) {
+    const silent = netConnect({ host: '127.0.0.1', port: p });
+    silent.on('error', () => {});
+    await once(silent, 'close');
+  }
 });
