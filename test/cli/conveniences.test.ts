@@ -188,6 +188,20 @@ test('cli conveniences: a bad NOTIFY_SERVER is one line naming the variable; cre
   assert.ok(!creds.err.includes('hunter2'), creds.err);
 });
 
+test('cli conveniences: a NOTIFY_SERVER or --server that is no valid URL is not echoed with its password; one with a query (a token?) is refused, not quoted in every error', async (t) => {
+  const badPort = await runNotify(t, ['status'], HANG_MS, { env: { NOTIFY_SERVER: 'http://admin:hunter2hunter2@127.0.0.1:99999' } });
+  assert.equal(badPort.code, EXIT.error);
+  assert.equal(badPort.err, 'notify: NOTIFY_SERVER must be a URL like http://127.0.0.1:5680, got "http://admin:[redacted]@127.0.0.1:99999"\n');
+  const flag = await cli(['status', '--server', 'https://ops:hunter2hunter2@[::1']);
+  assert.equal(flag.code, EXIT.error);
+  assert.ok(!flag.err.includes('hunter2'), flag.err);
+  for (const server of ['http://127.0.0.1:5680/?token=hunter2hunter2', 'http://127.0.0.1:5680/#hunter2hunter2']) {
+    const q = await runNotify(t, ['status'], HANG_MS, { env: { NOTIFY_SERVER: server } });
+    assert.equal(q.code, EXIT.error);
+    assert.equal(q.err, 'notify: NOTIFY_SERVER must not carry a query string or fragment; give the API token with --token or NOTIFY_TOKEN\n');
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // send: the message from stdin
 
