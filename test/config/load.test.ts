@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { type Config, ConfigError, DEFAULTS, defaultConfig, loadConfig, parseConfig, redact } from '../../src/config/load.js';
 import { configError } from '../helpers/config.js';
+import { HANG_MS } from '../helpers/clients.js';
+import { runNotify } from '../helpers/cli.js';
 import { tempDir } from '../helpers/daemon.js';
 
 const EXAMPLE = new URL('../../../config.example.yaml', import.meta.url);
@@ -218,6 +220,14 @@ test('config: loadConfig on a missing file says no such file', (t) => {
     () => loadConfig(missing),
     (err: unknown) => err instanceof ConfigError && err.message.includes(missing) && /no such file/.test(err.message),
   );
+});
+
+test('config: a config path that is a folder (NOTIFY_CONFIG=/etc/notify) says so, in words', async (t) => {
+  const dir = tempDir(t);
+  assert.throws(() => loadConfig(dir), (err: unknown) => err instanceof ConfigError && err.message === `cannot read config file ${dir}: it is a folder; name the YAML file in it`);
+  const r = await runNotify(t, ['status'], HANG_MS, { env: { NOTIFY_CONFIG: dir } });
+  assert.equal(r.code, 2);
+  assert.equal(r.err, `notify: cannot read config file ${dir}: it is a folder; name the YAML file in it\n`);
 });
 
 test('config: redact() hides http.token and leaves the rest', () => {
