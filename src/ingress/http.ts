@@ -175,7 +175,7 @@ export class HttpIngress {
       'GET /v1/openapi.json': async () => new TextAnswer('application/json; charset=utf-8', openapiDocument()),
     };
     this.#routes = ROUTES.map((r) => ({ ...r, handle: handlers[`${r.method} ${r.path}` as RouteKey] }));
-    this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry });
+    this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry, format: 'json' });
     // Counted from accept (with TLS: from the end of the TLS handshake, which must end within
     // limits.silentTimeout); a connection silent until limits.silentTimeout is closed (the first
     // request clears that: a publish may wait for its report in silence).

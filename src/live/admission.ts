@@ -21,6 +21,7 @@ export class Admission {
   #limits: ConnectionLimits;
   readonly #behindProxy: boolean;
   readonly #telemetry: Telemetry;
+  readonly #format: 'json' | 'text';
   /** Connections open now (accepted and not yet closed). */
   #open = 0;
   /** Connections per client address. */
@@ -30,10 +31,12 @@ export class Admission {
   /** The address each accepted socket counts under (none yet for a proxy's, until its handshake). */
   readonly #counted = new WeakMap<Duplex, string>();
 
-  constructor(opts: { limits: ConnectionLimits; behindProxy: boolean; telemetry: Telemetry }) {
+  /** `format`: how a refusal's body is written: text, or the HTTP API's `{code, error}` JSON. @default 'text' */
+  constructor(opts: { limits: ConnectionLimits; behindProxy: boolean; telemetry: Telemetry; format?: 'json' | 'text' }) {
     this.#limits = opts.limits;
     this.#behindProxy = opts.behindProxy;
     this.#telemetry = opts.telemetry;
+    this.#format = opts.format ?? 'text';
   }
 
   get limits(): ConnectionLimits {
@@ -120,9 +123,11 @@ export class Admission {
 
   #refuse(socket: Duplex, status: string, limit: LimitName, why: string): undefined {
     this.#telemetry.refused(limit);
-    const body = `${why}\n`;
+    const json = this.#format === 'json';
+    const body = json ? JSON.stringify({ code: 'NOTIFY_ERR_LIMIT', error: why }) : `${why}\n`;
+    const type = json ? 'application/json; charset=utf-8' : 'text/plain';
     socket.on('error', () => socket.destroy());
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     // Whatever it sends is not read: it goes once the answer is out, or in a second.
     socket.resume?.();
     setTimeout(() => socket.destroy(), 1000).unref();
