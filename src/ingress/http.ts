@@ -119,6 +119,42 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** The host name of a Host header ("127.0.0.1:5680", "[::1]:5680", "push.example.com"), lower case; '' when unreadable. */
+function hostnameOf(host: string): string {
+  try {
+    return new URL(`http://${host}`).hostname;
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Refuses a browser's request made by a page of another site. Without it any web page the
+ * operator opens could POST /v1/send, /v1/devices or /v1/tokens to a daemon on 127.0.0.1 that
+ * has no http.token: a "simple" cross-origin POST (a form, or fetch with mode no-cors) goes
+ * out without a CORS preflight, only its answer is hidden from the page. Browsers name the
+ * page's origin in `Origin` on every POST and every cross-origin fetch; publishers (curl, a
+ * backend, the CLI) send none, and the console's own requests name this host. Compared by host
+ * name only: a proxy may drop the port from Host (nginx's $host).
+ * https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Origin
+ */
+function checkOrigin(req: IncomingMessage): void {
+  const origin = req.headers.origin;
+  if (origin === undefined) return;
+  let from = '';
+  try {
+    from = new URL(origin).hostname;
+  } catch {
+    // "null": a sandboxed frame, a file:// page, a redirect across origins.
+  }
+  if (from !== '' && from === hostnameOf(req.headers.host ?? '')) return;
+  throw new NotifyError(
+    'NOTIFY_ERR_CROSS_ORIGIN',
+    `requests from web pages of another origin are refused (Origin: ${JSON.stringify(origin.slice(0, 100))}); call the API from a backend, the CLI or the console at /console`,
+    { status: 403 },
+  );
+}
+
 /** The client went away before its request body was complete: nobody to answer, nothing wrong here. */
 class ClientGone extends Error {}
 
@@ -238,6 +274,7 @@ export class HttpIngress {
       throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', 'malformed request target', { status: 400 });
     }
     const path = url.pathname;
+    checkOrigin(req);
     // The operator console: static files without data (the data comes from the API, with the token).
     if (isConsolePath(path)) return serveConsole(req, res, path);
     const routes = this.#routes.filter((r) => r.path === path);
