@@ -212,9 +212,9 @@ export class HttpIngress {
     };
     this.#routes = ROUTES.map((r) => ({ ...r, handle: handlers[`${r.method} ${r.path}` as RouteKey] }));
     this.#admission = new Admission({ limits: { ...NO_LIMITS, ...opts.limits }, behindProxy: opts.behindProxy ?? false, telemetry: this.#opts.telemetry, format: 'json' });
-    // Counted from accept (with TLS: from the end of the TLS handshake, which must end within
-    // limits.silentTimeout); a connection silent until limits.silentTimeout is closed (the first
-    // request clears that: a publish may wait for its report in silence).
+    // Counted from accept (with TLS too: a stalled handshake holds a descriptor all the same; it
+    // must end within limits.silentTimeout); a connection silent until limits.silentTimeout is
+    // closed (the first request clears that: a publish may wait for its report in silence).
     this.#server = createWebServer(
       { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 },
       opts.tls,
@@ -225,8 +225,9 @@ export class HttpIngress {
           this.#fail(res, err);
         });
       },
-      (socket: Socket) => {
-        if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
+      {
+        accepted: (socket: Socket) => this.#state === 'running' && this.#admission.accept(socket, { tls: opts.tls !== undefined }),
+        secured: (socket: Socket) => this.#admission.secured(socket),
       },
       'json',
     );

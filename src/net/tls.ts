@@ -144,30 +144,44 @@ export function describeTls(m: TlsMaterial): Record<string, string> {
 /** A plain or a TLS HTTP server: both are what the listeners need (listen, close, upgrade). */
 export type WebServer = HttpServer | HttpsServer;
 
+/** What a listener does with its connections (the Admission's accept and secured). */
+export interface ConnectionHooks {
+  /**
+   * A TCP connection just accepted (with TLS: the one under the TLS connection, before its
+   * handshake); false when it is refused (it is then closed).
+   */
+  accepted(socket: Socket): boolean;
+  /** TLS only: the TLS socket once its handshake is done, which the requests come on. */
+  secured(socket: Socket): void;
+}
+
 /**
  * An HTTP server, or with `tls` an HTTPS one serving `tls`'s certificate (its TLS handshake must
- * finish within `handshakeTimeoutMs`). `onConnection` sees each connection as the requests will:
- * the TCP socket, or for TLS the TLS socket once its handshake is done. (Admission counts and
- * times out that socket: a timeout set on the TCP socket under a TLS one would still fire after a
- * request or an upgrade has cleared the TLS socket's.) A plain http:// request to the TLS port is
- * answered 400, as `{code, error}` JSON with `plainFormat: 'json'` (the API) or as text.
+ * finish within `handshakeTimeoutMs`). Every TCP connection goes to `hooks.accepted` as it is
+ * accepted, TLS or not: a connection counts from accept, a stalled TLS handshake included. With
+ * TLS, `hooks.secured` then gets the TLS socket (silence is timed on it: a timeout set on the TCP
+ * socket under a TLS one would still fire after a request or an upgrade has cleared the TLS
+ * socket's). A plain http:// request to the TLS port is answered 400, as `{code, error}` JSON
+ * with `plainFormat: 'json'` (the API) or as text.
  */
 export function createWebServer(
   options: HttpServerOptions,
   tls: TlsMaterial | undefined,
   handshakeTimeoutMs: number,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
-  onConnection: (socket: Socket) => void,
+  hooks: ConnectionHooks,
   plainFormat: 'json' | 'text' = 'text',
 ): WebServer {
   if (tls === undefined) {
     const server = createHttpServer(options, handler);
-    server.on('connection', onConnection);
+    server.on('connection', (socket: Socket) => {
+      if (!hooks.accepted(socket)) socket.destroy();
+    });
     return server;
   }
   const server = createHttpsServer({ ...options, cert: tls.cert, key: tls.key, handshakeTimeout: handshakeTimeoutMs }, handler);
-  server.on('secureConnection', onConnection);
-  answerPlainHttp(server, tls.configKey, handshakeTimeoutMs, plainFormat);
+  server.on('secureConnection', (socket: Socket) => hooks.secured(socket));
+  answerPlainHttp(server, tls.configKey, handshakeTimeoutMs, plainFormat, hooks);
   return server;
 }
 
@@ -183,10 +197,14 @@ const TLS_HANDSHAKE_RECORD = 0x16;
  * sees it. A connection that sends nothing is closed after `timeoutMs`, as the handshake would be.
  * https://nodejs.org/api/net.html#event-connection ("emitted when a new connection is made")
  */
-function answerPlainHttp(server: HttpsServer, configKey: string, timeoutMs: number, format: 'json' | 'text'): void {
+function answerPlainHttp(server: HttpsServer, configKey: string, timeoutMs: number, format: 'json' | 'text', hooks: ConnectionHooks): void {
   const startTls = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
   server.on('connection', (socket: Socket) => {
+    if (!hooks.accepted(socket)) {
+      socket.destroy();
+      return;
+    }
     const timer = setTimeout(() => socket.destroy(), timeoutMs);
     const onError = () => socket.destroy();
     socket.on('error', onError);

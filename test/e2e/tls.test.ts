@@ -312,3 +312,51 @@ test('tls: a plain http:// request to a TLS port is answered 400 saying to use h
     await once(silent, 'close');
   }
 });
+
+test('tls: connections count against limits.connections and connectionsPerIp from accept, before their TLS handshake: stalled handshakes cannot pile up past the limits', { skip: NO_OPENSSL, timeout: 60_000 }, async (t) => {
+  const ca = await makeTestCa(tempDir(t));
+  const leaf = await issueCert(ca, 'notify', { serial: 1 });
+  // silentTimeout well past the test: only the limits close anything here.
+  const d = await startDaemon(t, { ws: tlsOf(leaf), http: tlsOf(leaf), limits: { connections: 2, connectionsPerIp: 100, silentTimeout: '5m' } });
+  for (const p of [port(d.addresses().ws), port(d.addresses().http)]) {
+    // Two TCP connections that never start their handshake hold the two places ...
+    const held = await Promise.all([1, 2].map(async () => {
+      const s = netConnect({ host: '127.0.0.1', port: p });
+      s.on('error', () => {});
+      await once(s, 'connect');
+      return s;
+    }));
+    // ... so the next connection is closed at once, TLS client or not.
+    const over = netConnect({ host: '127.0.0.1', port: p });
+    over.on('error', () => {});
+    await once(over, 'close');
+    const client = tlsConnect({ host: '127.0.0.1', port: p, ca: [ca.pem] });
+    const refused = await new Promise<string>((resolve) => {
+      client.once('secureConnect', () => resolve('secureConnect'));
+      client.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    assert.notEqual(refused, 'secureConnect', 'no handshake past limits.connections');
+    client.destroy();
+    assert.ok(held.every((s) => !s.destroyed), 'the two held connections are still open');
+    for (const s of held) s.destroy();
+    // Once they are gone, TLS clients connect again.
+    const deadline = Date.now() + HANG_MS;
+    for (;;) {
+      const c = tlsConnect({ host: '127.0.0.1', port: p, ca: [ca.pem] });
+      c.on('error', () => {});
+      const ok = await new Promise<boolean>((resolve) => {
+        c.once('secureConnect', () => resolve(true));
+        c.once('close', () => resolve(false));
+      });
+      c.destroy();
+      if (ok) break;
+      assert.ok(Date.now() < deadline, 'a TLS connection once the held ones closed');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+  const s = await wssSession(t, `wss://${d.addresses().ws}/`, ca, 'after');
+  await until(() => d.registry.index('websocket').has('after'), 'a wss:// bind');
+  const r = await cli(['send', '--server', `https://${d.addresses().http}`, '--ca', ca.certFile, '--uid', 'after', '--msg', 'hi']);
+  assert.equal(r.code, 0, r.err);
+  await until(() => s.frames.includes('hi'), 'the push');
+});
