@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { type Socket, isIP } from 'node:net';
 import { type WsAuth, listFailures, mintToken } from '../console/api.js';
 import { isConsolePath, serveConsole } from '../console/route.js';
 import type { FailureRing } from '../obs/failures.js';
@@ -10,7 +10,8 @@ import { Admission, type ConnectionLimits, NO_LIMITS } from '../live/admission.j
 import type { DeviceService } from '../push/devices.js';
 import type { Publisher } from '../delivery/publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
-import { answerClientError, closeServer, listen } from '../net/listen.js';
+import { isLoopbackAddress } from '../net/allow.js';
+import { answerClientError, closeServer, isLoopback, listen } from '../net/listen.js';
 import { type TlsMaterial, type WebServer, createWebServer, useCertificate } from '../net/tls.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
@@ -155,6 +156,12 @@ function checkOrigin(req: IncomingMessage): void {
   );
 }
 
+/** A loopback host name: 127.x, ::1, localhost and *.localhost (RFC 6761 section 6.3). */
+function isLoopbackName(name: string): boolean {
+  const n = name.replace(/^\[|\]$/g, '').toLowerCase();
+  return n === 'localhost' || n.endsWith('.localhost') || (isIP(n) !== 0 && isLoopbackAddress(n));
+}
+
 /** The client went away before its request body was complete: nobody to answer, nothing wrong here. */
 class ClientGone extends Error {}
 
@@ -189,6 +196,8 @@ export class HttpIngress {
   readonly #admission: Admission;
   readonly #routes: Route[];
   readonly #tokenDigest: Buffer | undefined;
+  /** Only loopback Host names are answered (see #checkHost). */
+  readonly #loopbackHostsOnly: boolean;
   #address = '';
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
 
@@ -198,6 +207,7 @@ export class HttpIngress {
     }
     this.#opts = { closeTimeoutMs: 5000, telemetry: noTelemetry, status: () => ({}), ...opts };
     this.#tokenDigest = opts.token ? sha256(opts.token) : undefined;
+    this.#loopbackHostsOnly = !opts.token && !opts.behindProxy && isLoopback(opts.listen);
     const handlers: Record<RouteKey, Handler> = {
       'POST /v1/send': (_req, body) => this.#send(body),
       'GET /v1/devices': async (_req, _body, q) => this.#listDevices(q),
@@ -275,6 +285,7 @@ export class HttpIngress {
       throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', 'malformed request target', { status: 400 });
     }
     const path = url.pathname;
+    this.#checkHost(req);
     checkOrigin(req);
     // The operator console: static files without data (the data comes from the API, with the token).
     if (isConsolePath(path)) return serveConsole(req, res, path);
@@ -293,6 +304,26 @@ export class HttpIngress {
       res.end(answer.text);
     } else if (answer instanceof Answer) this.#reply(res, answer.status, answer.body);
     else this.#reply(res, 200, answer);
+  }
+
+  /**
+   * DNS rebinding: a site can make its own name resolve to 127.0.0.1, and its pages' requests to
+   * the API are then same-origin (checkOrigin lets them by), reads included. A daemon on
+   * loopback without http.token would answer them; it is only ever reached by a loopback name,
+   * so it refuses other Host names. Not with a token (a page cannot have it) nor with
+   * http.behindProxy (the proxy passes the public name).
+   * https://en.wikipedia.org/wiki/DNS_rebinding
+   */
+  #checkHost(req: IncomingMessage): void {
+    if (!this.#loopbackHostsOnly) return;
+    const host = req.headers.host;
+    // No Host at all (HTTP/1.0) is no browser.
+    if (host === undefined || host === '' || isLoopbackName(hostnameOf(host))) return;
+    throw new NotifyError(
+      'NOTIFY_ERR_HOST',
+      `this API listens on loopback without http.token and answers only requests to a loopback name (127.0.0.1, [::1], localhost), not ${JSON.stringify(host.slice(0, 100))} (DNS rebinding); behind a reverse proxy set http.behindProxy: true`,
+      { status: 403 },
+    );
   }
 
   #authorize(req: IncomingMessage): void {

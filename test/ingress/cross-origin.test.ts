@@ -75,9 +75,10 @@ test('cross-origin: requests naming this host as their origin (the console), or 
   assert.equal((await send({})).status, 200);
   assert.equal((await send({ origin: `http://${host}` })).status, 200, 'the console on this port');
   // A proxy may pass Host without the port the page was opened on (nginx's $host).
+  const proxied = await startDaemon(t, { http: { behindProxy: true } });
   const viaProxy = await new Promise<number>((resolve, reject) => {
     const body = JSON.stringify({ uid: 'nobody', msg: 'x' });
-    const req = httpRequest(`${d.httpUrl}/v1/send`, { method: 'POST', headers: { origin: 'https://push.example.com:8443', host: 'push.example.com', 'content-length': String(body.length) } }, (res) => {
+    const req = httpRequest(`${proxied.httpUrl}/v1/send`, { method: 'POST', headers: { origin: 'https://push.example.com:8443', host: 'push.example.com', 'content-length': String(body.length) } }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
@@ -92,4 +93,58 @@ test('cross-origin: requests naming this host as their origin (the console), or 
   }
   const health = await fetch(`${d.httpUrl}/healthz`);
   assert.equal(health.status, 200);
+});
+
+/** POST /v1/send (or GET `path`) to the daemon at `address` with Host `host`: the status. */
+function withHost(address: string, host: string, path = '/v1/send'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({ uid: 'nobody', msg: 'x' });
+    const get = path !== '/v1/send';
+    const req = httpRequest(`http://${address}${path}`, { method: get ? 'GET' : 'POST', headers: { host, ...(get ? {} : { 'content-length': String(body.length) }) } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end(get ? undefined : body);
+  });
+}
+
+test('cross-origin: DNS rebinding: a page whose own name resolves to 127.0.0.1 cannot read or publish through a daemon on loopback without http.token', { skip: SKIP }, async (t) => {
+  const d = await startDaemon(t);
+  const victim = await wsClient(t, `${d.wsUrl}/?uid=victim`);
+  await until(() => d.registry.index('websocket').has('victim'), 'the victim to bind');
+  const apiPort = Number(d.addresses().http.split(':').pop());
+  // The browser resolves rebind.test to 127.0.0.1, as the attacker's DNS does after the page loaded.
+  const { page } = await openPage(t, { args: ['--host-resolver-rules=MAP rebind.test 127.0.0.1'] });
+  const origin = `http://rebind.test:${apiPort}`;
+  // A document of origin http://rebind.test:PORT; the script below is the attacker's, run in it
+  // (in a real attack the document came from the attacker's server before the name was rebound).
+  await page.goto(`${origin}/`, { waitUntil: 'load' });
+  const seen = (await page.evaluate(`(async () => {
+    const status = await fetch('/v1/status');
+    const send = await fetch('/v1/send', { method: 'POST', body: JSON.stringify({ uid: 'victim', msg: 'rebound' }) });
+    return { status: status.status, statusBody: await status.text(), send: send.status, sendBody: await send.json() };
+  })()`)) as { status: number; statusBody: string; send: number; sendBody: { code: string; error: string } };
+  assert.equal(seen.status, 403, 'GET /v1/status is not readable from the page');
+  assert.doesNotMatch(seen.statusBody, /"sessions"/);
+  assert.equal(seen.send, 403);
+  assert.equal(seen.sendBody.code, 'NOTIFY_ERR_HOST');
+  assert.equal(seen.sendBody.error, `this API listens on loopback without http.token and answers only requests to a loopback name (127.0.0.1, [::1], localhost), not "rebind.test:${apiPort}" (DNS rebinding); behind a reverse proxy set http.behindProxy: true`);
+  const res = await fetch(`${d.httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify({ uid: 'victim', msg: 'from the backend' }) });
+  assert.equal(res.status, 200);
+  assert.equal(await victim.frame(1), 'from the backend');
+  assert.deepEqual(victim.frames, ['from the backend']);
+});
+
+test('cross-origin: on loopback without http.token only loopback Host names are answered; with a token, or with http.behindProxy, any', async (t) => {
+  const open = await startDaemon(t);
+  const a = open.addresses().http;
+  const p = a.split(':').pop() as string;
+  for (const host of [a, `localhost:${p}`, `LOCALHOST:${p}`, `app.localhost:${p}`, `[::1]:${p}`, `127.0.0.2:${p}`]) assert.equal(await withHost(a, host), 200, host);
+  for (const host of [`evil.example:${p}`, 'evil.example', `127.0.0.1.evil.example:${p}`, `10.0.0.1:${p}`]) assert.equal(await withHost(a, host), 403, host);
+  assert.equal(await withHost(a, 'evil.example', '/healthz'), 403);
+  const withToken = await startDaemon(t, { http: { token: 't'.repeat(24) } });
+  assert.equal(await withHost(withToken.addresses().http, 'push.example.com', '/healthz'), 200);
+  const proxied = await startDaemon(t, { http: { behindProxy: true } });
+  assert.equal(await withHost(proxied.addresses().http, 'push.example.com'), 200);
 });
