@@ -170,7 +170,8 @@ export const CONFIG_SPEC = section({
     /**
      * A reverse proxy on this machine forwards the API: connections from loopback are not
      * counted per address (limits.connectionsPerIp), as each carries requests of many clients;
-     * they still count toward limits.connections.
+     * they still count toward limits.connections. A loopback API without a token then answers
+     * any Host name (else only loopback names: DNS rebinding).
      */
     behindProxy: boolean({ default: false }),
     /** Serve the API over https://: `{cert, key}` PEM files, reread on SIGHUP. */
