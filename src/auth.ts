@@ -153,7 +153,9 @@ function jwtRefusal(err: unknown, token: string): TokenCheck & { ok: false } {
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return { ok: false, code: AUTH_CLOSE.forged, reason: 'token signature does not match' };
   if (err instanceof joseErrors.JWTExpired) return { ok: false, code: AUTH_CLOSE.expired, reason: 'token expired' };
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
-    if (err.claim === 'nbf') return { ok: false, code: AUTH_CLOSE.expired, reason: 'token not valid yet (nbf)' };
+    // Only a time check is "not yet": an nbf of the wrong type is malformed (jose's reason 'invalid').
+    if (err.claim === 'nbf' && err.reason === 'check_failed') return { ok: false, code: AUTH_CLOSE.expired, reason: 'token not valid yet (nbf)' };
+    if (err.claim === 'nbf') return { ok: false, code: AUTH_CLOSE.malformed, reason: 'malformed token: nbf must be a number' };
     if ((err.claim === 'exp' || err.claim === 'sub') && err.reason === 'missing') return { ok: false, code: AUTH_CLOSE.malformed, reason: `malformed token: no ${err.claim} claim (required)` };
     if (err.claim === 'exp' || err.claim === 'sub' || err.claim === 'iat') return { ok: false, code: AUTH_CLOSE.malformed, reason: `malformed token: ${err.claim} must be a ${err.claim === 'sub' ? 'string' : 'number'}` };
   }

@@ -17,6 +17,10 @@ export type NotifyErrorCode =
   | 'NOTIFY_ERR_STORE'
   | 'NOTIFY_ERR_STATE_LOCKED'
   | 'NOTIFY_ERR_WS_AUTH'
+  | 'NOTIFY_ERR_LIMIT'
+  | 'NOTIFY_ERR_CROSS_ORIGIN'
+  | 'NOTIFY_ERR_HOST'
+  | 'NOTIFY_ERR_TLS_REQUIRED'
   | 'NOTIFY_ERR_INTERNAL';
 
 /** An error with a stable `code`, and the HTTP status to answer it with where one applies. */

@@ -84,6 +84,7 @@ test('jwt: each refusal has its close code and a specific reason', async () => {
     ['another uid', await libraryJwt({ sub: 'uid2', exp: now + 600 }), 4406, 'token is for another uid'],
     ['expired', await libraryJwt({ sub: 'uid1', exp: now - 60 }), 4410, 'token expired'],
     ['not valid yet', await libraryJwt({ sub: 'uid1', exp: now + 600, nbf: now + 300 }), 4410, 'token not valid yet (nbf)'],
+    ['nbf not a number', handJwt({ alg: 'HS256' }, { sub: 'uid1', exp: now + 600, nbf: 'soon' }), 4400, 'malformed token: nbf must be a number'],
     ['garbage in three parts', 'abc.def.ghi', 4400, 'malformed token'],
     ['a payload that is not JSON', `${Buffer.from('{"alg":"HS256"}').toString('base64url')}.bm90IGpzb24.${'A'.repeat(43)}`, 4403, 'token signature does not match'],
   ];

@@ -4,6 +4,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Command } from 'commander';
 import { type ApiConfig, parseListen } from '../config/load.js';
+import { redactUrl } from '../config/redact.js';
 import { errorMessage } from '../errors.js';
 import { CliError } from './io.js';
 import { configOption, readApiConfig } from './options.js';
@@ -44,11 +45,15 @@ function serverUrl(server: string | undefined, config: ApiConfig): string {
     try {
       url = new URL(given.text);
     } catch {
-      throw new CliError(`${given.name} must be a URL like http://127.0.0.1:5680, got ${JSON.stringify(given.text)}`);
+      // Not a URL, but it may still hold a password or a token: those parts are not echoed.
+      throw new CliError(`${given.name} must be a URL like http://127.0.0.1:5680, got ${JSON.stringify(redactUrl(given.text.slice(0, 200)))}`);
     }
     // Never echo what may be a password: say where it is, not what it is.
     if (url.username !== '' || url.password !== '') throw new CliError(`${given.name} must not carry a user or password; give the API token with --token or NOTIFY_TOKEN`);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError(`${given.name} must be an http:// or https:// URL, got ${JSON.stringify(given.text)}`);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError(`${given.name} must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(given.text.slice(0, 200)))}`);
+    // The API path is appended to it: a query (a token put there?) or a fragment would end up
+    // in the middle of the request target, and in every error message.
+    if (url.search !== '' || url.hash !== '') throw new CliError(`${given.name} must not carry a query string or fragment; give the API token with --token or NOTIFY_TOKEN`);
     return url.toString().replace(/\/$/, '');
   }
   const { host, port } = parseListen(config.http.listen);

@@ -151,7 +151,7 @@ function readConfigFile(path: string): string {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? String(err));
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder; name the YAML file in it' : (code ?? String(err));
     throw new ConfigError([`cannot read config file ${path}: ${why}`]);
   }
   return text;

@@ -5,7 +5,9 @@ import { isSecretKey } from '../obs/log.js';
  * secret-looking query parameters (token=, key=) redacted.
  */
 export function redactUrl(text: string): string {
-  text = text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@/\s]+@/i, '$1[redacted]@');
+  // Up to the last "@" before the path: a password may hold an unencoded "@", and the Redis URL
+  // parser (store/redis-url.ts) reads it so.
+  text = text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^/\s]*@/i, '$1[redacted]@');
   if (!/^https?:\/\/.*\?/.test(text)) return text;
   return text.replace(/([?&])([^=&#]+)=([^&#]*)/g, (m, sep: string, name: string) => (isSecretKey(name) ? `${sep}${name}=[redacted]` : m));
 }

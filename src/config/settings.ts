@@ -167,6 +167,13 @@ export const CONFIG_SPEC = section({
     maxBodyBytes: integer({ min: KiB, max: 100 * MiB, default: 1 * MiB }),
     /** Allow a non-loopback http.listen without a token (otherwise notify refuses to start). */
     insecure: boolean({ default: false }),
+    /**
+     * A reverse proxy on this machine forwards the API: connections from loopback are not
+     * counted per address (limits.connectionsPerIp), as each carries requests of many clients;
+     * they still count toward limits.connections. A loopback API without a token then answers
+     * any Host name (else only loopback names: DNS rebinding).
+     */
+    behindProxy: boolean({ default: false }),
     /** Serve the API over https://: `{cert, key}` PEM files, reread on SIGHUP. */
     tls: tlsFiles,
   }),

@@ -708,10 +708,19 @@ export const CONSOLE_JS = String.raw`/* notify operator console: every figure co
     if (ttl) body.ttl = ttl;
     call('POST', '/v1/tokens', body).then(function (a) {
       if (a.status !== 200) { out.appendChild(el('p', { cls: 'error', text: 'No token: ' + errorText(a) })); return; }
-      var ws = status && status.listeners && status.listeners.ws ? String(status.listeners.ws) : '';
-      var port = ws.slice(ws.lastIndexOf(':') + 1);
-      var host = location.hostname.indexOf(':') >= 0 ? '[' + location.hostname + ']' : location.hostname;
-      var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + host + (port ? ':' + port : '') + '/?uid=' + encodeURIComponent(a.data.uid) + '&token=' + encodeURIComponent(a.data.token);
+      var query = '/?uid=' + encodeURIComponent(a.data.uid) + '&token=' + encodeURIComponent(a.data.token);
+      var url;
+      if (status && status.wsBehindProxy) {
+        // Behind a proxy (contrib/nginx.conf) sessions come in where this console does.
+        url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + query;
+      } else {
+        // The WebSocket port of this host, with its own TLS setting (ws.tls), not the console's.
+        var ws = status && status.listeners && status.listeners.ws ? String(status.listeners.ws) : '';
+        var port = ws.slice(ws.lastIndexOf(':') + 1);
+        var host = location.hostname.indexOf(':') >= 0 ? '[' + location.hostname + ']' : location.hostname;
+        var secure = status && typeof status.wsTls === 'boolean' ? status.wsTls : location.protocol === 'https:';
+        url = (secure ? 'wss://' : 'ws://') + host + (port ? ':' + port : '') + query;
+      }
       var box = el('div', { cls: 'result' });
       box.appendChild(el('code', { cls: 'token', id: 'token-value', text: a.data.token }));
       box.appendChild(pairs(el('dl', { cls: 'kv' }), [['uid', a.data.uid], ['expires', when(a.data.expiresAt)], ['connect', url]]));

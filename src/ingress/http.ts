@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { type Socket, isIP } from 'node:net';
 import { type WsAuth, listFailures, mintToken } from '../console/api.js';
 import { isConsolePath, serveConsole } from '../console/route.js';
 import type { FailureRing } from '../obs/failures.js';
@@ -10,7 +10,8 @@ import { Admission, type ConnectionLimits, NO_LIMITS } from '../live/admission.j
 import type { DeviceService } from '../push/devices.js';
 import type { Publisher } from '../delivery/publisher.js';
 import { NotifyError, errorMessage } from '../errors.js';
-import { answerClientError, closeServer, listen } from '../net/listen.js';
+import { isLoopbackAddress } from '../net/allow.js';
+import { answerClientError, closeServer, isLoopback, listen } from '../net/listen.js';
 import { type TlsMaterial, type WebServer, createWebServer, useCertificate } from '../net/tls.js';
 import type { Logger } from '../obs/log.js';
 import { type Telemetry, noTelemetry } from '../obs/metrics.js';
@@ -131,7 +132,48 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-/** The path prefixes of the trace lookups; the rest of the path is the id or uid. */
+/** The host name of a Host header ("127.0.0.1:5680", "[::1]:5680", "push.example.com"), lower case; '' when unreadable. */
+function hostnameOf(host: string): string {
+  try {
+    return new URL(`http://${host}`).hostname;
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Refuses a browser's request made by a page of another site. Without it any web page the
+ * operator opens could POST /v1/send, /v1/devices or /v1/tokens to a daemon on 127.0.0.1 that
+ * has no http.token: a "simple" cross-origin POST (a form, or fetch with mode no-cors) goes
+ * out without a CORS preflight, only its answer is hidden from the page. Browsers name the
+ * page's origin in `Origin` on every POST and every cross-origin fetch; publishers (curl, a
+ * backend, the CLI) send none, and the console's own requests name this host. Compared by host
+ * name only: a proxy may drop the port from Host (nginx's $host).
+ * https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Origin
+ */
+function checkOrigin(req: IncomingMessage): void {
+  const origin = req.headers.origin;
+  if (origin === undefined) return;
+  let from = '';
+  try {
+    from = new URL(origin).hostname;
+  } catch {
+    // "null": a sandboxed frame, a file:// page, a redirect across origins.
+  }
+  if (from !== '' && from === hostnameOf(req.headers.host ?? '')) return;
+  throw new NotifyError(
+    'NOTIFY_ERR_CROSS_ORIGIN',
+    `requests from web pages of another origin are refused (Origin: ${JSON.stringify(origin.slice(0, 100))}); call the API from a backend, the CLI or the console at /console`,
+    { status: 403 },
+  );
+}
+
+/** A loopback host name: 127.x, ::1, localhost and *.localhost (RFC 6761 section 6.3). */
+function isLoopbackName(name: string): boolean {
+  const n = name.replace(/^\[|\]$/g, '').toLowerCase();
+  return n === 'localhost' || n.endsWith('.localhost') || (isIP(n) !== 0 && isLoopbackAddress(n));
+}
+
 /** The client went away before its request body was complete: nobody to answer, nothing wrong here. */
 class ClientGone extends Error {}
 
@@ -166,6 +208,8 @@ export class HttpIngress {
   readonly #admission: Admission;
   readonly #routes: Route[];
   readonly #tokenDigest: Buffer | undefined;
+  /** Only loopback Host names are answered (see #checkHost). */
+  readonly #loopbackHostsOnly: boolean;
   #address = '';
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
 
@@ -175,6 +219,7 @@ export class HttpIngress {
     }
     this.#opts = { closeTimeoutMs: 5000, telemetry: noTelemetry, status: () => ({}), ...opts };
     this.#tokenDigest = opts.token ? sha256(opts.token) : undefined;
+    this.#loopbackHostsOnly = !opts.token && !opts.behindProxy && isLoopback(opts.listen);
     const handlers: Record<RouteKey, Handler> = {
       'POST /v1/send': (_req, body) => this.#send(body),
       'GET /v1/devices': async (_req, _body, q) => this.#listDevices(q),
@@ -197,11 +242,12 @@ export class HttpIngress {
       limits: { ...NO_LIMITS, ...opts.limits },
       behindProxy: opts.behindProxy ?? false,
       telemetry: this.#opts.telemetry,
+      format: 'json',
       ...(opts.refusals ? { refusals: { log: opts.refusals, listener: 'http' } } : {}),
     });
-    // Counted from accept (with TLS: from the end of the TLS handshake, which must end within
-    // limits.silentTimeout); a connection silent until limits.silentTimeout is closed (the first
-    // request clears that: a publish may wait for its report in silence).
+    // Counted from accept (with TLS too: a stalled handshake holds a descriptor all the same; it
+    // must end within limits.silentTimeout); a connection silent until limits.silentTimeout is
+    // closed (the first request clears that: a publish may wait for its report in silence).
     this.#server = createWebServer(
       { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 2000 },
       opts.tls,
@@ -216,9 +262,11 @@ export class HttpIngress {
           this.#fail(res, err);
         });
       },
-      (socket: Socket) => {
-        if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
+      {
+        accepted: (socket: Socket) => this.#state === 'running' && this.#admission.accept(socket, { tls: opts.tls !== undefined }),
+        secured: (socket: Socket) => this.#admission.secured(socket),
       },
+      'json',
     );
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
     this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
@@ -264,6 +312,8 @@ export class HttpIngress {
       throw new NotifyError('NOTIFY_ERR_BAD_REQUEST', 'malformed request target', { status: 400 });
     }
     const path = url.pathname;
+    this.#checkHost(req);
+    checkOrigin(req);
     // The operator console: static files without data (the data comes from the API, with the token).
     if (isConsolePath(path)) return serveConsole(req, res, path);
     // A route ending in `{name}` takes the rest of the path as that parameter (a "/" in it is a 404).
@@ -287,6 +337,26 @@ export class HttpIngress {
       res.end(answer.text);
     } else if (answer instanceof Answer) this.#reply(res, answer.status, answer.body);
     else this.#reply(res, 200, answer);
+  }
+
+  /**
+   * DNS rebinding: a site can make its own name resolve to 127.0.0.1, and its pages' requests to
+   * the API are then same-origin (checkOrigin lets them by), reads included. A daemon on
+   * loopback without http.token would answer them; it is only ever reached by a loopback name,
+   * so it refuses other Host names. Not with a token (a page cannot have it) nor with
+   * http.behindProxy (the proxy passes the public name).
+   * https://en.wikipedia.org/wiki/DNS_rebinding
+   */
+  #checkHost(req: IncomingMessage): void {
+    if (!this.#loopbackHostsOnly) return;
+    const host = req.headers.host;
+    // No Host at all (HTTP/1.0) is no browser.
+    if (host === undefined || host === '' || isLoopbackName(hostnameOf(host))) return;
+    throw new NotifyError(
+      'NOTIFY_ERR_HOST',
+      `this API listens on loopback without http.token and answers only requests to a loopback name (127.0.0.1, [::1], localhost), not ${JSON.stringify(host.slice(0, 100))} (DNS rebinding); behind a reverse proxy set http.behindProxy: true`,
+      { status: 403 },
+    );
   }
 
   #authorize(req: IncomingMessage): void {

@@ -22,6 +22,7 @@ export class Admission {
   #limits: ConnectionLimits;
   readonly #behindProxy: boolean;
   readonly #telemetry: Telemetry;
+  readonly #format: 'json' | 'text';
   /** Connections open now (accepted and not yet closed). */
   #open = 0;
   /** Connections per client address. */
@@ -30,14 +31,18 @@ export class Admission {
   readonly #rate = new Map<string, { tokens: number; at: number }>();
   /** The address each accepted socket counts under (none yet for a proxy's, until its handshake). */
   readonly #counted = new WeakMap<Duplex, string>();
+  /** TLS sockets whose TCP connection was counted at accept (admit does not count them again). */
+  readonly #countedBelow = new WeakSet<Duplex>();
 
   readonly #refusals: { log: RefusalLog; listener: string } | undefined;
 
-  constructor(opts: { limits: ConnectionLimits; behindProxy: boolean; telemetry: Telemetry; refusals?: { log: RefusalLog; listener: string } }) {
+  /** `format`: how a refusal's body is written: text, or the HTTP API's `{code, error}` JSON. @default 'text' */
+  constructor(opts: { limits: ConnectionLimits; behindProxy: boolean; telemetry: Telemetry; format?: 'json' | 'text'; refusals?: { log: RefusalLog; listener: string } }) {
     this.#refusals = opts.refusals;
     this.#limits = opts.limits;
     this.#behindProxy = opts.behindProxy;
     this.#telemetry = opts.telemetry;
+    this.#format = opts.format ?? 'text';
   }
 
   get limits(): ConnectionLimits {
@@ -57,33 +62,58 @@ export class Admission {
   /**
    * A connection just accepted: counted, or refused (answered 503 and closed) when it is over
    * limits.connections or its address's limits.connectionsPerIp. It is released when it closes.
+   * With `tls` it is the TCP connection under a TLS one, counted from accept all the same (a
+   * stalled handshake holds a descriptor too): a refusal only closes it (a TLS client could not
+   * read a plain answer), and its silence is timed from the end of its handshake (`secured`).
    */
-  accept(socket: Socket): boolean {
+  accept(socket: Socket, opts: { tls?: boolean } = {}): boolean {
     const l = this.#limits;
     const peer = unmapped(socket.remoteAddress ?? '');
+    const tls = opts.tls === true;
     if (this.#open >= l.connections) {
-      this.#refuse(socket, '503 Service Unavailable', 'connections', `too many connections (limits.connections: ${l.connections})`);
+      this.#refuse(socket, '503 Service Unavailable', 'connections', `too many connections (limits.connections: ${l.connections})`, tls);
       return false;
     }
     const proxied = this.#behindProxy && isLoopbackAddress(peer);
     if (!proxied && (this.#perIp.get(peer) ?? 0) >= l.connectionsPerIp) {
-      this.#refuse(socket, '503 Service Unavailable', 'connectionsPerIp', `too many connections from ${peer} (limits.connectionsPerIp: ${l.connectionsPerIp})`);
+      this.#refuse(socket, '503 Service Unavailable', 'connectionsPerIp', `too many connections from ${peer} (limits.connectionsPerIp: ${l.connectionsPerIp})`, tls);
       return false;
     }
     this.#open++;
     if (!proxied) this.#count(socket, peer);
-    // Cleared by whoever takes the connection over (ws after its handshake, the HTTP server at
-    // the first request); until then, silence ends it.
-    socket.setTimeout(l.silentTimeout, () => {
-      this.#telemetry.refused('silent');
-      socket.destroy();
-    });
+    if (!tls) this.#timeSilence(socket);
     socket.once('close', () => {
       this.#open--;
       const ip = this.#counted.get(socket);
       if (ip !== undefined) this.#release(ip);
     });
     return true;
+  }
+
+  /**
+   * TLS: the TLS socket of an accepted connection, its handshake done. Requests come on it, so
+   * its silence is timed from now. A proxy's connection is counted at its WebSocket handshake,
+   * on this socket (admit), and released when it closes; others were counted at accept.
+   */
+  secured(socket: Socket): void {
+    const peer = unmapped(socket.remoteAddress ?? '');
+    if (this.#behindProxy && isLoopbackAddress(peer)) {
+      socket.once('close', () => {
+        const ip = this.#counted.get(socket);
+        if (ip !== undefined) this.#release(ip);
+      });
+    } else {
+      this.#countedBelow.add(socket);
+    }
+    this.#timeSilence(socket);
+  }
+
+  /** Cleared by whoever takes the connection over (ws after its handshake, the HTTP server at the first request); until then, silence ends it. */
+  #timeSilence(socket: Socket): void {
+    socket.setTimeout(this.#limits.silentTimeout, () => {
+      this.#telemetry.refused('silent');
+      socket.destroy();
+    });
   }
 
   /**
@@ -94,7 +124,7 @@ export class Admission {
   admit(req: IncomingMessage, socket: Duplex, now: number): string | undefined {
     const ip = this.#clientAddress(req);
     const l = this.#limits;
-    if (!this.#counted.has(socket)) {
+    if (!this.#counted.has(socket) && !this.#countedBelow.has(socket)) {
       if ((this.#perIp.get(ip) ?? 0) >= l.connectionsPerIp) {
         return this.#refuse(socket, '503 Service Unavailable', 'connectionsPerIp', `too many connections from ${ip} (limits.connectionsPerIp: ${l.connectionsPerIp})`);
       }
@@ -122,13 +152,19 @@ export class Admission {
     for (const [ip, b] of this.#rate) if (now - b.at > 10_000) this.#rate.delete(ip);
   }
 
-  #refuse(socket: Duplex, status: string, limit: LimitName, why: string): undefined {
+  #refuse(socket: Duplex, status: string, limit: LimitName, why: string, closeOnly = false): undefined {
     this.#telemetry.refused(limit);
     const r = this.#refusals;
     if (r) r.log.refused(`${r.listener}:${limit}`, 'connection refused', { listener: r.listener, reason: why, status: status.slice(0, 3) });
-    const body = `${why}\n`;
+    if (closeOnly) {
+      socket.destroy();
+      return undefined;
+    }
+    const json = this.#format === 'json';
+    const body = json ? JSON.stringify({ code: 'NOTIFY_ERR_LIMIT', error: why }) : `${why}\n`;
+    const type = json ? 'application/json; charset=utf-8' : 'text/plain';
     socket.on('error', () => socket.destroy());
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
     // Whatever it sends is not read: it goes once the answer is out, or in a second.
     socket.resume?.();
     setTimeout(() => socket.destroy(), 1000).unref();

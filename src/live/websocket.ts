@@ -314,15 +314,16 @@ export class WebSocketTransport implements Transport, LiveSessions {
     // A client that trickles its request headers (slowloris) is cut off: 10 s for the headers
     // (the upgrade request included), checked every 2 s.
     // Counted from accept, not from a completed handshake: a connection that never sends a byte
-    // holds a descriptor too (limits.connections, connectionsPerIp, silentTimeout). With TLS,
-    // from the end of the TLS handshake, which itself must end within limits.silentTimeout.
+    // holds a descriptor too (limits.connections, connectionsPerIp, silentTimeout). With TLS as
+    // well (a stalled TLS handshake, which must end within limits.silentTimeout, holds one).
     this.#server = createWebServer(
       { headersTimeout: 10_000, requestTimeout: 30_000, connectionsCheckingInterval: 2000 },
       opts.tls,
       this.#admission.limits.silentTimeout,
       (req, res) => this.#serveHttp(req, res),
-      (socket: Socket) => {
-        if (this.#state !== 'running' || !this.#admission.accept(socket)) socket.destroy();
+      {
+        accepted: (socket: Socket) => this.#state === 'running' && this.#admission.accept(socket, { tls: opts.tls !== undefined }),
+        secured: (socket: Socket) => this.#admission.secured(socket),
       },
     );
     this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));

@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { type IncomingMessage, type Server as HttpServer, type ServerOptions as HttpServerOptions, type ServerResponse, createServer as createHttpServer } from 'node:http';
 import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -33,13 +33,48 @@ export interface TlsMaterial {
   warnings: string[];
 }
 
+/**
+ * The most a certificate file (with its chain) or a key file may hold. A real chain is a few KiB;
+ * the bound keeps a wrong path (a log file, /dev/zero) from being read into memory.
+ */
+export const MAX_PEM_BYTES = 1024 * 1024;
+
+/**
+ * Reads a PEM file of at most MAX_PEM_BYTES. Opened without blocking and checked to be a regular
+ * file before it is read: a FIFO or a device (readFileSync would wait for a writer or read
+ * forever) would freeze the whole daemon at a reload.
+ */
 function readPem(file: string, what: string): Buffer {
+  let fd: number;
   try {
-    return readFileSync(file);
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (code ?? 'unreadable');
     throw new NotifyError('NOTIFY_ERR_CONFIG', `${what}: cannot read ${file}: ${why}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw new NotifyError('NOTIFY_ERR_CONFIG', `${what}: cannot read ${file}: it is a folder`);
+    if (!st.isFile()) throw new NotifyError('NOTIFY_ERR_CONFIG', `${what}: ${file} is not a regular file (a FIFO, socket or device); give the path of a PEM file`);
+    const tooBig = () => new NotifyError('NOTIFY_ERR_CONFIG', `${what}: ${file} is larger than ${MAX_PEM_BYTES} bytes; a PEM certificate chain or key is a few KiB (is this the right file?)`);
+    if (st.size > MAX_PEM_BYTES) throw tooBig();
+    // Read to the end, but never past the bound (the file may grow after fstat).
+    const buf = Buffer.alloc(MAX_PEM_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n > MAX_PEM_BYTES) throw tooBig();
+    }
+    return Buffer.from(buf.subarray(0, n));
+  } catch (err) {
+    if (err instanceof NotifyError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new NotifyError('NOTIFY_ERR_CONFIG', `${what}: cannot read ${file}: ${code === 'EISDIR' ? 'it is a folder' : (code ?? 'unreadable')}`);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -109,28 +144,95 @@ export function describeTls(m: TlsMaterial): Record<string, string> {
 /** A plain or a TLS HTTP server: both are what the listeners need (listen, close, upgrade). */
 export type WebServer = HttpServer | HttpsServer;
 
+/** What a listener does with its connections (the Admission's accept and secured). */
+export interface ConnectionHooks {
+  /**
+   * A TCP connection just accepted (with TLS: the one under the TLS connection, before its
+   * handshake); false when it is refused (it is then closed).
+   */
+  accepted(socket: Socket): boolean;
+  /** TLS only: the TLS socket once its handshake is done, which the requests come on. */
+  secured(socket: Socket): void;
+}
+
 /**
  * An HTTP server, or with `tls` an HTTPS one serving `tls`'s certificate (its TLS handshake must
- * finish within `handshakeTimeoutMs`). `onConnection` sees each connection as the requests will:
- * the TCP socket, or for TLS the TLS socket once its handshake is done. (Admission counts and
- * times out that socket: a timeout set on the TCP socket under a TLS one would still fire after a
- * request or an upgrade has cleared the TLS socket's.)
+ * finish within `handshakeTimeoutMs`). Every TCP connection goes to `hooks.accepted` as it is
+ * accepted, TLS or not: a connection counts from accept, a stalled TLS handshake included. With
+ * TLS, `hooks.secured` then gets the TLS socket (silence is timed on it: a timeout set on the TCP
+ * socket under a TLS one would still fire after a request or an upgrade has cleared the TLS
+ * socket's). A plain http:// request to the TLS port is answered 400, as `{code, error}` JSON
+ * with `plainFormat: 'json'` (the API) or as text.
  */
 export function createWebServer(
   options: HttpServerOptions,
   tls: TlsMaterial | undefined,
   handshakeTimeoutMs: number,
   handler: (req: IncomingMessage, res: ServerResponse) => void,
-  onConnection: (socket: Socket) => void,
+  hooks: ConnectionHooks,
+  plainFormat: 'json' | 'text' = 'text',
 ): WebServer {
   if (tls === undefined) {
     const server = createHttpServer(options, handler);
-    server.on('connection', onConnection);
+    server.on('connection', (socket: Socket) => {
+      if (!hooks.accepted(socket)) socket.destroy();
+    });
     return server;
   }
   const server = createHttpsServer({ ...options, cert: tls.cert, key: tls.key, handshakeTimeout: handshakeTimeoutMs }, handler);
-  server.on('secureConnection', onConnection);
+  server.on('secureConnection', (socket: Socket) => hooks.secured(socket));
+  answerPlainHttp(server, tls.configKey, handshakeTimeoutMs, plainFormat, hooks);
   return server;
+}
+
+/** The first byte a TLS client sends: a handshake record (RFC 8446 section 5.1, ContentType handshake = 22). */
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+/**
+ * A plain http:// request to a TLS port is answered 400 with what to use instead, as nginx
+ * does ("The plain HTTP request was sent to HTTPS port"), where Node would drop the connection
+ * without a word (curl: "Empty reply from server"; the CLI: ECONNRESET). The first byte of each
+ * connection is peeked before the TLS server's own 'connection' listener (which starts the
+ * handshake; the bytes read are handed back with unshift, and TLSSocket takes what is buffered)
+ * sees it. A connection that sends nothing is closed after `timeoutMs`, as the handshake would be.
+ * https://nodejs.org/api/net.html#event-connection ("emitted when a new connection is made")
+ */
+function answerPlainHttp(server: HttpsServer, configKey: string, timeoutMs: number, format: 'json' | 'text', hooks: ConnectionHooks): void {
+  const startTls = server.listeners('connection') as ((socket: Socket) => void)[];
+  server.removeAllListeners('connection');
+  server.on('connection', (socket: Socket) => {
+    if (!hooks.accepted(socket)) {
+      socket.destroy();
+      return;
+    }
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    const onError = () => socket.destroy();
+    socket.on('error', onError);
+    socket.once('close', () => clearTimeout(timer));
+    const peek = () => {
+      const chunk = socket.read() as Buffer | null;
+      if (chunk === null) {
+        if (socket.readableEnded) socket.destroy();
+        else socket.once('readable', peek);
+        return;
+      }
+      clearTimeout(timer);
+      socket.unshift(chunk);
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+        socket.off('error', onError);
+        for (const l of startTls) l.call(server, socket);
+        return;
+      }
+      const why = `this port serves TLS only (${configKey}): use https://${configKey.startsWith('ws.') ? ' (wss:// for WebSocket sessions)' : ''}, not http://`;
+      const body = format === 'json' ? JSON.stringify({ code: 'NOTIFY_ERR_TLS_REQUIRED', error: why }) : `${why}\n`;
+      const type = format === 'json' ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8';
+      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      // What else it sends is read and dropped (closing with unread input would reset the answer).
+      socket.resume();
+      setTimeout(() => socket.destroy(), 1000).unref();
+    };
+    socket.once('readable', peek);
+  });
 }
 
 /**

@@ -104,6 +104,9 @@ export async function createDaemon(config: Config, opts: { log?: Logger; backend
     connections: (ws.health().connections as number) ?? 0,
     history: node.backends.streams ? { rows: node.backends.streams.size } : { enabled: false },
     wsAuth: config.ws.auth,
+    // Where pages connect (the console's token generator builds the URL from these).
+    wsTls: wsTls !== undefined,
+    wsBehindProxy: config.ws.behindProxy,
     ...health(),
   });
   const { tls: _httpTlsFiles, ...httpSettings } = config.http;

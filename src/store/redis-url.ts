@@ -27,6 +27,11 @@ export function parseRedisUrl(url: string): RedisTarget {
   let username: string | undefined;
   let password: string | undefined;
   const slash = rest.indexOf('/');
+  // An "@" after the first "/" means a "/" in the user name or password (a path here is only
+  // /MASTERNAME and /db): say so rather than quote a piece of the password as a host.
+  if (slash !== -1 && rest.includes('@', slash)) {
+    throw new Error('the user name or password in the Redis URL holds a "/": percent-encode it ("/" is %2F, "@" is %40)');
+  }
   const at = rest.lastIndexOf('@', slash === -1 ? rest.length : slash);
   if (at !== -1) {
     const userinfo = rest.slice(0, at);

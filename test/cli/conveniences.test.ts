@@ -188,6 +188,20 @@ test('cli conveniences: a bad NOTIFY_SERVER is one line naming the variable; cre
   assert.ok(!creds.err.includes('hunter2'), creds.err);
 });
 
+test('cli conveniences: a NOTIFY_SERVER or --server that is no valid URL is not echoed with its password; one with a query (a token?) is refused, not quoted in every error', async (t) => {
+  const badPort = await runNotify(t, ['status'], HANG_MS, { env: { NOTIFY_SERVER: 'http://admin:hunter2hunter2@127.0.0.1:99999' } });
+  assert.equal(badPort.code, EXIT.error);
+  assert.equal(badPort.err, 'notify: NOTIFY_SERVER must be a URL like http://127.0.0.1:5680, got "http://admin:[redacted]@127.0.0.1:99999"\n');
+  const flag = await cli(['status', '--server', 'https://ops:hunter2hunter2@[::1']);
+  assert.equal(flag.code, EXIT.error);
+  assert.ok(!flag.err.includes('hunter2'), flag.err);
+  for (const server of ['http://127.0.0.1:5680/?token=hunter2hunter2', 'http://127.0.0.1:5680/#hunter2hunter2']) {
+    const q = await runNotify(t, ['status'], HANG_MS, { env: { NOTIFY_SERVER: server } });
+    assert.equal(q.code, EXIT.error);
+    assert.equal(q.err, 'notify: NOTIFY_SERVER must not carry a query string or fragment; give the API token with --token or NOTIFY_TOKEN\n');
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // send: the message from stdin
 
@@ -246,6 +260,22 @@ test('cli conveniences: an empty stdin is a clear error (unless --title or --dat
   assert.equal(fits.code, EXIT.delivered, fits.err);
   assert.equal(await page.frame(2), 'y'.repeat(900));
   assert.equal(page.frames.length, 2);
+});
+
+test('cli conveniences: a stdin that is not UTF-8 (binary, Latin-1) is refused with a clear error, not sent as U+FFFD', async (t) => {
+  const d = await startDaemon(t);
+  const page = await session(t, d, 'uid1');
+  const env = { NOTIFY_SERVER: d.httpUrl };
+  for (const input of [Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0xff, 0x00]), Buffer.from('caf\xe9 cr\xe8me\n', 'latin1')]) {
+    const r = await runNotify(t, ['send', '--uid', 'uid1'], HANG_MS, { env, input });
+    assert.equal(r.code, EXIT.error, r.err);
+    assert.equal(r.err, 'notify: the message on stdin is not UTF-8 text (binary data, or another encoding such as Latin-1); convert it first, e.g. with iconv -t UTF-8, or base64 for binary data\n');
+  }
+  // UTF-8 text (NUL and all) goes as it is.
+  const ok = await runNotify(t, ['send', '--uid', 'uid1', '--msg', '-'], HANG_MS, { env, input: Buffer.from('café crème \u0000 ✓\n') });
+  assert.equal(ok.code, EXIT.delivered, ok.err);
+  assert.equal(await page.frame(1), 'café crème \u0000 ✓');
+  assert.equal(page.frames.length, 1, 'nothing was sent for the refused ones');
 });
 
 test('cli conveniences: with --msg absent and stdin a terminal, send is the usual "nothing to send" error (under a pty)', async (t) => {

@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { type Config, ConfigError, DEFAULTS, defaultConfig, loadConfig, parseConfig, redact } from '../../src/config/load.js';
 import { configError } from '../helpers/config.js';
+import { HANG_MS } from '../helpers/clients.js';
+import { runNotify } from '../helpers/cli.js';
 import { tempDir } from '../helpers/daemon.js';
 
 const EXAMPLE = new URL('../../../config.example.yaml', import.meta.url);
@@ -36,7 +38,7 @@ test('config: the defaults', () => {
       tls: null,
     },
     text: { listen: '127.0.0.1:5678', maxLineBytes: 65536, maxPipelinedLines: 1024, allow: [] },
-    http: { listen: '127.0.0.1:5680', token: null, maxBodyBytes: 1048576, insecure: false, tls: null },
+    http: { listen: '127.0.0.1:5680', token: null, maxBodyBytes: 1048576, insecure: false, behindProxy: false, tls: null },
     limits: { connections: 100_000, connectionsPerIp: 1000, connectRatePerIp: 100, uidsPerMessage: 1000, sessionsPerUid: 100, silentTimeout: 10_000 },
     dispatch: { deliverTimeoutMs: 5000, route: 'all', ackTimeout: 2000 },
     history: { enabled: true, size: 100, ttl: 86_400_000, maxMessages: 1_000_000, maxBytes: 1024 ** 3, dedupeWindow: 3_600_000 },
@@ -218,6 +220,14 @@ test('config: loadConfig on a missing file says no such file', (t) => {
     () => loadConfig(missing),
     (err: unknown) => err instanceof ConfigError && err.message.includes(missing) && /no such file/.test(err.message),
   );
+});
+
+test('config: a config path that is a folder (NOTIFY_CONFIG=/etc/notify) says so, in words', async (t) => {
+  const dir = tempDir(t);
+  assert.throws(() => loadConfig(dir), (err: unknown) => err instanceof ConfigError && err.message === `cannot read config file ${dir}: it is a folder; name the YAML file in it`);
+  const r = await runNotify(t, ['status'], HANG_MS, { env: { NOTIFY_CONFIG: dir } });
+  assert.equal(r.code, 2);
+  assert.equal(r.err, `notify: cannot read config file ${dir}: it is a folder; name the YAML file in it\n`);
 });
 
 test('config: redact() hides http.token and leaves the rest', () => {

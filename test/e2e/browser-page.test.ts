@@ -122,6 +122,22 @@ test('browser: markup in a push is shown as text, never run: title, body, a fiel
   assert.deepEqual(pageErrors, []);
 });
 
+test('browser: a push with a 100 KB title of one word stays inside the page (no horizontal scrolling)', { skip: SKIP }, async (t) => {
+  const d = await startDaemon(t);
+  const { page, pageErrors } = await openPage(t);
+  await page.setViewportSize({ width: 390, height: 800 });
+  await openDemo(page, d, '?uid=uid1');
+  await connected(page);
+  const long = 'W'.repeat(100_000);
+  await publish(d, { uid: 'uid1', title: long, msg: long });
+  await page.locator('#pushes li.push').first().waitFor();
+  const shown = await shownPushes(page);
+  assert.equal(shown[0]?.title, long);
+  const widths = (await page.evaluate('({ scroll: document.documentElement.scrollWidth, view: document.documentElement.clientWidth })')) as { scroll: number; view: number };
+  assert.ok(widths.scroll <= widths.view, `the page is ${widths.scroll} px wide in a ${widths.view} px window`);
+  assert.deepEqual(pageErrors, []);
+});
+
 test('browser: pushes replayed from the store when the page opens are marked "replayed", later ones "live"', { skip: SKIP }, async (t) => {
   const d = await startDaemon(t);
   // Published while no page is open: stored only.

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -7,8 +8,13 @@ import type { Page } from 'playwright-core';
 import { SKIP, SLOW_MS, openPage } from '../helpers/browser.js';
 import { api } from '../helpers/api.js';
 import { until, wsClient } from '../helpers/clients.js';
-import { startDaemon } from '../helpers/daemon.js';
+import { startDaemon, tempDir } from '../helpers/daemon.js';
 import { startFakeHttp } from '../helpers/fake-http.js';
+import { issueCert, makeTestCa } from '../helpers/tls.js';
+import { WebSocket } from 'ws';
+
+// openssl makes the test certificate; CI installs it (.ci/run).
+const NO_OPENSSL = existsSync('/usr/bin/openssl') || process.env.CI ? false : 'openssl not installed (.ci/run installs it)';
 
 // The operator console at /console on the HTTP API port, in Debian's Chromium: the login, the
 // live figures and chart, the send form, the token generator, the lookups; screenshots at a
@@ -400,4 +406,31 @@ test('console in Chromium, end to end with the real trace: a push to a live sess
 
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   assert.deepEqual(foreign, [], 'no request to any host but 127.0.0.1');
+});
+
+test('console in Chromium: the token generator\'s connect URL is wss:// when ws.tls is set though the console is on http://, and it binds; behind a proxy it is the console\'s own host', { skip: SKIP || NO_OPENSSL }, async (t) => {
+  const ca = await makeTestCa(tempDir(t));
+  const leaf = await issueCert(ca, 'notify', { serial: 1 });
+  const d = await startDaemon(t, { ws: { auth: 'token', secret: SECRET, tls: { cert: leaf.certFile, key: leaf.keyFile } } });
+  const { page, pageErrors } = await openPage(t);
+  await page.goto(`${d.httpUrl}/console`, { waitUntil: 'load' });
+  await page.locator('#token-card').waitFor({ state: 'visible' });
+  await page.fill('#token-uid', 'carol');
+  await page.click('#token-form button');
+  const connect = ((await page.locator('#token-out dd').nth(2).textContent()) ?? '').trim();
+  assert.match(connect, new RegExp(`^wss://127\\.0\\.0\\.1:${d.addresses().ws.split(':').pop()}/\\?uid=carol&token=nt1\\.`));
+  const ws = new WebSocket(connect, { ca: [ca.pem] });
+  t.after(() => ws.terminate());
+  ws.on('error', () => {});
+  await once(ws, 'open');
+  await until(() => d.registry.index('websocket').has('carol'), 'carol to bind with the URL the console gave', SLOW_MS);
+
+  const proxied = await startDaemon(t, { ws: { auth: 'token', secret: SECRET, behindProxy: true } });
+  await page.goto(`${proxied.httpUrl}/console`, { waitUntil: 'load' });
+  await page.locator('#token-card').waitFor({ state: 'visible' });
+  await page.fill('#token-uid', 'dave');
+  await page.click('#token-form button');
+  const viaProxy = ((await page.locator('#token-out dd').nth(2).textContent()) ?? '').trim();
+  assert.match(viaProxy, new RegExp(`^ws://${proxied.addresses().http.replace(/\./g, '\\.')}/\\?uid=dave&token=nt1\\.`));
+  assert.deepEqual(pageErrors, []);
 });

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
@@ -12,6 +13,7 @@ import { SKIP as NO_CHROMIUM, SLOW_MS, openPage } from '../helpers/browser.js';
 import { HANG_MS, until } from '../helpers/clients.js';
 import { cli } from '../helpers/cli.js';
 import { type TestDaemon, startDaemon, tempDir } from '../helpers/daemon.js';
+import { startFakeHttp } from '../helpers/fake-http.js';
 import { deadPort } from '../helpers/net.js';
 import { type TestCa, type TestCert, issueCert, makeTestCa } from '../helpers/tls.js';
 
@@ -186,4 +188,70 @@ test('deploy: behind nginx notify counts each client by the address nginx append
   const sent = await cli(['send', '--server', nginx.origin, '--ca', ca.certFile, '--uid', 'a', '--msg', 'hello a']);
   assert.equal(sent.code, 0, sent.err);
   await until(() => first.frames.includes('hello a'), 'the push through nginx');
+});
+
+/** POST /v1/send through nginx from local address `from`: the status and body. */
+function sendVia(nginx: Nginx, ca: TestCa, from: string, body: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const text = JSON.stringify(body);
+    const req = httpsRequest(
+      `${nginx.origin}/v1/send`,
+      { method: 'POST', ca: [ca.pem], localAddress: from, agent: false, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) } },
+      (res) => {
+        let out = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (out += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: out }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+test('deploy: behind nginx with http.behindProxy, publishes of several clients in flight at once are not refused as too many connections from nginx\'s one address', { skip: NO_NGINX, timeout: 120_000 }, async (t) => {
+  const ca = await makeTestCa(tempDir(t));
+  const cert = await issueCert(ca, 'proxy', { serial: 1 });
+  // A webhook that holds every request until released: each publish waits for its report, so
+  // its connection from nginx stays open meanwhile.
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const hook = await startFakeHttp(t, async () => {
+    await released;
+    return undefined;
+  });
+  t.after(() => release());
+  const transports = { hook: { type: 'http', url: `${hook.url}/push/{{uid}}`, body: { uid: '{{uid}}', msg: '{{msg}}' } } };
+  const clients = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+
+  for (const behindProxy of [false, true]) {
+    const d = await startDaemon(t, { ws: { behindProxy: true }, http: { behindProxy }, limits: { connectionsPerIp: 2 }, dispatch: { deliverTimeoutMs: 60_000 }, transports });
+    const nginx = await startNginx(t, d, cert);
+    const before = hook.requests.length;
+    const sends = clients.map((from, i) => sendVia(nginx, ca, from, { uid: `u${i}`, msg: `from ${from}` }));
+    if (behindProxy) {
+      // All three are at the webhook at once: three connections from nginx open together. (A
+      // publish answered before the release is a refusal somewhere: say which.)
+      const early: { status: number; body: string }[] = [];
+      for (const s of sends) void s.then((a) => early.push(a));
+      await until(() => hook.requests.length === before + 3 || early.length > 0, 'the three publishes to reach the webhook', HANG_MS);
+      assert.deepEqual(early, [], `answered before the webhook let them go (${hook.requests.length - before} reached it)`);
+      release();
+      const answers = await Promise.all(sends);
+      for (const a of answers) {
+        assert.equal(a.status, 200, a.body);
+        assert.equal((JSON.parse(a.body) as { sent: number }).sent, 1, a.body);
+      }
+    } else {
+      // Without it the third connection from nginx is over 127.0.0.1's limit: a client is
+      // refused because of the others.
+      // (The two others are held at the webhook: the first answer is the refusal.)
+      const refused = await Promise.race(sends);
+      assert.equal(refused.status, 503, refused.body);
+      assert.deepEqual(JSON.parse(refused.body), { code: 'NOTIFY_ERR_LIMIT', error: 'too many connections from 127.0.0.1 (limits.connectionsPerIp: 2)' });
+      await until(() => hook.requests.length === before + 2, 'the two other publishes to reach the webhook', HANG_MS);
+    }
+    await d.stop();
+  }
 });

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
@@ -259,4 +261,102 @@ test('tls: a cert file with the intermediate after the certificate (fullchain.pe
   const alone = await cli(['status', '--server', `https://${bare.addresses().http}`, '--ca', root.certFile]);
   assert.equal(alone.code, 2);
   assert.match(alone.err, /is not trusted \((UNABLE_TO_GET_ISSUER_CERT_LOCALLY|UNABLE_TO_VERIFY_LEAF_SIGNATURE)\); it does not chain up to the CA in /);
+});
+
+test('tls: SIGHUP with the certificate path now a FIFO keeps the running certificate, says why, and the daemon keeps serving (it does not wait on the FIFO)', { skip: NO_OPENSSL, timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const ca = await makeTestCa(join(dir, 'ca'));
+  const first = await issueCert(ca, 'first', { serial: 1 });
+  const certFile = join(dir, 'live.pem');
+  copyFileSync(first.certFile, certFile);
+  const config = join(dir, 'notify.yaml');
+  const tls = { cert: certFile, key: first.keyFile };
+  writeFileSync(config, stringify({ ws: { listen: '127.0.0.1:0' }, text: { listen: '127.0.0.1:0' }, http: { listen: '127.0.0.1:0', tls }, state: { dir: join(dir, 'state') } }));
+  const child = await startChild(t, config);
+  // The operator's mistake: a FIFO (or a device) where the certificate was. Nobody writes to it.
+  unlinkSync(certFile);
+  execFileSync('mkfifo', [certFile]);
+  child.proc.kill('SIGHUP');
+  const kept = () => child.logs.find((l) => l.level === 'error' && String(l.msg).startsWith('http.tls: keeping the running certificate'));
+  await until(() => kept() !== undefined, 'the reload to refuse the FIFO', HANG_MS);
+  assert.equal(kept()?.msg, `http.tls: keeping the running certificate: http.tls.cert: ${certFile} is not a regular file (a FIFO, socket or device); give the path of a PEM file`);
+  assert.equal((await servedCert(port(child.http), ca)).fingerprint256, first.fingerprint256, 'still serving the first certificate');
+  const r = await cli(['status', '--server', `https://${child.http}`, '--ca', ca.certFile]);
+  assert.equal(r.code, 0, r.err);
+});
+
+test('tls: a plain http:// request to a TLS port is answered 400 saying to use https:// (JSON on the API, so the CLI shows it), not dropped; a silent TCP connection is still closed', { skip: NO_OPENSSL, timeout: 60_000 }, async (t) => {
+  const ca = await makeTestCa(tempDir(t));
+  const leaf = await issueCert(ca, 'notify', { serial: 1 });
+  const d = await startDaemon(t, { ws: tlsOf(leaf), http: tlsOf(leaf), limits: { silentTimeout: '500ms' } });
+  const api = await fetch(`http://${d.addresses().http}/healthz`);
+  assert.equal(api.status, 400);
+  assert.deepEqual(await api.json(), { code: 'NOTIFY_ERR_TLS_REQUIRED', error: 'this port serves TLS only (http.tls): use https://, not http://' });
+  const page = await fetch(`http://${d.addresses().ws}/`);
+  assert.equal(page.status, 400);
+  assert.equal(await page.text(), 'this port serves TLS only (ws.tls): use https:// (wss:// for WebSocket sessions), not http://\n');
+  const r = await cli(['status', '--server', `http://${d.addresses().http}`]);
+  assert.equal(r.code, 2);
+  assert.equal(oneErrLine(r, 'status over http:// to an https:// daemon'), 'notify: the daemon refused the request: this port serves TLS only (http.tls): use https://, not http:// (NOTIFY_ERR_TLS_REQUIRED)');
+  // TLS itself is unchanged on both ports.
+  assert.equal((await servedCert(port(d.addresses().http), ca)).fingerprint256, leaf.fingerprint256);
+  const ok = await cli(['status', '--server', `https://${d.addresses().http}`, '--ca', ca.certFile]);
+  assert.equal(ok.code, 0, ok.err);
+  const s = await wssSession(t, `wss://${d.addresses().ws}/`, ca, 'after');
+  await until(() => d.registry.index('websocket').has('after'), 'a wss:// bind');
+  assert.equal(s.ws.readyState, WebSocket.OPEN);
+  // A TCP connection that never sends a byte is closed (as a stalled TLS handshake was).
+  for (const p of [port(d.addresses().http), port(d.addresses().ws)]) {
+    const silent = netConnect({ host: '127.0.0.1', port: p });
+    silent.on('error', () => {});
+    await once(silent, 'close');
+  }
+});
+
+test('tls: connections count against limits.connections and connectionsPerIp from accept, before their TLS handshake: stalled handshakes cannot pile up past the limits', { skip: NO_OPENSSL, timeout: 60_000 }, async (t) => {
+  const ca = await makeTestCa(tempDir(t));
+  const leaf = await issueCert(ca, 'notify', { serial: 1 });
+  // silentTimeout well past the test: only the limits close anything here.
+  const d = await startDaemon(t, { ws: tlsOf(leaf), http: tlsOf(leaf), limits: { connections: 2, connectionsPerIp: 100, silentTimeout: '5m' } });
+  for (const p of [port(d.addresses().ws), port(d.addresses().http)]) {
+    // Two TCP connections that never start their handshake hold the two places ...
+    const held = await Promise.all([1, 2].map(async () => {
+      const s = netConnect({ host: '127.0.0.1', port: p });
+      s.on('error', () => {});
+      await once(s, 'connect');
+      return s;
+    }));
+    // ... so the next connection is closed at once, TLS client or not.
+    const over = netConnect({ host: '127.0.0.1', port: p });
+    over.on('error', () => {});
+    await once(over, 'close');
+    const client = tlsConnect({ host: '127.0.0.1', port: p, ca: [ca.pem] });
+    const refused = await new Promise<string>((resolve) => {
+      client.once('secureConnect', () => resolve('secureConnect'));
+      client.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    assert.notEqual(refused, 'secureConnect', 'no handshake past limits.connections');
+    client.destroy();
+    assert.ok(held.every((s) => !s.destroyed), 'the two held connections are still open');
+    for (const s of held) s.destroy();
+    // Once they are gone, TLS clients connect again.
+    const deadline = Date.now() + HANG_MS;
+    for (;;) {
+      const c = tlsConnect({ host: '127.0.0.1', port: p, ca: [ca.pem] });
+      c.on('error', () => {});
+      const ok = await new Promise<boolean>((resolve) => {
+        c.once('secureConnect', () => resolve(true));
+        c.once('close', () => resolve(false));
+      });
+      c.destroy();
+      if (ok) break;
+      assert.ok(Date.now() < deadline, 'a TLS connection once the held ones closed');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+  const s = await wssSession(t, `wss://${d.addresses().ws}/`, ca, 'after');
+  await until(() => d.registry.index('websocket').has('after'), 'a wss:// bind');
+  const r = await cli(['send', '--server', `https://${d.addresses().http}`, '--ca', ca.certFile, '--uid', 'after', '--msg', 'hi']);
+  assert.equal(r.code, 0, r.err);
+  await until(() => s.frames.includes('hi'), 'the push');
 });

@@ -365,7 +365,7 @@ test('http: a client that sends half its body and hangs up is logged at debug, n
   let answer = '';
   socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
   // With "Expect: 100-continue" the server says when it has the request (and is reading its body).
-  socket.write('POST /v1/send HTTP/1.1\r\nHost: notify\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n');
+  socket.write('POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n');
   await until(() => answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), 'the server to take the request');
   socket.write(`{"uid":"uid1","msg":"${'x'.repeat(480)}`, () => socket.destroy());
   await until(() => d.logs.some((l) => l.level === 'error' || l.msg === 'http client went away mid-request'), 'the abort to be handled');

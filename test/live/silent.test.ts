@@ -72,7 +72,9 @@ test('silent connections: on the HTTP API port, silent ones are closed and count
   over.setEncoding('utf8');
   over.on('data', (c: string) => (answer += c));
   await over.gone;
-  assert.match(answer, /^HTTP\/1\.1 503 Service Unavailable\r\n[\s\S]*too many connections \(limits\.connections: 2\)\n$/);
+  // The API's error shape ({code, error}), as every other answer of this port.
+  assert.match(answer, /^HTTP\/1\.1 503 Service Unavailable\r\n[\s\S]*Content-Type: application\/json; charset=utf-8\r\n/);
+  assert.deepEqual(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), { code: 'NOTIFY_ERR_LIMIT', error: 'too many connections (limits.connections: 2)' });
   await Promise.all(quiet.map((s) => s.gone));
   const health = await fetch(`${d.httpUrl}/healthz`);
   assert.equal(health.status, 200);

@@ -808,15 +808,15 @@ function httpPlan(rng: Rng): HttpPlan {
       const variants = [
         // Garbage that is not HTTP: a byte no method starts with, then anything.
         Buffer.concat([Buffer.from([rng.pick([0x00, 0x16, 0x7b, 0x20, 0xff, 0x0d])]), rng.bytes(rng.range(1, 500)), Buffer.from('\r\n\r\n')]),
-        Buffer.from(`POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: ${cl}\r\n\r\n{}`),
-        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}x'),
-        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}'),
-        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'),
-        Buffer.from(`${rng.pick(['FOO', 'G ET', 'GET\t', 'get'])} /healthz HTTP/1.1\r\nHost: x\r\n\r\n`),
-        Buffer.from(`GET /h\u00ffz HTTP/1.1\r\nHost: x\r\n\r\n`, 'latin1'),
-        Buffer.from(`GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: y\r\nX-Nul: a\u0000b\r\n\r\n`),
-        Buffer.from(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`),
-        Buffer.from(`GET /healthz HTTP/1.1\r\nHost: x\r\n${'no colon here'}\r\n\r\n`),
+        Buffer.from(`POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${cl}\r\n\r\n{}`),
+        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}x'),
+        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}'),
+        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'),
+        Buffer.from(`${rng.pick(['FOO', 'G ET', 'GET\t', 'get'])} /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
+        Buffer.from(`GET /h\u00ffz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, 'latin1'),
+        Buffer.from(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: y\r\nX-Nul: a\u0000b\r\n\r\n`),
+        Buffer.from(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`),
+        Buffer.from(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n${'no colon here'}\r\n\r\n`),
       ];
       data = variants[choice] as Buffer;
       desc = `malformed #${choice}`;
@@ -825,9 +825,9 @@ function httpPlan(rng: Rng): HttpPlan {
     case 'incomplete': {
       const choice = rng.int(3);
       data = [
-        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"uid":"hx-1"'),
-        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"uid\r\n'),
-        Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1'),
+        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{"uid":"hx-1"'),
+        Buffer.from('POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"uid\r\n'),
+        Buffer.from('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1'),
       ][choice] as Buffer;
       desc = `incomplete #${choice}`;
       break;
@@ -835,10 +835,10 @@ function httpPlan(rng: Rng): HttpPlan {
     default: {
       const choice = rng.int(3);
       const big = Buffer.from(JSON.stringify({ uid: 'hx-1', msg: 'z'.repeat(MAX_BODY + rng.int(5000)) }));
-      if (choice === 0) data = Buffer.concat([Buffer.from(`POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n`), big]);
-      else if (choice === 1) data = Buffer.from(`POST /v1/send HTTP/1.1\r\nHost: x\r\nContent-Length: ${10 ** rng.range(5, 12)}\r\n\r\n{"uid":`);
+      if (choice === 0) data = Buffer.concat([Buffer.from(`POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${big.length}\r\n\r\n`), big]);
+      else if (choice === 1) data = Buffer.from(`POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${10 ** rng.range(5, 12)}\r\n\r\n{"uid":`);
       else {
-        const parts = [Buffer.from('POST /v1/send HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n')];
+        const parts = [Buffer.from('POST /v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n')];
         for (let at = 0; at < big.length; at += 1000) {
           const piece = big.subarray(at, at + 1000);
           parts.push(Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n'));

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { NotifyError } from '../../src/errors.js';
-import { readTls } from '../../src/net/tls.js';
-import { cli, oneErrLine } from '../helpers/cli.js';
+import { MAX_PEM_BYTES, readTls } from '../../src/net/tls.js';
+import { cli, oneErrLine, runNotify } from '../helpers/cli.js';
 import { tempDir } from '../helpers/daemon.js';
 import { issueCert, makeTestCa } from '../helpers/tls.js';
 
@@ -137,4 +138,31 @@ test('tls: notify config check reads the certificate files as a start would: a w
   const good = await cli(['config', 'check', '--config', config]);
   assert.equal(good.code, 0, good.err);
   assert.equal(good.out, `${config}: ok\n`);
+});
+
+test('tls: a cert or key path that is a FIFO or a device is refused by name without being read, and a file over 1 MiB by its size', { skip: SKIP, timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const ca = await makeTestCa(dir);
+  const a = await issueCert(ca, 'a', { serial: 1, notAfter: new Date(Date.now() + 60 * 24 * 3600_000) });
+  // A FIFO nobody writes to: reading it would wait forever (and block the process: readFileSync).
+  const fifo = join(dir, 'cert.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const config = join(dir, 'notify.yaml');
+  writeFileSync(config, stringify({ http: { tls: { cert: fifo, key: a.keyFile } } }));
+  const r = await runNotify(t, ['config', 'check', '--config', config], 20_000);
+  assert.equal(r.code, 2, r.err);
+  assert.equal(r.err, `${config}: http.tls.cert: ${fifo} is not a regular file (a FIFO, socket or device); give the path of a PEM file\n`);
+  // A device that never ends.
+  writeFileSync(config, stringify({ ws: { tls: { cert: a.certFile, key: '/dev/zero' } } }));
+  const z = await runNotify(t, ['config', 'check', '--config', config], 20_000);
+  assert.equal(z.code, 2, z.err);
+  assert.equal(z.err, `${config}: ws.tls.key: /dev/zero is not a regular file (a FIFO, socket or device); give the path of a PEM file\n`);
+  // 50 MB (sparse) that starts with the real certificate.
+  const big = join(dir, 'big.pem');
+  copyFileSync(a.certFile, big);
+  truncateSync(big, 50 * 1024 * 1024);
+  assert.equal(refusal({ cert: big, key: a.keyFile }).message, `ws.tls.cert: ${big} is larger than ${MAX_PEM_BYTES} bytes; a PEM certificate chain or key is a few KiB (is this the right file?)`);
+  // A chain of a few certificates is well within the bound.
+  writeFileSync(big, Buffer.concat([readFileSync(a.certFile), readFileSync(ca.certFile)]));
+  assert.equal(readTls({ cert: big, key: a.keyFile }, 'ws.tls').fingerprint256, a.fingerprint256);
 });

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { type Command, Option } from 'commander';
 import { buildNode } from '../../node/node.js';
 import { StateLockedError } from '../../store/lock.js';
@@ -104,7 +105,10 @@ async function messageText(io: Io, o: PublishOptions): Promise<string | undefine
     if (size > maxBytes) throw new CliError(`the message on stdin is over ${maxBytes} bytes, the most the daemon takes in one request (http.maxBodyBytes)`);
     chunks.push(b);
   }
-  const text = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  const bytes = Buffer.concat(chunks);
+  // Decoding would turn other bytes into U+FFFD and send that garbage as if all were well.
+  if (!isUtf8(bytes)) throw new CliError('the message on stdin is not UTF-8 text (binary data, or another encoding such as Latin-1); convert it first, e.g. with iconv -t UTF-8, or base64 for binary data');
+  const text = bytes.toString('utf8').replace(/\r?\n$/, '');
   if (text !== '') return text;
   // An empty stdin (cron's /dev/null) with --title or --data: a message without text.
   if (o.msg === undefined && (o.title !== undefined || (o.data?.length ?? 0) > 0)) return undefined;

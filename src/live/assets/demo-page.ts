@@ -30,7 +30,7 @@ export const DEMO_PAGE = `<!doctype html>
   .mark { padding: 0 .35rem; border-radius: .25rem; margin-left: .4rem; font-size: .75rem; }
   li.live .mark { background: #dfd; color: #050; } li.replay .mark { background: #eef; color: #336; }
   li.replay { opacity: .85; }
-  .title { display: block; font-weight: 600; }
+  .title { display: block; font-weight: 600; overflow-wrap: anywhere; }
   .body, .text, .raw { white-space: pre-wrap; word-break: break-word; }
   .text, .raw { font-family: ui-monospace, monospace; }
   details summary { cursor: pointer; font-size: .8rem; color: #666; }
