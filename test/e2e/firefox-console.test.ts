@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type BiDi, SKIP, SLOW_MS, launchFirefox } from '../helpers/firefox.js';
+import { SKIP, launchFirefox, waitFor } from '../helpers/firefox.js';
 import { api } from '../helpers/api.js';
 import { wsClient } from '../helpers/clients.js';
 import { startDaemon } from '../helpers/daemon.js';
@@ -11,16 +11,6 @@ import { startDaemon } from '../helpers/daemon.js';
 
 const TOKEN = 'console-firefox-api-token-0123456789';
 
-/** Polls `expression` (JSON-encoded in the page) until `done` holds; fails with the last value. */
-async function waitFor<T>(bidi: BiDi, context: string, expression: string, done: (v: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + SLOW_MS;
-  for (;;) {
-    const v = JSON.parse(String(await bidi.evaluate(context, `Promise.resolve(${expression}).then((v) => JSON.stringify(v === undefined ? null : v))`))) as T;
-    if (done(v)) return v;
-    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(v)} after ${SLOW_MS} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test('firefox console: login (wrong token first), live figures, send from the form, no overflow at 390 px', { skip: SKIP }, async (t) => {
   const d = await startDaemon(t, { http: { token: TOKEN } });

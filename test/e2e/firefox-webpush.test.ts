@@ -6,7 +6,7 @@ import type { PublishReport } from '../../src/types.js';
 import { cli } from '../helpers/cli.js';
 import { until } from '../helpers/clients.js';
 import { startFakeAutopush } from '../helpers/fake-autopush.js';
-import { type BiDi, SKIP, SLOW_MS, launchFirefox } from '../helpers/firefox.js';
+import { SKIP, SLOW_MS, launchFirefox, waitFor } from '../helpers/firefox.js';
 import { webpushWorld } from '../helpers/webpush.js';
 
 // Web Push end to end in Debian's Firefox ESR, offline: Firefox's push service is pointed at a
@@ -15,16 +15,6 @@ import { webpushWorld } from '../helpers/webpush.js';
 // keys and POSTs to the endpoint, the fake relays the body over the WebSocket, and Firefox
 // decrypts it and runs notify's service worker, which shows the notification.
 
-/** Polls `expression` (its value JSON-encoded by the page) in `context` until `done` holds; fails with the last value. */
-async function waitFor<T>(bidi: BiDi, context: string, expression: string, done: (v: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + SLOW_MS;
-  for (;;) {
-    const v = JSON.parse(String(await bidi.evaluate(context, `Promise.resolve(${expression}).then((v) => JSON.stringify(v === undefined ? null : v))`))) as T;
-    if (done(v)) return v;
-    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(v)} after ${SLOW_MS} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('firefox webpush: the demo page subscribes through Firefox’s PushManager (fake Mozilla push service); tab closed, `notify send` goes through Web Push and Firefox decrypts it and shows the notification', { skip: SKIP }, async (t) => {
   const autopush = await startFakeAutopush();

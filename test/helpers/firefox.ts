@@ -10,6 +10,7 @@
  * connection to a host but 127.0.0.1/localhost goes through a local "trap" proxy (Firefox never
  * proxies loopback), which refuses it and records it in `foreign`: a test asserts it is empty.
  */
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -314,4 +315,15 @@ export async function launchFirefox(t: TestContext, prefs: Record<string, PrefVa
     },
   };
   return { bidi, firstTab, foreign, stderr: () => err, version };
+}
+
+/** Polls `expression` (its value JSON-encoded by the page) in `context` until `done` holds; fails with the last value after SLOW_MS. */
+export async function waitFor<T>(bidi: BiDi, context: string, expression: string, done: (v: T) => boolean, what: string): Promise<T> {
+  const deadline = Date.now() + SLOW_MS;
+  for (;;) {
+    const v = JSON.parse(String(await bidi.evaluate(context, `Promise.resolve(${expression}).then((v) => JSON.stringify(v === undefined ? null : v))`))) as T;
+    if (done(v)) return v;
+    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(v)} after ${SLOW_MS} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
