@@ -5,7 +5,6 @@
  * Requests go through Apple's documented checks first (method, path, JWT, headers, token, payload),
  * each answered with Apple's status and `{"reason"}` body; only requests that pass reach `respond`.
  * Statuses and reasons: https://developer.apple.com/documentation/usernotifications/handling-error-responses-from-apns
- * See /work/shared/reference/push-protocols.md sections A and C.
  */
 import { execFile } from 'node:child_process';
 import * as crypto from 'node:crypto';
