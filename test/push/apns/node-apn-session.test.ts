@@ -1,25 +1,18 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { ClientHttp2Stream } from 'node:http2';
 import type * as Apn from '@parse/node-apn';
 import { ApnSession, NODE_APN_VERSION, buildNotification } from '../../../src/push/apns/node-apn-session.js';
 import { deviceToken } from '../../helpers/apns.js';
-import { makeApnsKey, startFakeApns } from '../../helpers/fake-apns.js';
+import { type ApnsTestKey, makeApnsKey, startFakeApns } from '../../helpers/fake-apns.js';
 
 const require = createRequire(import.meta.url);
+const apn = require('@parse/node-apn') as typeof Apn;
 
-test('node-apn internals: the installed @parse/node-apn is the version node-apn-session.ts is written against', () => {
-  const pkg = require('@parse/node-apn/package.json') as { version: string };
-  assert.equal(pkg.version, NODE_APN_VERSION, 'a new node-apn: re-check provider.client, client.session and client.connect() in src/push/apns/node-apn-session.ts');
-});
-
-test('node-apn internals: provider.client.connect() opens the session found at client.session, whose responses\' headers (Retry-After) are seen; a new connection is told apart', async (t) => {
-  const key = makeApnsKey();
-  const fake = await startFakeApns({ key, respond: () => ({ status: 429, reason: 'TooManyRequests', headers: { 'retry-after': '7' } }) });
-  t.after(() => fake.close());
-  const apn = require('@parse/node-apn') as typeof Apn;
+/** A node-apn Provider on the fake, with no reconnect retries; shut down when the test ends. */
+function providerFor(t: TestContext, key: ApnsTestKey, fake: { port: number; ca: string }): Apn.Provider {
   const provider = new apn.Provider({
     token: { key: key.pem, keyId: key.keyId, teamId: key.teamId },
     address: 'localhost',
@@ -30,6 +23,19 @@ test('node-apn internals: provider.client.connect() opens the session found at c
   } as Apn.ProviderOptions);
   // Bounded: node-apn's shutdown callback never fires after some connection errors (reference B.4).
   t.after(() => Promise.race([new Promise<void>((r) => provider.shutdown(() => r())), new Promise((r) => setTimeout(r, 1000))]));
+  return provider;
+}
+
+test('node-apn internals: the installed @parse/node-apn is the version node-apn-session.ts is written against', () => {
+  const pkg = require('@parse/node-apn/package.json') as { version: string };
+  assert.equal(pkg.version, NODE_APN_VERSION, 'a new node-apn: re-check provider.client, client.session and client.connect() in src/push/apns/node-apn-session.ts');
+});
+
+test('node-apn internals: provider.client.connect() opens the session found at client.session, whose responses\' headers (Retry-After) are seen; a new connection is told apart', async (t) => {
+  const key = makeApnsKey();
+  const fake = await startFakeApns({ key, respond: () => ({ status: 429, reason: 'TooManyRequests', headers: { 'retry-after': '7' } }) });
+  t.after(() => fake.close());
+  const provider = providerFor(t, key, fake);
   const seen: [string, unknown][] = [];
   const session = new ApnSession(provider, (path, headers) => seen.push([path, headers['retry-after']]));
   assert.equal(session.current(), undefined, 'no connection before the first request');
@@ -68,16 +74,7 @@ test('node-apn internals: ApnSession.send(built note, token) through client.writ
       req.token === dead ? { status: 410, reason: 'Unregistered', timestamp: 1700000000000 } : req.token === busy ? { status: 503, reason: 'ServiceUnavailable' } : undefined,
   });
   t.after(() => fake.close());
-  const apn = require('@parse/node-apn') as typeof Apn;
-  const provider = new apn.Provider({
-    token: { key: key.pem, keyId: key.keyId, teamId: key.teamId },
-    address: 'localhost',
-    port: fake.port,
-    ca: [fake.ca],
-    connectionRetryLimit: 0,
-    requestTimeout: 5000,
-  } as Apn.ProviderOptions);
-  t.after(() => Promise.race([new Promise<void>((r) => provider.shutdown(() => r())), new Promise((r) => setTimeout(r, 1000))]));
+  const provider = providerFor(t, key, fake);
   const session = new ApnSession(provider, () => {});
   const note = new apn.Notification();
   note.rawPayload = { aps: { alert: 'hi' } };
@@ -117,16 +114,7 @@ test('node-apn internals: a request\'s stream keeps none of node-apn\'s listener
   const key = makeApnsKey();
   const fake = await startFakeApns({ key });
   t.after(() => fake.close());
-  const apn = require('@parse/node-apn') as typeof Apn;
-  const provider = new apn.Provider({
-    token: { key: key.pem, keyId: key.keyId, teamId: key.teamId },
-    address: 'localhost',
-    port: fake.port,
-    ca: [fake.ca],
-    connectionRetryLimit: 0,
-    requestTimeout: 5000,
-  } as Apn.ProviderOptions);
-  t.after(() => Promise.race([new Promise<void>((r) => provider.shutdown(() => r())), new Promise((r) => setTimeout(r, 1000))]));
+  const provider = providerFor(t, key, fake);
   const session = new ApnSession(provider, () => {});
   const s = (await session.open()).session;
   assert.ok(s);
