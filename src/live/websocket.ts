@@ -25,6 +25,7 @@ import { NOTIFY_SW_JS } from './assets/notify-sw.js';
 import type { LiveSessions, Transport, TransportHealth } from '../push/transport.js';
 import type { PagePush } from '../push/webpush/page.js';
 import { errorMessage } from '../errors.js';
+import { sendTextFrame, textFrame } from './frame.js';
 
 export interface WebSocketTransportOptions {
   /** "host:port" to listen on. @default '127.0.0.1:1234' */
@@ -262,6 +263,14 @@ class ReplayReader {
  * A uid may have any number of sessions; each is its own target, keyed by session id. The same
  * port serves the demo page at `GET /` and the browser client at `/notify-client.js`.
  */
+/** One message's frames, built when first needed (WebSocketTransport#frames). */
+interface MessageFrames {
+  msg: Message;
+  plain: Buffer | undefined;
+  envelope: string | undefined;
+  envelopeFrame: Buffer | undefined;
+}
+
 export class WebSocketTransport implements Transport, LiveSessions {
   readonly name = 'websocket';
   readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits' | 'push' | 'tls' | 'journal' | 'refusals'>> &
@@ -286,8 +295,11 @@ export class WebSocketTransport implements Transport, LiveSessions {
   #stopping: Promise<void> | undefined;
   /** Cluster: the uids whose stream this node follows (true) or is subscribing to (the promise). */
   readonly #following = new Map<Uid, true | Promise<void>>();
-  /** The envelope of the message being delivered: built once, sent to every resuming session. */
-  #envelopeFor: { msg: Message; text: string } | undefined;
+  /**
+   * The frames of the message being delivered, built once each (when first needed) and sent to
+   * every session of it: the message's own frame (plain sessions) and its envelope (resuming ones).
+   */
+  #framesOf: MessageFrames | undefined;
   readonly #onMessage: (this: WebSocket, data: RawData, isBinary: boolean) => void;
   readonly #onClose: (this: WebSocket) => void;
   readonly #onError: (this: WebSocket, err: Error) => void;
@@ -450,7 +462,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
       return { transport: this.name, target: s.sid, status: 'failed', reason: this.#slowConsumer(s, s.bufferedAmount + s.heldBytes, 'live') };
     }
     if (s.envelope) this.#live(s, msg);
-    else s.send(msg.frame);
+    else this.#sendPlain(s, msg);
     return { transport: this.name, target: s.sid, status: 'sent' };
   }
 
@@ -604,12 +616,23 @@ export class WebSocketTransport implements Transport, LiveSessions {
     this.#admission.sweep(now);
   }
 
-  #envelope(msg: Message): string {
-    const cached = this.#envelopeFor;
-    if (cached !== undefined && cached.msg === msg) return cached.text;
-    const text = envelopeOf(msg.id, msg.frame, msg.json);
-    this.#envelopeFor = { msg, text };
-    return text;
+  #frames(msg: Message): MessageFrames {
+    let f = this.#framesOf;
+    if (f === undefined || f.msg !== msg) this.#framesOf = f = { msg, plain: undefined, envelope: undefined, envelopeFrame: undefined };
+    return f;
+  }
+
+  /** The message's own frame to a plain session (the original protocol). */
+  #sendPlain(s: Session, msg: Message): void {
+    const f = this.#frames(msg);
+    sendTextFrame(s, (f.plain ??= textFrame(msg.frame)), msg.frame);
+  }
+
+  /** The message's envelope to a resuming session. */
+  #sendEnvelope(s: Session, msg: Message): void {
+    const f = this.#frames(msg);
+    const text = (f.envelope ??= envelopeOf(msg.id, msg.frame, msg.json));
+    sendTextFrame(s, (f.envelopeFrame ??= textFrame(text)), text);
   }
 
   /**
@@ -931,7 +954,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     }
     const p = positionFor(msg, s.uid as Uid);
     if (p === undefined) {
-      s.send(this.#envelope(msg));
+      this.#sendEnvelope(s, msg);
       return;
     }
     const broadcast = p.stream === BROADCAST_STREAM;
@@ -948,7 +971,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     }
     if (broadcast) s.bPos = p.offset;
     else s.uPos = p.offset;
-    s.send(this.#envelope(msg));
+    this.#sendEnvelope(s, msg);
   }
 
   /** A frame from a resuming session after its bind: acks, and the push-* frames; anything else is ignored. */
