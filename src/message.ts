@@ -54,15 +54,23 @@ function uidList(value: unknown, key: string): Uid[] {
  * or `"broadcast": true`. Exactly one of them.
  */
 export function parseAudience(obj: Json): Audience {
-  const given = ADDRESS_KEYS.filter((k) => obj[k] !== undefined);
-  if (given.length === 0) throw invalid('missing "uid" (or "broadcast": true)');
-  if (given.length > 1) throw invalid(`give only one of ${given.map((k) => `"${k}"`).join(', ')}`);
-  if (obj.broadcast !== undefined) {
+  // A loop, not a filter: this runs for every published line.
+  let key: (typeof ADDRESS_KEYS)[number] | undefined;
+  let count = 0;
+  for (const k of ADDRESS_KEYS) {
+    if (obj[k] === undefined) continue;
+    key ??= k;
+    count++;
+  }
+  if (key === undefined) throw invalid('missing "uid" (or "broadcast": true)');
+  if (count > 1) throw invalid(`give only one of ${ADDRESS_KEYS.filter((k) => obj[k] !== undefined).map((k) => `"${k}"`).join(', ')}`);
+  if (key === 'broadcast') {
     if (obj.broadcast !== true) throw invalid('"broadcast" must be true when given');
     return { broadcast: true };
   }
-  const key = given[0] as 'uid' | 'uids';
-  return { uids: uidList(obj[key], key) };
+  const value = obj[key];
+  // The usual case, one uid as a string: one array.
+  return { uids: typeof value === 'string' ? [checkUid(value, `"${key}"`)] : uidList(value, key) };
 }
 
 interface Fields {
@@ -94,7 +102,9 @@ function readFields(obj: Json): Fields {
 function deeperThan(value: unknown, levels: number): boolean {
   if (value === null || typeof value !== 'object') return false;
   if (levels === 0) return true;
-  for (const v of Object.values(value)) if (deeperThan(v, levels - 1)) return true;
+  // for-in, not Object.values: no array per object (JSON values have no inherited keys).
+  const obj = value as Record<string, unknown>;
+  for (const k in obj) if (deeperThan(obj[k], levels - 1)) return true;
   return false;
 }
 
@@ -102,9 +112,10 @@ function checkDepth(data: Json | undefined): void {
   if (deeperThan(data, MAX_DATA_DEPTH)) throw invalid(`"data" is nested deeper than ${MAX_DATA_DEPTH} levels`);
 }
 
+/** `data`: undefined, or an object with at least one key (both callers know which). */
 function build(frame: string, json: boolean, fields: Fields, data: Json | undefined): MessageBody {
   const m: { -readonly [K in keyof MessageBody]: MessageBody[K] } = { frame, json, ...fields };
-  if (data !== undefined && Object.keys(data).length > 0) m.data = data;
+  if (data !== undefined) m.data = data;
   return m;
 }
 

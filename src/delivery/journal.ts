@@ -60,7 +60,7 @@ export class Journal {
 
   published(id: string, ingress: string, audience: Audience, route: Route, stored: boolean, publisherId: boolean): void {
     const uids = 'uids' in audience ? audience.uids : undefined;
-    this.emit({
+    const e: JournalEvent = {
       type: 'published',
       id,
       at: Date.now(),
@@ -69,9 +69,10 @@ export class Journal {
       audienceSize: uids === undefined ? -1 : uids.length < 2 ? uids.length : new Set(uids).size,
       route,
       stored,
-      ...(publisherId ? { publisherId: true as const } : {}),
       node: this.node,
-    });
+    };
+    if (publisherId) e.publisherId = true;
+    this.emit(e);
   }
 
   duplicate(id: string, ingress: string): void {
@@ -159,7 +160,7 @@ export class Journal {
         });
         break;
       case 'report':
-        this.#log.debug('published', { id: e.id, audienceSize: e.audienceSize, targets: e.total, sent: e.sent, failed: e.failed, rejected: e.rejected, unreached: e.unreached.length });
+        if (this.#log.enabled('debug')) this.#log.debug('published', { id: e.id, audienceSize: e.audienceSize, targets: e.total, sent: e.sent, failed: e.failed, rejected: e.rejected, unreached: e.unreached.length });
         break;
       case 'published':
         break;

@@ -9,6 +9,8 @@ export interface Logger {
   info(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;
   error(msg: string, fields?: LogFields): void;
+  /** Whether lines of `level` are written now: a hot path builds a line's fields only then. */
+  enabled(level: LogLevel): boolean;
 }
 
 export interface LoggerOptions {
@@ -39,6 +41,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger & { setLevel(leve
     info: emit('info'),
     warn: emit('warn'),
     error: emit('error'),
+    enabled: (level: LogLevel) => LOG_LEVELS.indexOf(level) >= min,
     setLevel(level: LogLevel) {
       min = LOG_LEVELS.indexOf(level);
     },
