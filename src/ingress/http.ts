@@ -269,7 +269,7 @@ export class HttpIngress {
       'json',
     );
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'json'));
-    this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
+    this.#server.on('request', (req: IncomingMessage) => this.#admission.takenOver(req.socket));
   }
 
   /** A new certificate (http.tls reread at a reload) for connections from now on. */

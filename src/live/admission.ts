@@ -36,6 +36,14 @@ export class Admission {
 
   readonly #refusals: { log: RefusalLog; listener: string } | undefined;
 
+  /**
+   * The 'close' and 'timeout' handlers of every socket, shared (called with `this` = the socket):
+   * a session holds no closure, once-wrapper or bound function of its own for them, which it
+   * would keep for as long as it lives.
+   */
+  readonly #onClosed: (this: Duplex) => void;
+  readonly #onSilent: (this: Duplex) => void;
+
   /** `format`: how a refusal's body is written: text, or the HTTP API's `{code, error}` JSON. @default 'text' */
   constructor(opts: { limits: ConnectionLimits; behindProxy: boolean; telemetry: Telemetry; format?: 'json' | 'text'; refusals?: { log: RefusalLog; listener: string } }) {
     this.#refusals = opts.refusals;
@@ -43,6 +51,15 @@ export class Admission {
     this.#behindProxy = opts.behindProxy;
     this.#telemetry = opts.telemetry;
     this.#format = opts.format ?? 'text';
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const admission = this;
+    this.#onClosed = function (this: Duplex) {
+      admission.#closed(this);
+    };
+    this.#onSilent = function (this: Duplex) {
+      admission.#telemetry.refused('silent');
+      this.destroy();
+    };
   }
 
   get limits(): ConnectionLimits {
@@ -82,12 +99,14 @@ export class Admission {
     this.#open++;
     if (!proxied) this.#count(socket, peer);
     if (!tls) this.#timeSilence(socket);
-    socket.once('close', () => {
-      this.#open--;
-      const ip = this.#counted.get(socket);
-      if (ip !== undefined) this.#release(ip);
-    });
+    socket.on('close', this.#onClosed);
     return true;
+  }
+
+  #closed(socket: Duplex): void {
+    this.#open--;
+    const ip = this.#counted.get(socket);
+    if (ip !== undefined) this.#release(ip);
   }
 
   /**
@@ -108,12 +127,17 @@ export class Admission {
     this.#timeSilence(socket);
   }
 
-  /** Cleared by whoever takes the connection over (ws after its handshake, the HTTP server at the first request); until then, silence ends it. */
+  /** Until the connection is taken over (`takenOver`), silence ends it. */
   #timeSilence(socket: Socket): void {
-    socket.setTimeout(this.#limits.silentTimeout, () => {
-      this.#telemetry.refused('silent');
-      socket.destroy();
-    });
+    socket.setTimeout(this.#limits.silentTimeout, this.#onSilent);
+  }
+
+  /**
+   * The connection has been taken over (a WebSocket handshake done, an HTTP request read): its
+   * silence is no longer timed, and its timeout listener goes with the timer.
+   */
+  takenOver(socket: Duplex): void {
+    (socket as Socket).setTimeout(0, this.#onSilent);
   }
 
   /**

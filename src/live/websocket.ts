@@ -338,7 +338,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
         secured: (socket: Socket) => this.#admission.secured(socket),
       },
     );
-    this.#server.on('request', (req: IncomingMessage) => req.socket.setTimeout(0));
+    this.#server.on('request', (req: IncomingMessage) => this.#admission.takenOver(req.socket));
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket, 'text'));
 
@@ -584,7 +584,10 @@ export class WebSocketTransport implements Transport, LiveSessions {
     const params = q < 0 ? undefined : new URLSearchParams(req.url?.slice(q + 1));
     const uid = params?.get('uid') ?? null;
     const token = params?.get('token') ?? null;
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws as Session, ip, now, uid, token));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      this.#admission.takenOver(socket);
+      this.#open(ws as Session, ip, now, uid, token);
+    });
   }
 
   /** A completed handshake: the connection becomes a session (bound now when the URL named a uid). */
