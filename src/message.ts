@@ -114,9 +114,8 @@ function checkDepth(data: Json | undefined): void {
 
 /** `data`: undefined, or an object with at least one key (both callers know which). */
 function build(frame: string, json: boolean, fields: Fields, data: Json | undefined): MessageBody {
-  const m: { -readonly [K in keyof MessageBody]: MessageBody[K] } = { frame, json, ...fields };
-  if (data !== undefined) m.data = data;
-  return m;
+  // One literal (no property added afterwards): the shape V8 keeps on its fast path.
+  return data !== undefined ? { frame, json, ...fields, data } : { frame, json, ...fields };
 }
 
 /**
@@ -158,7 +157,7 @@ export function messageFromFields(obj: Json): MessageBody {
     throw invalid('a message needs "msg", "title" or "data"');
   }
   const onlyMsg = fields.msg !== undefined && Object.keys(fields).length === 1 && !hasData;
-  const frame = onlyMsg ? (fields.msg as string) : JSON.stringify({ ...fields, ...dataObj });
+  const frame = onlyMsg ? (fields.msg as string) : JSON.stringify(Object.assign(Object.create(null) as Json, fields, dataObj));
   return build(frame, !onlyMsg, fields, hasData ? dataObj : undefined);
 }
 

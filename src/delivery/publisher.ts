@@ -100,8 +100,8 @@ export class Publisher {
   #earlier(id: string, answer: string | undefined, opts: PublishOptions, via: string): Promise<PublishReport> {
     this.#o.journal?.duplicate(id, via);
     const mine = this.#underway.get(id);
-    if (mine) return mine.then((r) => ({ ...r, duplicate: true }));
-    if (answer !== undefined) return Promise.resolve({ ...(JSON.parse(answer) as PublishReport), duplicate: true });
+    if (mine) return mine.then((r) => Object.assign({}, r, { duplicate: true }));
+    if (answer !== undefined) return Promise.resolve(Object.assign(JSON.parse(answer) as PublishReport, { duplicate: true }));
     // Claimed by a publish that has no answer yet (on another node, or cut short by a crash):
     // stored, so sessions that resume get it; nothing is sent again.
     return Promise.resolve({ id, stored: this.#o.streams !== undefined, route: opts.route ?? this.#route, ...emptyReport(), duplicate: true });
@@ -110,7 +110,12 @@ export class Publisher {
   #publish(audience: Audience, body: MessageBody, opts: PublishOptions, id: string, started: number, via: string): Promise<PublishReport> {
     const route = opts.route ?? this.#route;
     const streams = this.#o.streams;
-    const msg: { -readonly [K in keyof Message]: Message[K] } = opts.ttlMs === undefined ? { ...body, id } : { ...body, id, ttlMs: opts.ttlMs };
+    // The id first, the body spread last: `{ ...body, id }` (a spread, then a property) sends V8
+    // (Node 20) down a slow path that makes a new hidden class per message, whose objects survive
+    // the young generation (test/perf/literal-spread.test.ts); so does adding `stored` to it later,
+    // hence the slot from the start. The body has no `id`, `ttlMs` or `stored` of its own
+    // (messageFromLine and messageFromFields build it).
+    const msg: { -readonly [K in keyof Message]: Message[K] } = opts.ttlMs === undefined ? { id, stored: undefined, ...body } : { id, ttlMs: opts.ttlMs, stored: undefined, ...body };
     // Live-first: acks count from before the message goes out. In a cluster a session on another
     // node gets it from the stream publish below and may ack before this node has delivered it.
     const acks = route === 'live-first' ? this.#o.acks.expect(id, this.#ackTimeoutMs) : undefined;

@@ -236,10 +236,10 @@ export class HttpIngress {
     };
     this.#routes = ROUTES.map((r) => {
       const m = /^(.*\/)\{\w+\}$/.exec(r.path);
-      return { ...r, handle: handlers[`${r.method} ${r.path}` as RouteKey], ...(m ? { prefix: m[1] } : {}) };
+      return Object.assign({}, r, { handle: handlers[`${r.method} ${r.path}` as RouteKey] }, m ? { prefix: m[1] } : {});
     });
     this.#admission = new Admission({
-      limits: { ...NO_LIMITS, ...opts.limits },
+      limits: Object.assign({}, NO_LIMITS, opts.limits),
       behindProxy: opts.behindProxy ?? false,
       telemetry: this.#opts.telemetry,
       format: 'json',
@@ -279,7 +279,7 @@ export class HttpIngress {
 
   /** New connection limits (a reload). */
   setLimits(limits: Partial<ConnectionLimits>): void {
-    this.#admission.setLimits({ ...NO_LIMITS, ...limits });
+    this.#admission.setLimits(Object.assign({}, NO_LIMITS, limits));
   }
 
   async start(): Promise<void> {

@@ -212,7 +212,7 @@ class ReplayReader {
   #query(c: Cursor): HistoryQuery {
     const limit = Math.min(REPLAY_PAGE, c.left);
     // `at` grows with every publish, so it marks a position in any epoch.
-    return c.last === undefined ? { ...c.start, limit } : { afterAt: c.last.at, limit };
+    return c.last === undefined ? { limit, ...c.start } : { afterAt: c.last.at, limit };
   }
 
   #got(c: Cursor, page: HistoryPage): void {
@@ -311,7 +311,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
     this.#opts = { closeTimeoutMs: 2000, auth: { mode: 'none', secret: null }, bindTimeoutMs: 10_000, behindProxy: false, telemetry: noTelemetry, replayLimit: 100, ...opts, cluster: opts.cluster ?? false };
     if (this.#opts.auth.mode === 'token' && !this.#opts.auth.secret) throw new TypeError('auth: token needs a secret');
     this.#admission = new Admission({
-      limits: { ...NO_LIMITS, ...opts.limits },
+      limits: Object.assign({}, NO_LIMITS, opts.limits),
       behindProxy: opts.behindProxy ?? false,
       telemetry: this.#opts.telemetry,
       ...(opts.refusals ? { refusals: { log: opts.refusals, listener: 'ws' } } : {}),
@@ -567,7 +567,7 @@ export class WebSocketTransport implements Transport, LiveSessions {
 
   /** Applies new limits (a reload); they hold for connections and binds from now on. */
   setLimits(limits: Partial<ConnectionLimits>): void {
-    this.#admission.setLimits({ ...NO_LIMITS, ...limits });
+    this.#admission.setLimits(Object.assign({}, NO_LIMITS, limits));
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -104,7 +104,7 @@ export class DeviceService {
     const d = this.#check(uid, transport, token);
     const { added } = await this.#dir.register(d.transport, d.uid, d.token);
     this.#log.info('device registered', { uid: d.uid, transport: d.transport, target: d.token, added });
-    return { ...d, added };
+    return Object.assign({}, d, { added });
   }
 
   /** Removes a device token from a uid for good (a YAML one stays removed until registered again). */
@@ -112,7 +112,7 @@ export class DeviceService {
     const d = this.#check(uid, transport, token);
     const removed = await this.#dir.remove(d.transport, d.uid, d.token);
     if (removed) this.#log.info('device unregistered', { uid: d.uid, transport: d.transport, target: d.token });
-    return { ...d, removed };
+    return Object.assign({}, d, { removed });
   }
 
   /**

@@ -191,7 +191,7 @@ export class ProviderClient {
     if (opts.ca !== undefined) {
       const sockets = { keepAlive: true, maxSockets: opts.maxConcurrentRequests + 1 };
       const secureContext = createSecureContext({ ca: [...rootCertificates, opts.ca] });
-      this.#agents = { http: new HttpAgent(sockets), https: new HttpsAgent({ ...sockets, secureContext }) };
+      this.#agents = { http: new HttpAgent(sockets), https: new HttpsAgent({ secureContext, ...sockets }) };
     }
   }
 
@@ -286,7 +286,7 @@ export class ProviderClient {
       const out = await runWithRetries(
         async () => {
           const v = await this.#attempt(req, judge);
-          return v === undefined || v.kind === 'sent' ? v : { ...v, reason: this.scrub(v.reason) };
+          return v === undefined || v.kind === 'sent' ? v : Object.assign({}, v, { reason: this.scrub(v.reason) });
         },
         {
           transport: this.#o.name,

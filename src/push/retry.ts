@@ -129,7 +129,7 @@ export class RetryTicket {
   /** Records (or updates) that the next attempt, after `attempts` so far, is due at `dueAt`. Throws NOTIFY_ERR_STORE when the queue is full. */
   async waiting(attempts: number, dueAt: number, reason: string): Promise<void> {
     if (!this.queue) return;
-    if (this.#key === undefined) this.#key = await this.queue.hold({ ...this.subject, attempts, dueAt, reason }, this.owner, this.leaseMs);
+    if (this.#key === undefined) this.#key = await this.queue.hold(Object.assign({}, this.subject, { attempts, dueAt, reason }), this.owner, this.leaseMs);
     else await this.queue.update(this.#key, attempts, dueAt, reason, this.leaseMs);
   }
 
@@ -404,7 +404,7 @@ export async function sendToEach(
   await settleBy([Promise.all(Array.from({ length: workers }, worker))], o.signal);
   return targets.map((target, i) => {
     const r = results[i];
-    if (r !== undefined) return { ...r, transport, target };
+    if (r !== undefined) return Object.assign({}, r, { transport, target });
     const last = lastReason[i];
     return { transport, target, status: 'failed', reason: `${STILL_TRYING}${last ? ` (last: ${last})` : ''}` };
   });

@@ -170,7 +170,7 @@ export class RedisDevices implements DeviceDirectory {
   readonly #now: () => number;
 
   constructor(redis: Redis, options: RedisDevicesOptions = {}) {
-    const o = { ...DEFAULTS, ...options };
+    const o = Object.assign({}, DEFAULTS, options);
     if (typeof o.prefix !== 'string' || o.prefix === '' || /[{}]/.test(o.prefix)) throw new TypeError('prefix must be a non-empty string without { or }');
     if (!Number.isInteger(o.maxRetired) || o.maxRetired < 1) throw new RangeError('maxRetired must be a positive integer');
     if (!Number.isInteger(o.maxTokensPerUid) || o.maxTokensPerUid < 1) throw new RangeError('maxTokensPerUid must be a positive integer');

@@ -59,7 +59,7 @@ export function parseRedisUrl(url: string): RedisTarget {
     db = Number(dbText);
   }
   if (path.length > 0) throw new Error(`unexpected "/${path.join('/')}" at the end of the Redis URL (${FORMS})`);
-  const creds = { ...(username !== undefined ? { username } : {}), ...(password !== undefined ? { password } : {}) };
+  const creds = Object.assign(username !== undefined ? { username } : {}, password !== undefined ? { password } : {});
   const where = hosts.map((h) => `${h.host.includes(':') ? `[${h.host}]` : h.host}:${h.port}`).join(',');
   const display = `${scheme}://${where}${sentinel ? `/${name}` : ''}${db !== 0 ? `/${db}` : ''}`;
   const first = hosts[0] as { host: string; port: number };

@@ -31,16 +31,17 @@ const MIN_VERSION = [6, 2];
  */
 export async function openRedis(target: RedisTarget, o: OpenRedisOptions): Promise<Redis> {
   const role = o.role ?? 'commands';
-  const client = new Redis({
-    ...target.options,
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: o.commandTimeoutMs ?? 2000,
-    connectTimeout: 2000,
-    retryStrategy: (times) => Math.min(times * 100, 2000),
-    connectionName: `notify-${role}`,
-  });
+  const client = new Redis(
+    Object.assign({}, target.options, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: o.commandTimeoutMs ?? 2000,
+      connectTimeout: 2000,
+      retryStrategy: (times: number) => Math.min(times * 100, 2000),
+      connectionName: `notify-${role}`,
+    }),
+  );
   // One warning when a working connection is lost, one line when it is back; the errors of
   // each reconnect attempt in between are kept (the last one is the reason a start failed).
   let up = false;

@@ -157,7 +157,7 @@ export class RedisRetryQueue implements RetryQueue {
   #size: number | undefined;
 
   constructor(redis: Redis, options: RedisRetryQueueOptions = {}) {
-    const o = { ...DEFAULTS, ...options };
+    const o = Object.assign({}, DEFAULTS, options);
     if (typeof o.prefix !== 'string' || o.prefix === '' || /[{}]/.test(o.prefix)) throw new TypeError('prefix must be a non-empty string without { or }');
     if (!Number.isInteger(o.maxEntries) || o.maxEntries < 1) throw new RangeError('maxEntries must be a positive integer');
     if (!Number.isInteger(o.entryTtlMs) || o.entryTtlMs < 1) throw new RangeError('entryTtlMs must be a positive integer');

@@ -43,7 +43,7 @@ export class SqliteRetryQueue implements RetryQueue {
   readonly #stmt;
 
   constructor(db: StateDb, options: SqliteRetryQueueOptions = {}) {
-    const o = { ...DEFAULTS, ...options };
+    const o = Object.assign({}, DEFAULTS, options);
     if (!Number.isInteger(o.maxEntries) || o.maxEntries < 1) throw new RangeError('maxEntries must be a positive integer');
     this.#exclusive = o.exclusive;
     this.#maxEntries = o.maxEntries;

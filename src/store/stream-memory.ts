@@ -27,7 +27,7 @@ export class MemoryStreams implements MessageStreams {
       let s = this.#streams.get(stream);
       if (s === undefined) this.#streams.set(stream, (s = { next: 1, pubs: [] }));
       const pub = { stream, offset: s.next++, epoch: this.#epoch, at: ++this.#at, id: msg.id, frame: msg.frame, json: msg.json };
-      s.pubs.push({ ...pub, expiresAt });
+      s.pubs.push({ expiresAt, ...pub });
       this.#size++;
       if (s.pubs.length > this.#o.size) {
         s.pubs.shift();

@@ -128,7 +128,7 @@ function validateSettings(value: unknown, path: string[], ctx: Validation): Apns
       } catch {
         ctx.fail([...path, 'token', 'key'], `${name}.token.key: ${abs(s.token.key)} is not a PEM private key; use the .p8 file from Apple`);
       }
-      s.token = { ...s.token, key: abs(s.token.key) };
+      s.token = Object.assign({}, s.token, { key: abs(s.token.key) });
     }
   }
   if (!s.token && certAuth) {

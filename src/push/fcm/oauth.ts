@@ -81,12 +81,12 @@ export class AccessTokenSource {
   /** For /healthz: when the cached token expires (never the token itself), and how many were fetched. */
   state(): { validUntil?: string; fetched: number } {
     const t = this.#token;
-    return { ...(t && this.#now() < t.expiresAt ? { validUntil: new Date(t.expiresAt).toISOString() } : {}), fetched: this.#fetches };
+    return Object.assign(t && this.#now() < t.expiresAt ? { validUntil: new Date(t.expiresAt).toISOString() } : {}, { fetched: this.#fetches });
   }
 
   async #fetch(): Promise<string> {
     const sentAt = this.#now();
-    const assertion = signAssertion({ ...this.#o, nowS: Math.floor(sentAt / 1000) });
+    const assertion = signAssertion(Object.assign({}, this.#o, { nowS: Math.floor(sentAt / 1000) }));
     const hide = (s: string) => s.split(assertion).join('[redacted]');
     let res: ProviderResponse;
     try {
