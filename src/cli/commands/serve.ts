@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Config, ConfigError, defaultConfig, loadConfig } from '../../config/load.js';
 import { createDaemon } from '../../node/daemon.js';
+import { tuneV8 } from '../../node/v8-tuning.js';
 import { errorMessage } from '../../errors.js';
 import { createLogger, logProcessWarnings } from '../../obs/log.js';
 import type { Io, Result } from '../io.js';
@@ -30,6 +31,8 @@ async function serve(io: Io, o: { config?: string; workers: number }): Promise<n
   const source = configSource(o.config);
   const config = source.path === undefined ? defaultConfig() : loadConfig(source.path);
   const log = createLogger({ level: config.log.level, write: io.err });
+  // Before anything is built: the daemon's garbage-collector settings (node/v8-tuning.ts).
+  log.debug('v8 flags set', { flags: tuneV8() });
   const slot = workerSlot();
   if (slot === undefined && o.workers > 1) return runPrimary(io, config, o.workers, log);
   const unlistenWarnings = logProcessWarnings(log);
