@@ -248,6 +248,14 @@ class ReplayReader {
   }
 }
 
+/** One message's frames, built when first needed (WebSocketTransport#frames). */
+interface MessageFrames {
+  msg: Message;
+  plain: Buffer | undefined;
+  envelope: string | undefined;
+  envelopeFrame: Buffer | undefined;
+}
+
 /**
  * Live WebSocket sessions (ws, noServer mode).
  *
@@ -263,14 +271,6 @@ class ReplayReader {
  * A uid may have any number of sessions; each is its own target, keyed by session id. The same
  * port serves the demo page at `GET /` and the browser client at `/notify-client.js`.
  */
-/** One message's frames, built when first needed (WebSocketTransport#frames). */
-interface MessageFrames {
-  msg: Message;
-  plain: Buffer | undefined;
-  envelope: string | undefined;
-  envelopeFrame: Buffer | undefined;
-}
-
 export class WebSocketTransport implements Transport, LiveSessions {
   readonly name = 'websocket';
   readonly #opts: Required<Omit<WebSocketTransportOptions, 'streams' | 'limits' | 'push' | 'tls' | 'journal' | 'refusals'>> &
