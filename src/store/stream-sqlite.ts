@@ -1,4 +1,5 @@
 import type { Logger } from '../obs/log.js';
+import { SeqChains } from './seq-chains.js';
 import { type GroupCommit, type StateDb, storeError } from './sqlite.js';
 import type { HistoryPage, HistoryQuery, MessageStreams, Publication, StreamMessage } from './stream.js';
 
@@ -20,14 +21,18 @@ export interface SqliteStreamsOptions {
 }
 
 /**
- * A stream's rows: `seqs[i]` is the log position of the publication at offset `first + i`;
- * `next` is the offset the next publication gets, `committed` the newest durable one.
+ * A stream's rows, offsets `first` to `next - 1` (none when they are equal): the newest is at log
+ * position `newest`, each one before it linked in the store's SeqChains. `next` is the offset the
+ * next publication gets, `committed` the newest durable one.
  */
 interface StreamIndex {
   first: number;
-  seqs: number[];
   next: number;
   committed: number;
+  /** The seq of the row at offset `next - 1` (0: none). */
+  newest: number;
+  /** Not newer than the seq of the row at `first`: a sweep skips a stream with nothing to drop. */
+  oldest: number;
 }
 
 interface Row {
@@ -75,6 +80,8 @@ export class SqliteStreams implements MessageStreams {
   readonly #o: Required<SqliteStreamsOptions>;
   readonly #epoch: string;
   readonly #streams = new Map<string, StreamIndex>();
+  /** Every indexed row's link to the row before it in its stream. */
+  readonly #chains = new SeqChains();
   readonly #stmt;
   #nextSeq: number;
   #rows = 0;
@@ -118,9 +125,10 @@ export class SqliteStreams implements MessageStreams {
     let last = 0;
     for (const r of this.#stmt.index.iterate()) {
       let s = this.#streams.get(r.stream);
-      if (s === undefined) this.#streams.set(r.stream, (s = { first: r.pos, seqs: [], next: r.pos, committed: r.pos }));
-      s.seqs.push(r.seq);
-      s.next = r.pos + 1;
+      if (s === undefined) this.#streams.set(r.stream, (s = newStream(r.pos)));
+      // Offsets are contiguous in a stream (a sweep deletes its oldest rows); if not, its index starts again here.
+      if (r.pos !== s.next) s.first = s.next = r.pos;
+      this.#append(s, r.seq);
       s.committed = r.pos;
       this.#trim(s);
       last = r.seq;
@@ -139,6 +147,11 @@ export class SqliteStreams implements MessageStreams {
 
   get epoch(): string {
     return this.#epoch;
+  }
+
+  /** Bytes of the index's links (4 per row kept, in chunks outside the JavaScript heap). */
+  get indexBytes(): number {
+    return this.#chains.bytes;
   }
 
   /** Frame bytes stored (a shared body once), the quantity history.maxBytes bounds. */
@@ -162,10 +175,33 @@ export class SqliteStreams implements MessageStreams {
 
   /** Keeps the newest `size` committed publications: one whose commit may still fail pushes out nothing. */
   #trim(s: StreamIndex): void {
-    while (s.committed - s.first + 1 > this.#o.size) {
-      s.seqs.shift();
-      s.first++;
+    if (s.committed - s.first + 1 > this.#o.size) s.first = s.committed - this.#o.size + 1;
+  }
+
+  /** Indexes the row with log position `seq` at offset `s.next`. */
+  #append(s: StreamIndex, seq: number): void {
+    if (s.next === s.first) {
+      this.#chains.append(seq, 0);
+      s.oldest = seq;
+    } else if (!this.#chains.append(seq, s.newest)) {
+      // Its previous row is further back than a link reaches (older than any log keeps): the index starts here.
+      s.first = s.next;
+      s.oldest = seq;
     }
+    s.newest = seq;
+    s.next++;
+  }
+
+  /** The seqs of the stream's rows at offsets `from` to `to` (first <= from, to < next), oldest first. */
+  #seqs(s: StreamIndex, from: number, to: number): number[] {
+    const out = new Array<number>(Math.max(0, to - from + 1));
+    let seq = s.newest;
+    for (let off = s.next - 1; off > to; off--) seq = this.#chains.prev(seq);
+    for (let off = to; off >= from; off--) {
+      out[off - from] = seq;
+      if (off > from) seq = this.#chains.prev(seq);
+    }
+    return out;
   }
 
   publish(streams: readonly string[], msg: StreamMessage): Promise<Publication[]> {
@@ -175,11 +211,10 @@ export class SqliteStreams implements MessageStreams {
     const first = this.#nextSeq;
     for (const stream of streams) {
       let s = this.#streams.get(stream);
-      if (s === undefined) this.#streams.set(stream, (s = { first: 1, seqs: [], next: 1, committed: 0 }));
+      if (s === undefined) this.#streams.set(stream, (s = newStream(1)));
       const seq = this.#nextSeq++;
-      const pos = s.next++;
-      if (s.seqs.length === 0) s.first = pos;
-      s.seqs.push(seq);
+      const pos = s.next;
+      this.#append(s, seq);
       this.#rows++;
       rows.push({ seq, stream, pos });
       pubs.push({ stream, offset: pos, epoch: this.#epoch, at: seq, id: msg.id, frame: msg.frame, json: msg.json });
@@ -204,7 +239,8 @@ export class SqliteStreams implements MessageStreams {
       () => this.#write(publishes),
       () => {
         if (this.#batch?.publishes === publishes) this.#batch = undefined;
-        for (const p of publishes) this.#forget(p);
+        // Newest first: each row forgotten is then the newest of its stream.
+        for (let i = publishes.length - 1; i >= 0; i--) this.#forget(publishes[i] as PendingPublish);
       },
     );
     // Asked for after the write is queued: it settles with that write's transaction.
@@ -257,14 +293,22 @@ export class SqliteStreams implements MessageStreams {
       this.#ledgerCum[i] = (this.#ledgerCum[i] as number) - p.bytes;
     }
     this.#cum -= p.bytes;
-    for (const r of p.rows) {
+    for (let i = p.rows.length - 1; i >= 0; i--) {
+      const r = p.rows[i] as Row;
       this.#rows--;
       const s = this.#streams.get(r.stream);
       if (s === undefined) continue;
-      const i = s.seqs.indexOf(r.seq);
-      if (i >= 0) s.seqs.splice(i, 1);
-      if (r.pos < s.next) s.next = r.pos;
-      if (s.seqs.length === 0) s.first = s.next;
+      if (s.newest === r.seq && r.pos === s.next - 1) {
+        s.next = r.pos;
+        s.newest = s.next > s.first ? this.#chains.prev(r.seq) : 0;
+      } else {
+        // Not its newest row (the transaction held the newest of every stream, so this does not
+        // happen): the stream's index starts again after it, rather than link around it.
+        s.next = Math.min(s.next, r.pos);
+        s.first = s.next;
+        s.newest = 0;
+      }
+      if (s.first > s.next) s.first = s.next;
     }
   }
 
@@ -272,18 +316,19 @@ export class SqliteStreams implements MessageStreams {
     const s = this.#streams.get(stream);
     const top = { offset: s?.committed ?? 0, epoch: this.#epoch };
     if (s === undefined || q.limit <= 0) return { publications: [], top };
-    let i = 0;
-    if (q.after !== undefined && q.after.epoch === this.#epoch) i = Math.max(0, q.after.offset + 1 - s.first);
-    if (q.afterAt !== undefined) i = Math.max(i, upperBound(s.seqs, q.afterAt));
+    let from = s.first;
+    if (q.after !== undefined && q.after.epoch === this.#epoch) from = Math.max(from, q.after.offset + 1);
+    // Only committed rows: one queued in this same turn is not durable yet.
+    const to = Math.min(s.committed, s.next - 1);
+    if (from > to) return { publications: [], top };
+    const seqs = this.#seqs(s, from, to);
     const now = this.#o.now();
     const out: Publication[] = [];
-    // Only committed rows: one queued in this same turn is not durable yet.
-    const end = s.committed - s.first + 1;
-    for (; i < end && out.length < q.limit; i++) {
-      const seq = s.seqs[i] as number;
+    for (let i = q.afterAt === undefined ? 0 : upperBound(seqs, q.afterAt); i < seqs.length && out.length < q.limit; i++) {
+      const seq = seqs[i] as number;
       const r = this.#stmt.row.get(seq);
       if (r === undefined || r.expires_at <= now) continue;
-      out.push({ stream, offset: s.first + i, epoch: this.#epoch, at: seq, id: r.id, frame: r.frame, json: r.json === 1 });
+      out.push({ stream, offset: from + i, epoch: this.#epoch, at: seq, id: r.id, frame: r.frame, json: r.json === 1 });
     }
     return { publications: out, top };
   }
@@ -292,11 +337,12 @@ export class SqliteStreams implements MessageStreams {
     const s = this.#streams.get(stream);
     if (s === undefined) return undefined;
     // Newest first: a client usually resumes from a recent message.
-    for (let i = s.committed - s.first; i >= 0; i--) {
-      const seq = s.seqs[i] as number;
-      if (this.#stmt.idOf.get(seq)?.id === id) {
-        return { stream, offset: s.first + i, epoch: this.#epoch, at: seq, id, frame: '', json: false };
+    let seq = s.newest;
+    for (let off = s.next - 1; off >= s.first; off--) {
+      if (off <= s.committed && this.#stmt.idOf.get(seq)?.id === id) {
+        return { stream, offset: off, epoch: this.#epoch, at: seq, id, frame: '', json: false };
       }
+      if (off > s.first) seq = this.#chains.prev(seq);
     }
     return undefined;
   }
@@ -338,15 +384,22 @@ export class SqliteStreams implements MessageStreams {
         deleteBodiesUpTo.run(next != null && next <= cutoff ? next - 1 : cutoff);
       });
       for (const s of this.#streams.values()) {
-        let drop = 0;
-        while (drop < s.seqs.length && (s.seqs[drop] as number) <= cutoff) drop++;
+        if (s.next === s.first || s.oldest > cutoff) continue;
+        // The rows after the cutoff, counted from the newest back.
+        const count = s.next - s.first;
+        let keep = 0;
+        let seq = s.newest;
+        while (keep < count && seq > cutoff) {
+          s.oldest = seq;
+          keep++;
+          if (keep < count) seq = this.#chains.prev(seq);
+        }
         // A stream swept empty keeps its entry: its next offset must not start over at 1 in
         // this epoch (a live session at offset n would take a new n for one it has).
-        if (drop > 0) {
-          s.seqs.splice(0, drop);
-          s.first += drop;
-        }
+        s.first = s.next - keep;
+        if (keep === 0) s.newest = 0;
       }
+      this.#chains.dropUpTo(cutoff);
       this.#commit.flush();
     }
     this.#checkpoints.push({ at: now, seq: this.#nextSeq - 1 });
@@ -359,6 +412,10 @@ export class SqliteStreams implements MessageStreams {
     clearInterval(this.#sweeper);
     if (this.#sweepSoon !== undefined) clearImmediate(this.#sweepSoon);
   }
+}
+
+function newStream(first: number): StreamIndex {
+  return { first, next: first, committed: first - 1, newest: 0, oldest: 0 };
 }
 
 /** The index of the first element not less than `x` in an ascending array. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -661,4 +662,106 @@ test('sqlite streams: the migration to shared bodies converts existing rows: one
   ]);
   assert.deepEqual(replay(st.s, 'bob').map((p) => [p.id, p.frame]), [['both', '{"n":"é"}'], ['bc', 'to all'], ['tri', 'three']]);
   assert.equal(st.peek.pragma('user_version', { simple: true }), MIGRATIONS.length);
+});
+
+// ---------------------------------------------------------------------------------------------
+// The index: each stream's rows as links between log positions (src/store/seq-chains.ts)
+
+/** Publishes `n` messages, message i to `streams[i % streams.length]`, a thousand per turn (one transaction each). */
+async function publishMany(s: SqliteStreams, streams: string[], n: number, prefix = 'm'): Promise<void> {
+  for (let i = 0; i < n; ) {
+    const turn: Promise<unknown>[] = [];
+    for (const end = Math.min(n, i + 1000); i < end; i++) turn.push(s.publish([streams[i % streams.length] as string], m(`${prefix}${i}`)));
+    await Promise.all(turn);
+  }
+}
+
+test('sqlite streams: the index over more rows than one chunk of links holds, swept by history.maxMessages: every stream reads what is on disk, the links of swept rows are freed, a restart agrees', async (t) => {
+  const C = streamOf('carol');
+  const streams = [A, B, C];
+  const st = openStore(t, { size: 100_000, maxMessages: 80_000 });
+  await publishMany(st.s, streams, 150_000);
+  assert.equal(st.s.indexBytes, 3 * 65_536 * 4, 'seqs 1..150,000: three chunks of 65,536 four-byte links');
+  for (const [k, stream] of streams.entries()) {
+    const page = st.s.history(stream, { limit: 100_000 }).publications;
+    assert.equal(page.length, 50_000);
+    assert.deepEqual([page[0]?.id, page[0]?.offset, page.at(-1)?.id, page.at(-1)?.offset], [`m${k}`, 1, `m${149_997 + k}`, 50_000]);
+  }
+  st.s.sweep();
+  assert.equal(st.rows().length, 80_000);
+  assert.equal(st.s.indexBytes, 2 * 65_536 * 4, 'the chunk of seqs 0..65,535 is freed once every row in it is swept');
+  const onDisk = st.rows();
+  const check = (s: SqliteStreams) => {
+    for (const stream of streams) {
+      const disk = onDisk.filter((r) => r.stream === stream);
+      const page = s.history(stream, { limit: 100_000 }).publications;
+      assert.deepEqual(page.map((p) => [p.id, p.offset, p.at]), disk.map((r) => [r.id, r.pos, r.seq]), `${stream} reads its rows on disk`);
+      // Resuming from the middle reads the rest; a swept id is no position.
+      const mid = disk[Math.floor(disk.length / 2)] as Row;
+      assert.deepEqual(s.locate(stream, mid.id)?.offset, mid.pos);
+      assert.deepEqual(ids(s.history(stream, { after: { offset: mid.pos, epoch: s.epoch }, limit: 3 })), disk.slice(disk.indexOf(mid) + 1, disk.indexOf(mid) + 4).map((r) => r.id));
+      assert.deepEqual(ids(s.history(stream, { afterAt: mid.seq, limit: 2 })), disk.slice(disk.indexOf(mid) + 1, disk.indexOf(mid) + 3).map((r) => r.id));
+    }
+    assert.equal(s.locate(A, 'm0'), undefined);
+  };
+  check(st.s);
+  const st2 = st.restart();
+  check(st2.s);
+  assert.equal(st2.s.indexBytes, 2 * 65_536 * 4, 'the rebuilt index holds links from the oldest kept row on');
+  const [next] = await st2.s.publish([B], m('b-next'));
+  assert.deepEqual([next?.offset, next?.at], [50_001, 150_001]);
+});
+
+test('sqlite streams: a row whose previous row in its stream is more than 2^32 - 1 seqs back starts that stream\'s index again (at a rebuild)', async (t) => {
+  const st = openStore(t);
+  await st.s.publish([A], m('a1'));
+  const far = 1 + 2 ** 32 + 5;
+  const other = new Database(join(st.dir, 'notify.db'));
+  t.after(() => other.close());
+  other
+    .prepare('INSERT INTO publications (seq, stream, pos, id, expires_at, json, frame, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    .run(far, A, 2, 'a2', Date.now() + HOUR, 0, 'a2', 2);
+  const st2 = st.restart();
+  assert.deepEqual(st2.s.history(A, { limit: 10 }).publications.map((p) => [p.id, p.offset, p.at]), [['a2', 2, far]], 'the row too far back is no longer in the index');
+  const [a3] = await st2.s.publish([A], m('a3'));
+  assert.deepEqual([a3?.offset, a3?.at], [3, far + 1]);
+  assert.deepEqual(all(st2.s, A), ['a2', 'a3']);
+});
+
+test('sqlite streams: the index keeps its links outside the JavaScript heap: 200,000 publications over 1,000 streams add less than 4 bytes per row to the heap (an array per stream added 16)', (t) => {
+  // Measured in a process of its own: node:test keeps a record of every promise a test makes.
+  const dir = tempDir(t, 'notify-index-heap-');
+  const url = (p: string) => JSON.stringify(new URL(p, import.meta.url).href);
+  const script = `
+    import { runInNewContext } from 'node:vm';
+    import { openState, GroupCommit } from ${url('../../src/store/sqlite.js')};
+    import { SqliteStreams } from ${url('../../src/store/stream-sqlite.js')};
+    import { silentLogger } from ${url('../../src/obs/log.js')};
+    import { streamOf } from ${url('../../src/store/stream.js')};
+    const gc = runInNewContext('gc');
+    const db = openState(${JSON.stringify(join(dir, 'state'))});
+    const s = new SqliteStreams(db, new GroupCommit(db), { size: 1000, ttlMs: 86400000, maxMessages: 1000000, log: silentLogger });
+    const streams = Array.from({ length: 1000 }, (_, i) => streamOf('u' + i));
+    let n = 0;
+    async function publish(count) {
+      for (let i = 0; i < count; ) {
+        const turn = [];
+        for (const end = Math.min(count, i + 1000); i < end; i++, n++) turn.push(s.publish([streams[n % 1000]], { id: 'm' + n, frame: 'm' + n, json: false }));
+        await Promise.all(turn);
+      }
+    }
+    await publish(20000);
+    gc(); gc();
+    const before = process.memoryUsage().heapUsed;
+    await publish(200000);
+    gc(); gc();
+    const grew = process.memoryUsage().heapUsed - before;
+    process.stdout.write(JSON.stringify({ grew, rows: s.history(streamOf('u7'), { limit: 1000 }).publications.length, indexBytes: s.indexBytes }));
+    s.close(); db.close();
+  `;
+  const out = JSON.parse(execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' })) as { grew: number; rows: number; indexBytes: number };
+  t.diagnostic(`heap +${out.grew} bytes for 200,000 rows`);
+  assert.ok(out.grew < 800_000, `the heap grew by ${out.grew} bytes for 200,000 rows`);
+  assert.equal(out.rows, 220, 'every stream indexes its 220 rows');
+  assert.equal(out.indexBytes, 4 * 65_536 * 4, 'seqs 1..220,000: four chunks of 65,536 four-byte links');
 });
