@@ -1,22 +1,10 @@
 import type { FailureRing } from '../obs/failures.js';
-import type { Logger } from '../obs/log.js';
+import { type Logger, shortToken } from '../obs/log.js';
 import { RefusalLog } from '../obs/refusals.js';
 import { STILL_TRYING } from '../push/retry.js';
 import type { JournalEvent, TargetOutcome, TraceStore } from '../store/trace.js';
 import { TRACE_LIMITS } from '../store/trace.js';
 import type { Audience, DeliveryReport, Route, Uid } from '../types.js';
-
-/**
- * A device token as logs show it: long ones cut to their ends (enough to tell them apart, not
- * enough to use one), a Web Push subscription to its push service's host.
- */
-export function shortToken(token: string): string {
-  if (token.startsWith('{')) {
-    const m = /"endpoint"\s*:\s*"https?:\/\/([^/"]+)/.exec(token);
-    return m ? `subscription at ${m[1]}` : 'subscription';
-  }
-  return token.length > 16 ? `${token.slice(0, 8)}…${token.slice(-4)}` : token;
-}
 
 /**
  * The delivery journal: every fact about a message's fate, told once by the code that decides it

@@ -90,3 +90,15 @@ function jsonSafe(_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();
   return value;
 }
+
+/**
+ * A device token as logs show it: long ones cut to their ends (enough to tell them apart, not
+ * enough to use one), a Web Push subscription to its push service's host.
+ */
+export function shortToken(token: string): string {
+  if (token.startsWith('{')) {
+    const m = /"endpoint"\s*:\s*"https?:\/\/([^/"]+)/.exec(token);
+    return m ? `subscription at ${m[1]}` : 'subscription';
+  }
+  return token.length > 16 ? `${token.slice(0, 8)}…${token.slice(-4)}` : token;
+}

@@ -1,8 +1,8 @@
 import type { Config } from '../config/load.js';
 import { NotifyError, errorMessage } from '../errors.js';
-import type { Logger } from '../obs/log.js';
+import { type Logger, shortToken } from '../obs/log.js';
 import { checkUid } from '../message.js';
-import { type Journal, shortToken } from '../delivery/journal.js';
+import type { Journal } from '../delivery/journal.js';
 import type { DeviceDirectory } from '../store/devices.js';
 import type { Uid } from '../types.js';
 import { TRANSPORT_TYPES } from './kinds.js';
@@ -103,7 +103,7 @@ export class DeviceService {
   async register(uid: unknown, transport: unknown, token: unknown): Promise<{ uid: Uid; transport: string; token: string; added: boolean }> {
     const d = this.#check(uid, transport, token);
     const { added } = await this.#dir.register(d.transport, d.uid, d.token);
-    this.#log.info('device registered', { uid: d.uid, transport: d.transport, target: d.token, added });
+    this.#log.info('device registered', { uid: d.uid, transport: d.transport, target: shortToken(d.token), added });
     return Object.assign({}, d, { added });
   }
 
@@ -111,7 +111,7 @@ export class DeviceService {
   async unregister(uid: unknown, transport: unknown, token: unknown): Promise<{ uid: Uid; transport: string; token: string; removed: boolean }> {
     const d = this.#check(uid, transport, token);
     const removed = await this.#dir.remove(d.transport, d.uid, d.token);
-    if (removed) this.#log.info('device unregistered', { uid: d.uid, transport: d.transport, target: d.token });
+    if (removed) this.#log.info('device unregistered', { uid: d.uid, transport: d.transport, target: shortToken(d.token) });
     return Object.assign({}, d, { removed });
   }
 

@@ -1,6 +1,6 @@
 import type { Spec } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
-import type { Logger } from '../obs/log.js';
+import { type Logger, shortToken } from '../obs/log.js';
 import type { PendingRetry, RetryQueue } from '../store/retry-queue.js';
 import type { TargetOutcome } from '../store/trace.js';
 import type { DeliveryResult, Message, Uid } from '../types.js';
@@ -198,7 +198,7 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
       try {
         await ticket.done();
       } catch (err) {
-        log.error('releasing a retry failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
+        log.error('releasing a retry failed', { transport: run.transport, target: shortToken(run.target), error: errorMessage(err) });
       }
     }
     return out;
@@ -220,7 +220,7 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
       try {
         await ticket.waiting(attempts, Date.now(), `${was}: handed over at a stop or reload`);
       } catch (err) {
-        log.warn('delivery not handed over', { transport: run.transport, target: run.target, error: errorMessage(err) });
+        log.warn('delivery not handed over', { transport: run.transport, target: shortToken(run.target), error: errorMessage(err) });
         ticket.note('gave-up', attempts, `${was}: notify is shutting down; not kept for a retry: ${errorMessage(err)}`);
         return { status: 'failed', reason: `${was}: notify is shutting down; not kept for a retry: ${errorMessage(err)}`, stopped: true };
       }
@@ -265,11 +265,11 @@ export async function runWithRetries(attempt: () => Promise<Verdict | undefined>
     try {
       await ticket.waiting(attempts, Date.now() + delay, v.reason);
     } catch (err) {
-      log.warn('retry not kept', { transport: run.transport, target: run.target, reason: v.reason, error: errorMessage(err) });
+      log.warn('retry not kept', { transport: run.transport, target: shortToken(run.target), reason: v.reason, error: errorMessage(err) });
       return failed(`${v.reason}; not retried: ${errorMessage(err)}`);
     }
     run.retried?.();
-    log.debug('provider retry', { transport: run.transport, target: run.target, reason: v.reason, attempt: attempts + 1, delayMs: delay });
+    log.debug('provider retry', { transport: run.transport, target: shortToken(run.target), reason: v.reason, attempt: attempts + 1, delayMs: delay });
     if (!(await sleep(delay, run.stop))) return stopped(v.reason);
   }
 }
@@ -278,7 +278,7 @@ function retireOnce(run: RetryRun, reason: string): void {
   try {
     run.retire?.(run.target, reason, run.ticket.messageId);
   } catch (err) {
-    run.log.error('recording a retired target failed', { transport: run.transport, target: run.target, error: errorMessage(err) });
+    run.log.error('recording a retired target failed', { transport: run.transport, target: shortToken(run.target), error: errorMessage(err) });
   }
 }
 

@@ -315,7 +315,7 @@ test('trace: a delivery the report deadline caught on the wire is pending (not f
 
 test('trace: a token APNs answers 410 Unregistered for is rejected in the trace, retired in GET /v1/uids/{uid} with the reason, and logged once with the message id and the token shortened', async (t) => {
   const { apnsWorld, deviceToken } = await import('../helpers/apns.js');
-  const { shortToken } = await import('../../src/delivery/journal.js');
+  const { shortToken } = await import('../../src/obs/log.js');
   const dead = deviceToken();
   const live = deviceToken();
   const w = await apnsWorld(t, {

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 import { makeToken } from '../../src/auth.js';
-import { api } from '../helpers/api.js';
+import { shortToken } from '../../src/obs/log.js';
+import { api, send } from '../helpers/api.js';
 import { session, textClient, until, wsClient } from '../helpers/clients.js';
 import { startDaemon } from '../helpers/daemon.js';
+import { startFakeHttp } from '../helpers/fake-http.js';
 
 const SECRET = 'why-logs-secret-0123456789abcdef';
 
@@ -95,4 +97,32 @@ test('logs: a publish over limits.uidsPerMessage is logged as refused with its r
   assert.equal(code, 1008);
   await until(() => d.logs.some((l) => l.msg === 'websocket bind refused' && l.refused === 'uid'), 'the uid refusal');
   assert.equal(d.logs.find((l) => l.refused === 'uid')?.reason, reason);
+});
+
+test('logs: a device token is shortened in every line that names one, at debug too: registered, a provider retry, unregistered', async (t) => {
+  const token = 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90';
+  let calls = 0;
+  const fake = await startFakeHttp(t, () => (calls++ === 0 ? { status: 503, body: 'busy' } : undefined));
+  const d = await startDaemon(
+    t,
+    { transports: { hook: { type: 'http', url: `${fake.url}/h/{{token}}`, body: '{{msg}}', perDevice: true, retry: { limit: 2, baseDelayMs: 200, maxDelayMs: 200 } } } },
+    'debug',
+  );
+  const reg = await api(d.httpUrl, 'POST', '/v1/devices', { uid: 'alice', transport: 'hook', token });
+  assert.equal(reg.status, 200, JSON.stringify(reg.body));
+  await send(d.httpUrl, { uid: 'alice', msg: 'hello' });
+  await until(() => calls >= 2, 'the retry to reach the provider');
+  const del = await api(d.httpUrl, 'DELETE', '/v1/devices', { uid: 'alice', transport: 'hook', token });
+  assert.equal(del.status, 200, JSON.stringify(del.body));
+  await until(() => d.logs.some((l) => l.msg === 'device unregistered'), 'the unregistration line');
+
+  const short = shortToken(token);
+  assert.equal(short, 'a1b2c3d4…8f90');
+  for (const msg of ['device registered', 'provider retry', 'device unregistered']) {
+    const line = d.logs.find((l) => l.msg === msg);
+    assert.equal(line?.target, short, `${msg}: ${JSON.stringify(line)}`);
+  }
+  const all = d.logText.join('');
+  assert.ok(!all.includes(token), 'the whole token is in no line');
+  assert.ok(!all.includes(token.slice(8, 40)), 'nor its middle');
 });

@@ -6,7 +6,7 @@ import { cli } from '../../helpers/cli.js';
 import { textClient } from '../../helpers/clients.js';
 import { FCM_SCOPE, fcmError } from '../../helpers/fake-fcm.js';
 import { type FcmDaemon, fcmToken, fcmWorld } from '../../helpers/fcm.js';
-import { shortToken } from '../../../src/delivery/journal.js';
+import { shortToken } from '../../../src/obs/log.js';
 
 delete process.env.NOTIFY_TOKEN;
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { DeliveryReport, ReportEntry } from '../../../src/types.js';
 import type { FakeWebPush, TestSubscription } from '../../helpers/fake-webpush.js';
 import { webpushWorld } from '../../helpers/webpush.js';
-import { shortToken } from '../../../src/delivery/journal.js';
+import { shortToken } from '../../../src/obs/log.js';
 
 async function send(httpUrl: string, body: Record<string, unknown>): Promise<DeliveryReport> {
   const res = await fetch(`${httpUrl}/v1/send`, { method: 'POST', body: JSON.stringify(body) });
