@@ -62,6 +62,12 @@ interface Batch {
 /** history.maxBytes's default. */
 export const DEFAULT_MAX_BYTES = 1024 * 1024 * 1024;
 
+/**
+ * Slots of the newest offsets of streams dropped from the index (a hash of the name picks one): a
+ * stream goes on after them when it is published to again, whatever its name (128 KiB).
+ */
+const DROPPED_SLOTS = 16_384;
+
 /** A sweep starts right after a commit that puts the store this far past history.maxBytes. */
 const EAGER_SWEEP_SLACK = 1 / 8;
 
@@ -73,7 +79,10 @@ const EAGER_SWEEP_SLACK = 1 / 8;
  * frame once in `bodies` (id: its first seq) and its rows point at it. Writes go through the
  * database's group commit; old rows go by range, oldest first (past history.ttl, past
  * history.maxMessages rows or history.maxBytes frame bytes in all), and a body goes with the
- * last row of its publish. A single process owns the database: `follow` is a no-op.
+ * last row of its publish. A stream left with no rows leaves the index (the memory it costs is
+ * bounded by the rows kept, not by the uids ever published to): its newest offset stays behind in
+ * a fixed table of slots, and it goes on after it when it is published to again, so that a live
+ * session's position in it stays valid. A single process owns the database: `follow` is a no-op.
  */
 export class SqliteStreams implements MessageStreams {
   readonly #commit: GroupCommit;
@@ -82,6 +91,8 @@ export class SqliteStreams implements MessageStreams {
   readonly #streams = new Map<string, StreamIndex>();
   /** Every indexed row's link to the row before it in its stream. */
   readonly #chains = new SeqChains();
+  /** Per slot, the newest offset of the streams dropped to it (0: none): where a stream not in the index is. */
+  readonly #dropped = new Float64Array(DROPPED_SLOTS);
   readonly #stmt;
   #nextSeq: number;
   #rows = 0;
@@ -149,6 +160,11 @@ export class SqliteStreams implements MessageStreams {
     return this.#epoch;
   }
 
+  /** Streams in the index: those with rows. */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
   /** Bytes of the index's links (4 per row kept, in chunks outside the JavaScript heap). */
   get indexBytes(): number {
     return this.#chains.bytes;
@@ -211,7 +227,7 @@ export class SqliteStreams implements MessageStreams {
     const first = this.#nextSeq;
     for (const stream of streams) {
       let s = this.#streams.get(stream);
-      if (s === undefined) this.#streams.set(stream, (s = newStream(1)));
+      if (s === undefined) this.#streams.set(stream, (s = newStream(this.#dropped[slotOf(stream)] as number + 1)));
       const seq = this.#nextSeq++;
       const pos = s.next;
       this.#append(s, seq);
@@ -314,7 +330,7 @@ export class SqliteStreams implements MessageStreams {
 
   history(stream: string, q: HistoryQuery): HistoryPage {
     const s = this.#streams.get(stream);
-    const top = { offset: s?.committed ?? 0, epoch: this.#epoch };
+    const top = { offset: s?.committed ?? (this.#dropped[slotOf(stream)] as number), epoch: this.#epoch };
     if (s === undefined || q.limit <= 0) return { publications: [], top };
     let from = s.first;
     if (q.after !== undefined && q.after.epoch === this.#epoch) from = Math.max(from, q.after.offset + 1);
@@ -383,8 +399,8 @@ export class SqliteStreams implements MessageStreams {
         const next = firstAfter.get(cutoff)?.body;
         deleteBodiesUpTo.run(next != null && next <= cutoff ? next - 1 : cutoff);
       });
-      for (const s of this.#streams.values()) {
-        if (s.next === s.first || s.oldest > cutoff) continue;
+      for (const [stream, s] of this.#streams) {
+        if (s.next !== s.first && s.oldest > cutoff) continue;
         // The rows after the cutoff, counted from the newest back.
         const count = s.next - s.first;
         let keep = 0;
@@ -394,15 +410,24 @@ export class SqliteStreams implements MessageStreams {
           keep++;
           if (keep < count) seq = this.#chains.prev(seq);
         }
-        // A stream swept empty keeps its entry: its next offset must not start over at 1 in
-        // this epoch (a live session at offset n would take a new n for one it has).
         s.first = s.next - keep;
-        if (keep === 0) s.newest = 0;
+        if (keep === 0) this.#drop(stream, s);
       }
       this.#chains.dropUpTo(cutoff);
       this.#commit.flush();
     }
     this.#checkpoints.push({ at: now, seq: this.#nextSeq - 1 });
+  }
+
+  /**
+   * A stream with no rows leaves the index. Its next offset must not start over at 1 in this
+   * epoch (a live session at offset n would take a new n for one it has): its slot keeps the
+   * newest offset it had, and a stream not in the index goes on after its slot's.
+   */
+  #drop(stream: string, s: StreamIndex): void {
+    this.#streams.delete(stream);
+    const slot = slotOf(stream);
+    this.#dropped[slot] = Math.max(this.#dropped[slot] as number, s.next - 1);
   }
 
   close(): void {
@@ -412,6 +437,13 @@ export class SqliteStreams implements MessageStreams {
     clearInterval(this.#sweeper);
     if (this.#sweepSoon !== undefined) clearImmediate(this.#sweepSoon);
   }
+}
+
+/** A stream name's slot in the table of dropped streams' offsets (FNV-1a). */
+function slotOf(stream: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < stream.length; i++) h = Math.imul(h ^ stream.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % DROPPED_SLOTS;
 }
 
 function newStream(first: number): StreamIndex {

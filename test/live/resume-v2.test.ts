@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bound, roundTrip, wsClient } from '../helpers/clients.js';
+import type { SqliteStreams } from '../../src/store/stream-sqlite.js';
+import { bound, roundTrip, until, wsClient } from '../helpers/clients.js';
 import { type TestDaemon, startDaemon } from '../helpers/daemon.js';
 
 // Revision 2 of the resume protocol (a bind with "v":2): the accepted bind is answered
@@ -56,4 +57,19 @@ test('resume v2: a refused bind (sessions per uid) gets no bound answer, only th
   const [code] = await second.closed;
   assert.equal(code, 4429);
   assert.deepEqual(second.frames, []);
+});
+
+test('resume v2: a session bound while its stream is swept empty (history.ttl) and leaves the index gets the next message live, with no gap', async (t) => {
+  const d = await startDaemon(t, { history: { ttl: '1s' } });
+  const c = await wsClient(t, d.wsUrl, { bind: JSON.stringify({ type: 'bind', uid: 'uid1', since: null, v: 2 }) });
+  await c.frame(1);
+  const one = await publish(d, { uid: 'uid1', msg: 'one' });
+  assert.equal(await c.frame(2), `{"id":"${one}","data":"one"}`);
+  const streams = d.node.backends.streams as SqliteStreams;
+  // The sweep (every second with a ttl of 1 s) deletes the row, and the stream leaves the index.
+  await until(() => streams.size === 0 && streams.streamCount === 0, 'the stream to be swept empty and dropped', 20_000);
+  const two = await publish(d, { uid: 'uid1', msg: 'two' });
+  assert.equal(await c.frame(3), `{"id":"${two}","data":"two"}`, 'its offset follows the one the session has');
+  await roundTrip(c.ws);
+  assert.deepEqual(c.frames, ['{"type":"bound"}', `{"id":"${one}","data":"one"}`, `{"id":"${two}","data":"two"}`], 'no gap frame, nothing twice');
 });

@@ -369,6 +369,8 @@ test('sqlite streams: sweep deletes rows older than history.ttl (by checkpoint) 
   // (a live session at v:1 would take a new v:1 for the one it has).
   const [new2] = await st.s.publish([streamOf('u')], m('new2'));
   assert.equal(new2?.offset, 3);
+  assert.equal(st.s.streamCount, 1, 'v, swept empty, left the index');
+  assert.equal(st.s.history(streamOf('v'), { limit: 10 }).top.offset, 1, 'its top is still its last offset');
   const [v2] = await st.s.publish([streamOf('v')], m('v-new'));
   assert.equal(v2?.offset, 2, 'a stream swept empty goes on from its last offset');
   assert.deepEqual(replay(st.s, 'u', st.s.locate(streamOf('u'), 'new1')?.at).map((p) => p.id), ['new2']);
@@ -764,4 +766,40 @@ test('sqlite streams: the index keeps its links outside the JavaScript heap: 200
   assert.ok(out.grew < 800_000, `the heap grew by ${out.grew} bytes for 200,000 rows`);
   assert.equal(out.rows, 220, 'every stream indexes its 220 rows');
   assert.equal(out.indexBytes, 4 * 65_536 * 4, 'seqs 1..220,000: four chunks of 65,536 four-byte links');
+});
+
+test('sqlite streams: streams swept empty leave the index (its memory is bounded by the rows kept, not by the uids ever published to); each goes on after its last offset; a stream not in the index starts right after its top', async (t) => {
+  const c = manualClock();
+  const st = openStore(t, { now: c.fn, ttlMs: 60_000 });
+  const names = Array.from({ length: 5000 }, (_, i) => streamOf(`once-${i}`));
+  for (const [i, stream] of names.entries()) {
+    const turn: Promise<unknown>[] = [st.s.publish([stream], m(`a${i}`))];
+    if (i % 10 === 0) turn.push(st.s.publish([stream], m(`b${i}`)));
+    await Promise.all(turn);
+  }
+  assert.equal(st.s.streamCount, 5000);
+  c.now += 1000;
+  st.s.sweep(); // a checkpoint
+  c.now += 60_000;
+  st.s.sweep();
+  assert.equal(st.s.size, 0);
+  assert.equal(st.s.streamCount, 0, 'no entry is left for a stream with no rows');
+  // Each dropped stream reads its last offset as its top, and goes on right after it.
+  for (const i of [0, 1, 10, 4999]) {
+    const top = st.s.history(names[i] as string, { limit: 10 }).top.offset;
+    assert.ok(top >= (i % 10 === 0 ? 2 : 1), `${names[i]}: top ${top}`);
+    const [p] = await st.s.publish([names[i] as string], m(`again${i}`));
+    assert.equal(p?.offset, top + 1);
+    assert.deepEqual(all(st.s, names[i] as string), [`again${i}`]);
+  }
+  // A stream never published to starts right after the top it reads (1 when its slot is unused).
+  let fresh = 0;
+  for (let i = 0; i < 300; i++) {
+    const stream = streamOf(`never-${i}`);
+    const top = st.s.history(stream, { limit: 1 }).top.offset;
+    if (top === 0) fresh++;
+    const [p] = await st.s.publish([stream], m(`n${i}`));
+    assert.equal(p?.offset, top + 1, stream);
+  }
+  assert.ok(fresh > 150, `${fresh} of 300 never-seen streams start at 1`);
 });
